@@ -1,0 +1,210 @@
+/*
+ * Logging in the OpenSMTPD manner: log_warn appends strerror(errno),
+ * log_warnx does not, fatal and fatalx exit.  Lines go to stderr (with a
+ * sd-daemon "<N>" priority prefix when stderr is the journal), to syslog,
+ * or to a file that SIGUSR1 reopens.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum log_kind { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE };
+
+static enum log_kind	 log_kind = LOG_TO_STDERR;
+static int		 log_level = LOG_INFO;
+static int		 log_journal;	/* stderr is a journald stream */
+static char		*log_path;
+static FILE		*log_file;
+
+static const char *log_names[] = {
+	"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"
+};
+
+int
+log_level_parse(const char *name)
+{
+	int	i;
+
+	for (i = 0; i <= LOG_DEBUG; i++) {
+		if (strcasecmp(name, log_names[i]) == 0)
+			return (i);
+	}
+	if (strcasecmp(name, "err") == 0)
+		return (LOG_ERR);
+	if (strcasecmp(name, "warn") == 0)
+		return (LOG_WARNING);
+	return (-1);
+}
+
+const char *
+log_level_name(int level)
+{
+	if (level < 0 || level > LOG_DEBUG)
+		return ("unknown");
+	return (log_names[level]);
+}
+
+/* True when JOURNAL_STREAM names the file our stderr is connected to. */
+static int
+log_stderr_is_journal(void)
+{
+	const char		*v = getenv("JOURNAL_STREAM");
+	unsigned long long	 dev, ino;
+	struct stat		 st;
+
+	if (v == NULL || sscanf(v, "%llu:%llu", &dev, &ino) != 2)
+		return (0);
+	if (fstat(STDERR_FILENO, &st) == -1)
+		return (0);
+	return ((unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino);
+}
+
+int
+log_open(const char *target, char **cause)
+{
+	FILE	*f = NULL;
+
+	if (target == NULL || strcmp(target, "stderr") == 0) {
+		log_kind = LOG_TO_STDERR;
+		log_journal = log_stderr_is_journal();
+	} else if (strcmp(target, "syslog") == 0) {
+		openlog("socketnautd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		log_kind = LOG_TO_SYSLOG;
+	} else {
+		if ((f = fopen(target, "ae")) == NULL) {
+			if (cause != NULL &&
+			    asprintf(cause, "%s: %s", target, strerror(errno)) == -1)
+				*cause = NULL;
+			return (-1);
+		}
+		setvbuf(f, NULL, _IOLBF, 0);
+	}
+	if (log_file != NULL)
+		fclose(log_file);
+	free(log_path);
+	log_file = NULL;
+	log_path = NULL;
+	if (f != NULL) {
+		log_file = f;
+		log_path = strdup(target);
+		log_kind = LOG_TO_FILE;
+	}
+	return (0);
+}
+
+void
+log_reopen(void)
+{
+	FILE	*f;
+
+	if (log_kind != LOG_TO_FILE || log_path == NULL)
+		return;
+	if ((f = fopen(log_path, "ae")) == NULL) {
+		log_warn("cannot reopen log file %s", log_path);
+		return;
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	fclose(log_file);
+	log_file = f;
+	log_info("log file reopened");
+}
+
+void
+log_setlevel(int level)
+{
+	log_level = level;
+}
+
+int
+log_getlevel(void)
+{
+	return (log_level);
+}
+
+static void
+log_vwrite(int pri, int with_errno, const char *fmt, va_list ap)
+{
+	char		 msg[2048], stamp[64];
+	struct timespec	 ts;
+	struct tm	 tm;
+	int		 saved = errno;
+	size_t		 len;
+
+	if (pri > log_level)
+		return;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (with_errno) {
+		len = strlen(msg);
+		snprintf(msg + len, sizeof msg - len, ": %s", strerror(saved));
+	}
+
+	switch (log_kind) {
+	case LOG_TO_SYSLOG:
+		syslog(pri, "%s", msg);
+		break;
+	case LOG_TO_FILE:
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+		fprintf(log_file, "%s.%03ld socketnautd[%ld]: %s: %s\n", stamp,
+		    ts.tv_nsec / 1000000, (long)getpid(), log_names[pri], msg);
+		break;
+	case LOG_TO_STDERR:
+		if (log_journal)
+			fprintf(stderr, "<%d>%s\n", pri, msg);
+		else
+			fprintf(stderr, "%s: %s\n", log_names[pri], msg);
+		break;
+	}
+	errno = saved;
+}
+
+#define LOG_FN(name, pri, with_errno)				\
+void								\
+name(const char *fmt, ...)					\
+{								\
+	va_list	ap;						\
+								\
+	va_start(ap, fmt);					\
+	log_vwrite(pri, with_errno, fmt, ap);			\
+	va_end(ap);						\
+}
+
+LOG_FN(log_warn, LOG_WARNING, 1)
+LOG_FN(log_warnx, LOG_WARNING, 0)
+LOG_FN(log_errorx, LOG_ERR, 0)
+LOG_FN(log_notice, LOG_NOTICE, 0)
+LOG_FN(log_info, LOG_INFO, 0)
+LOG_FN(log_debug, LOG_DEBUG, 0)
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_CRIT, 1, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_CRIT, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

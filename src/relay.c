@@ -1,0 +1,452 @@
+/*
+ * The byte path between a client and a worker.  Each direction reads into
+ * one shared scratch buffer and writes straight on; only bytes the
+ * destination cannot take yet are copied into a per-direction buffer, and
+ * while they wait the source is not read (backpressure).  Events are
+ * persistent: a write event is added only while bytes are pending.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "relay.h"
+#include "service.h"
+#include "socketnautd.h"
+#include "worker.h"
+
+#define RELAY_SCRATCH		(64 * 1024)
+#define RELAY_ATTEMPTS		3	/* workers tried before giving up */
+#define RELAY_RETRY_MS		5	/* worker backlog full: try again */
+
+static char	scratch[RELAY_SCRATCH];
+
+static void	relay_client_read(evutil_socket_t, short, void *);
+static void	relay_client_write(evutil_socket_t, short, void *);
+static void	relay_worker_read(evutil_socket_t, short, void *);
+static void	relay_worker_write(evutil_socket_t, short, void *);
+static void	relay_connected(evutil_socket_t, short, void *);
+static void	relay_timeout(evutil_socket_t, short, void *);
+static void	relay_connect_retry(evutil_socket_t, short, void *);
+
+static long long
+relay_now(void)
+{
+	struct timeval	tv;
+
+	event_base_gettimeofday_cached(sn_base, &tv);
+	return ((long long)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+static void
+ms_to_tv(long long ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+const char *
+relay_peer(const struct relay *r, char *buf, size_t len)
+{
+	return (addr_str((const struct sockaddr *)&r->peer, buf, len));
+}
+
+/* A client was accepted: it waits for dispatch, its queue timer running. */
+struct relay *
+relay_new(struct service *svc, struct listener *lst, int fd,
+    const struct sockaddr *sa, socklen_t salen)
+{
+	struct relay	*r;
+	int		 one = 1;
+
+	r = xcalloc(1, sizeof *r);
+	r->svc = svc;
+	r->lst = lst;
+	r->cfd = fd;
+	r->wfd = -1;
+	r->state = RELAY_WAITING;
+	r->accepted = r->since = relay_now();
+	memcpy(&r->peer, sa, salen);
+	r->peerlen = salen;
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	evtimer_assign(&r->timer, sn_base, relay_timeout, r);
+	TAILQ_INSERT_TAIL(&svc->relays, r, all);
+	svc->nconns++;
+	return (r);
+}
+
+/* Park the client on a waiting list; queue_timeout runs from its accept. */
+void
+relay_wait(struct relay *r, struct relay_head *list)
+{
+	struct timeval	tv;
+	long long	left;
+
+	relay_unwait(r);
+	TAILQ_INSERT_TAIL(list, r, entry);
+	r->waitlist = list;
+	r->state = RELAY_WAITING;
+	if (!evtimer_pending(&r->timer, NULL) ||
+	    event_get_callback(&r->timer) != relay_timeout) {
+		event_del(&r->timer);
+		evtimer_assign(&r->timer, sn_base, relay_timeout, r);
+		left = r->svc->conf->queue_timeout -
+		    (relay_now() - r->accepted);
+		ms_to_tv(left > 0 ? left : 1, &tv);
+		evtimer_add(&r->timer, &tv);
+	}
+}
+
+void
+relay_unwait(struct relay *r)
+{
+	if (r->waitlist != NULL) {
+		TAILQ_REMOVE(r->waitlist, r, entry);
+		r->waitlist = NULL;
+	}
+}
+
+static void
+relay_detach(struct relay *r)
+{
+	struct worker	*w = r->worker;
+
+	if (w != NULL) {
+		r->worker = NULL;
+		worker_release(w);
+	}
+}
+
+static void
+relay_free(struct relay *r)
+{
+	struct service	*svc = r->svc;
+
+	relay_unwait(r);
+	relay_detach(r);
+	if (event_initialized(&r->cread)) {
+		event_del(&r->cread);
+		event_del(&r->cwrite);
+		event_del(&r->wread);
+	}
+	if (event_initialized(&r->wwrite))
+		event_del(&r->wwrite);
+	event_del(&r->timer);
+	free(r->up.buf);
+	free(r->down.buf);
+	if (r->cfd != -1)
+		close(r->cfd);
+	if (r->wfd != -1)
+		close(r->wfd);
+	TAILQ_REMOVE(&svc->relays, r, all);
+	free(r);
+	service_relay_done(svc);
+}
+
+void
+relay_close(struct relay *r, const char *why)
+{
+	char	peer[ADDRSTRLEN];
+
+	if (why != NULL)
+		log_debug("service %s: client %s: %s", r->svc->conf->name,
+		    relay_peer(r, peer, sizeof peer), why);
+	relay_free(r);
+}
+
+/* This worker could not take the client: try another, a few times. */
+static void
+relay_reroute(struct relay *r, const char *why, int error)
+{
+	char	peer[ADDRSTRLEN];
+
+	log_warnx("service %s: worker %ld: client %s: %s: %s",
+	    r->svc->conf->name, (long)(r->worker ? r->worker->pid : 0),
+	    relay_peer(r, peer, sizeof peer), why, strerror(error));
+	if (r->wfd != -1) {
+		if (event_initialized(&r->wwrite))
+			event_del(&r->wwrite);
+		close(r->wfd);
+		r->wfd = -1;
+	}
+	event_del(&r->timer);
+	relay_detach(r);
+	r->state = RELAY_WAITING;
+	if (++r->attempts >= RELAY_ATTEMPTS) {
+		relay_close(r, "no worker could take the connection");
+		return;
+	}
+	service_dispatch(r->svc, r);
+}
+
+/* Both sides are connected: start moving bytes. */
+static void
+relay_open(struct relay *r)
+{
+	const struct timeval	*tv = r->svc->idle_tv;
+
+	event_del(&r->timer);
+	r->state = RELAY_OPEN;
+	r->last_active = relay_now();
+	event_assign(&r->cread, sn_base, r->cfd, EV_READ | EV_PERSIST,
+	    relay_client_read, r);
+	event_assign(&r->cwrite, sn_base, r->cfd, EV_WRITE | EV_PERSIST,
+	    relay_client_write, r);
+	event_assign(&r->wread, sn_base, r->wfd, EV_READ | EV_PERSIST,
+	    relay_worker_read, r);
+	event_assign(&r->wwrite, sn_base, r->wfd, EV_WRITE | EV_PERSIST,
+	    relay_worker_write, r);
+	event_add(&r->cread, tv);
+	event_add(&r->wread, tv);
+}
+
+static void
+relay_try_connect(struct relay *r)
+{
+	struct worker	*w = r->worker;
+	struct timeval	 tv;
+	int		 one = 1;
+
+	if (r->wfd == -1) {
+		r->wfd = socket(w->addr.ss.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (r->wfd == -1) {
+			log_warn("service %s: socket", r->svc->conf->name);
+			relay_close(r, "cannot create a worker socket");
+			return;
+		}
+		if (w->addr.ss.ss_family != AF_UNIX)
+			setsockopt(r->wfd, IPPROTO_TCP, TCP_NODELAY, &one,
+			    sizeof one);
+	}
+	if (connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len) == 0) {
+		relay_open(r);
+		return;
+	}
+	switch (errno) {
+	case EINPROGRESS:
+		event_assign(&r->wwrite, sn_base, r->wfd, EV_WRITE,
+		    relay_connected, r);
+		ms_to_tv(r->svc->conf->connect_timeout -
+		    (relay_now() - r->since), &tv);
+		event_add(&r->wwrite, &tv);
+		break;
+	case EAGAIN:
+		/* A Unix socket's backlog is full: the worker is busy. */
+		if (relay_now() - r->since >= r->svc->conf->connect_timeout) {
+			relay_reroute(r, "connect", ETIMEDOUT);
+			return;
+		}
+		evtimer_assign(&r->timer, sn_base, relay_connect_retry, r);
+		ms_to_tv(RELAY_RETRY_MS, &tv);
+		evtimer_add(&r->timer, &tv);
+		break;
+	default:
+		relay_reroute(r, "connect", errno);
+		break;
+	}
+}
+
+/* The worker this client waited for is gone: choose again. */
+void
+relay_redispatch(struct relay *r)
+{
+	relay_unwait(r);
+	relay_detach(r);
+	service_dispatch(r->svc, r);
+}
+
+/* Connect the client to the ready worker the pool assigned it. */
+void
+relay_connect(struct relay *r)
+{
+	relay_unwait(r);
+	event_del(&r->timer);
+	r->state = RELAY_CONNECTING;
+	r->since = relay_now();
+	relay_try_connect(r);
+}
+
+static void
+relay_connect_retry(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	relay_try_connect(arg);
+}
+
+static void
+relay_connected(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay	*r = arg;
+	socklen_t	 len = sizeof(int);
+	int		 error = 0;
+
+	if (events & EV_TIMEOUT) {
+		relay_reroute(r, "connect", ETIMEDOUT);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+		error = errno;
+	if (error != 0) {
+		relay_reroute(r, "connect", error);
+		return;
+	}
+	relay_open(r);
+}
+
+/* Queue or connect timeout while the client waited for a worker. */
+static void
+relay_timeout(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay	*r = arg;
+
+	(void)fd;
+	(void)events;
+	log_warnx("service %s: client waited %lldms for a worker, closing",
+	    r->svc->conf->name, r->svc->conf->queue_timeout);
+	relay_close(r, NULL);
+}
+
+/* One direction is finished: both finished means the pair is done. */
+static void
+relay_half_done(struct relay *r, struct relay_half *h)
+{
+	h->done = 1;
+	free(h->buf);
+	h->buf = NULL;
+	h->off = h->len = 0;
+	if (r->up.done && r->down.done)
+		relay_close(r, "closed");
+}
+
+/* The source sent FIN and every byte is through: pass the FIN on. */
+static void
+relay_shut(struct relay *r, struct relay_half *h, int dst)
+{
+	shutdown(dst, SHUT_WR);
+	relay_half_done(r, h);
+}
+
+static int
+relay_idle(struct relay *r, short events)
+{
+	if (!(events & EV_TIMEOUT))
+		return (0);
+	if (relay_now() - r->last_active < r->svc->conf->idle_timeout)
+		return (0);
+	relay_close(r, "idle timeout");
+	return (1);
+}
+
+static void
+relay_read(struct relay *r, struct relay_half *h, int src, int dst,
+    struct event *srcev, struct event *dstev)
+{
+	ssize_t	n, w;
+
+	n = read(src, scratch, sizeof scratch);
+	if (n > 0) {
+		r->last_active = relay_now();
+		w = send(dst, scratch, n, MSG_NOSIGNAL);
+		if (w == n)
+			return;
+		if (w == -1) {
+			if (errno != EAGAIN && errno != EINTR) {
+				/* The destination will take nothing more. */
+				event_del(srcev);
+				shutdown(src, SHUT_RD);
+				relay_half_done(r, h);
+				return;
+			}
+			w = 0;
+		}
+		h->len = n - w;
+		h->off = 0;
+		h->buf = xcalloc(1, h->len);
+		memcpy(h->buf, scratch + w, h->len);
+		event_del(srcev);
+		event_add(dstev, r->svc->idle_tv);
+		return;
+	}
+	if (n == 0) {
+		h->eof = 1;
+		event_del(srcev);
+		relay_shut(r, h, dst);
+		return;
+	}
+	if (errno == EAGAIN || errno == EINTR)
+		return;
+	relay_close(r, strerror(errno));
+}
+
+static void
+relay_flush(struct relay *r, struct relay_half *h, int dst,
+    struct event *srcev, struct event *dstev)
+{
+	ssize_t	w;
+
+	w = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
+	if (w == -1) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		event_del(dstev);
+		relay_half_done(r, h);
+		return;
+	}
+	r->last_active = relay_now();
+	h->off += w;
+	if (h->off < h->len)
+		return;
+	free(h->buf);
+	h->buf = NULL;
+	h->off = h->len = 0;
+	event_del(dstev);
+	event_add(srcev, r->svc->idle_tv);
+}
+
+static void
+relay_client_read(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay	*r = arg;
+
+	(void)fd;
+	if (!relay_idle(r, events) && (events & EV_READ))
+		relay_read(r, &r->up, r->cfd, r->wfd, &r->cread, &r->wwrite);
+}
+
+static void
+relay_worker_read(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay	*r = arg;
+
+	(void)fd;
+	if (!relay_idle(r, events) && (events & EV_READ))
+		relay_read(r, &r->down, r->wfd, r->cfd, &r->wread, &r->cwrite);
+}
+
+static void
+relay_client_write(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay	*r = arg;
+
+	(void)fd;
+	if (!relay_idle(r, events) && (events & EV_WRITE))
+		relay_flush(r, &r->down, r->cfd, &r->wread, &r->cwrite);
+}
+
+static void
+relay_worker_write(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay	*r = arg;
+
+	(void)fd;
+	if (!relay_idle(r, events) && (events & EV_WRITE))
+		relay_flush(r, &r->up, r->wfd, &r->cread, &r->wwrite);
+}

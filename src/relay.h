@@ -1,0 +1,65 @@
+/* One client connection and its worker connection: the byte path. */
+#ifndef SN_RELAY_H
+#define SN_RELAY_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+struct listener;
+struct service;
+struct worker;
+
+/* One direction; bytes the destination could not take yet wait in buf. */
+struct relay_half {
+	char		*buf;
+	size_t		 off;
+	size_t		 len;
+	unsigned	 eof:1;		/* the source sent FIN */
+	unsigned	 done:1;	/* FIN passed on, or direction dropped */
+};
+
+enum relay_state {
+	RELAY_WAITING,		/* accepted, no worker connection yet */
+	RELAY_CONNECTING,
+	RELAY_OPEN,
+};
+
+struct relay {
+	TAILQ_ENTRY(relay)	 entry;	/* on a waiting list while WAITING */
+	TAILQ_ENTRY(relay)	 all;	/* the service's relays */
+	struct relay_head	*waitlist;
+	struct service		*svc;
+	struct listener		*lst;
+	struct worker		*worker;
+	enum relay_state	 state;
+	int			 attempts;
+	int			 cfd;
+	int			 wfd;
+	long long		 accepted;	/* ms */
+	long long		 since;	/* ms: connect started */
+	long long		 last_active;
+	struct relay_half	 up;	/* client to worker */
+	struct relay_half	 down;	/* worker to client */
+	struct event		 cread;
+	struct event		 cwrite;
+	struct event		 wread;
+	struct event		 wwrite;
+	struct event		 timer;	/* queue and connect timeouts */
+	struct sockaddr_storage	 peer;
+	socklen_t		 peerlen;
+};
+TAILQ_HEAD(relay_head, relay);
+
+struct relay	*relay_new(struct service *, struct listener *, int,
+		     const struct sockaddr *, socklen_t);
+void		 relay_wait(struct relay *, struct relay_head *);
+void		 relay_unwait(struct relay *);
+void		 relay_connect(struct relay *);
+void		 relay_redispatch(struct relay *);
+void		 relay_close(struct relay *, const char *);
+const char	*relay_peer(const struct relay *, char *, size_t);
+
+#endif

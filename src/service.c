@@ -1,0 +1,587 @@
+/*
+ * One service: its public listeners, its pool of workers and the policy
+ * that ties them together (Socketnaut's): a new connection goes to the
+ * least-loaded worker, and when even that one is busy the pool grows, up to
+ * max_workers; every workers_checking_interval idle workers above
+ * min_workers are stopped; workers that die are replaced, with exponential
+ * back-off when they die young.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "service.h"
+#include "socketnautd.h"
+
+#define ACCEPT_BATCH		64
+#define ACCEPT_PAUSE_MS		100
+#define BACKOFF_FIRST_MS	100
+#define BACKOFF_MAX_MS		30000
+
+static void	service_accept(evutil_socket_t, short, void *);
+static void	service_resume(evutil_socket_t, short, void *);
+static void	service_check(evutil_socket_t, short, void *);
+static void	service_respawn(evutil_socket_t, short, void *);
+static void	service_shutdown_timeout(evutil_socket_t, short, void *);
+static void	service_maintain(struct service *);
+
+static void
+ms_timer(struct event *ev, long long ms)
+{
+	struct timeval	tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(ev, &tv);
+}
+
+/* Delay before the next start after n quick failures in a row. */
+long long
+service_backoff_ms(int n)
+{
+	long long	ms = BACKOFF_FIRST_MS;
+
+	if (n <= 0)
+		return (0);
+	while (--n > 0 && ms < BACKOFF_MAX_MS)
+		ms *= 2;
+	return (ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS);
+}
+
+struct service *
+service_new(struct sn_service_conf *sc, char **cause)
+{
+	struct service	*svc;
+	struct timeval	 tv;
+
+	(void)cause;
+	svc = xcalloc(1, sizeof *svc);
+	svc->conf = sc;
+	TAILQ_INIT(&svc->workers);
+	TAILQ_INIT(&svc->queue);
+	TAILQ_INIT(&svc->relays);
+	svc->slots = xcalloc(sc->max_workers, 1);
+	if (sc->idle_timeout > 0) {
+		tv.tv_sec = sc->idle_timeout / 1000;
+		tv.tv_usec = (sc->idle_timeout % 1000) * 1000;
+		svc->idle_tv = event_base_init_common_timeout(sn_base, &tv);
+	}
+	evtimer_assign(&svc->check, sn_base, service_check, svc);
+	evtimer_assign(&svc->respawn, sn_base, service_respawn, svc);
+	evtimer_assign(&svc->shutdown, sn_base, service_shutdown_timeout, svc);
+	return (svc);
+}
+
+static int
+service_bind(struct service *svc, struct listener *l, struct sn_addr *a,
+    char **cause)
+{
+	int	one = 1, v6only = !a->dualstack;
+
+	addr_str((struct sockaddr *)&a->ss, l->name, sizeof l->name);
+	if (a->dualstack)
+		snprintf(l->name, sizeof l->name, "*:%u",
+		    ntohs(((struct sockaddr_in6 *)&a->ss)->sin6_port));
+	l->svc = svc;
+	l->fd = socket(a->ss.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd == -1 && a->dualstack && errno == EAFNOSUPPORT) {
+		/* No IPv6 on this host: "*" is every IPv4 address. */
+		struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+		in_port_t port = ((struct sockaddr_in6 *)&a->ss)->sin6_port;
+
+		memset(&a->ss, 0, sizeof a->ss);
+		sin->sin_family = AF_INET;
+		sin->sin_port = port;
+		a->len = sizeof *sin;
+		l->fd = socket(AF_INET,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	}
+	if (l->fd == -1)
+		goto fail;
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (a->ss.ss_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &v6only, sizeof v6only) == -1)
+		goto fail;
+	if (bind(l->fd, (struct sockaddr *)&a->ss, a->len) == -1 ||
+	    listen(l->fd, svc->conf->backlog) == -1)
+		goto fail;
+	event_assign(&l->ev, sn_base, l->fd, EV_READ | EV_PERSIST,
+	    service_accept, l);
+	evtimer_assign(&l->resume, sn_base, service_resume, l);
+	return (0);
+fail:
+	*cause = xasprintf("service %s: cannot listen on %s: %s",
+	    svc->conf->name, l->name, strerror(errno));
+	if (l->fd != -1)
+		close(l->fd);
+	l->fd = -1;
+	return (-1);
+}
+
+static void
+service_listening(struct service *svc, int on)
+{
+	size_t	i;
+
+	if (svc->accepting == on)
+		return;
+	svc->accepting = on;
+	for (i = 0; i < svc->nlisteners; i++) {
+		if (svc->listeners[i].fd == -1 || svc->listeners[i].paused)
+			continue;
+		if (on)
+			event_add(&svc->listeners[i].ev, NULL);
+		else
+			event_del(&svc->listeners[i].ev);
+	}
+}
+
+/* The socket directory: 0700, owned by the worker user, emptied of stale sockets. */
+static int
+service_sockdir(struct service *svc, char **cause)
+{
+	struct sn_service_conf	*sc = svc->conf;
+	char			*path, *p;
+	DIR			*d;
+	struct dirent		*de;
+	size_t			 n;
+
+	path = xstrdup(sc->sockdir);
+	for (p = path + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(path, 0755) == -1 && errno != EEXIST)
+			goto fail;
+		*p = '/';
+	}
+	if (mkdir(path, 0700) == -1 && errno != EEXIST)
+		goto fail;
+	if (chmod(path, 0700) == -1 ||
+	    (sc->switch_ids && chown(path, sc->uid, sc->gid) == -1))
+		goto fail;
+	if ((d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			n = strlen(de->d_name);
+			if (n > 5 && strcmp(de->d_name + n - 5, ".sock") == 0)
+				unlinkat(dirfd(d), de->d_name, 0);
+		}
+		closedir(d);
+	}
+	free(path);
+	return (0);
+fail:
+	*cause = xasprintf("service %s: %s: %s", sc->name, path,
+	    strerror(errno));
+	free(path);
+	return (-1);
+}
+
+int
+service_start(struct service *svc, char **cause)
+{
+	struct sn_service_conf	*sc = svc->conf;
+	size_t			 i;
+
+	if (sc->backend == BACKEND_UNIX && service_sockdir(svc, cause) == -1)
+		return (-1);
+	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
+	for (i = 0; i < sc->nlisten; i++) {
+		svc->listeners[i].fd = -1;
+		if (service_bind(svc, &svc->listeners[i], &sc->listen[i],
+		    cause) == -1)
+			return (-1);
+		svc->nlisteners++;
+		log_info("service %s: listening on %s", sc->name,
+		    svc->listeners[i].name);
+	}
+	service_listening(svc, 1);
+	ms_timer(&svc->check, sc->check_interval);
+	service_maintain(svc);
+	return (0);
+}
+
+static void
+service_attach(struct relay *r, struct worker *w)
+{
+	r->worker = w;
+	w->nconns++;
+}
+
+/*
+ * Choose a worker for a new connection: the ready or starting worker with
+ * the fewest connections (ready wins a tie); ask for a new one when there
+ * is none or that one is busy and the pool may still grow.
+ */
+struct pick
+service_pick(const struct service *svc)
+{
+	struct pick	 p = { NULL, 0 };
+	struct worker	*w;
+
+	TAILQ_FOREACH(w, &svc->workers, entry) {
+		if (w->state != WORKER_READY && w->state != WORKER_STARTING)
+			continue;
+		if (p.worker == NULL || w->nconns < p.worker->nconns ||
+		    (w->nconns == p.worker->nconns &&
+		    w->state == WORKER_READY &&
+		    p.worker->state == WORKER_STARTING))
+			p.worker = w;
+	}
+	p.spawn = (p.worker == NULL || p.worker->nconns > 0) &&
+	    svc->online < svc->conf->max_workers && !svc->stopping &&
+	    now_ms() >= svc->backoff_until;
+	return (p);
+}
+
+static struct worker *
+service_spawn_one(struct service *svc)
+{
+	struct worker	*w;
+	char		*cause;
+	int		 slot;
+
+	for (slot = 0; slot < svc->conf->max_workers; slot++) {
+		if (!svc->slots[slot])
+			break;
+	}
+	if (slot == svc->conf->max_workers)
+		return (NULL);
+	if ((w = worker_spawn(svc, slot, &cause)) == NULL) {
+		log_warnx("service %s: cannot start a worker: %s",
+		    svc->conf->name, cause);
+		free(cause);
+		svc->failures++;
+		svc->backoff_until = now_ms() +
+		    service_backoff_ms(svc->failures);
+		service_maintain(svc);
+		return (NULL);
+	}
+	svc->slots[slot] = 1;
+	svc->online++;
+	TAILQ_INSERT_TAIL(&svc->workers, w, entry);
+	daemon_status_changed();
+	return (w);
+}
+
+/* Give a client a worker now, or a place to wait for one. */
+void
+service_dispatch(struct service *svc, struct relay *r)
+{
+	struct pick	 p = service_pick(svc);
+	struct worker	*w;
+
+	if (p.spawn && (w = service_spawn_one(svc)) != NULL) {
+		service_attach(r, w);
+		relay_wait(r, &w->waiting);
+		return;
+	}
+	if (p.worker != NULL) {
+		service_attach(r, p.worker);
+		if (p.worker->state == WORKER_READY)
+			relay_connect(r);
+		else
+			relay_wait(r, &p.worker->waiting);
+		return;
+	}
+	if (svc->stopping && svc->online == 0) {
+		relay_close(r, "shutting down");
+		return;
+	}
+	relay_wait(r, &svc->queue);
+}
+
+static void
+service_accept(evutil_socket_t fd, short events, void *arg)
+{
+	struct listener		*l = arg;
+	struct service		*svc = l->svc;
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	struct relay		*r;
+	int			 i, cfd;
+
+	(void)events;
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if (svc->conf->max_connections > 0 &&
+		    svc->nconns >= svc->conf->max_connections) {
+			service_listening(svc, 0);
+			return;
+		}
+		len = sizeof ss;
+		cfd = accept4(fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd == -1) {
+			switch (errno) {
+			case EINTR:
+			case ECONNABORTED:
+				continue;
+			case EAGAIN:
+				return;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				log_warn("service %s: accept on %s, pausing "
+				    "it %dms", svc->conf->name, l->name,
+				    ACCEPT_PAUSE_MS);
+				event_del(&l->ev);
+				l->paused = 1;
+				ms_timer(&l->resume, ACCEPT_PAUSE_MS);
+				return;
+			default:
+				log_warn("service %s: accept on %s",
+				    svc->conf->name, l->name);
+				return;
+			}
+		}
+		r = relay_new(svc, l, cfd, (struct sockaddr *)&ss, len);
+		service_dispatch(svc, r);
+	}
+}
+
+static void
+service_resume(evutil_socket_t fd, short events, void *arg)
+{
+	struct listener	*l = arg;
+
+	(void)fd;
+	(void)events;
+	l->paused = 0;
+	if (l->svc->accepting && l->fd != -1)
+		event_add(&l->ev, NULL);
+}
+
+/* Dispatch the clients that waited for any worker. */
+static void
+service_drain_queue(struct service *svc)
+{
+	struct relay	*r;
+	int		 n = 0;
+
+	TAILQ_FOREACH(r, &svc->queue, entry)
+		n++;
+	while (n-- > 0 && (r = TAILQ_FIRST(&svc->queue)) != NULL)
+		relay_redispatch(r);
+}
+
+void
+service_worker_ready(struct service *svc, struct worker *w)
+{
+	struct relay	*r;
+
+	svc->ready++;
+	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
+		relay_connect(r);
+	service_drain_queue(svc);
+	daemon_status_changed();
+}
+
+/* The worker left the pool (stopping or dead): its waiting clients move on. */
+void
+service_worker_gone(struct service *svc, struct worker *w,
+    enum worker_state was)
+{
+	struct relay	*r;
+
+	svc->online--;
+	if (was == WORKER_READY)
+		svc->ready--;
+	svc->slots[w->slot] = 0;
+	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
+		relay_redispatch(r);
+	daemon_status_changed();
+}
+
+/* A worker's process was reaped. */
+void
+service_reap(struct service *svc, struct worker *w, int status)
+{
+	if (worker_exited(w, status)) {
+		svc->failures++;
+		svc->backoff_until = now_ms() +
+		    service_backoff_ms(svc->failures);
+		if (!svc->stopping)
+			log_notice("service %s: next worker start in %lldms",
+			    svc->conf->name, service_backoff_ms(svc->failures));
+	} else
+		svc->failures = 0;
+	if (w->nconns == 0)
+		worker_free(w);
+	service_drain_queue(svc);
+	service_maintain(svc);
+	daemon_status_changed();
+}
+
+/* Keep min_workers online, as soon as the back-off allows. */
+static void
+service_maintain(struct service *svc)
+{
+	long long	wait;
+
+	if (svc->stopping || svc->online >= svc->conf->min_workers)
+		return;
+	if ((wait = svc->backoff_until - now_ms()) > 0) {
+		if (!evtimer_pending(&svc->respawn, NULL))
+			ms_timer(&svc->respawn, wait);
+		return;
+	}
+	while (svc->online < svc->conf->min_workers) {
+		if (service_spawn_one(svc) == NULL)
+			break;
+	}
+}
+
+static void
+service_respawn(evutil_socket_t fd, short events, void *arg)
+{
+	struct service	*svc = arg;
+
+	(void)fd;
+	(void)events;
+	service_maintain(svc);
+	service_drain_queue(svc);
+}
+
+/* Every workers_checking_interval: stop idle workers above min_workers. */
+static void
+service_check(evutil_socket_t fd, short events, void *arg)
+{
+	struct service	*svc = arg;
+	struct worker	*w, *prev;
+	int		 excess = svc->online - svc->conf->min_workers;
+
+	(void)fd;
+	(void)events;
+	for (w = TAILQ_LAST(&svc->workers, worker_head); w != NULL && excess > 0;
+	    w = prev) {
+		prev = TAILQ_PREV(w, worker_head, entry);
+		if (w->state == WORKER_READY && w->nconns == 0) {
+			worker_stop(w, "idle");
+			excess--;
+		}
+	}
+	ms_timer(&svc->check, svc->conf->check_interval);
+}
+
+static void
+service_stop_workers(struct service *svc)
+{
+	struct worker	*w;
+	struct relay	*r;
+
+	event_del(&svc->shutdown);
+	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
+		relay_close(r, "shutdown timeout");
+	TAILQ_FOREACH(w, &svc->workers, entry)
+		worker_stop(w, "shutdown");
+}
+
+static void
+service_shutdown_timeout(evutil_socket_t fd, short events, void *arg)
+{
+	struct service	*svc = arg;
+
+	(void)fd;
+	(void)events;
+	log_notice("service %s: %d connection%s still open after %lldms, "
+	    "closing", svc->conf->name, svc->nconns, svc->nconns == 1 ? "" :
+	    "s", svc->conf->shutdown_timeout);
+	service_stop_workers(svc);
+}
+
+/*
+ * Stop accepting, let open connections finish (up to shutdown_timeout, or
+ * not at all when now is set), then stop the workers.
+ */
+void
+service_stop(struct service *svc, int now)
+{
+	size_t	i;
+
+	if (!svc->stopping) {
+		svc->stopping = 1;
+		service_listening(svc, 0);
+		for (i = 0; i < svc->nlisteners; i++) {
+			event_del(&svc->listeners[i].resume);
+			close(svc->listeners[i].fd);
+			svc->listeners[i].fd = -1;
+		}
+		event_del(&svc->check);
+		event_del(&svc->respawn);
+		while (TAILQ_FIRST(&svc->queue) != NULL)
+			relay_close(TAILQ_FIRST(&svc->queue), "shutting down");
+		if (svc->nconns > 0 && !now) {
+			log_info("service %s: waiting for %d connection%s",
+			    svc->conf->name, svc->nconns,
+			    svc->nconns == 1 ? "" : "s");
+			ms_timer(&svc->shutdown, svc->conf->shutdown_timeout);
+			return;
+		}
+	}
+	service_stop_workers(svc);
+}
+
+void
+service_relay_done(struct service *svc)
+{
+	svc->nconns--;
+	if (svc->stopping) {
+		if (svc->nconns == 0 && evtimer_pending(&svc->shutdown, NULL))
+			service_stop_workers(svc);
+		return;
+	}
+	if (!svc->accepting && svc->nconns < svc->conf->max_connections)
+		service_listening(svc, 1);
+}
+
+/* Stopped: no worker process and no connection left. */
+int
+service_stopped(const struct service *svc)
+{
+	struct worker	*w;
+
+	if (!svc->stopping || svc->nconns > 0)
+		return (0);
+	TAILQ_FOREACH(w, &svc->workers, entry) {
+		if (w->state != WORKER_EXITED)
+			return (0);
+	}
+	return (1);
+}
+
+void
+service_free(struct service *svc)
+{
+	struct worker	*w;
+	struct relay	*r;
+	size_t		 i;
+
+	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
+		relay_close(r, NULL);
+	while ((w = TAILQ_FIRST(&svc->workers)) != NULL) {
+		w->state = WORKER_EXITED;
+		worker_free(w);
+	}
+	for (i = 0; i < svc->nlisteners; i++) {
+		event_del(&svc->listeners[i].ev);
+		event_del(&svc->listeners[i].resume);
+		if (svc->listeners[i].fd != -1)
+			close(svc->listeners[i].fd);
+	}
+	if (svc->conf->backend == BACKEND_UNIX)
+		rmdir(svc->conf->sockdir);
+	event_del(&svc->check);
+	event_del(&svc->respawn);
+	event_del(&svc->shutdown);
+	free(svc->listeners);
+	free(svc->slots);
+	free(svc);
+}

@@ -1,0 +1,255 @@
+/*
+ * socketnautd: the master.  Reads the configuration, starts every service,
+ * turns signals into events, reaps workers and tells systemd how it goes.
+ */
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "service.h"
+#include "socketnautd.h"
+
+#ifndef SN_CONFIG_PATH
+#define SN_CONFIG_PATH	"/etc/socketnaut.conf"
+#endif
+
+struct event_base		*sn_base;
+
+static struct sn_config		*conf;
+static struct service_head	 services = TAILQ_HEAD_INITIALIZER(services);
+static int			 stopping;
+static int			 ready_sent;
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: socketnautd [-dtV] [-c file]\n");
+	exit(1);
+}
+
+/* The pool changed: refresh systemd's status line, send READY=1 once. */
+void
+daemon_status_changed(void)
+{
+	struct service	*svc;
+	char		 line[512];
+	size_t		 len = 0;
+	int		 ready = 1;
+
+	line[0] = '\0';
+	TAILQ_FOREACH(svc, &services, entry) {
+		if (svc->ready < svc->conf->min_workers)
+			ready = 0;
+		if (len < sizeof line)
+			len += snprintf(line + len, sizeof line - len,
+			    "%s%s: %d/%d ready, %d conns", len ? "; " : "",
+			    svc->conf->name, svc->ready, svc->online,
+			    svc->nconns);
+	}
+	if (stopping)
+		return;
+	sdnotify("STATUS=%s", line);
+	if (ready && !ready_sent) {
+		ready_sent = 1;
+		log_info("every service has its minimum pool ready");
+		sdnotify("READY=1");
+	}
+}
+
+static void
+daemon_maybe_exit(void)
+{
+	struct service	*svc;
+
+	if (!stopping)
+		return;
+	TAILQ_FOREACH(svc, &services, entry) {
+		if (!service_stopped(svc))
+			return;
+	}
+	event_base_loopexit(sn_base, NULL);
+}
+
+static void
+daemon_stop(int now)
+{
+	struct service	*svc;
+
+	if (!stopping) {
+		log_notice("shutting down");
+		sdnotify("STOPPING=1");
+	} else
+		log_notice("shutting down now");
+	stopping = 1;
+	TAILQ_FOREACH(svc, &services, entry)
+		service_stop(svc, now);
+	daemon_maybe_exit();
+}
+
+static void
+daemon_reap(void)
+{
+	struct service	*svc;
+	struct worker	*w;
+	pid_t		 pid;
+	int		 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		TAILQ_FOREACH(svc, &services, entry) {
+			TAILQ_FOREACH(w, &svc->workers, entry) {
+				if (w->pid == pid && w->state != WORKER_EXITED)
+					break;
+			}
+			if (w != NULL) {
+				service_reap(svc, w, status);
+				break;
+			}
+		}
+		if (svc == NULL)
+			log_debug("reaped unknown child %ld", (long)pid);
+	}
+	daemon_maybe_exit();
+}
+
+static void
+daemon_signal(evutil_socket_t sig, short events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		daemon_stop(stopping);
+		break;
+	case SIGCHLD:
+		daemon_reap();
+		break;
+	case SIGHUP:
+		log_warnx("SIGHUP: reload is not implemented yet; restart "
+		    "to apply a new configuration");
+		log_reopen();
+		break;
+	case SIGUSR1:
+		log_reopen();
+		break;
+	}
+}
+
+/* Let the master hold as many connections as the hard limit allows. */
+static void
+raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit RLIMIT_NOFILE");
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1,
+				    SIGCHLD };
+	struct event		 sigev[sizeof sigs / sizeof sigs[0]];
+	const char		*path = SN_CONFIG_PATH;
+	struct service		*svc;
+	char			*cause;
+	int			 ch, debug = 0, test = 0;
+	size_t			 i;
+
+	while ((ch = getopt(argc, argv, "c:dhtV")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'V':
+			printf("socketnautd %s\n", SOCKETNAUTD_VERSION);
+			return (0);
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	log_open("stderr", NULL);
+	if ((conf = config_load(path)) == NULL)
+		return (1);
+	if (test) {
+		printf("configuration OK\n");
+		config_free(conf);
+		return (0);
+	}
+	log_setlevel(debug ? LOG_DEBUG : conf->log_level);
+	if (!debug && log_open(conf->log_target, &cause) == -1) {
+		log_errorx("log_target: %s", cause);
+		return (1);
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	sdnotify_init();
+	if ((sn_base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+		evsignal_assign(&sigev[i], sn_base, sigs[i], daemon_signal,
+		    NULL);
+		evsignal_add(&sigev[i], NULL);
+	}
+
+	log_notice("socketnautd %s starting with %s (%zu service%s)",
+	    SOCKETNAUTD_VERSION, path, conf->nservices,
+	    conf->nservices == 1 ? "" : "s");
+	for (i = 0; i < conf->nservices; i++) {
+		svc = service_new(&conf->services[i], &cause);
+		TAILQ_INSERT_TAIL(&services, svc, entry);
+		if (service_start(svc, &cause) == -1) {
+			log_errorx("%s", cause);
+			free(cause);
+			stopping = 1;
+			break;
+		}
+	}
+	if (stopping) {
+		/* Startup failed: stop what did start, then exit 1. */
+		stopping = 0;
+		daemon_stop(1);
+		if (!TAILQ_EMPTY(&services))
+			event_base_dispatch(sn_base);
+		ch = 1;
+	} else {
+		daemon_status_changed();
+		event_base_dispatch(sn_base);
+		log_notice("stopped");
+		ch = 0;
+	}
+
+	while ((svc = TAILQ_FIRST(&services)) != NULL) {
+		TAILQ_REMOVE(&services, svc, entry);
+		service_free(svc);
+	}
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		event_del(&sigev[i]);
+	event_base_free(sn_base);
+	config_free(conf);
+	return (ch);
+}

@@ -1,0 +1,13 @@
+/* What the daemon's main loop offers the rest of the master. */
+#ifndef SN_SOCKETNAUTD_H
+#define SN_SOCKETNAUTD_H
+
+#include <event2/event.h>
+
+#define SOCKETNAUTD_VERSION	"0.1.0"
+
+extern struct event_base	*sn_base;
+
+void	daemon_status_changed(void);
+
+#endif

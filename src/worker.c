@@ -1,0 +1,557 @@
+/*
+ * Worker processes.  Spawning follows tmux's job.c: signals blocked around
+ * fork, reset in the child, file descriptors put in place and the rest
+ * closed on exec.  A close-on-exec pipe tells the master why an exec
+ * failed, so a typo in a command is one clear error and not a crash loop.
+ */
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "service.h"
+#include "socketnautd.h"
+#include "worker.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC	(1U << 2)
+#endif
+
+#define PROBE_FIRST_MS		10
+#define PROBE_MAX_MS		200
+#define ACTIVATION_FD		3
+
+extern char	**environ;
+
+/* What the child reports through the exec pipe when it cannot exec. */
+struct exec_report {
+	int	stage;
+	int	error;
+};
+
+enum exec_stage {
+	STAGE_CHDIR,
+	STAGE_IDS,
+	STAGE_EXEC,
+	STAGE_FDS,
+};
+
+static const char *stage_names[] = {
+	"cannot change directory to", "cannot switch user for",
+	"cannot execute", "cannot set up descriptors for",
+};
+
+static void	worker_probe(evutil_socket_t, short, void *);
+static void	worker_exec_report(evutil_socket_t, short, void *);
+static void	worker_kill_timer(evutil_socket_t, short, void *);
+
+static void
+worker_timer(struct worker *w, event_callback_fn cb, long long ms)
+{
+	struct timeval	tv;
+
+	event_del(&w->timer);
+	evtimer_assign(&w->timer, sn_base, cb, w);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(&w->timer, &tv);
+}
+
+static int
+env_is_ours(const char *e)
+{
+	static const char *ours[] = {
+		"SOCKETNAUT_", "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=",
+		"NOTIFY_SOCKET=", "PORT=",
+	};
+	size_t	i;
+
+	for (i = 0; i < sizeof ours / sizeof ours[0]; i++) {
+		if (strncmp(e, ours[i], strlen(ours[i])) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* The worker's environment: ours, minus stale protocol variables, plus its own. */
+static char **
+worker_env(struct worker *w)
+{
+	struct sn_service_conf	*sc = w->svc->conf;
+	char			**env;
+	size_t			  n = 0, i, j, k, len;
+
+	env = xcalloc(argv_count(environ) + argv_count(sc->env) + 8,
+	    sizeof *env);
+	for (i = 0; environ[i] != NULL; i++) {
+		if (!env_is_ours(environ[i]))
+			env[n++] = environ[i];
+	}
+	env[n++] = xasprintf("SOCKETNAUT_SERVICE=%s", sc->name);
+	env[n++] = xasprintf("SOCKETNAUT_WORKER=%d", w->slot);
+	if (w->sockpath != NULL)
+		env[n++] = xasprintf("SOCKETNAUT_SOCKET=%s", w->sockpath);
+	if (w->port > 0)
+		env[n++] = xasprintf("PORT=%d", w->port);
+	if (sc->activation) {
+		env[n++] = xasprintf("LISTEN_PID=%ld", (long)getpid());
+		env[n++] = xstrdup("LISTEN_FDS=1");
+		env[n++] = xasprintf("LISTEN_FDNAMES=%s", sc->name);
+	}
+	/* The service's env additions replace a variable of the same name. */
+	for (j = 0; sc->env[j] != NULL; j++) {
+		len = strcspn(sc->env[j], "=") + 1;
+		for (k = 0; k < n; k++) {
+			if (strncmp(env[k], sc->env[j], len) == 0)
+				break;
+		}
+		env[k] = sc->env[j];
+		if (k == n)
+			n++;
+	}
+	env[n] = NULL;
+	return (env);
+}
+
+static void __attribute__((noreturn))
+worker_child_fail(int pipefd, enum exec_stage stage)
+{
+	struct exec_report	rep = { stage, errno };
+
+	(void)!write(pipefd, &rep, sizeof rep);
+	_exit(127);
+}
+
+/* In the child: everything between fork and exec. */
+static void __attribute__((noreturn))
+worker_child(struct worker *w, char **argv, int actfd, int pipefd,
+    pid_t master)
+{
+	struct sn_service_conf	*sc = w->svc->conf;
+	struct sigaction	 sa;
+	sigset_t		 set;
+	int			 sig, fd;
+
+	setsid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != master)
+		_exit(127);
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	for (sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &sa, NULL);
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+
+	/* Lift the fds we keep out of the way, then put them in place. */
+	if ((pipefd = fcntl(pipefd, F_DUPFD_CLOEXEC, 10)) == -1)
+		_exit(127);
+	if (actfd != -1) {
+		if ((fd = fcntl(actfd, F_DUPFD, 10)) == -1 ||
+		    dup2(fd, ACTIVATION_FD) == -1)
+			worker_child_fail(pipefd, STAGE_FDS);
+	}
+	if ((fd = open("/dev/null", O_RDONLY)) == -1 ||
+	    dup2(fd, STDIN_FILENO) == -1)
+		worker_child_fail(pipefd, STAGE_FDS);
+	syscall(SYS_close_range, actfd != -1 ? ACTIVATION_FD + 1 : 3, ~0U,
+	    CLOSE_RANGE_CLOEXEC);
+	if (fcntl(pipefd, F_SETFD, FD_CLOEXEC) == -1)
+		_exit(127);
+
+	if (sc->directory != NULL && chdir(sc->directory) == -1)
+		worker_child_fail(pipefd, STAGE_CHDIR);
+	if (sc->switch_ids) {
+		if (sc->user != NULL ? initgroups(sc->user, sc->gid) == -1 :
+		    setgroups(1, &sc->gid) == -1)
+			worker_child_fail(pipefd, STAGE_IDS);
+		if (setresgid(sc->gid, sc->gid, sc->gid) == -1 ||
+		    setresuid(sc->uid, sc->uid, sc->uid) == -1)
+			worker_child_fail(pipefd, STAGE_IDS);
+	}
+	execve(sc->exec_path, argv, worker_env(w));
+	worker_child_fail(pipefd, STAGE_EXEC);
+}
+
+/* Bind and listen on the worker's address ourselves (socket activation). */
+static int
+worker_listen(struct worker *w)
+{
+	int	fd;
+
+	fd = socket(w->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return (-1);
+	if (bind(fd, (struct sockaddr *)&w->addr.ss, w->addr.len) == -1 ||
+	    listen(fd, w->svc->conf->backlog) == -1) {
+		close(fd);
+		return (-1);
+	}
+	if (w->svc->conf->switch_ids && w->sockpath != NULL &&
+	    chown(w->sockpath, w->svc->conf->uid, w->svc->conf->gid) == -1) {
+		close(fd);
+		return (-1);
+	}
+	return (fd);
+}
+
+/* A loopback port that is free now, or with activation, held by fd. */
+static int
+worker_tcp_addr(struct worker *w, int hold)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&w->addr.ss;
+	socklen_t		 len = sizeof *sin;
+	int			 fd;
+
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	w->addr.len = sizeof *sin;
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return (-1);
+	if (bind(fd, (struct sockaddr *)sin, len) == -1 ||
+	    getsockname(fd, (struct sockaddr *)sin, &len) == -1 ||
+	    (hold && listen(fd, w->svc->conf->backlog) == -1)) {
+		close(fd);
+		return (-1);
+	}
+	w->port = ntohs(sin->sin_port);
+	if (hold)
+		return (fd);
+	close(fd);
+	return (0);
+}
+
+static int
+worker_address(struct worker *w, int *actfd)
+{
+	struct sn_service_conf	*sc = w->svc->conf;
+	struct sockaddr_un	*sun = (struct sockaddr_un *)&w->addr.ss;
+
+	*actfd = -1;
+	if (sc->backend == BACKEND_TCP) {
+		if ((*actfd = worker_tcp_addr(w, sc->activation)) == -1)
+			return (-1);
+		if (!sc->activation)
+			*actfd = -1;
+		return (0);
+	}
+	w->sockpath = xasprintf("%s/%u.sock", sc->sockdir, w->serial);
+	sun->sun_family = AF_UNIX;
+	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", w->sockpath);
+	w->addr.len = sizeof *sun;
+	if (unlink(w->sockpath) == -1 && errno != ENOENT)
+		return (-1);
+	if (sc->activation && (*actfd = worker_listen(w)) == -1)
+		return (-1);
+	return (0);
+}
+
+struct worker *
+worker_spawn(struct service *svc, int slot, char **cause)
+{
+	struct sn_service_conf	*sc = svc->conf;
+	struct template_vars	 tv;
+	struct worker		*w;
+	sigset_t		 all, old;
+	char			**argv;
+	int			 actfd, pipefd[2];
+	size_t			 i, n;
+	pid_t			 master = getpid();
+
+	w = xcalloc(1, sizeof *w);
+	w->svc = svc;
+	w->slot = slot;
+	w->serial = svc->next_serial++;
+	w->generation = svc->generation;
+	w->probefd = w->execfd = -1;
+	TAILQ_INIT(&w->waiting);
+	evtimer_assign(&w->timer, sn_base, worker_probe, w);
+
+	if (worker_address(w, &actfd) == -1) {
+		*cause = xasprintf("cannot set up the worker's address: %s",
+		    strerror(errno));
+		worker_free(w);
+		return (NULL);
+	}
+	memset(&tv, 0, sizeof tv);
+	tv.socket = w->sockpath;
+	tv.port = w->port;
+	tv.index = slot;
+	tv.service = sc->name;
+	n = argv_count(sc->argv);
+	argv = xcalloc(n + 1, sizeof *argv);
+	for (i = 0; i < n; i++) {
+		if ((argv[i] = template_expand(sc->argv[i], &tv, cause)) ==
+		    NULL) {
+			argv_free(argv);
+			if (actfd != -1)
+				close(actfd);
+			worker_free(w);
+			return (NULL);
+		}
+	}
+	if (pipe2(pipefd, O_CLOEXEC) == -1) {
+		*cause = xasprintf("pipe: %s", strerror(errno));
+		goto fail;
+	}
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	w->pid = fork();
+	if (w->pid == 0)
+		worker_child(w, argv, actfd, pipefd[1], master);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(pipefd[1]);
+	if (w->pid == -1) {
+		*cause = xasprintf("fork: %s", strerror(errno));
+		close(pipefd[0]);
+		goto fail;
+	}
+	argv_free(argv);
+	if (actfd != -1)
+		close(actfd);
+
+	w->started = now_ms();
+	w->state = WORKER_STARTING;
+	w->execfd = pipefd[0];
+	fd_nonblock(w->execfd);
+	event_assign(&w->execev, sn_base, w->execfd, EV_READ,
+	    worker_exec_report, w);
+	event_add(&w->execev, NULL);
+	if (sc->activation)
+		worker_timer(w, worker_probe, 0);
+	else
+		worker_timer(w, worker_probe, PROBE_FIRST_MS);
+	log_info("service %s: worker %ld: started (slot %d%s%s)", sc->name,
+	    (long)w->pid, slot, w->sockpath ? ", socket " : "",
+	    w->sockpath ? w->sockpath : "");
+	return (w);
+
+fail:
+	argv_free(argv);
+	if (actfd != -1)
+		close(actfd);
+	worker_free(w);
+	return (NULL);
+}
+
+/* The exec pipe closed (exec worked) or carries the reason it failed. */
+static void
+worker_exec_report(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker		*w = arg;
+	struct exec_report	 rep;
+	ssize_t			 n;
+
+	(void)events;
+	n = read(fd, &rep, sizeof rep);
+	if (n == -1 && errno == EAGAIN) {
+		event_add(&w->execev, NULL);
+		return;
+	}
+	close(fd);
+	w->execfd = -1;
+	if (n == sizeof rep && rep.stage >= 0 && rep.stage <= STAGE_FDS) {
+		w->exec_failed = 1;
+		log_errorx("service %s: worker %ld: %s %s: %s",
+		    w->svc->conf->name, (long)w->pid, stage_names[rep.stage],
+		    rep.stage == STAGE_CHDIR ? w->svc->conf->directory :
+		    w->svc->conf->exec_path, strerror(rep.error));
+	}
+}
+
+/* Try to connect to the worker: accepting means ready. */
+static int
+worker_accepts(struct worker *w)
+{
+	socklen_t	len = sizeof(int);
+	int		error = 0, fd = w->probefd;
+
+	if (fd != -1) {
+		/* A TCP connect was in progress: did it finish? */
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+			error = errno;
+		if (error == 0) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof ss;
+
+			if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+				goto ready;
+			return (0);
+		}
+		close(fd);
+		w->probefd = -1;
+		return (0);
+	}
+	fd = socket(w->addr.ss.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return (0);
+	if (connect(fd, (struct sockaddr *)&w->addr.ss, w->addr.len) == 0 ||
+	    errno == EAGAIN)
+		goto ready;
+	if (errno == EINPROGRESS) {
+		w->probefd = fd;
+		return (0);
+	}
+	close(fd);
+	return (0);
+ready:
+	close(fd);
+	w->probefd = -1;
+	return (1);
+}
+
+static void
+worker_probe(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker	*w = arg;
+	long long	 age = now_ms() - w->started, next;
+
+	(void)fd;
+	(void)events;
+	if (w->state != WORKER_STARTING)
+		return;
+	if (w->svc->conf->activation || worker_accepts(w)) {
+		w->state = WORKER_READY;
+		log_info("service %s: worker %ld: ready after %lldms",
+		    w->svc->conf->name, (long)w->pid, age);
+		service_worker_ready(w->svc, w);
+		return;
+	}
+	if (age >= w->svc->conf->ready_timeout) {
+		log_warnx("service %s: worker %ld: not accepting connections "
+		    "after %lldms, killing it", w->svc->conf->name,
+		    (long)w->pid, age);
+		worker_kill(w);
+		return;
+	}
+	next = age < PROBE_MAX_MS ? (age / 4 > PROBE_FIRST_MS ? age / 4 :
+	    PROBE_FIRST_MS) : PROBE_MAX_MS;
+	worker_timer(w, worker_probe, next);
+}
+
+/* Ask the worker to exit: SIGTERM now, SIGKILL after kill_timeout. */
+void
+worker_stop(struct worker *w, const char *why)
+{
+	enum worker_state	was;
+
+	if (w->state == WORKER_STOPPING || w->state == WORKER_EXITED)
+		return;
+	log_info("service %s: worker %ld: stopping (%s)", w->svc->conf->name,
+	    (long)w->pid, why);
+	was = w->state;
+	w->state = WORKER_STOPPING;
+	service_worker_gone(w->svc, w, was);
+	kill(w->pid, SIGTERM);
+	worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
+}
+
+/* Kill at once; the exit is handled when it is reaped. */
+void
+worker_kill(struct worker *w)
+{
+	enum worker_state	was = w->state;
+
+	if (was == WORKER_EXITED)
+		return;
+	if (was != WORKER_STOPPING) {
+		w->state = WORKER_STOPPING;
+		service_worker_gone(w->svc, w, was);
+	}
+	event_del(&w->timer);
+	w->killed = 1;
+	kill(w->pid, SIGKILL);
+}
+
+static void
+worker_kill_timer(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker	*w = arg;
+
+	(void)fd;
+	(void)events;
+	log_warnx("service %s: worker %ld: still running %lldms after "
+	    "SIGTERM, sending SIGKILL", w->svc->conf->name, (long)w->pid,
+	    w->svc->conf->kill_timeout);
+	worker_kill(w);
+}
+
+/*
+ * The process is gone: log how, drop its socket.  Returns 1 when this is
+ * a failure worth backing off for (it never got ready, or died young).
+ */
+int
+worker_exited(struct worker *w, int status)
+{
+	const char	*name = w->svc->conf->name;
+	long long	 age = now_ms() - w->started;
+	int		 expected = w->state == WORKER_STOPPING;
+	int		 quick;
+	enum worker_state was;
+
+	quick = !expected && (w->state == WORKER_STARTING || age < 10000);
+	if (w->exec_failed)
+		quick = 1;
+	else if (WIFEXITED(status))
+		(expected ? log_info : log_warnx)("service %s: worker %ld: "
+		    "exited with status %d after %lldms", name, (long)w->pid,
+		    WEXITSTATUS(status), age);
+	else if (WIFSIGNALED(status))
+		(expected ? log_info : log_warnx)("service %s: worker %ld: "
+		    "killed by signal %d (%s) after %lldms", name,
+		    (long)w->pid, WTERMSIG(status),
+		    strsignal(WTERMSIG(status)), age);
+	was = w->state;
+	w->state = WORKER_EXITED;
+	if (was != WORKER_STOPPING)
+		service_worker_gone(w->svc, w, was);
+	event_del(&w->timer);
+	if (w->probefd != -1) {
+		close(w->probefd);
+		w->probefd = -1;
+	}
+	if (w->sockpath != NULL)
+		unlink(w->sockpath);
+	return (quick);
+}
+
+/* A relay is done with this worker. */
+void
+worker_release(struct worker *w)
+{
+	if (--w->nconns == 0 && w->state == WORKER_EXITED)
+		worker_free(w);
+}
+
+void
+worker_free(struct worker *w)
+{
+	if (w->pid > 0 && w->state != WORKER_EXITED)
+		fatalx("worker_free: worker %ld still running", (long)w->pid);
+	if (w->pid > 0)
+		TAILQ_REMOVE(&w->svc->workers, w, entry);
+	event_del(&w->timer);
+	if (w->execfd != -1) {
+		event_del(&w->execev);
+		close(w->execfd);
+	}
+	if (w->probefd != -1)
+		close(w->probefd);
+	free(w->sockpath);
+	free(w);
+}

@@ -1,0 +1,164 @@
+"""`socketnautd -t`: configuration OK, or each error as FILE:LINE: message and exit 1."""
+
+import os
+import subprocess
+import unittest
+
+import harness
+
+
+class ConfigCheckTest(harness.DaemonTest):
+
+    def write_config(self, text):
+        """Write the config; `{rt}` is the runtime dir and `{port}` a free port."""
+        path = self.path("t.conf")
+        self.port = harness.free_port()
+        with open(path, "w") as f:
+            f.write(text.replace("{rt}", self.path("run")).replace("{port}", str(self.port)))
+        return path
+
+    def check(self, text):
+        path = self.write_config(text)
+        rc, out, err = harness.run_check(path)
+        return path, rc, out, err
+
+    def assert_error_at(self, text, lines, words, option=None):
+        """The check fails with exit 1, stderr has `t.conf:LINE:` for one of `lines` on a
+        line that also mentions every one of `words` (a tuple: any one of its words), and
+        nothing says configuration OK."""
+        path, rc, out, err = self.check(text)
+        written = text.splitlines()
+        if option:  # guard against a miscounted line number in the test itself
+            self.assertTrue(any(option in written[n - 1] for n in lines),
+                            "test bug: %r not on line(s) %s" % (option, lines))
+        self.assertEqual(rc, 1, "exit status of -t on a bad config; stderr:\n" + err)
+        self.assertNotIn("configuration OK", out)
+        found = [l for l in err.splitlines()
+                 if any(("t.conf:%d:" % n) in l for n in lines)]
+        self.assertTrue(found, "no 't.conf:%s:' in stderr:\n%s" % (lines, err))
+        for word in words:
+            alternatives = word if isinstance(word, tuple) else (word,)
+            self.assertTrue(any(w in l for l in found for w in alternatives),
+                            "%r not in the error line(s) %r" % (word, found))
+        return err
+
+    def test_check_good_config_prints_configuration_ok_and_exits_0(self):
+        path, rc, out, err = self.check(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '    min_workers = 1\n'
+            '    max_workers = 2\n'
+            '    idle_timeout = 500ms\n'
+            '}\n')
+        self.assertEqual(rc, 0, "stderr:\n" + err)
+        self.assertIn("configuration OK", out.splitlines())
+        self.assertFalse(harness.port_open(self.port), "-t must not leave anything listening")
+
+    def test_check_min_workers_greater_than_max_workers_names_its_line(self):
+        self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    min_workers = 5\n'
+            '    max_workers = 2\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '}\n', [4, 5], ["min_workers", "max_workers"], option="_workers")
+
+    def test_check_unknown_option_names_its_line(self):
+        self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '    frobnicate = 3\n'
+            '}\n', [5], ["frobnicate"], option="frobnicate")
+
+    def test_check_bad_duration_names_its_line(self):
+        self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '\n'
+            '    idle_timeout = 10parsecs\n'
+            '}\n', [6], [("idle_timeout", "10parsecs")], option="10parsecs")
+
+    def test_check_bad_listen_address_names_its_line(self):
+        self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            '# a comment line\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:99999" }\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '}\n', [4], ["127.0.0.1:99999"], option="99999")
+
+    def test_check_missing_command_binary_names_its_line_and_path(self):
+        self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    min_workers = 1\n'
+            '    command = "/nonexistent/x --socket {socket}"\n'
+            '}\n', [5], ["/nonexistent/x"], option="/nonexistent/x")
+
+    def test_check_unknown_user_names_its_line(self):
+        self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '    user = "sn_no_such_user_x"\n'
+            '}\n', [5], ["sn_no_such_user_x"], option="user")
+
+    def test_check_two_services_on_one_address_names_the_second_listen_line(self):
+        self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            'service "a" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '}\n'
+            'service "b" {\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '}\n', [8], ["127.0.0.1:"], option="listen")
+
+    def test_check_config_without_service_is_an_error(self):
+        path, rc, out, err = self.check('runtime_dir = "{rt}"\nkill_timeout = 2s\n')
+        self.assertEqual(rc, 1, "stderr:\n" + err)
+        self.assertNotIn("configuration OK", out)
+        self.assertIn("t.conf", err)
+        self.assertIn("service", err.lower())
+
+    def test_check_reports_every_error_not_only_the_first(self):
+        err = self.assert_error_at(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "/nonexistent/x"\n'
+            '    idle_timeout = 10parsecs\n'
+            '}\n', [4], ["/nonexistent/x"])
+        self.assertIn("t.conf:5:", err, "the second error (line 5) is not reported")
+
+    def test_startup_with_missing_worker_binary_exits_1_naming_the_path(self):
+        path = self.write_config(
+            'runtime_dir = "{rt}"\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "/nonexistent/x --socket {socket}"\n'
+            '}\n')
+        try:
+            p = subprocess.run([harness.DAEMON, "-c", path], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=10, env=harness.daemon_env(),
+                               cwd=self.tmp, start_new_session=True)
+        except subprocess.TimeoutExpired:
+            self.fail("socketnautd kept running with a missing worker binary")
+        err = p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, 1, "stderr:\n" + err)
+        self.assertIn("/nonexistent/x", err)
+        self.assertFalse(harness.port_open(self.port))
+
+
+if __name__ == "__main__":
+    unittest.main()
