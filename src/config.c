@@ -73,8 +73,38 @@ cb_error(cfg_t *cfg, const char *fmt, va_list ap)
 	free(msg);
 }
 
+/*
+ * The line a service section opens on: libconfuse only knows where it
+ * closed, so look for `service "name"` in the file itself.
+ */
 static int
-line_of(const cfg_t *sec, const char *name)
+title_line(cfg_t *sec)
+{
+	FILE		*f;
+	char		*buf = NULL, *p, *want;
+	size_t		 cap = 0;
+	int		 n = 0, found = 0;
+
+	if ((f = fopen(load.path, "re")) == NULL)
+		return (sec->line);
+	want = xasprintf("\"%s\"", cfg_title(sec));
+	while (getline(&buf, &cap, f) != -1) {
+		n++;
+		p = buf + strspn(buf, " \t");
+		if (strncmp(p, "service", 7) == 0 &&
+		    strstr(p + 7, want) == p + 7 + strspn(p + 7, " \t")) {
+			found = n;
+			break;
+		}
+	}
+	free(buf);
+	free(want);
+	fclose(f);
+	return (found ? found : sec->line);
+}
+
+static int
+line_of(cfg_t *sec, const char *name)
 {
 	size_t	i;
 
@@ -83,7 +113,7 @@ line_of(const cfg_t *sec, const char *name)
 		    strcmp(load.lines[i - 1].name, name) == 0)
 			return (load.lines[i - 1].line);
 	}
-	return (sec->line);
+	return (sec->title != NULL ? title_line(sec) : 0);
 }
 
 /* Validator run for every option as it is set: remember its line. */
@@ -108,7 +138,7 @@ cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	if (duration_parse(value, &ms, &cause) == -1) {
 		config_error(cfg->line, "%s: %s", opt->name, cause);
 		free(cause);
-		ms = 0;
+		ms = opt->def.number;
 	}
 	*(long *)result = (long)ms;
 	return (0);
@@ -335,7 +365,7 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 	size_t			 i;
 
 	if (cfg_size(sec, "command") == 0) {
-		config_error(sec->line, "service \"%s\": command is required",
+		config_error(sc->line, "service \"%s\": command is required",
 		    sc->name);
 		return;
 	}
@@ -424,7 +454,7 @@ service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 	int		 line = line_of(sec, "listen");
 
 	if (cfg_size(sec, "listen") == 0) {
-		config_error(sec->line, "service \"%s\": listen is required",
+		config_error(sc->line, "service \"%s\": listen is required",
 		    sc->name);
 		return;
 	}
@@ -469,9 +499,9 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	struct sockaddr_un	 sun;
 
 	sc->name = xstrdup(cfg_title(sec));
-	sc->line = sec->line;
+	sc->line = title_line(sec);
 	if (!service_name_valid(sc->name))
-		config_error(sec->line, "service name \"%s\" must be 1 to %d "
+		config_error(sc->line, "service name \"%s\" must be 1 to %d "
 		    "letters, digits, '_', '.' or '-'", sc->name,
 		    SERVICE_NAME_MAX);
 
@@ -514,7 +544,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	sc->sockdir = xasprintf("%s/%s", conf->runtime_dir, sc->name);
 	/* Room for "/<serial>.sock" with a 10-digit serial. */
 	if (strlen(sc->sockdir) + 17 > sizeof sun.sun_path)
-		config_error(sec->line, "service \"%s\": socket paths under "
+		config_error(sc->line, "service \"%s\": socket paths under "
 		    "%s would exceed %zu bytes; choose a shorter runtime_dir",
 		    sc->name, conf->runtime_dir, sizeof sun.sun_path - 1);
 	conf->nservices++;

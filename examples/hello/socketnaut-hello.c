@@ -36,8 +36,8 @@
 #define MAX_MS		3600000ULL
 #define READ_SIZE	(64 * 1024)
 #define CHUNK_SIZE	(64 * 1024)
-#define WRITE_TURN	(1024 * 1024)	/* per connection per poll round */
-#define KEEP_BUFFER	(1024 * 1024)	/* larger idle buffers are freed */
+#define WRITE_TURN	(1024 * 1024)	/* per connection and round */
+#define KEEP_BUFFER	(1024 * 1024)	/* larger idle buffers go */
 #define ACCEPT_BATCH	64
 #define ACCEPT_PAUSE_NS	(100 * 1000000LL)
 #define LINGER_NS	(2000 * 1000000LL)
@@ -51,18 +51,18 @@ struct buf {
 struct conn {
 	int		 fd;
 	struct buf	 in;
-	size_t		 need;		/* bytes the request being read spans */
+	size_t		 need;		/* length of this request */
 	int		 continued;	/* "100 Continue" sent for it */
 	struct buf	 out;
 	size_t		 out_off;
-	uint64_t	 stream_left;	/* generated body bytes still to send */
+	uint64_t	 stream_left;	/* generated body yet to send */
 	uint64_t	 stream_pos;
 	int		 drip;
 	unsigned	 drip_ms;
 	int		 drip_wait;
 	int		 eof;
 	int		 close_after;
-	int64_t		 linger_until;	/* set once our side is shut down */
+	int64_t		 linger_until;	/* set once half-closed */
 };
 
 struct request {
@@ -71,6 +71,7 @@ struct request {
 	size_t		 path_len;
 	const char	*query;
 	int		 minor;
+	int		 head_only;
 	int		 has_length;
 	uint64_t	 length;
 	int		 chunked;
@@ -92,13 +93,15 @@ static size_t			 nconns;
 static void __attribute__((format(printf, 1, 2)))
 logmsg(const char *fmt, ...)
 {
+	char	line[1024];
 	va_list	ap;
 
-	fprintf(stderr, "socketnaut-hello: worker %s pid %ld: ", worker, mypid);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* One write per line, so lines of workers sharing stderr never mix. */
+	fprintf(stderr, "socketnaut-hello: worker %s pid %ld: %s\n", worker,
+	    mypid, line);
 }
 
 static void
@@ -117,8 +120,7 @@ now_ns(void)
 	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
 }
 
-/* Blocks the whole process, as a busy single-threaded server would; a
- * SIGTERM cuts it short. */
+/* Blocks the whole process as a busy server would; SIGTERM cuts it short. */
 static void
 sleep_ms(unsigned ms)
 {
@@ -190,13 +192,16 @@ buf_clear(struct buf *b)
 	}
 }
 
+/* A character allowed in an HTTP token (RFC 9110 tchar). */
 static int
 is_tchar(int c)
 {
 	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c)));
+	    (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL));
 }
 
+/* Compares a counted string with a word, ignoring case. */
 static int
 token_is(const char *p, size_t len, const char *word)
 {
@@ -255,8 +260,7 @@ http_header(struct request *req, const char *name, size_t nlen,
 	return (0);
 }
 
-/* Parses the request line and header fields, each line ending in CRLF;
- * returns an error status or 0. */
+/* Parses the request line and CRLF-ended fields; returns an error status. */
 static int
 http_parse(const char *p, size_t len, struct request *req)
 {
@@ -274,6 +278,7 @@ http_parse(const char *p, size_t len, struct request *req)
 		if (!is_tchar((unsigned char)*v))
 			return (400);
 	memcpy(req->method, p, n);
+	req->head_only = strcmp(req->method, "HEAD") == 0;
 
 	p = sp + 1;
 	if ((sp = memchr(p, ' ', eol - p)) == NULL || *p != '/')
@@ -281,7 +286,7 @@ http_parse(const char *p, size_t len, struct request *req)
 	if ((n = sp - p) >= sizeof req->target)
 		return (414);
 	for (v = p; v < sp; v++)
-		if (*v <= ' ' || *v >= 0x7f)
+		if ((unsigned char)*v <= ' ' || (unsigned char)*v >= 0x7f)
 			return (400);
 	memcpy(req->target, p, n);
 	req->path_len = strcspn(req->target, "?");
@@ -304,10 +309,11 @@ http_parse(const char *p, size_t len, struct request *req)
 				return (400);
 		for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
 			;
-		for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
-			;
+		for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t');)
+			ve--;
 		for (sp = v; sp < ve; sp++)
-			if ((*sp < ' ' && *sp != '\t') || *sp == 0x7f)
+			if (((unsigned char)*sp < ' ' && *sp != '\t') ||
+			    *sp == 0x7f)
 				return (400);
 		if ((status = http_header(req, p, colon - p, v, ve - v)) != 0)
 			return (status);
@@ -397,8 +403,9 @@ static int
 respond(struct conn *c, const struct request *req, int status,
     const char *body, size_t len)
 {
-	if (respond_head(c, req, status, len) == -1 ||
-	    buf_add(&c->out, body, len) == -1)
+	if (respond_head(c, req, status, len) == -1)
+		return (-1);
+	if (!req->head_only && buf_add(&c->out, body, len) == -1)
 		return (-1);
 	return (1);
 }
@@ -428,7 +435,7 @@ respond_stream(struct conn *c, const struct request *req, uint64_t n,
 {
 	if (respond_head(c, req, 200, n) == -1)
 		return (-1);
-	c->stream_left = n;
+	c->stream_left = req->head_only ? 0 : n;
 	c->stream_pos = 0;
 	c->drip = drip;
 	c->drip_ms = drip_ms;
@@ -459,19 +466,21 @@ route(struct conn *c, const struct request *req, const char *body,
 	const char	*q = req->query, *value;
 	char		 name[256];
 	uint64_t	 n, ms;
+	int		 get;
 
 	if (req->minor >= 1)
 		c->close_after = req->conn_close;
 	else
 		c->close_after = !req->conn_keepalive || req->conn_close;
-	if (strcmp(req->method, "GET") == 0 && path_is(req, "/exit") &&
+	get = strcmp(req->method, "GET") == 0 || req->head_only;
+	if (get && path_is(req, "/exit") &&
 	    query_number(q, "code", 255, &n) == 0)
 		_exit((int)n);
 	sleep_ms(delay_ms);
 
 	if (strcmp(req->method, "POST") == 0)
 		return (respond(c, req, 200, body, len));
-	if (strcmp(req->method, "GET") != 0)
+	if (!get)
 		return (respond_text(c, req, 404, "not found\n"));
 	if (path_is(req, "/"))
 		return (respond_text(c, req, 200,
@@ -486,7 +495,8 @@ route(struct conn *c, const struct request *req, const char *body,
 	if (path_is(req, "/drip")) {
 		if (query_number(q, "n", MAX_STREAM, &n) == -1 ||
 		    query_number(q, "ms", MAX_MS, &ms) == -1)
-			return (respond_text(c, req, 400, "need n=BYTES&ms=MS\n"));
+			return (respond_text(c, req, 400,
+			    "need n=BYTES&ms=MS\n"));
 		return (respond_stream(c, req, n, 1, (unsigned)ms));
 	}
 	if (path_is(req, "/sleep")) {
@@ -516,8 +526,7 @@ conn_consume(struct conn *c, size_t n)
 		buf_clear(&c->in);
 }
 
-/* Answers the first request buffered if it is complete: returns 1 when a
- * reply was queued, 0 when more input is needed, -1 on failure. */
+/* Answers the first buffered request: 1 if answered, 0 if incomplete. */
 static int
 conn_handle(struct conn *c)
 {
@@ -566,8 +575,7 @@ conn_handle(struct conn *c)
 	return (r);
 }
 
-/* Writes queued output: returns 1 once all is sent, 0 to wait until the
- * socket is writable again, -1 on error. */
+/* Writes queued output: 1 once all is sent, 0 to wait for POLLOUT. */
 static int
 conn_flush(struct conn *c)
 {
@@ -599,7 +607,9 @@ conn_flush(struct conn *c)
 		if ((n = write(c->fd, p, len)) == -1) {
 			if (errno == EINTR)
 				continue;
-			return (errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1);
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return (0);
+			return (-1);
 		}
 		sent += n;
 		if (c->out_off < c->out.len)
@@ -634,8 +644,7 @@ conn_read(struct conn *c)
 	return (0);
 }
 
-/* Shuts our side down and reads until the peer closes too, so that what it
- * still sends cannot turn into a reset that destroys our last reply. */
+/* Half-closes; reading on keeps late input from resetting our last reply. */
 static int
 conn_linger(struct conn *c)
 {
@@ -646,6 +655,7 @@ conn_linger(struct conn *c)
 	return (0);
 }
 
+/* Discards what a half-closed peer still sends; -1 once it is done. */
 static int
 conn_drain(struct conn *c)
 {
@@ -660,8 +670,7 @@ conn_drain(struct conn *c)
 	return (0);
 }
 
-/* Answers the buffered requests in order, as far as the socket takes the
- * replies; returns -1 when the connection is to be closed. */
+/* Answers buffered requests in order; -1 when the connection must close. */
 static int
 conn_run(struct conn *c)
 {
@@ -679,6 +688,7 @@ conn_run(struct conn *c)
 	}
 }
 
+/* Reads wait while a reply is pending: pipelined input stays bounded. */
 static short
 conn_events(struct conn *c)
 {
@@ -718,7 +728,8 @@ conn_accept(int lfd, int64_t *pause_until)
 				*pause_until = now_ns() + ACCEPT_PAUSE_NS;
 			return;
 		}
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof one);
 		if (nconns == cap) {
 			if ((p = reallocarray(conns, cap ? cap * 2 : 64,
 			    sizeof *p)) == NULL) {
@@ -744,8 +755,8 @@ listen_activated(void)
 	int		accepting = 0, flags;
 	socklen_t	len = sizeof accepting;
 
-	if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == -1 ||
-	    !accepting) {
+	if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == -1
+	    || !accepting) {
 		logmsg("LISTEN_FDS is set but fd 3 is not a listening socket");
 		return (-1);
 	}
@@ -772,7 +783,8 @@ listen_unix(const char *path)
 		return (-1);
 	}
 	strcpy(sun.sun_path, path);
-	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode) && unlink(path) == -1) {
+	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode) &&
+	    unlink(path) == -1) {
 		logmsg("unlink %s: %s", path, strerror(errno));
 		return (-1);
 	}
@@ -831,12 +843,12 @@ setting(const char *opt, const char *env)
 	return (v != NULL && *v != '\0' ? v : NULL);
 }
 
-/* Opens the listener by the first method the command line or the
- * environment selects; exits 2 when none does. */
+/* Opens the listener by the first method selected; exits 2 if none is. */
 static int
 listen_open(const char *socket_opt, const char *port_opt)
 {
-	const char	*fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	const char	*fds = getenv("LISTEN_FDS");
+	const char	*pid = getenv("LISTEN_PID");
 	const char	*path, *port;
 	uint64_t	 n;
 
@@ -855,8 +867,7 @@ listen_open(const char *socket_opt, const char *port_opt)
 	usage();
 }
 
-/* Makes SIGTERM and SIGINT set quit; they stay blocked except while the
- * process waits, so none is missed between a check and a wait. */
+/* SIGTERM and SIGINT stay blocked but while waiting, so none is missed. */
 static void
 signals_init(void)
 {
@@ -878,8 +889,7 @@ signals_init(void)
 	sigdelset(&waitmask, SIGINT);
 }
 
-/* Drops connections that lingered too long; returns the time until the
- * next one's deadline or the listener's pause ends, -1 if none. */
+/* Drops connections that lingered too long; returns poll's timeout. */
 static int64_t
 conns_expire(int64_t now, int64_t pause_until)
 {
@@ -892,7 +902,8 @@ conns_expire(int64_t now, int64_t pause_until)
 				conn_free(conns[i]);
 				continue;
 			}
-			if (timeout == -1 || conns[i]->linger_until - now < timeout)
+			if (timeout == -1 ||
+			    conns[i]->linger_until - now < timeout)
 				timeout = conns[i]->linger_until - now;
 		}
 		conns[j++] = conns[i];
@@ -941,9 +952,8 @@ serve(int lfd)
 		}
 		for (i = j = 0; i < polled; i++) {
 			c = conns[i];
-			r = 0;
 			if (pfd[i + 1].revents == 0)
-				;
+				r = 0;
 			else if (c->linger_until != 0)
 				r = conn_drain(c);
 			else if (pfd[i + 1].events & POLLOUT)
@@ -972,8 +982,8 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char	*socket_opt = NULL, *port_opt = NULL, *delay_opt = NULL;
-	const char	*delay;
+	const char	*socket_opt = NULL, *port_opt = NULL;
+	const char	*delay_opt = NULL, *delay;
 	uint64_t	 n;
 	size_t		 i;
 	int		 ch, lfd;

@@ -1,0 +1,30 @@
+/*
+ * Unit tests: the daemon's objects minus main().  The two symbols main's
+ * file provides to the rest of the master are defined here.
+ */
+#include <stdlib.h>
+
+#include "socketnautd.h"
+#include "unit.h"
+
+struct event_base	*sn_base;
+
+void
+daemon_status_changed(void)
+{
+}
+
+int
+main(void)
+{
+	SRunner	*sr;
+	int	 failed;
+
+	sr = srunner_create(util_suite());
+	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, pick_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}

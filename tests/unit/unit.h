@@ -1,0 +1,11 @@
+/* The unit suites; unit.c runs them all. */
+#ifndef SN_UNIT_H
+#define SN_UNIT_H
+
+#include <check.h>
+
+Suite	*util_suite(void);
+Suite	*config_suite(void);
+Suite	*pick_suite(void);
+
+#endif
