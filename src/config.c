@@ -586,6 +586,50 @@ config_build(struct sn_config *conf, cfg_t *root)
 		service_build(conf, root, cfg_getnsec(root, "service", i));
 }
 
+/*
+ * The file with its comments blanked out, newlines kept: libconfuse 3.3
+ * miscounts lines after a comment, and every message here names a line.
+ */
+static char *
+config_read(const char *path)
+{
+	FILE	*f;
+	char	*buf = NULL, *p, quote = 0;
+	size_t	 len = 0;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return (NULL);
+	if (getdelim(&buf, &len, '\0', f) == -1) {
+		free(buf);
+		buf = xstrdup("");
+	}
+	fclose(f);
+	for (p = buf; *p != '\0'; p++) {
+		if (quote != 0) {
+			if (*p == '\\' && quote == '"' && p[1] != '\0')
+				p++;
+			else if (*p == quote)
+				quote = 0;
+		} else if (*p == '"' || *p == '\'') {
+			quote = *p;
+		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			for (; *p != '\0' && *p != '\n'; p++)
+				*p = ' ';
+			if (*p == '\0')
+				break;
+		} else if (p[0] == '/' && p[1] == '*') {
+			for (; *p != '\0' && !(p[0] == '*' && p[1] == '/'); p++)
+				if (*p != '\n')
+					*p = ' ';
+			if (*p == '\0')
+				break;
+			p[0] = p[1] = ' ';
+			p++;
+		}
+	}
+	return (buf);
+}
+
 /* Register cb_record on every option of a section, recursively. */
 static void
 record_lines(cfg_t *cfg, cfg_opt_t *opts, const char *prefix)
@@ -608,7 +652,8 @@ config_load(const char *path)
 {
 	struct sn_config	*conf;
 	cfg_t			*cfg;
-	int			 rc;
+	char			*text;
+	int			 rc = CFG_FILE_ERROR;
 
 	memset(&load, 0, sizeof load);
 	load.path = path;
@@ -618,7 +663,12 @@ config_load(const char *path)
 
 	conf = xcalloc(1, sizeof *conf);
 	conf->path = xstrdup(path);
-	rc = cfg_parse(cfg, path);
+	if ((text = config_read(path)) != NULL) {
+		cfg->filename = xstrdup(path);
+		cfg->line = 1;
+		rc = cfg_parse_buf(cfg, text);
+		free(text);
+	}
 	if (rc == CFG_FILE_ERROR)
 		config_error(0, "%s", strerror(errno));
 	else if (rc == CFG_SUCCESS)

@@ -404,6 +404,8 @@ service_worker_gone(struct service *svc, struct worker *w,
 void
 service_reap(struct service *svc, struct worker *w, int status)
 {
+	enum worker_state	was = w->state;
+
 	if (worker_exited(w, status)) {
 		svc->failures++;
 		svc->backoff_until = now_ms() +
@@ -413,6 +415,11 @@ service_reap(struct service *svc, struct worker *w, int status)
 			    svc->conf->name, service_backoff_ms(svc->failures));
 	} else
 		svc->failures = 0;
+	/* Out of the pool first, so its waiting clients go elsewhere. */
+	w->state = WORKER_STOPPING;
+	if (was != WORKER_STOPPING)
+		service_worker_gone(svc, w, was);
+	w->state = WORKER_EXITED;
 	if (w->nconns == 0)
 		worker_free(w);
 	service_drain_queue(svc);

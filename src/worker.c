@@ -494,6 +494,7 @@ worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 /*
  * The process is gone: log how, drop its socket.  Returns 1 when this is
  * a failure worth backing off for (it never got ready, or died young).
+ * The pool's bookkeeping is the caller's (service_reap).
  */
 int
 worker_exited(struct worker *w, int status)
@@ -502,7 +503,6 @@ worker_exited(struct worker *w, int status)
 	long long	 age = now_ms() - w->started;
 	int		 expected = w->state == WORKER_STOPPING;
 	int		 quick;
-	enum worker_state was;
 
 	quick = !expected && (w->state == WORKER_STARTING || age < 10000);
 	if (w->exec_failed)
@@ -516,10 +516,6 @@ worker_exited(struct worker *w, int status)
 		    "killed by signal %d (%s) after %lldms", name,
 		    (long)w->pid, WTERMSIG(status),
 		    strsignal(WTERMSIG(status)), age);
-	was = w->state;
-	w->state = WORKER_EXITED;
-	if (was != WORKER_STOPPING)
-		service_worker_gone(w->svc, w, was);
 	event_del(&w->timer);
 	if (w->probefd != -1) {
 		close(w->probefd);

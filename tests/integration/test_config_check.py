@@ -88,11 +88,41 @@ class ConfigCheckTest(harness.DaemonTest):
     def test_check_bad_listen_address_names_its_line(self):
         self.assert_error_at(
             'runtime_dir = "{rt}"\n'
-            '# a comment line\n'
+            '\n'
             'service "web" {\n'
             '    listen = { "127.0.0.1:99999" }\n'
             '    command = "socketnaut-hello --socket {socket}"\n'
             '}\n', [4], ["127.0.0.1:99999"], option="99999")
+
+    def test_check_line_numbers_count_comment_lines(self):
+        self.assert_error_at(
+            '# socketnaut.conf\n'
+            '#\n'
+            'runtime_dir = "{rt}"   # trailing comment\n'
+            '// a C++ comment\n'
+            '/* a C comment\n'
+            '   on two lines */\n'
+            'service "web" {\n'
+            '    # the address\n'
+            '    listen = { "127.0.0.1:{port}" }\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '    frobnicate = 3\n'
+            '}\n', [11], ["frobnicate"], option="frobnicate")
+
+    def test_check_shipped_example_config_is_ok(self):
+        with open(os.path.join(harness.ROOT, "etc", "socketnaut.conf")) as f:
+            shipped = f.read()
+        path, rc, out, err = self.check(shipped.replace("/run/socketnautd", "{rt}"))
+        self.assertEqual(rc, 0, "stderr:\n" + err)
+        self.assertIn("configuration OK", out.splitlines())
+
+    def test_check_error_in_shipped_example_config_names_its_line(self):
+        with open(os.path.join(harness.ROOT, "etc", "socketnaut.conf")) as f:
+            shipped = f.read()
+        if not shipped.endswith("\n"):
+            shipped += "\n"
+        text = shipped + "frobnicate = 3\n"
+        self.assert_error_at(text, [len(text.splitlines())], ["frobnicate"], option="frobnicate")
 
     def test_check_missing_command_binary_names_its_line_and_path(self):
         self.assert_error_at(

@@ -241,6 +241,17 @@ START_TEST(every_error_in_a_file_is_reported)
 }
 END_TEST
 
+START_TEST(comments_do_not_shift_line_numbers)
+{
+	assert_error("# one\n// two\n/* three\n four */\n"
+	    "service \"web\" { # a \"quoted\" comment\n"
+	    "  listen = { \"127.0.0.1:18080\" } // trailing\n"
+	    "  command = \"/bin/sh -c '# not a comment'\"\n"
+	    "  min_workers = 5\n  max_workers = 2\n}\n", 9,
+	    "min_workers (5) is greater than max_workers (2)");
+}
+END_TEST
+
 START_TEST(unreadable_file_is_reported)
 {
 	ck_assert_ptr_null(config_load("/nonexistent/socketnaut.conf"));
@@ -266,6 +277,7 @@ config_suite(void)
 	tcase_add_test(tc, bad_values_are_each_reported);
 	tcase_add_test(tc, missing_command_and_listen_are_reported);
 	tcase_add_test(tc, every_error_in_a_file_is_reported);
+	tcase_add_test(tc, comments_do_not_shift_line_numbers);
 	tcase_add_test(tc, unreadable_file_is_reported);
 	suite_add_tcase(s, tc);
 	return (s);
