@@ -662,6 +662,7 @@ config_load(const char *path)
 	record_lines(cfg, root_opts, NULL);
 
 	conf = xcalloc(1, sizeof *conf);
+	conf->refs = 1;
 	conf->path = xstrdup(path);
 	if ((text = config_read(path)) != NULL) {
 		cfg->filename = xstrdup(path);
@@ -680,19 +681,26 @@ config_load(const char *path)
 	if (load.errors > 0) {
 		log_errorx("%s: %d error%s", path, load.errors,
 		    load.errors == 1 ? "" : "s");
-		config_free(conf);
+		config_unref(conf);
 		return (NULL);
 	}
 	return (conf);
 }
 
 void
-config_free(struct sn_config *conf)
+config_ref(struct sn_config *conf)
+{
+	conf->refs++;
+}
+
+/* Configurations live while a service still runs on them (reload). */
+void
+config_unref(struct sn_config *conf)
 {
 	struct sn_service_conf	*sc;
 	size_t			 i;
 
-	if (conf == NULL)
+	if (conf == NULL || --conf->refs > 0)
 		return;
 	for (i = 0; i < conf->nservices; i++) {
 		sc = &conf->services[i];

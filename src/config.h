@@ -48,6 +48,7 @@ struct sn_service_conf {
 };
 
 struct sn_config {
+	int			 refs;	/* main's, plus one per service */
 	char			*path;
 	int			 log_level;
 	char			*log_target;
@@ -59,7 +60,8 @@ struct sn_config {
 };
 
 struct sn_config *config_load(const char *path);
-void		  config_free(struct sn_config *);
+void		  config_ref(struct sn_config *);
+void		  config_unref(struct sn_config *);
 const char	 *config_default_runtime_dir(void);
 
 #endif

@@ -31,6 +31,8 @@ static void	service_resume(evutil_socket_t, short, void *);
 static void	service_check(evutil_socket_t, short, void *);
 static void	service_respawn(evutil_socket_t, short, void *);
 static void	service_shutdown_timeout(evutil_socket_t, short, void *);
+static void	service_retire_timeout(evutil_socket_t, short, void *);
+static void	service_retire(struct service *);
 static void	service_maintain(struct service *);
 
 static void
@@ -56,25 +58,35 @@ service_backoff_ms(int n)
 	return (ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS);
 }
 
+static void
+service_idle_tv(struct service *svc)
+{
+	struct timeval	tv;
+
+	svc->idle_tv = NULL;
+	if (svc->conf->idle_timeout > 0) {
+		tv.tv_sec = svc->conf->idle_timeout / 1000;
+		tv.tv_usec = (svc->conf->idle_timeout % 1000) * 1000;
+		svc->idle_tv = event_base_init_common_timeout(sn_base, &tv);
+	}
+}
+
 struct service *
-service_new(struct sn_service_conf *sc, char **cause)
+service_new(struct sn_config *owner, struct sn_service_conf *sc)
 {
 	struct service	*svc;
-	struct timeval	 tv;
 
-	(void)cause;
 	svc = xcalloc(1, sizeof *svc);
+	config_ref(owner);
+	svc->owner = owner;
 	svc->conf = sc;
 	TAILQ_INIT(&svc->workers);
 	TAILQ_INIT(&svc->queue);
 	TAILQ_INIT(&svc->relays);
 	svc->slots = xcalloc(sc->max_workers, 1);
-	if (sc->idle_timeout > 0) {
-		tv.tv_sec = sc->idle_timeout / 1000;
-		tv.tv_usec = (sc->idle_timeout % 1000) * 1000;
-		svc->idle_tv = event_base_init_common_timeout(sn_base, &tv);
-	}
+	service_idle_tv(svc);
 	evtimer_assign(&svc->check, sn_base, service_check, svc);
+	evtimer_assign(&svc->retire, sn_base, service_retire_timeout, svc);
 	evtimer_assign(&svc->respawn, sn_base, service_respawn, svc);
 	evtimer_assign(&svc->shutdown, sn_base, service_shutdown_timeout, svc);
 	return (svc);
@@ -147,7 +159,7 @@ service_listening(struct service *svc, int on)
 
 /* The socket directory: 0700, owned by the worker user, emptied of stale sockets. */
 static int
-service_sockdir(struct service *svc, char **cause)
+service_sockdir(struct service *svc, int clean, char **cause)
 {
 	struct sn_service_conf	*sc = svc->conf;
 	char			*path, *p;
@@ -167,7 +179,7 @@ service_sockdir(struct service *svc, char **cause)
 	if (chmod(path, 0700) == -1 ||
 	    (sc->switch_ids && chown(path, sc->uid, sc->gid) == -1))
 		goto fail;
-	if ((d = opendir(path)) != NULL) {
+	if (clean && (d = opendir(path)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
 			n = strlen(de->d_name);
 			if (n > 5 && strcmp(de->d_name + n - 5, ".sock") == 0)
@@ -190,7 +202,7 @@ service_start(struct service *svc, char **cause)
 	struct sn_service_conf	*sc = svc->conf;
 	size_t			 i;
 
-	if (sc->backend == BACKEND_UNIX && service_sockdir(svc, cause) == -1)
+	if (sc->backend == BACKEND_UNIX && service_sockdir(svc, 1, cause) == -1)
 		return (-1);
 	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
 	for (i = 0; i < sc->nlisten; i++) {
@@ -218,15 +230,23 @@ service_attach(struct relay *r, struct worker *w)
 /*
  * Choose a worker for a new connection: the ready or starting worker with
  * the fewest connections (ready wins a tie); ask for a new one when there
- * is none or that one is busy and the pool may still grow.
+ * is none or that one is busy and the pool may still grow.  Until the
+ * current generation has a ready worker, a ready one of the previous
+ * generation (before a reload) serves rather than making clients wait.
  */
 struct pick
 service_pick(const struct service *svc)
 {
 	struct pick	 p = { NULL, 0 };
-	struct worker	*w;
+	struct worker	*w, *old = NULL;
 
 	TAILQ_FOREACH(w, &svc->workers, entry) {
+		if (w->generation != svc->generation) {
+			if (w->state == WORKER_READY && !w->retiring &&
+			    (old == NULL || w->nconns < old->nconns))
+				old = w;
+			continue;
+		}
 		if (w->state != WORKER_READY && w->state != WORKER_STARTING)
 			continue;
 		if (p.worker == NULL || w->nconns < p.worker->nconns ||
@@ -238,6 +258,11 @@ service_pick(const struct service *svc)
 	p.spawn = (p.worker == NULL || p.worker->nconns > 0) &&
 	    svc->online < svc->conf->max_workers && !svc->stopping &&
 	    now_ms() >= svc->backoff_until;
+	if (old != NULL && (p.worker == NULL ||
+	    p.worker->state != WORKER_READY)) {
+		p.worker = old;
+		p.spawn = p.spawn && svc->online == 0;
+	}
 	return (p);
 }
 
@@ -376,8 +401,10 @@ void
 service_worker_ready(struct service *svc, struct worker *w)
 {
 	struct relay	*r;
+	int		 want = svc->conf->min_workers;
 
-	svc->ready++;
+	if (w->generation == svc->generation && ++svc->ready >= want)
+		service_retire(svc);
 	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
 		relay_connect(r);
 	service_drain_queue(svc);
@@ -391,10 +418,12 @@ service_worker_gone(struct service *svc, struct worker *w,
 {
 	struct relay	*r;
 
-	svc->online--;
-	if (was == WORKER_READY)
-		svc->ready--;
-	svc->slots[w->slot] = 0;
+	if (w->generation == svc->generation) {
+		svc->online--;
+		if (was == WORKER_READY)
+			svc->ready--;
+		svc->slots[w->slot] = 0;
+	}
 	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
 		relay_redispatch(r);
 	daemon_status_changed();
@@ -406,7 +435,7 @@ service_reap(struct service *svc, struct worker *w, int status)
 {
 	enum worker_state	was = w->state;
 
-	if (worker_exited(w, status)) {
+	if (worker_exited(w, status) && w->generation == svc->generation) {
 		svc->failures++;
 		svc->backoff_until = now_ms() +
 		    service_backoff_ms(svc->failures);
@@ -425,6 +454,104 @@ service_reap(struct service *svc, struct worker *w, int status)
 	service_drain_queue(svc);
 	service_maintain(svc);
 	daemon_status_changed();
+}
+
+/*
+ * The current generation is ready: the previous one stops taking clients,
+ * and each of its workers stops once idle, or at shutdown_timeout.
+ */
+static void
+service_retire(struct service *svc)
+{
+	struct worker	*w;
+	int		 n = 0;
+
+	TAILQ_FOREACH(w, &svc->workers, entry) {
+		if (w->generation == svc->generation || w->retiring ||
+		    w->state == WORKER_EXITED || w->state == WORKER_STOPPING)
+			continue;
+		w->retiring = 1;
+		n++;
+		if (w->nconns == 0 || w->state == WORKER_STARTING)
+			worker_stop(w, "reload");
+	}
+	if (n > 0)
+		ms_timer(&svc->retire, svc->conf->shutdown_timeout);
+}
+
+static void
+service_retire_timeout(evutil_socket_t fd, short events, void *arg)
+{
+	struct service	*svc = arg;
+	struct worker	*w;
+
+	(void)fd;
+	(void)events;
+	TAILQ_FOREACH(w, &svc->workers, entry) {
+		if (w->retiring)
+			worker_stop(w, "reload, shutdown_timeout reached");
+	}
+}
+
+static int
+listen_equal(const struct sn_service_conf *a, const struct sn_service_conf *b)
+{
+	size_t	i;
+
+	if (a->nlisten != b->nlisten || a->backlog != b->backlog)
+		return (0);
+	for (i = 0; i < a->nlisten; i++) {
+		if (a->listen[i].len != b->listen[i].len ||
+		    a->listen[i].dualstack != b->listen[i].dualstack ||
+		    memcmp(&a->listen[i].ss, &b->listen[i].ss,
+		    a->listen[i].len) != 0)
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * Reload: run on the new settings and start a new generation of workers;
+ * the old one keeps serving until the new one is ready, then retires.
+ */
+int
+service_reload(struct service *svc, struct sn_config *owner,
+    struct sn_service_conf *sc)
+{
+	struct sn_config	*old = svc->owner;
+	char			*cause;
+	int			 newdir;
+
+	if (!listen_equal(svc->conf, sc))
+		log_warnx("service %s: listen or backlog changed: restart "
+		    "socketnautd to apply it; keeping the current listeners",
+		    sc->name);
+	newdir = strcmp(svc->conf->sockdir, sc->sockdir) != 0;
+	config_ref(owner);
+	svc->owner = owner;
+	svc->conf = sc;
+	service_idle_tv(svc);
+	if (sc->backend == BACKEND_UNIX && newdir &&
+	    service_sockdir(svc, 0, &cause) == -1) {
+		log_warnx("%s", cause);
+		free(cause);
+	}
+	config_unref(old);
+
+	free(svc->slots);
+	svc->slots = xcalloc(sc->max_workers, 1);
+	svc->generation++;
+	svc->online = svc->ready = 0;
+	svc->failures = 0;
+	svc->backoff_until = 0;
+	log_info("service %s: starting worker generation %u", sc->name,
+	    svc->generation);
+	event_del(&svc->check);
+	ms_timer(&svc->check, sc->check_interval);
+	if (sc->min_workers == 0)
+		service_retire(svc);
+	service_maintain(svc);
+	return (0);
 }
 
 /* Keep min_workers online, as soon as the back-off allows. */
@@ -470,7 +597,8 @@ service_check(evutil_socket_t fd, short events, void *arg)
 	for (w = TAILQ_LAST(&svc->workers, worker_head); w != NULL && excess > 0;
 	    w = prev) {
 		prev = TAILQ_PREV(w, worker_head, entry);
-		if (w->state == WORKER_READY && w->nconns == 0) {
+		if (w->state == WORKER_READY && w->nconns == 0 &&
+		    w->generation == svc->generation) {
 			worker_stop(w, "idle");
 			excess--;
 		}
@@ -588,6 +716,8 @@ service_free(struct service *svc)
 	event_del(&svc->check);
 	event_del(&svc->respawn);
 	event_del(&svc->shutdown);
+	event_del(&svc->retire);
+	config_unref(svc->owner);
 	free(svc->listeners);
 	free(svc->slots);
 	free(svc);

@@ -22,13 +22,14 @@ struct listener {
 
 struct service {
 	TAILQ_ENTRY(service)	 entry;
+	struct sn_config	*owner;		/* holds conf; refcounted */
 	struct sn_service_conf	*conf;
 	struct listener		*listeners;
 	size_t			 nlisteners;
 	int			 accepting;	/* listener events are added */
 	struct worker_head	 workers;
-	int			 online;	/* STARTING + READY workers */
-	int			 ready;
+	int			 online;	/* STARTING + READY, this generation */
+	int			 ready;		/* READY, this generation */
 	unsigned char		*slots;		/* slot in use, max_workers */
 	unsigned		 next_serial;
 	unsigned		 generation;
@@ -38,10 +39,13 @@ struct service {
 	int			 failures;	/* quick exits in a row */
 	long long		 backoff_until;	/* ms */
 	int			 stopping;
+	int			 removed;	/* by a reload: free once stopped */
+	int			 seen;		/* in the file being reloaded */
 	const struct timeval	*idle_tv;	/* libevent common timeout */
 	struct event		 check;		/* workers_checking_interval */
 	struct event		 respawn;
 	struct event		 shutdown;
+	struct event		 retire;	/* old generation's deadline */
 };
 TAILQ_HEAD(service_head, service);
 
@@ -51,7 +55,9 @@ struct pick {
 	int		 spawn;		/* start a new worker for it */
 };
 
-struct service	*service_new(struct sn_service_conf *, char **);
+struct service	*service_new(struct sn_config *, struct sn_service_conf *);
+int		 service_reload(struct service *, struct sn_config *,
+		     struct sn_service_conf *);
 int		 service_start(struct service *, char **);
 void		 service_stop(struct service *, int);
 void		 service_free(struct service *);

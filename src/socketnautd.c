@@ -29,6 +29,7 @@ static struct sn_config		*conf;
 static struct service_head	 services = TAILQ_HEAD_INITIALIZER(services);
 static int			 stopping;
 static int			 ready_sent;
+static int			 debug_flag;
 
 static void __attribute__((noreturn))
 usage(void)
@@ -69,10 +70,20 @@ daemon_status_changed(void)
 static void
 daemon_maybe_exit(void)
 {
-	struct service	*svc;
+	struct service	*svc, *next;
 
-	if (!stopping)
+	if (!stopping) {
+		/* Services a reload removed go once they have stopped. */
+		for (svc = TAILQ_FIRST(&services); svc != NULL; svc = next) {
+			next = TAILQ_NEXT(svc, entry);
+			if (svc->removed && service_stopped(svc)) {
+				log_info("service %s: removed", svc->conf->name);
+				TAILQ_REMOVE(&services, svc, entry);
+				service_free(svc);
+			}
+		}
 		return;
+	}
 	TAILQ_FOREACH(svc, &services, entry) {
 		if (!service_stopped(svc))
 			return;
@@ -93,6 +104,78 @@ daemon_stop(int now)
 	stopping = 1;
 	TAILQ_FOREACH(svc, &services, entry)
 		service_stop(svc, now);
+	daemon_maybe_exit();
+}
+
+static struct service *
+daemon_find(const char *name)
+{
+	struct service	*svc;
+
+	TAILQ_FOREACH(svc, &services, entry) {
+		if (!svc->removed && strcmp(svc->conf->name, name) == 0)
+			return (svc);
+	}
+	return (NULL);
+}
+
+/*
+ * SIGHUP: read the file again.  A bad file changes nothing; a good one
+ * starts a new worker generation in every service, starts new services
+ * and stops removed ones.
+ */
+static void
+daemon_reload(void)
+{
+	struct sn_config	*nconf;
+	struct service		*svc;
+	char			*cause;
+	size_t			 i;
+
+	log_notice("reloading %s", conf->path);
+	sdnotify("RELOADING=1");
+	if ((nconf = config_load(conf->path)) == NULL) {
+		log_errorx("reload failed: the running configuration stays");
+		sdnotify("READY=1");
+		return;
+	}
+	TAILQ_FOREACH(svc, &services, entry)
+		svc->seen = 0;
+	for (i = 0; i < nconf->nservices; i++) {
+		if ((svc = daemon_find(nconf->services[i].name)) != NULL) {
+			svc->seen = 1;
+			service_reload(svc, nconf, &nconf->services[i]);
+			continue;
+		}
+		svc = service_new(nconf, &nconf->services[i]);
+		svc->seen = 1;
+		TAILQ_INSERT_TAIL(&services, svc, entry);
+		if (service_start(svc, &cause) == -1) {
+			log_errorx("%s", cause);
+			free(cause);
+			svc->removed = 1;
+			service_stop(svc, 1);
+		}
+	}
+	TAILQ_FOREACH(svc, &services, entry) {
+		if (!svc->seen && !svc->removed) {
+			log_info("service %s: no longer configured, stopping",
+			    svc->conf->name);
+			svc->removed = 1;
+			service_stop(svc, 0);
+		}
+	}
+	if (!debug_flag && strcmp(conf->log_target, nconf->log_target) != 0 &&
+	    log_open(nconf->log_target, &cause) == -1) {
+		log_warnx("log_target: %s", cause);
+		free(cause);
+	} else
+		log_reopen();
+	config_unref(conf);
+	conf = nconf;
+	log_setlevel(debug_flag ? LOG_DEBUG : conf->log_level);
+	daemon_status_changed();
+	sdnotify("READY=1");
 	daemon_maybe_exit();
 }
 
@@ -135,9 +218,8 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 		daemon_reap();
 		break;
 	case SIGHUP:
-		log_warnx("SIGHUP: reload is not implemented yet; restart "
-		    "to apply a new configuration");
-		log_reopen();
+		if (!stopping)
+			daemon_reload();
 		break;
 	case SIGUSR1:
 		log_reopen();
@@ -167,7 +249,7 @@ main(int argc, char **argv)
 	const char		*path = SN_CONFIG_PATH;
 	struct service		*svc;
 	char			*cause;
-	int			 ch, debug = 0, test = 0;
+	int			 ch, test = 0;
 	size_t			 i;
 
 	while ((ch = getopt(argc, argv, "c:dhtV")) != -1) {
@@ -176,7 +258,7 @@ main(int argc, char **argv)
 			path = optarg;
 			break;
 		case 'd':
-			debug = 1;
+			debug_flag = 1;
 			break;
 		case 't':
 			test = 1;
@@ -196,11 +278,11 @@ main(int argc, char **argv)
 		return (1);
 	if (test) {
 		printf("configuration OK\n");
-		config_free(conf);
+		config_unref(conf);
 		return (0);
 	}
-	log_setlevel(debug ? LOG_DEBUG : conf->log_level);
-	if (!debug && log_open(conf->log_target, &cause) == -1) {
+	log_setlevel(debug_flag ? LOG_DEBUG : conf->log_level);
+	if (!debug_flag && log_open(conf->log_target, &cause) == -1) {
 		log_errorx("log_target: %s", cause);
 		return (1);
 	}
@@ -220,7 +302,7 @@ main(int argc, char **argv)
 	    SOCKETNAUTD_VERSION, path, conf->nservices,
 	    conf->nservices == 1 ? "" : "s");
 	for (i = 0; i < conf->nservices; i++) {
-		svc = service_new(&conf->services[i], &cause);
+		svc = service_new(conf, &conf->services[i]);
 		TAILQ_INSERT_TAIL(&services, svc, entry);
 		if (service_start(svc, &cause) == -1) {
 			log_errorx("%s", cause);
@@ -250,6 +332,6 @@ main(int argc, char **argv)
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_del(&sigev[i]);
 	event_base_free(sn_base);
-	config_free(conf);
+	config_unref(conf);
 	return (ch);
 }

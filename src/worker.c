@@ -530,8 +530,12 @@ worker_exited(struct worker *w, int status)
 void
 worker_release(struct worker *w)
 {
-	if (--w->nconns == 0 && w->state == WORKER_EXITED)
+	if (--w->nconns > 0)
+		return;
+	if (w->state == WORKER_EXITED)
 		worker_free(w);
+	else if (w->retiring)
+		worker_stop(w, "reload, idle");
 }
 
 void

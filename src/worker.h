@@ -38,6 +38,7 @@ struct worker {
 	int			 execfd;	/* exec-failure pipe, -1 after */
 	int			 exec_failed;
 	int			 killed;	/* SIGKILL sent */
+	int			 retiring;	/* old generation: stop when idle */
 	struct event		 timer;		/* probe, ready or kill timer */
 	struct event		 execev;
 };

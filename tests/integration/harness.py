@@ -92,6 +92,29 @@ def ipv6_available():
         return False
 
 
+def port_listening(port, host="127.0.0.1"):
+    """True if a socket listens on host:port, read from /proc/net/tcp{,6} (no connection is
+    made: a probe connection would be a client to the daemon); None if /proc cannot tell."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    packed = socket.inet_pton(family, host)
+    if family == socket.AF_INET:
+        want = packed[::-1].hex().upper()
+    else:  # four 32-bit words, each in host (little endian) order
+        want = "".join(packed[i:i + 4][::-1].hex().upper() for i in range(0, 16, 4))
+    want_any = "0" * len(want)
+    try:
+        with open("/proc/net/tcp6" if family == socket.AF_INET6 else "/proc/net/tcp") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        addr, _, hexport = fields[1].partition(":")
+        if fields[3] == "0A" and int(hexport, 16) == port and addr in (want, want_any):
+            return True
+    return False
+
+
 def port_open(port, host="127.0.0.1", timeout=0.5):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
@@ -290,14 +313,18 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_listening(self, port=None, host="127.0.0.1", timeout=10):
-        """Poll every 50 ms, at most `timeout` s, until the port accepts a connection."""
+        """Poll every 50 ms, at most `timeout` s, until the port listens (seen in /proc, else
+        by connecting)."""
         port = port or self.port
         deadline = time.monotonic() + timeout
         for _ in range(int(timeout / 0.05) + 2):
             if not self.alive():
                 raise AssertionError("socketnautd exited with status %s before listening"
                                      % self.proc.returncode)
-            if port_open(port, host, timeout=0.2):
+            listening = port_listening(port, host)
+            if listening is None:
+                listening = port_open(port, host, timeout=0.2)
+            if listening:
                 return
             if time.monotonic() >= deadline:
                 break

@@ -19,6 +19,7 @@ class BurstTest(harness.DaemonTest):
         deadline = time.monotonic() + TOTAL_SECONDS
 
         def one(i):
+            """Returns the number of bytes echoed, or a string saying what went wrong."""
             body = b"%06d:" % i + harness.random_bytes(BODY_SIZE - 7, i)
             with harness.Conn(d.port, timeout=30) as c:
                 r = c.request("POST", "/echo", body)
@@ -27,9 +28,10 @@ class BurstTest(harness.DaemonTest):
             if r.body != body:
                 return "request %d: %d bytes back, differing from the %d sent" % (
                     i, len(r.body), len(body))
-            return None
+            return len(r.body)
 
         failures = []
+        echoed = 0
         with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
             futures = [pool.submit(one, i) for i in range(CONNECTIONS)]
             done, pending = concurrent.futures.wait(
@@ -38,15 +40,18 @@ class BurstTest(harness.DaemonTest):
                 f.cancel()
             for f in done:
                 try:
-                    err = f.result()
+                    outcome = f.result()
                 except Exception as e:  # connection reset, timeout, short response
-                    err = "%s: %s" % (type(e).__name__, e)
-                if err:
-                    failures.append(err)
+                    outcome = "%s: %s" % (type(e).__name__, e)
+                if isinstance(outcome, int):
+                    echoed += outcome
+                else:
+                    failures.append(outcome)
         self.assertFalse(pending, "%d requests not done within %d s" % (len(pending),
                                                                         TOTAL_SECONDS))
         self.assertEqual(failures, [], "%d of %d failed, first: %s"
                          % (len(failures), CONNECTIONS, failures[:5]))
+        self.assertEqual(echoed, CONNECTIONS * BODY_SIZE)
         self.assertTrue(d.alive())
         self.assertLessEqual(len(d.workers()), 4)
         self.stop_daemon(d)

@@ -43,6 +43,7 @@ class ListenTest(harness.DaemonTest):
         r = c.request("GET", "/")
         self.assertTrue(os.path.exists(marker))
         self.assertEqual((r.status, r.body), (200, b"slow-start ok\n"))
+        c.close()
         self.stop_daemon(d)
 
 

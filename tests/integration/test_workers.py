@@ -65,6 +65,8 @@ class WorkerFailureTest(harness.DaemonTest):
         harness.wait_until(lambda: "killed by signal 9" in d.log(), 5,
                            what="'killed by signal 9' in the log")
         self.assertEqual(harness.http(d.port, path="/bytes?n=100000").body, pattern(100000))
+        survivor.close()
+        victim.close()
         self.stop_daemon(d)
 
     def test_worker_exiting_at_once_is_restarted_with_backoff_not_in_a_storm(self):

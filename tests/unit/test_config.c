@@ -121,7 +121,7 @@ START_TEST(good_config_loads_with_defaults_and_overrides)
 	ck_assert_int_eq(sc->backend, BACKEND_TCP);
 	ck_assert_int_eq(sc->shutdown_timeout, 60000);
 	ck_assert_ptr_nonnull(strstr(sc->exec_path, "/sh"));
-	config_free(c);
+	config_unref(c);
 	free(out);
 }
 END_TEST
