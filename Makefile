@@ -15,7 +15,7 @@ PKG_CONFIG	?= pkg-config
 CFLAGS		?= -O2 -g
 WARN		= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 		  -Wmissing-prototypes -Wstrict-prototypes
-ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc \
+ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Iinclude \
 		  -DSN_CONFIG_PATH='"$(SYSCONFDIR)/socketnaut.conf"'
 LIBS		= $(shell $(PKG_CONFIG) --libs libevent libconfuse 2>/dev/null || echo -levent -lconfuse)
 CHECK_LIBS	= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
@@ -29,15 +29,15 @@ else
 BUILD		?= build
 endif
 
-DAEMON_SRCS	= src/config.c src/log.c src/relay.c src/sdnotify.c \
-		  src/service.c src/util.c src/worker.c
+DAEMON_SRCS	= src/config.c src/control.c src/log.c src/proto.c src/relay.c \
+		  src/sdnotify.c src/service.c src/util.c src/worker.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
 
 all: $(BUILD)/socketnautd $(BUILD)/socketnaut-hello
 
-$(BUILD)/%.o: src/%.c $(wildcard src/*.h) Makefile
+$(BUILD)/%.o: src/%.c $(wildcard src/*.h include/socketnaut/*.h) Makefile
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 

@@ -166,9 +166,11 @@ cb_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		*(long *)result = BACKEND_UNIX;
 	else if (strcmp(value, "tcp") == 0)
 		*(long *)result = BACKEND_TCP;
+	else if (strcmp(value, "agent") == 0)
+		*(long *)result = BACKEND_AGENT;
 	else {
 		config_error(cfg->line, "%s: unknown backend \"%s\" (expected "
-		    "unix or tcp)", opt->name, value);
+		    "unix, tcp or agent)", opt->name, value);
 		*(long *)result = BACKEND_UNIX;
 	}
 	return (0);
@@ -180,6 +182,7 @@ static cfg_opt_t service_opts[] = {
 	CFG_STR_LIST("command", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("backend", BACKEND_UNIX, CFGF_NONE, cb_backend),
 	CFG_BOOL("socket_activation", cfg_false, CFGF_NONE),
+	CFG_BOOL("control", cfg_true, CFGF_NONE),
 	CFG_INT("worker_count", 0, CFGF_NODEFAULT),
 	CFG_INT("min_workers", 1, CFGF_NONE),
 	CFG_INT("max_workers", 0, CFGF_NODEFAULT),
@@ -383,7 +386,7 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 	tv.service = sc->name;
 	if (sc->backend == BACKEND_UNIX)
 		tv.socket = "/";
-	else
+	else if (sc->backend == BACKEND_TCP)
 		tv.port = 1;
 	for (i = 0; sc->argv[i] != NULL; i++) {
 		if ((word = template_expand(sc->argv[i], &tv, &cause)) == NULL) {
@@ -507,6 +510,14 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 
 	sc->backend = (enum sn_backend)cfg_getint(sec, "backend");
 	sc->activation = cfg_getbool(sec, "socket_activation");
+	sc->control = cfg_getbool(sec, "control");
+	if (sc->backend == BACKEND_AGENT && !sc->control)
+		config_error(line_of(sec, "control"), "backend agent needs the "
+		    "control channel (control = true)");
+	if (sc->backend == BACKEND_AGENT && sc->activation)
+		config_error(line_of(sec, "socket_activation"), "backend agent "
+		    "and socket_activation exclude each other: the worker "
+		    "chooses its address");
 	int_range(sec, "backlog", 1, 65535);
 	sc->backlog = (int)cfg_getint(sec, "backlog");
 	int_range(sec, "max_connections", 0, 1000000);

@@ -9,6 +9,7 @@
 enum sn_backend {
 	BACKEND_UNIX,
 	BACKEND_TCP,
+	BACKEND_AGENT,		/* the worker reports its address */
 };
 
 struct sn_service_conf {
@@ -24,6 +25,7 @@ struct sn_service_conf {
 	char		 *exec_path;	/* argv[0] resolved at load time */
 	enum sn_backend	  backend;
 	int		  activation;
+	int		  control;	/* SOCKETNAUT_CONTROL_FD channel */
 	char		**env;		/* NAME=value additions */
 	char		 *directory;
 	char		 *user;

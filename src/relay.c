@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
 #include "relay.h"
 #include "service.h"
@@ -129,6 +130,7 @@ relay_free(struct relay *r)
 	struct service	*svc = r->svc;
 
 	relay_unwait(r);
+	control_peer_del(r);
 	relay_detach(r);
 	if (event_initialized(&r->cread)) {
 		event_del(&r->cread);
@@ -204,6 +206,8 @@ relay_open(struct relay *r)
 	    relay_worker_write, r);
 	event_add(&r->cread, tv);
 	event_add(&r->wread, tv);
+	if (r->svc->conf->control)
+		control_peer_add(r->worker, r);
 }
 
 static void
@@ -224,6 +228,12 @@ relay_try_connect(struct relay *r)
 		if (w->addr.ss.ss_family != AF_UNIX)
 			setsockopt(r->wfd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof one);
+		else if (r->svc->conf->control) {
+			/* Autobind: a unique abstract name, the peer-info key. */
+			sa_family_t af = AF_UNIX;
+
+			bind(r->wfd, (struct sockaddr *)&af, sizeof af);
+		}
 	}
 	if (connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len) == 0) {
 		relay_open(r);

@@ -5,6 +5,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <stdint.h>
+
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -30,6 +32,9 @@ enum relay_state {
 struct relay {
 	TAILQ_ENTRY(relay)	 entry;	/* on a waiting list while WAITING */
 	TAILQ_ENTRY(relay)	 all;	/* the service's relays */
+	TAILQ_ENTRY(relay)	 keyed;	/* peer-info index of its worker */
+	struct worker		*peer_worker;
+	uint32_t		 key;	/* the worker's view of our address */
 	struct relay_head	*waitlist;
 	struct service		*svc;
 	struct listener		*lst;

@@ -351,6 +351,20 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 	return (0);
 }
 
+int
+addr_is_loopback(const struct sn_addr *a)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in6	*sin6 =
+	    (const struct sockaddr_in6 *)&a->ss;
+
+	if (a->ss.ss_family == AF_INET)
+		return ((ntohl(sin->sin_addr.s_addr) >> 24) == 127);
+	if (a->ss.ss_family == AF_INET6)
+		return (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+	return (0);
+}
+
 const char *
 addr_str(const struct sockaddr *sa, char *buf, size_t len)
 {

@@ -32,7 +32,7 @@
 
 #define PROBE_FIRST_MS		10
 #define PROBE_MAX_MS		200
-#define ACTIVATION_FD		3
+#define FIRST_PASSED_FD		3	/* activation socket, then control */
 
 extern char	**environ;
 
@@ -106,6 +106,9 @@ worker_env(struct worker *w)
 		env[n++] = xasprintf("SOCKETNAUT_SOCKET=%s", w->sockpath);
 	if (w->port > 0)
 		env[n++] = xasprintf("PORT=%d", w->port);
+	if (sc->control)
+		env[n++] = xasprintf("SOCKETNAUT_CONTROL_FD=%d",
+		    FIRST_PASSED_FD + (sc->activation ? 1 : 0));
 	if (sc->activation) {
 		env[n++] = xasprintf("LISTEN_PID=%ld", (long)getpid());
 		env[n++] = xstrdup("LISTEN_FDS=1");
@@ -137,13 +140,13 @@ worker_child_fail(int pipefd, enum exec_stage stage)
 
 /* In the child: everything between fork and exec. */
 static void __attribute__((noreturn))
-worker_child(struct worker *w, char **argv, int actfd, int pipefd,
+worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
     pid_t master)
 {
 	struct sn_service_conf	*sc = w->svc->conf;
 	struct sigaction	 sa;
 	sigset_t		 set;
-	int			 sig, fd;
+	int			 sig, fd, i;
 
 	setsid();
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != master)
@@ -159,15 +162,18 @@ worker_child(struct worker *w, char **argv, int actfd, int pipefd,
 	/* Lift the fds we keep out of the way, then put them in place. */
 	if ((pipefd = fcntl(pipefd, F_DUPFD_CLOEXEC, 10)) == -1)
 		_exit(127);
-	if (actfd != -1) {
-		if ((fd = fcntl(actfd, F_DUPFD, 10)) == -1 ||
-		    dup2(fd, ACTIVATION_FD) == -1)
+	for (i = 0; i < npass; i++) {
+		if ((pass[i] = fcntl(pass[i], F_DUPFD_CLOEXEC, 10)) == -1)
+			worker_child_fail(pipefd, STAGE_FDS);
+	}
+	for (i = 0; i < npass; i++) {
+		if (dup2(pass[i], FIRST_PASSED_FD + i) == -1)
 			worker_child_fail(pipefd, STAGE_FDS);
 	}
 	if ((fd = open("/dev/null", O_RDONLY)) == -1 ||
 	    dup2(fd, STDIN_FILENO) == -1)
 		worker_child_fail(pipefd, STAGE_FDS);
-	syscall(SYS_close_range, actfd != -1 ? ACTIVATION_FD + 1 : 3, ~0U,
+	syscall(SYS_close_range, FIRST_PASSED_FD + npass, ~0U,
 	    CLOSE_RANGE_CLOEXEC);
 	if (fcntl(pipefd, F_SETFD, FD_CLOEXEC) == -1)
 		_exit(127);
@@ -241,6 +247,8 @@ worker_address(struct worker *w, int *actfd)
 	struct sockaddr_un	*sun = (struct sockaddr_un *)&w->addr.ss;
 
 	*actfd = -1;
+	if (sc->backend == BACKEND_AGENT)
+		return (0);	/* the worker reports where it listens */
 	if (sc->backend == BACKEND_TCP) {
 		if ((*actfd = worker_tcp_addr(w, sc->activation)) == -1)
 			return (-1);
@@ -267,7 +275,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	struct worker		*w;
 	sigset_t		 all, old;
 	char			**argv;
-	int			 actfd, pipefd[2];
+	int			 actfd, pipefd[2], ctl[2] = { -1, -1 };
+	int			 pass[2], npass = 0;
 	size_t			 i, n;
 	pid_t			 master = getpid();
 
@@ -278,6 +287,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w->generation = svc->generation;
 	w->probefd = w->execfd = -1;
 	TAILQ_INIT(&w->waiting);
+	for (i = 0; i < CONTROL_PEER_BUCKETS; i++)
+		TAILQ_INIT(&w->peers[i]);
 	evtimer_assign(&w->timer, sn_base, worker_probe, w);
 
 	if (worker_address(w, &actfd) == -1) {
@@ -307,19 +318,36 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		*cause = xasprintf("pipe: %s", strerror(errno));
 		goto fail;
 	}
+	if (sc->control && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    ctl) == -1) {
+		*cause = xasprintf("socketpair: %s", strerror(errno));
+		close(pipefd[0]);
+		close(pipefd[1]);
+		goto fail;
+	}
+	if (actfd != -1)
+		pass[npass++] = actfd;
+	if (ctl[1] != -1)
+		pass[npass++] = ctl[1];
 
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	w->pid = fork();
 	if (w->pid == 0)
-		worker_child(w, argv, actfd, pipefd[1], master);
+		worker_child(w, argv, pass, npass, pipefd[1], master);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(pipefd[1]);
+	if (ctl[1] != -1)
+		close(ctl[1]);
 	if (w->pid == -1) {
 		*cause = xasprintf("fork: %s", strerror(errno));
 		close(pipefd[0]);
+		if (ctl[0] != -1)
+			close(ctl[0]);
 		goto fail;
 	}
+	if (ctl[0] != -1)
+		w->control = control_open(w, ctl[0]);
 	argv_free(argv);
 	if (actfd != -1)
 		close(actfd);
@@ -331,7 +359,9 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	event_assign(&w->execev, sn_base, w->execfd, EV_READ,
 	    worker_exec_report, w);
 	event_add(&w->execev, NULL);
-	if (sc->activation)
+	if (sc->backend == BACKEND_AGENT)
+		worker_timer(w, worker_probe, sc->ready_timeout);
+	else if (sc->activation)
 		worker_timer(w, worker_probe, 0);
 	else
 		worker_timer(w, worker_probe, PROBE_FIRST_MS);
@@ -415,6 +445,24 @@ ready:
 	return (1);
 }
 
+/* The worker accepts connections: it joins the pool. */
+static void
+worker_set_ready(struct worker *w, const char *how)
+{
+	char	buf[ADDRSTRLEN];
+
+	w->state = WORKER_READY;
+	event_del(&w->timer);
+	if (w->probefd != -1) {
+		close(w->probefd);
+		w->probefd = -1;
+	}
+	log_info("service %s: worker %ld: ready at %s after %lldms (%s)",
+	    w->svc->conf->name, (long)w->pid, addr_str((struct sockaddr *)
+	    &w->addr.ss, buf, sizeof buf), now_ms() - w->started, how);
+	service_worker_ready(w->svc, w);
+}
+
 static void
 worker_probe(evutil_socket_t fd, short events, void *arg)
 {
@@ -425,26 +473,84 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 	(void)events;
 	if (w->state != WORKER_STARTING)
 		return;
-	if (w->svc->conf->activation || worker_accepts(w)) {
-		w->state = WORKER_READY;
-		log_info("service %s: worker %ld: ready after %lldms",
-		    w->svc->conf->name, (long)w->pid, age);
-		service_worker_ready(w->svc, w);
+	if (w->svc->conf->backend != BACKEND_AGENT &&
+	    (w->svc->conf->activation || worker_accepts(w))) {
+		worker_set_ready(w, w->svc->conf->activation ?
+		    "socket activation" : "accepts connections");
 		return;
 	}
 	if (age >= w->svc->conf->ready_timeout) {
-		log_warnx("service %s: worker %ld: not accepting connections "
-		    "after %lldms, killing it", w->svc->conf->name,
-		    (long)w->pid, age);
+		log_warnx("service %s: worker %ld: not ready after %lldms, "
+		    "killing it", w->svc->conf->name, (long)w->pid, age);
 		worker_kill(w);
 		return;
 	}
 	next = age < PROBE_MAX_MS ? (age / 4 > PROBE_FIRST_MS ? age / 4 :
 	    PROBE_FIRST_MS) : PROBE_MAX_MS;
+	if (w->svc->conf->backend == BACKEND_AGENT)
+		next = w->svc->conf->ready_timeout - age;
 	worker_timer(w, worker_probe, next);
 }
 
-/* Ask the worker to exit: SIGTERM now, SIGKILL after kill_timeout. */
+/*
+ * The worker said "ready" on its control channel, with the address it
+ * chose when its service's backend is "agent": a loopback TCP address
+ * ("127.0.0.1:PORT", "[::1]:PORT", or a bare port) or "unix:/path".
+ */
+int
+worker_reported_ready(struct worker *w, const char *addr, char **cause)
+{
+	struct sockaddr_un	*sun = (struct sockaddr_un *)&w->addr.ss;
+	struct sn_addr		*a;
+	size_t			 n;
+	char			*tcp;
+
+	if (w->state != WORKER_STARTING)
+		return (0);
+	if (w->svc->conf->backend != BACKEND_AGENT) {
+		worker_set_ready(w, "reported ready");
+		return (0);
+	}
+	if (strncmp(addr, "unix:", 5) == 0) {
+		if (addr[5] != '/' || strlen(addr + 5) >= sizeof sun->sun_path) {
+			*cause = xasprintf("ready: bad unix address \"%s\"",
+			    addr);
+			return (-1);
+		}
+		memset(&w->addr, 0, sizeof w->addr);
+		sun->sun_family = AF_UNIX;
+		snprintf(sun->sun_path, sizeof sun->sun_path, "%s", addr + 5);
+		w->addr.len = sizeof *sun;
+	} else {
+		tcp = strchr(addr, ':') == NULL ? xasprintf("127.0.0.1:%s",
+		    addr) : xstrdup(addr);
+		if (addr[0] == '\0' || strchr(tcp, '*') != NULL ||
+		    addr_parse(tcp, &a, &n, cause) == -1) {
+			if (addr[0] == '\0' || strchr(tcp, '*') != NULL)
+				*cause = xstrdup("ready: backend agent needs "
+				    "address=HOST:PORT or port=N");
+			free(tcp);
+			return (-1);
+		}
+		free(tcp);
+		if (!addr_is_loopback(&a[0])) {
+			*cause = xasprintf("ready: %s is not a loopback "
+			    "address", addr);
+			free(a);
+			return (-1);
+		}
+		w->addr = a[0];
+		free(a);
+	}
+	worker_set_ready(w, "reported ready");
+	return (0);
+}
+
+/*
+ * Ask the worker to exit: a drain message when it uses its control channel
+ * (SIGTERM follows after kill_timeout if it is still there), else SIGTERM;
+ * SIGKILL after kill_timeout more.
+ */
 void
 worker_stop(struct worker *w, const char *why)
 {
@@ -457,7 +563,12 @@ worker_stop(struct worker *w, const char *why)
 	was = w->state;
 	w->state = WORKER_STOPPING;
 	service_worker_gone(w->svc, w, was);
-	kill(w->pid, SIGTERM);
+	if (w->control != NULL && w->control->spoke && was == WORKER_READY)
+		control_drain(w->control);
+	else {
+		kill(w->pid, SIGTERM);
+		w->termed = 1;
+	}
 	worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
 }
 
@@ -485,6 +596,15 @@ worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	if (!w->termed) {
+		log_info("service %s: worker %ld: still running %lldms after "
+		    "the drain request, sending SIGTERM", w->svc->conf->name,
+		    (long)w->pid, w->svc->conf->kill_timeout);
+		kill(w->pid, SIGTERM);
+		w->termed = 1;
+		worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
+		return;
+	}
 	log_warnx("service %s: worker %ld: still running %lldms after "
 	    "SIGTERM, sending SIGKILL", w->svc->conf->name, (long)w->pid,
 	    w->svc->conf->kill_timeout);
@@ -521,6 +641,8 @@ worker_exited(struct worker *w, int status)
 		close(w->probefd);
 		w->probefd = -1;
 	}
+	if (w->control != NULL)
+		control_close(w->control, NULL);
 	if (w->sockpath != NULL)
 		unlink(w->sockpath);
 	return (quick);
@@ -552,6 +674,8 @@ worker_free(struct worker *w)
 	}
 	if (w->probefd != -1)
 		close(w->probefd);
+	if (w->control != NULL)
+		control_close(w->control, NULL);
 	free(w->sockpath);
 	free(w);
 }

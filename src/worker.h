@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "control.h"
 #include "relay.h"
 #include "util.h"
 
@@ -39,6 +40,10 @@ struct worker {
 	int			 exec_failed;
 	int			 killed;	/* SIGKILL sent */
 	int			 retiring;	/* old generation: stop when idle */
+	int			 drained;	/* said so on its channel */
+	int			 termed;	/* SIGTERM sent */
+	struct control		*control;
+	struct relay_head	 peers[CONTROL_PEER_BUCKETS];
 	struct event		 timer;		/* probe, ready or kill timer */
 	struct event		 execev;
 };
@@ -49,6 +54,7 @@ void		 worker_stop(struct worker *, const char *);
 void		 worker_kill(struct worker *);
 int		 worker_exited(struct worker *, int);
 void		 worker_release(struct worker *);
+int		 worker_reported_ready(struct worker *, const char *, char **);
 void		 worker_free(struct worker *);
 
 #endif

@@ -533,7 +533,7 @@ class Conn:
             raise socket.timeout("response not complete within %s s" % self.timeout)
         self.sock.settimeout(left)
 
-    def _fill(self, deadline):
+    def fill(self, deadline):
         """Read more bytes into buf; False at EOF."""
         if self.eof:
             return False
@@ -577,7 +577,7 @@ class Conn:
     def read_response(self, method="GET", deadline=None):
         deadline = deadline or time.monotonic() + self.timeout
         while b"\r\n\r\n" not in self.buf:
-            if not self._fill(deadline):
+            if not self.fill(deadline):
                 raise IncompleteResponse("connection closed before the response head", self.buf)
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
@@ -596,12 +596,12 @@ class Conn:
         elif "content-length" in headers:
             n = int(headers["content-length"])
             while len(self.buf) < n:
-                if not self._fill(deadline):
+                if not self.fill(deadline):
                     raise IncompleteResponse("connection closed after %d of %d body bytes"
                                              % (len(self.buf), n), self.buf)
             body, self.buf = self.buf[:n], self.buf[n:]
         else:
-            while self._fill(deadline):
+            while self.fill(deadline):
                 pass
             body, self.buf = self.buf, b""
         return Response(status, reason, headers, body)
@@ -610,12 +610,12 @@ class Conn:
         body = b""
         for _ in range(1000000):
             while b"\r\n" not in self.buf:
-                if not self._fill(deadline):
+                if not self.fill(deadline):
                     raise IncompleteResponse("connection closed in chunked body", body)
             size_line, self.buf = self.buf.split(b"\r\n", 1)
             size = int(size_line.split(b";")[0], 16)
             while len(self.buf) < size + 2:
-                if not self._fill(deadline):
+                if not self.fill(deadline):
                     raise IncompleteResponse("connection closed in chunked body", body)
             body += self.buf[:size]
             self.buf = self.buf[size + 2:]

@@ -54,6 +54,34 @@ class FdLimitTest(harness.DaemonTest):
         self.assertTrue(d.alive())
         self.stop_daemon(d)
 
+    def test_clients_arriving_while_out_of_fds_are_served_once_fds_free_up(self):
+        d = self.start_daemon([harness.hello(worker_count=1)], nofile=NOFILE, min_ready=1)
+        idle, waiting = [], []
+        self.addCleanup(lambda: [c.close() for c in idle + waiting])
+        for _ in range(NOFILE):  # more than the daemon can relay: it runs out of fds
+            idle.append(harness.connect(d.port, timeout=2))
+        harness.wait_until(lambda: harness.open_fd_count(d.pid) >= NOFILE - 2, 5,
+                           what="the daemon to use up its fds")
+        for _ in range(5):  # these queue while no fd is free
+            c = harness.Conn(d.port, timeout=15)
+            c.sock.sendall(harness.build_request("GET", "/pid"))
+            waiting.append(c)
+        time.sleep(0.5)
+        for c in idle:
+            c.close()
+        failures = []
+        for i, c in enumerate(waiting):
+            try:
+                r = c.read_response()
+                if r.status != 200:
+                    failures.append("client %d: status %d" % (i, r.status))
+            except (OSError, harness.IncompleteResponse) as e:
+                failures.append("client %d: %s: %s" % (i, type(e).__name__, e))
+            c.close()
+        self.assertEqual(failures, [], "clients that arrived while the daemon was out of fds "
+                                       "were dropped instead of waiting")
+        self.stop_daemon(d)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,7 @@
 """Listening addresses and clients arriving before any worker is ready."""
 
 import os
+import socket
 import time
 import unittest
 
@@ -12,7 +13,7 @@ class ListenTest(harness.DaemonTest):
     def test_listen_on_ipv6_loopback_serves_requests(self):
         if not harness.ipv6_available():
             self.skipTest("::1 is not available here")
-        port = harness.free_port(harness.socket.AF_INET6)
+        port = harness.free_port(socket.AF_INET6)
         d = self.start_daemon([harness.hello(worker_count=1, listen=["[::1]:%d" % port])],
                               wait=False)
         d.wait_listening(port, host="::1")

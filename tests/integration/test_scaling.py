@@ -56,8 +56,7 @@ class ScalingTest(harness.DaemonTest):
         self.assertEqual(len(d.workers()), 1, "pool did not stay at min_workers")
         self.assertGreaterEqual(min(samples[len(loaded):] or [1]), 1,
                                 "pool fell below min_workers while shrinking")
-        http_ok = harness.http(d.port, path="/pid")
-        self.assertEqual(http_ok.status, 200)
+        self.assertEqual(harness.http(d.port, path="/pid").status, 200)
         self.stop_daemon(d)
 
 

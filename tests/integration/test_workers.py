@@ -39,7 +39,7 @@ class WorkerFailureTest(harness.DaemonTest):
         deadline = time.monotonic() + 5
         for c in (survivor, victim):
             while b"\r\n\r\n" not in c.buf or len(c.buf.split(b"\r\n\r\n", 1)[1]) < 3:
-                self.assertTrue(c._fill(deadline), "connection closed before the drip began")
+                self.assertTrue(c.fill(deadline), "connection closed before the drip began")
         self.assertLess(len(survivor.buf.split(b"\r\n\r\n", 1)[1]), 40,
                         "survivor finished before the kill: the test proves nothing")
 

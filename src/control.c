@@ -1,0 +1,403 @@
+/*
+ * The master's end of each worker's control channel (a socketpair made at
+ * spawn, so nothing else can reach it).  Workers run user code: whatever
+ * they send is parsed strictly and bounded, a protocol error closes that
+ * worker's channel only, and a worker that stops reading its channel loses
+ * it instead of growing the master's memory.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "relay.h"
+#include "service.h"
+#include "socketnautd.h"
+#include "worker.h"
+
+#define CONTROL_FRAMES_PER_READ	64		/* then yield to others */
+#define CONTROL_OUT_MAX		(256 * 1024)	/* unread replies */
+#define CONTROL_LOG_MAX		1024
+
+static void	control_read(evutil_socket_t, short, void *);
+static void	control_write(evutil_socket_t, short, void *);
+
+struct control *
+control_open(struct worker *w, int fd)
+{
+	struct control	*c;
+
+	c = xcalloc(1, sizeof *c);
+	c->w = w;
+	c->fd = fd;
+	fd_nonblock(fd);
+	event_assign(&c->rev, sn_base, fd, EV_READ | EV_PERSIST, control_read,
+	    c);
+	event_assign(&c->wev, sn_base, fd, EV_WRITE | EV_PERSIST,
+	    control_write, c);
+	event_add(&c->rev, NULL);
+	return (c);
+}
+
+void
+control_close(struct control *c, const char *why)
+{
+	struct worker	*w = c->w;
+
+	if (why != NULL)
+		log_warnx("service %s: worker %ld: control channel: %s, "
+		    "closing it", w->svc->conf->name, (long)w->pid, why);
+	event_del(&c->rev);
+	event_del(&c->wev);
+	close(c->fd);
+	free(c->out);
+	free(c);
+	w->control = NULL;
+}
+
+/* Queue a frame; a worker that leaves too much unread loses its channel. */
+static int
+control_send(struct control *c, uint8_t type, const char *payload,
+    size_t len)
+{
+	size_t	need = SN_PROTO_HDR + len;
+	ssize_t	n;
+
+	if (c->outlen - c->outoff + need > CONTROL_OUT_MAX) {
+		control_close(c, "the worker does not read it");
+		return (-1);
+	}
+	if (c->outoff > 0 && c->outoff == c->outlen)
+		c->outoff = c->outlen = 0;
+	c->out = xreallocarray(c->out, 1, c->outlen + need);
+	n = sn_proto_frame(c->out + c->outlen, need, type, payload, len);
+	if (n == -1)
+		fatalx("control_send: frame of %zu bytes", len);
+	c->outlen += n;
+	control_write(c->fd, EV_WRITE, c);
+	return (0);
+}
+
+static void
+control_write(evutil_socket_t fd, short events, void *arg)
+{
+	struct control	*c = arg;
+	ssize_t		 n;
+
+	(void)events;
+	while (c->outoff < c->outlen) {
+		n = send(fd, c->out + c->outoff, c->outlen - c->outoff,
+		    MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			control_close(c, strerror(errno));
+			return;
+		}
+		c->outoff += n;
+	}
+	if (c->outoff == c->outlen) {
+		free(c->out);
+		c->out = NULL;
+		c->outoff = c->outlen = 0;
+		event_del(&c->wev);
+	} else
+		event_add(&c->wev, NULL);
+}
+
+void
+control_drain(struct control *c)
+{
+	control_send(c, SN_MSG_DRAIN, NULL, 0);
+}
+
+/* The relay's key as its worker sees the master's end: port or autobind name. */
+static uint32_t
+peer_key(const char *s, int *ok)
+{
+	const char	*p;
+	char		*end;
+	unsigned long	 v;
+
+	*ok = 0;
+	if (s[0] == '@') {
+		v = strtoul(s + 1, &end, 16);
+		*ok = s[1] != '\0' && *end == '\0' && v <= 0xfffff;
+		return ((uint32_t)v);
+	}
+	p = strrchr(s, ':');
+	p = p == NULL ? s : p + 1;
+	v = strtoul(p, &end, 10);
+	*ok = *p != '\0' && *end == '\0' && v > 0 && v <= 65535;
+	return ((uint32_t)v);
+}
+
+/* Index an open relay under the address the worker sees as its peer. */
+void
+control_peer_add(struct worker *w, struct relay *r)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_un	*sun = (struct sockaddr_un *)&ss;
+	socklen_t		 len = sizeof ss;
+	char			 name[16];
+	int			 ok;
+
+	if (getsockname(r->wfd, (struct sockaddr *)&ss, &len) == -1)
+		return;
+	if (ss.ss_family == AF_UNIX) {
+		if (len <= offsetof(struct sockaddr_un, sun_path) + 1 ||
+		    sun->sun_path[0] != '\0')
+			return;
+		snprintf(name, sizeof name, "@%.*s",
+		    (int)(len - offsetof(struct sockaddr_un, sun_path) - 1),
+		    sun->sun_path + 1);
+		r->key = peer_key(name, &ok);
+	} else {
+		r->key = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		ok = 1;
+	}
+	if (!ok)
+		return;
+	TAILQ_INSERT_TAIL(&w->peers[r->key % CONTROL_PEER_BUCKETS], r, keyed);
+	r->peer_worker = w;
+}
+
+void
+control_peer_del(struct relay *r)
+{
+	struct worker	*w = r->peer_worker;
+
+	if (w == NULL)
+		return;
+	TAILQ_REMOVE(&w->peers[r->key % CONTROL_PEER_BUCKETS], r, keyed);
+	r->peer_worker = NULL;
+}
+
+static void
+addr_fields(FILE *f, const char *side, const struct sockaddr_storage *ss)
+{
+	char		 host[INET6_ADDRSTRLEN];
+	const void	*a;
+	unsigned	 port;
+
+	if (ss->ss_family == AF_INET) {
+		a = &((const struct sockaddr_in *)ss)->sin_addr;
+		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	} else
+		return;
+	inet_ntop(ss->ss_family, a, host, sizeof host);
+	/* An IPv4 client on a dual-stack listener: report it as IPv4. */
+	if (ss->ss_family == AF_INET6 && strncmp(host, "::ffff:", 7) == 0 &&
+	    strchr(host, '.') != NULL) {
+		fprintf(f, "%s_address=%s\n%s_family=IPv4\n%s_port=%u\n", side,
+		    host + 7, side, side, port);
+		return;
+	}
+	fprintf(f, "%s_address=%s\n%s_family=%s\n%s_port=%u\n", side, host,
+	    side, ss->ss_family == AF_INET ? "IPv4" : "IPv6", side, port);
+}
+
+static void
+control_peer_query(struct control *c, const struct sn_msg *m)
+{
+	struct worker		*w = c->w;
+	struct relay		*r = NULL;
+	struct sockaddr_storage	 local;
+	socklen_t		 llen = sizeof local;
+	char			 id[32], key[64], *buf = NULL;
+	size_t			 len = 0;
+	uint32_t		 k;
+	FILE			*f;
+	int			 ok;
+
+	if (sn_proto_field(m, "id", id, sizeof id) == -1 ||
+	    strspn(id, "0123456789") != strlen(id) || id[0] == '\0' ||
+	    sn_proto_field(m, "key", key, sizeof key) == -1) {
+		control_close(c, "peer-query without a numeric id and a key");
+		return;
+	}
+	k = peer_key(key, &ok);
+	if (ok) {
+		TAILQ_FOREACH(r, &w->peers[k % CONTROL_PEER_BUCKETS], keyed) {
+			if (r->key == k)
+				break;
+		}
+	}
+	if ((f = open_memstream(&buf, &len)) == NULL)
+		fatal("open_memstream");
+	fprintf(f, "id=%s\n", id);
+	if (r == NULL || getsockname(r->cfd, (struct sockaddr *)&local,
+	    &llen) == -1)
+		fprintf(f, "status=unknown\n");
+	else {
+		fprintf(f, "status=ok\n");
+		addr_fields(f, "remote", &r->peer);
+		addr_fields(f, "local", &local);
+	}
+	fclose(f);
+	control_send(c, SN_MSG_PEER_INFO, buf, len - 1);
+	free(buf);
+}
+
+static void
+control_log(struct control *c, const struct sn_msg *m)
+{
+	struct worker	*w = c->w;
+	char		 level[4], text[CONTROL_LOG_MAX + 1], *p;
+	int		 pri;
+
+	if (sn_proto_field(m, "level", level, sizeof level) == -1 ||
+	    level[0] < '0' || level[0] > '7' || level[1] != '\0') {
+		control_close(c, "log message without a level 0 to 7");
+		return;
+	}
+	if (sn_proto_field(m, "text", text, sizeof text) == -1) {
+		/* Longer than we keep: truncate, it is only a log line. */
+		const char *t = memmem(m->payload, m->len, "text=", 5);
+
+		if (t == NULL) {
+			control_close(c, "log message without text");
+			return;
+		}
+		snprintf(text, sizeof text, "%.*s", CONTROL_LOG_MAX, t + 5);
+	}
+	for (p = text; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	}
+	/* A worker's line is never more urgent than an error. */
+	pri = level[0] - '0';
+	if (pri < LOG_ERR)
+		pri = LOG_ERR;
+	switch (pri) {
+	case LOG_ERR:
+		log_errorx("service %s: worker %ld: %s", w->svc->conf->name,
+		    (long)w->pid, text);
+		break;
+	case LOG_WARNING:
+		log_warnx("service %s: worker %ld: %s", w->svc->conf->name,
+		    (long)w->pid, text);
+		break;
+	case LOG_NOTICE:
+		log_notice("service %s: worker %ld: %s", w->svc->conf->name,
+		    (long)w->pid, text);
+		break;
+	case LOG_INFO:
+		log_info("service %s: worker %ld: %s", w->svc->conf->name,
+		    (long)w->pid, text);
+		break;
+	default:
+		log_debug("service %s: worker %ld: %s", w->svc->conf->name,
+		    (long)w->pid, text);
+		break;
+	}
+}
+
+static void
+control_ready(struct control *c, const struct sn_msg *m)
+{
+	struct worker	*w = c->w;
+	char		 addr[128], *cause = NULL;
+
+	if (c->readied++) {
+		log_warnx("service %s: worker %ld: ready sent twice, ignored",
+		    w->svc->conf->name, (long)w->pid);
+		return;
+	}
+	if (sn_proto_field(m, "address", addr, sizeof addr) == -1 &&
+	    sn_proto_field(m, "port", addr, sizeof addr) == -1)
+		addr[0] = '\0';
+	if (worker_reported_ready(w, addr, &cause) == -1) {
+		log_warnx("service %s: worker %ld: %s", w->svc->conf->name,
+		    (long)w->pid, cause);
+		free(cause);
+		worker_kill(w);
+	}
+}
+
+/* Returns -1 when the channel was closed. */
+static int
+control_dispatch(struct control *c, const struct sn_msg *m)
+{
+	struct worker	*w = c->w;
+
+	switch (m->type) {
+	case SN_MSG_READY:
+		control_ready(c, m);
+		break;
+	case SN_MSG_PEER_QUERY:
+		control_peer_query(c, m);
+		break;
+	case SN_MSG_LOG:
+		control_log(c, m);
+		break;
+	case SN_MSG_DRAINED:
+		log_info("service %s: worker %ld: drained", w->svc->conf->name,
+		    (long)w->pid);
+		w->drained = 1;
+		break;
+	default:
+		control_close(c, "unexpected message from a worker");
+		return (-1);
+	}
+	return (w->control == c ? 0 : -1);
+}
+
+static void
+control_read(evutil_socket_t fd, short events, void *arg)
+{
+	struct control	*c = arg;
+	struct sn_msg	 m;
+	const char	*cause;
+	ssize_t		 n, used;
+	size_t		 off = 0;
+	int		 frames = 0;
+
+	(void)events;
+	if (c->inlen < sizeof c->in) {
+		n = recv(fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
+		if (n == 0) {
+			log_debug("service %s: worker %ld: control channel "
+			    "closed", c->w->svc->conf->name, (long)c->w->pid);
+			control_close(c, NULL);
+			return;
+		}
+		if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			control_close(c, strerror(errno));
+			return;
+		}
+		if (n > 0)
+			c->inlen += n;
+	}
+	for (;;) {
+		used = sn_proto_parse(c->in + off, c->inlen - off, &m, &cause);
+		if (used == -1) {
+			control_close(c, cause);
+			return;
+		}
+		if (used == 0)
+			break;
+		off += used;
+		c->spoke = 1;
+		if (control_dispatch(c, &m) == -1)
+			return;
+		if (++frames == CONTROL_FRAMES_PER_READ) {
+			/* A flood: let other events run, then come back. */
+			event_active(&c->rev, EV_READ, 0);
+			break;
+		}
+	}
+	memmove(c->in, c->in + off, c->inlen - off);
+	c->inlen -= off;
+}
