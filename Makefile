@@ -56,6 +56,26 @@ $(BUILD)/unit/%.o: tests/unit/%.c $(wildcard src/*.h) Makefile
 $(BUILD)/unit-tests: $(UNIT_OBJS) $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 
+# libFuzzer on the control-message parser: briefly in `make test`, longer here.
+FUZZ_CC		?= clang
+FUZZ_SECONDS	?= 60
+$(BUILD)/fuzz-proto: tests/fuzz/fuzz_proto.c src/proto.c include/socketnaut/proto.h
+	@mkdir -p $(BUILD)
+	$(FUZZ_CC) -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined \
+	    -o $@ tests/fuzz/fuzz_proto.c src/proto.c
+
+fuzz: $(BUILD)/fuzz-proto
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz-proto -max_total_time=$(FUZZ_SECONDS) -max_len=9000 \
+	    $(BUILD)/fuzz-corpus tests/fuzz/corpus
+
+fuzz-brief: $(BUILD)/fuzz-proto
+	@mkdir -p $(BUILD)/fuzz-corpus
+	@$(BUILD)/fuzz-proto -runs=2000000 -max_total_time=10 -max_len=9000 \
+	    $(BUILD)/fuzz-corpus tests/fuzz/corpus > $(BUILD)/fuzz.log 2>&1 || \
+	    { tail -n 40 $(BUILD)/fuzz.log; exit 1; }
+	@echo "fuzz: $$(tail -n 1 $(BUILD)/fuzz.log)"
+
 deps:
 	@sh tools/install-deps
 
@@ -75,6 +95,7 @@ test: all $(BUILD)/unit-tests
 	SOCKETNAUTD=$(CURDIR)/$(BUILD)/socketnautd SN_BUILD=$(CURDIR)/$(BUILD) \
 	    python3 tests/integration/run.py
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory fuzz-brief
 
 lint:
 	@if command -v mandoc >/dev/null; then \
@@ -113,4 +134,4 @@ uninstall:
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps run check test lint install uninstall clean
+.PHONY: all deps run check test lint fuzz fuzz-brief install uninstall clean

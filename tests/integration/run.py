@@ -59,6 +59,12 @@ class LineResult(unittest.TestResult):
         super().addError(test, err)
         self._report_failure(test, err, "FAIL (error)")
 
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            label = "FAIL" if issubclass(err[0], test.failureException) else "FAIL (error)"
+            self._report_failure(subtest, err, "%s in %s" % (label, subtest.id()))
+
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
         self._state = "skip"

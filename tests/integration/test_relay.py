@@ -151,7 +151,7 @@ class RelayTest(harness.DaemonTest):
                 self.assertEqual(r.status, 200)
                 rounds += 1
                 time.sleep(0.3)
-            self.assertGreaterEqual(rounds, 7)
+            self.assertGreaterEqual(rounds, 5)
             self.assertEqual(c.request("GET", "/", keepalive=True).status, 200,
                              "an active connection was closed")
         t.join(10)

@@ -32,7 +32,7 @@ class ShutdownTest(harness.DaemonTest):
         t_term = time.monotonic()
         d.proc.send_signal(signal.SIGTERM)
 
-        harness.wait_until(lambda: not harness.port_open(d.port, timeout=0.2), 1.0,
+        harness.wait_until(lambda: not harness.port_open(d.port, timeout=0.2), 2.0,
                            what="the listener to close right after SIGTERM")
         t.join(15)
         self.assertEqual(len(result), 1)

@@ -7,5 +7,6 @@
 Suite	*util_suite(void);
 Suite	*config_suite(void);
 Suite	*pick_suite(void);
+Suite	*proto_suite(void);
 
 #endif
