@@ -344,7 +344,10 @@ class Daemon:
             seen[:] = self.workers()
             return len(seen) == count
 
-        wait_until(check, timeout, what=(what or "%d workers" % count) + " (last seen %s)" % seen)
+        try:
+            wait_until(check, timeout, what=what or "%d workers" % count)
+        except AssertionError as e:
+            raise AssertionError("%s; workers last seen: %s" % (e, seen)) from None
         return list(seen)
 
     def log(self):
@@ -397,8 +400,9 @@ class DaemonTest(unittest.TestCase):
         self.daemons = []
         self.saved_logs = []
         self.addCleanup(self._cleanup)
-        if not os.access(DAEMON, os.X_OK):
-            self.fail("daemon binary %s not found (run make, or set SOCKETNAUTD)" % DAEMON)
+        for binary, var in ((DAEMON, "SOCKETNAUTD"), (HELLO, "SN_BUILD")):
+            if not os.access(binary, os.X_OK):
+                self.fail("%s not found (run make, or set %s)" % (binary, var))
 
     def _cleanup(self):
         for d in self.daemons:

@@ -1,0 +1,1170 @@
+#!/usr/bin/env python3
+"""make bench: socketnautd against HAProxy and nginx (stream), same backends.
+
+Everything runs on this machine over 127.0.0.1 and Unix sockets in a private
+temporary directory.  See bench/README for what each scenario measures.
+Python 3 standard library only; needs wrk, haproxy, nginx with the stream
+module (installed with apt-get when missing) and a C compiler.
+"""
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+BUILD = os.path.join(ROOT, "build")
+SOCKETNAUTD = os.path.join(BUILD, "socketnautd")
+BACKEND = os.path.join(BUILD, "bench-backend")
+BACKEND_SRC = os.path.join(BENCH, "backend.c")
+SUMMARY_LUA = os.path.join(BENCH, "summary.lua")
+RESULTS = os.path.join(BENCH, "RESULTS.md")
+
+TARGETS = ["socketnautd", "haproxy", "nginx", "direct"]
+PROXIES = ["socketnautd", "haproxy", "nginx"]
+LABEL = {"socketnautd": "socketnautd", "haproxy": "HAProxy",
+         "nginx": "nginx", "direct": "direct"}
+BULK_SIZE = 1 << 20
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# processes
+
+def proc_table():
+    """{pid: ppid} of every process, from /proc."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        # comm may hold spaces and parentheses: split after the last ')'
+        rest = data[data.rfind(b")") + 2:].split()
+        if len(rest) >= 2:
+            table[int(name)] = int(rest[1])
+    return table
+
+
+def descendants(pid):
+    table = proc_table()
+    children = {}
+    for p, pp in table.items():
+        children.setdefault(pp, []).append(p)
+    out, todo = [], [pid]
+    for _ in range(100000):
+        if not todo:
+            break
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:][:1] != b"Z"
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError("no VmRSS for pid %d" % pid)
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+class Procs:
+    """Every process the bench starts, each in a session of its own, so
+    Ctrl-C in the terminal reaches only us and we stop them in order."""
+
+    def __init__(self, logdir):
+        self.logdir = logdir
+        self.live = []          # [Popen, name, known descendant pids]
+        self.seq = 0
+
+    def start(self, name, argv, env=None, stdout=None):
+        self.seq += 1
+        logpath = os.path.join(self.logdir, "%02d-%s.log" % (self.seq, name))
+        logf = open(logpath, "wb")
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                 stdout=stdout if stdout else logf,
+                                 stderr=logf, env=env,
+                                 start_new_session=True, close_fds=True)
+        finally:
+            logf.close()
+        p.bench_name = name
+        p.bench_log = logpath
+        self.live.append([p, name, set()])
+        return p
+
+    def note_children(self, p):
+        for entry in self.live:
+            if entry[0] is p:
+                entry[2].update(descendants(p.pid))
+
+    def stop(self, p, sig=signal.SIGTERM, grace=5.0):
+        entry = None
+        for e in self.live:
+            if e[0] is p:
+                entry = e
+        if entry is None:
+            return
+        entry[2].update(descendants(p.pid))
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # whatever is left: the leader's group, then each descendant seen
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p.poll() is None:
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log("warning: %s (pid %d) did not exit" % (entry[1], p.pid))
+        deadline = time.monotonic() + 3
+        for d in sorted(entry[2]):
+            if pid_alive(d):
+                try:
+                    os.kill(d, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for d in sorted(entry[2]):
+            while pid_alive(d) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.live.remove(entry)
+
+    def stop_all(self):
+        for entry in list(reversed(self.live)):
+            self.stop(entry[0], grace=2.0)
+
+
+def tail(path, n=15):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError:
+        return ""
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(addr, path="/", timeout=2.0):
+    """One GET with Connection: close; returns the status code or None."""
+    fam = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+    try:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(addr)
+            s.sendall(b"GET " + path.encode() +
+                      b" HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            data = b""
+            for _ in range(1000):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        m = re.match(rb"HTTP/1\.[01] (\d+)", data)
+        return int(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+def wait_http(addr, proc, what, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError("%s exited with status %s:\n%s" % (
+                what, proc.returncode, tail(proc.bench_log)))
+        if http_get(addr, timeout=1.0) == 200:
+            return
+        time.sleep(0.02)
+    raise BenchError("%s not answering after %.0fs:\n%s" % (
+        what, timeout, tail(proc.bench_log) if proc else ""))
+
+
+class Notify:
+    """A NOTIFY_SOCKET for socketnautd: READY=1 and STATUS= lines, drained
+    by a thread so the daemon never finds the socket full."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.1)
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.max_online = 0
+        self.max_ready = 0
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while not self.stopping.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            for line in data.decode("utf-8", "replace").splitlines():
+                if line == "READY=1":
+                    self.ready.set()
+                m = re.search(r"(\d+)/(\d+) ready", line)
+                if line.startswith("STATUS=") and m:
+                    with self.lock:
+                        self.max_ready = max(self.max_ready, int(m.group(1)))
+                        self.max_online = max(self.max_online,
+                                              int(m.group(2)))
+
+    def reset_peaks(self):
+        with self.lock:
+            self.max_online = self.max_ready = 0
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------
+# the systems under test
+
+class Bench:
+    def __init__(self, args, tmp):
+        self.args = args
+        self.tmp = tmp
+        self.procs = Procs(tmp)
+        self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.nginx_module = None
+        self.seq = 0
+
+    def newdir(self, name):
+        self.seq += 1
+        d = os.path.join(self.tmp, "%02d-%s" % (self.seq, name))
+        os.mkdir(d)
+        return d
+
+    # -- backends --------------------------------------------------------
+
+    def backends_unix(self, d, count, delay=0):
+        procs, paths = [], []
+        for i in range(count):
+            path = os.path.join(d, "be%d.sock" % i)
+            argv = [BACKEND, "--socket", path]
+            if delay:
+                argv += ["--delay", str(delay)]
+            procs.append(self.procs.start("backend", argv))
+            paths.append(path)
+        for p, path in zip(procs, paths):
+            wait_http(path, p, "bench-backend on " + path)
+        return procs, paths
+
+    def backends_tcp(self, port, count):
+        procs = [self.procs.start("backend", [BACKEND, "--port", str(port)])
+                 for _ in range(count)]
+        for p in procs:
+            wait_http(("127.0.0.1", port), p, "bench-backend on %d" % port)
+        # every process must be listening before the clients come
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if all(p.poll() is None for p in procs):
+                out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
+                                     capture_output=True, text=True,
+                                     timeout=5).stdout \
+                    if shutil.which("ss") else None
+                if out is None or len(out.strip().splitlines()) >= count:
+                    break
+            time.sleep(0.02)
+        return procs
+
+    # -- the proxies -----------------------------------------------------
+
+    def start(self, target, pool=2, delay=0, autoscale=None):
+        """Start one system; returns (port, proxy pid or None, handle)."""
+        d = self.newdir(target)
+        port = free_port()
+        h = {"procs": [], "dir": d, "notify": None, "target": target}
+        try:
+            if target == "direct":
+                h["procs"] = self.backends_tcp(port, pool)
+                h["pid"] = None
+            elif target == "socketnautd":
+                self.start_socketnautd(h, d, port, pool, delay, autoscale)
+            else:
+                bprocs, paths = self.backends_unix(d, pool, delay)
+                h["procs"] = bprocs
+                if target == "haproxy":
+                    self.start_haproxy(h, d, port, paths)
+                else:
+                    self.start_nginx(h, d, port, paths)
+        except BaseException:
+            self.stop(h)
+            raise
+        h["port"] = port
+        return h
+
+    def start_socketnautd(self, h, d, port, pool, delay, autoscale):
+        cmd = "%s --socket {socket}" % BACKEND
+        if delay:
+            cmd += " --delay %d" % delay
+        if autoscale:
+            sizing = "min_workers = %d\n    max_workers = %d" % autoscale
+        else:
+            sizing = "worker_count = %d" % pool
+        conf = os.path.join(d, "socketnaut.conf")
+        with open(conf, "w") as f:
+            f.write(f"""# written by bench/run.py
+runtime_dir = "{d}/run"
+shutdown_timeout = 1s
+kill_timeout = 1s
+service "bench" {{
+    listen = {{ "127.0.0.1:{port}" }}
+    command = "{cmd}"
+    {sizing}
+}}
+""")
+        check = subprocess.run([SOCKETNAUTD, "-t", "-c", conf],
+                               capture_output=True, text=True, timeout=10)
+        if check.returncode != 0:
+            raise BenchError("socketnautd -t rejects the bench config:\n" +
+                             check.stderr)
+        notify = Notify(os.path.join(d, "notify.sock"))
+        h["notify"] = notify
+        env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+        p = self.procs.start("socketnautd", [SOCKETNAUTD, "-c", conf], env=env)
+        h["procs"].append(p)
+        h["pid"] = p.pid
+        deadline = time.monotonic() + 30
+        while not notify.ready.wait(0.05):
+            if p.poll() is not None:
+                raise BenchError("socketnautd exited with status %s:\n%s" % (
+                    p.returncode, tail(p.bench_log)))
+            if time.monotonic() > deadline:
+                raise BenchError("socketnautd sent no READY=1 in 30s:\n" +
+                                 tail(p.bench_log))
+        wait_http(("127.0.0.1", port), p, "socketnautd")
+        self.procs.note_children(p)
+
+    def start_haproxy(self, h, d, port, paths):
+        maxconn = max(1000, min(self.args.idle_conns + 2000,
+                                (self.nofile - 200) // 2))
+        servers = "\n".join("    server s%d unix@%s" % (i, p)
+                            for i, p in enumerate(paths))
+        conf = os.path.join(d, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write(f"""# written by bench/run.py
+global
+    nbthread 1
+    maxconn {maxconn}
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 5m
+    timeout server 5m
+    maxconn {maxconn}
+
+listen bench
+    bind 127.0.0.1:{port}
+    balance leastconn
+{servers}
+""")
+        p = self.procs.start("haproxy", ["haproxy", "-f", conf, "-db"])
+        h["procs"].append(p)
+        h["pid"] = p.pid
+        wait_http(("127.0.0.1", port), p, "haproxy")
+
+    def start_nginx(self, h, d, port, paths):
+        conns = max(1024, 2 * (self.args.idle_conns + 2000))
+        servers = "\n".join("        server unix:%s;" % p for p in paths)
+        load = ("load_module %s;\n" % self.nginx_module
+                if self.nginx_module else "")
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""# written by bench/run.py
+{load}{user}worker_processes 1;
+worker_rlimit_nofile {self.nofile};
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{
+    worker_connections {conns};
+}}
+stream {{
+    upstream backends {{
+        least_conn;
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_pass backends;
+        proxy_timeout 5m;
+    }}
+}}
+""")
+        p = self.procs.start("nginx", ["nginx", "-e", d + "/nginx-error.log",
+                                       "-p", d, "-c", conf,
+                                       "-g", "daemon off;"])
+        h["procs"].append(p)
+        wait_http(("127.0.0.1", port), p, "nginx")
+        workers = []
+        deadline = time.monotonic() + 5
+        while not workers and time.monotonic() < deadline:
+            for c in descendants(p.pid):
+                try:
+                    with open("/proc/%d/cmdline" % c, "rb") as f:
+                        if b"worker process" in f.read():
+                            workers.append(c)
+                except OSError:
+                    pass
+            if not workers:
+                time.sleep(0.05)
+        if len(workers) != 1:
+            raise BenchError("nginx: expected one worker process, found %r"
+                             % workers)
+        h["pid"] = workers[0]
+        self.procs.note_children(p)
+
+    def stop(self, h):
+        # the proxy first (so it does not see its backends vanish), then
+        # the backends
+        for p in reversed(h["procs"]):
+            self.procs.stop(p)
+        if h.get("notify"):
+            h["notify"].close()
+        h["procs"] = []
+
+
+# --------------------------------------------------------------------------
+# load generators
+
+def run_wrk(args, port, path, conns, secs, extra=(), latency=False):
+    argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "-s", SUMMARY_LUA]
+    if latency:
+        argv.append("--latency")
+    argv += list(extra)
+    argv.append("http://127.0.0.1:%d%s" % (port, path))
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=secs + 30)
+    except BaseException:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(timeout=5)
+        raise
+    m = re.search(r"BENCH-SUMMARY (.*)", out)
+    if p.returncode != 0 or not m:
+        raise BenchError("wrk failed (%s):\n%s\n%s" % (p.returncode, out, err))
+    r = {k: int(v) for k, v in
+         (kv.split("=") for kv in m.group(1).split())}
+    dur = r["duration_us"] / 1e6
+    r["rps"] = r["requests"] / dur
+    r["bps"] = r["bytes"] / dur
+    r["errors"] = (r["connect"] + r["read"] + r["write"] + r["status"] +
+                   r["timeout"])
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    return r
+
+
+def idle_test(port, pid, n, settle=0.3):
+    """Open n connections through the proxy, then one request on each;
+    returns the proxy's RSS growth per connection at both points."""
+    time.sleep(settle)
+    rss0, fd0 = rss_kib(pid), fd_count(pid)
+    socks, errors = [], 0
+    deadline = time.monotonic() + 30
+    try:
+        for _ in range(n):
+            if time.monotonic() > deadline:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                errors += 1
+                if errors > 50:
+                    break
+                continue
+            socks.append(s)
+        opened = len(socks)
+        if opened == 0:
+            raise BenchError("idle: no connection could be opened")
+        # wait for the proxy to hold client + backend side of each
+        want = fd0 + 2 * opened
+        deadline = time.monotonic() + 10
+        while fd_count(pid) < want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fds_reached = fd_count(pid) >= want
+        time.sleep(settle)
+        rss1 = rss_kib(pid)
+
+        # one request on each, every response read in full
+        req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+        for s in socks:
+            s.setblocking(False)
+        sel = selectors.DefaultSelector()
+        pending = {}
+        for s in socks:
+            try:
+                s.send(req)
+            except OSError:
+                errors += 1
+                continue
+            pending[s.fileno()] = [s, b""]
+            sel.register(s, selectors.EVENT_READ)
+        ok = 0
+        deadline = time.monotonic() + 20
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.5):
+                ent = pending.get(key.fd)
+                if ent is None:
+                    continue
+                try:
+                    chunk = ent[0].recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    errors += 1
+                    sel.unregister(ent[0])
+                    del pending[key.fd]
+                    continue
+                ent[1] += chunk
+                head_end = ent[1].find(b"\r\n\r\n")
+                if head_end >= 0:
+                    m = re.search(rb"Content-Length: (\d+)", ent[1][:head_end])
+                    if m and len(ent[1]) >= head_end + 4 + int(m.group(1)):
+                        ok += ent[1].startswith(b"HTTP/1.1 200")
+                        sel.unregister(ent[0])
+                        del pending[key.fd]
+        errors += len(pending)
+        sel.close()
+        time.sleep(settle)
+        rss2 = rss_kib(pid)
+        return {"opened": opened, "answered": ok, "errors": errors,
+                "fds_reached": fds_reached,
+                "rss0_kib": rss0, "rss1_kib": rss1, "rss2_kib": rss2,
+                "fresh_b": (rss1 - rss0) * 1024.0 / opened,
+                "used_b": (rss2 - rss0) * 1024.0 / opened}
+    finally:
+        for s in socks:
+            s.close()
+        time.sleep(settle)
+
+
+async def _burst(port, n, size, timeout):
+    base = os.urandom(size + 4096)
+    head = (b"POST /echo HTTP/1.1\r\nHost: bench\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size)
+
+    async def one(i):
+        off = (i * 61) % 4096
+        body = base[off:off + size]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                       limit=1 << 20)
+        try:
+            writer.write(head)
+            writer.write(body)
+            await writer.drain()
+            rhead = await reader.readuntil(b"\r\n\r\n")
+            m = re.search(rb"Content-Length: (\d+)", rhead)
+            if not rhead.startswith(b"HTTP/1.1 200") or not m:
+                return "status"
+            data = await reader.readexactly(int(m.group(1)))
+            return "ok" if data == body else "mismatch"
+        finally:
+            writer.close()
+
+    async def guarded(i):
+        try:
+            return await asyncio.wait_for(one(i), timeout)
+        except asyncio.TimeoutError:
+            return "timeout"
+        except (OSError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as e:
+            return type(e).__name__
+
+    t0 = time.monotonic()
+    results = await asyncio.gather(*(guarded(i) for i in range(n)))
+    wall = time.monotonic() - t0
+    kinds = {}
+    for r in results:
+        if r != "ok":
+            kinds[r] = kinds.get(r, 0) + 1
+    return wall, kinds
+
+
+def burst_test(port, n, size, timeout):
+    wall, kinds = asyncio.run(_burst(port, n, size, timeout))
+    return {"wall": wall, "errors": sum(kinds.values()), "kinds": kinds}
+
+
+# --------------------------------------------------------------------------
+# set-up
+
+def ensure_tools(args):
+    need = []
+    if not shutil.which("haproxy"):
+        need.append("haproxy")
+    if not shutil.which("nginx"):
+        need += ["nginx-light", "libnginx-mod-stream"]
+    elif nginx_stream_module() is False:
+        need.append("libnginx-mod-stream")
+    if not shutil.which("wrk"):
+        need.append("wrk")
+    if not shutil.which("cc"):
+        need.append("gcc")
+    if not need:
+        return
+    if args.no_install:
+        raise BenchError("missing: %s" % " ".join(need))
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log("installing: " + " ".join(need))
+    r = subprocess.run(sudo + ["apt-get", "install", "-y"] + need, env=env,
+                       timeout=900)
+    if r.returncode != 0:
+        subprocess.run(sudo + ["apt-get", "update"], env=env, timeout=900)
+        subprocess.run(sudo + ["apt-get", "install", "-y"] + need, env=env,
+                       check=True, timeout=900)
+
+
+def nginx_stream_module():
+    """Path of the dynamic stream module, None when built in, False when
+    missing."""
+    v = subprocess.run(["nginx", "-V"], capture_output=True, text=True,
+                       timeout=10).stderr
+    if re.search(r"--with-stream(\s|$)", v):
+        return None
+    dirs = []
+    m = re.search(r"--modules-path=(\S+)", v)
+    if m:
+        dirs.append(m.group(1))
+    dirs += ["/usr/lib/nginx/modules", "/usr/share/nginx/modules",
+             "/usr/lib64/nginx/modules"]
+    for d in dirs:
+        p = os.path.join(d, "ngx_stream_module.so")
+        if os.path.exists(p):
+            return p
+    return False
+
+
+def build_backend():
+    if (os.path.exists(BACKEND) and
+            os.path.getmtime(BACKEND) >= os.path.getmtime(BACKEND_SRC)):
+        return
+    os.makedirs(BUILD, exist_ok=True)
+    cc = os.environ.get("CC", "cc")
+    argv = [cc, "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+            "-o", BACKEND, BACKEND_SRC]
+    log(" ".join(argv))
+    subprocess.run(argv, check=True, timeout=120)
+
+
+def raise_nofile(want):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if os.geteuid() == 0 and hard < want:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                want = min(want, int(f.read()))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (OSError, ValueError):
+            pass
+    new = min(max(soft, want), hard) if hard != resource.RLIM_INFINITY \
+        else want
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return new
+
+
+def cmd_first_line(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        out = (r.stdout + r.stderr).strip().splitlines()
+        return out[0].strip() if out else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            mem = "%.1f GiB" % (kib / 1048576)
+    except (OSError, ValueError, IndexError):
+        pass
+    commit = "?"
+    try:
+        r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
+                            "HEAD"], capture_output=True, text=True,
+                           timeout=10)
+        if r.returncode == 0:
+            commit = r.stdout.strip()
+            st = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
+                                 "--untracked-files=no", "src"],
+                                capture_output=True, text=True, timeout=10)
+            if st.stdout.strip():
+                commit += " (src/ modified)"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return [
+        ("date", datetime.datetime.now(datetime.timezone.utc)
+         .strftime("%Y-%m-%d %H:%M UTC")),
+        ("CPUs (nproc)", str(os.cpu_count())),
+        ("CPU", cpu),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("socketnautd", cmd_first_line([SOCKETNAUTD, "-V"]) + ", " + commit),
+        ("HAProxy", cmd_first_line(["haproxy", "-v"])),
+        ("nginx", cmd_first_line(["nginx", "-v"])),
+        ("wrk", cmd_first_line(["wrk", "-v"])),
+        ("python", platform.python_version()),
+    ]
+
+
+# --------------------------------------------------------------------------
+# report
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt_rps(v):
+    return "%.1fk" % (v / 1000)
+
+
+def fmt_ms(v):
+    return "%.2f ms" % v
+
+
+def fmt_gbs(v):
+    return "%.2f GB/s" % (v / 1e9)
+
+
+def fmt_kib(v):
+    return "%.2f KiB" % (v / 1024)
+
+
+def fmt_s(v):
+    return "%.2f s" % v
+
+
+def fmt_int(v):
+    return "%d" % v
+
+
+def ratio(sn, ref):
+    if sn is None or ref is None or ref == 0:
+        return "–"
+    return "%.2f×" % (sn / ref)
+
+
+def build_table(res, args):
+    """res[metric][target] = list of values over rounds."""
+    rows = []
+    spec = [
+        ("ka_rps", "keep-alive, small: requests/s", "↑", fmt_rps,
+         "≥ 1.00× best (stretch 1.10×)", lambda r: r >= 1.0),
+        ("ka_p99", "keep-alive, small: p99 latency", "↓", fmt_ms,
+         "≤ both", lambda r: r <= 1.0),
+        ("close_rps", "Connection: close: requests/s", "↑", fmt_rps,
+         "≥ 1.00× best", lambda r: r >= 1.0),
+        ("bulk_bps", "bulk 1 MiB responses: bytes/s", "↑", fmt_gbs,
+         "≥ 1.00× best (stretch 1.10×)", lambda r: r >= 1.0),
+        ("idle_fresh", "idle conn, no data yet: RSS/conn", "↓", fmt_kib,
+         "≤ 1 KiB", None),
+        ("idle_used", "idle conn after 1 request: RSS/conn", "↓", fmt_kib,
+         "≤ 1 KiB", None),
+        ("burst_wall", "burst 1000×100 kB POST, 100 ms/req: wall time",
+         "↓", fmt_s, "< 2.5 s", None),
+        ("burst_err", "burst: errors", "↓", fmt_int, "0", None),
+        ("burst_peak", "burst: peak workers online", "", fmt_int, "", None),
+        ("wrk_err", "wrk socket errors + non-2xx (sum, all runs)", "↓",
+         fmt_int, "0", None),
+    ]
+    for key, title, better, fmt, target, okf in spec:
+        vals = res.get(key, {})
+        if key in ("wrk_err",):
+            m = {t: (sum(vals[t]) if vals.get(t) else None) for t in TARGETS}
+        else:
+            m = {t: med(vals.get(t, [])) for t in TARGETS}
+        sn = m["socketnautd"]
+        cells = [fmt(m[t]) if m[t] is not None else "–" for t in TARGETS]
+        hp, ng = m["haproxy"], m["nginx"]
+        best = None
+        if better and hp is not None and ng is not None:
+            best = max(hp, ng) if better == "↑" else min(hp, ng)
+        if better and key not in ("burst_err", "wrk_err"):
+            r_h, r_n, r_b = ratio(sn, hp), ratio(sn, ng), ratio(sn, best)
+        else:
+            r_h = r_n = r_b = "–"
+        met = ""
+        if sn is not None:
+            if okf and best:
+                if key == "ka_p99":
+                    met = "yes" if sn <= hp and sn <= ng else "NO"
+                else:
+                    met = "yes" if okf(sn / best) else "NO"
+            elif key in ("idle_fresh", "idle_used"):
+                met = "yes" if sn <= 1024 else "NO"
+            elif key == "burst_wall":
+                met = "yes" if sn < 2.5 else "NO"
+            elif key in ("burst_err", "wrk_err"):
+                met = "yes" if sn == 0 else "NO"
+        arrow = " (%s)" % better if better else ""
+        rows.append([title + arrow] + cells + [r_h, r_n, r_b, target, met])
+    head = ["scenario (↑ higher is better, ↓ lower)", "socketnautd",
+            "HAProxy", "nginx", "direct", "sn/HAProxy", "sn/nginx",
+            "sn/best", "target", "met"]
+    return head, rows
+
+
+def md_table(head, rows):
+    out = ["| " + " | ".join(head) + " |",
+           "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(r) + " |")
+    return "\n".join(out)
+
+
+def spread_table(res):
+    keys = [("ka_rps", "keep-alive req/s", fmt_rps),
+            ("ka_p99", "keep-alive p99", fmt_ms),
+            ("close_rps", "close req/s", fmt_rps),
+            ("bulk_bps", "bulk bytes/s", fmt_gbs),
+            ("idle_fresh", "idle RSS/conn (no data)", fmt_kib),
+            ("idle_used", "idle RSS/conn (after 1 req)", fmt_kib),
+            ("burst_wall", "burst wall time", fmt_s)]
+    head = ["scenario"] + [LABEL[t] for t in TARGETS]
+    rows = []
+    for key, title, fmt in keys:
+        row = [title]
+        for t in TARGETS:
+            vs = res.get(key, {}).get(t, [])
+            row.append(" / ".join(fmt(v) for v in vs) if vs else "–")
+        rows.append(row)
+    return md_table(head, rows)
+
+
+# --------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ka-seconds", type=int, default=5,
+                    help="wrk duration, keep-alive (default 5)")
+    ap.add_argument("--seconds", type=int, default=3,
+                    help="wrk duration, close and bulk (default 3)")
+    ap.add_argument("--conns", type=int, default=64,
+                    help="wrk connections, keep-alive and close")
+    ap.add_argument("--bulk-conns", type=int, default=8)
+    ap.add_argument("--idle-conns", type=int, default=5000)
+    ap.add_argument("--burst", type=int, default=1000,
+                    help="concurrent POSTs in the burst")
+    ap.add_argument("--burst-size", type=int, default=100 * 1000)
+    ap.add_argument("--burst-delay", type=int, default=100,
+                    help="ms each worker blocks per request")
+    ap.add_argument("--burst-ref-pool", type=int, default=100,
+                    help="fixed pool of the HAProxy/nginx burst, every round")
+    ap.add_argument("--burst-ref-small-pool", type=int, default=10,
+                    help="second fixed pool, measured once (0: skip)")
+    ap.add_argument("--only", default="",
+                    help="comma list of scenarios: ka,close,bulk,idle,burst")
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--results", default=RESULTS)
+    args = ap.parse_args()
+    if not (1 <= args.rounds <= 50):
+        ap.error("--rounds: 1..50")
+    scen = set(args.only.split(",")) if args.only else \
+        {"ka", "close", "bulk", "idle", "burst"}
+
+    t_start = time.monotonic()
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt("signal %d" % sig)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    if not os.access(SOCKETNAUTD, os.X_OK):
+        raise BenchError("%s missing: run make first" % SOCKETNAUTD)
+    ensure_tools(args)
+    build_backend()
+    nofile = raise_nofile(max(65536, 4 * args.idle_conns + 4096))
+    if nofile < 2 * args.idle_conns + 1000:
+        args.idle_conns = max(100, (nofile - 1000) // 2)
+        log("RLIMIT_NOFILE %d: idle test lowered to %d connections" %
+            (nofile, args.idle_conns))
+
+    tmp = tempfile.mkdtemp(prefix="snbench-")
+    bench = Bench(args, tmp)
+    m = nginx_stream_module()
+    if m is False:
+        raise BenchError("nginx has no stream module "
+                         "(apt-get install libnginx-mod-stream)")
+    bench.nginx_module = m
+    res = {}
+    notes = []
+
+    def add(key, target, value):
+        res.setdefault(key, {}).setdefault(target, []).append(value)
+
+    try:
+        for rnd in range(args.rounds):
+            order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
+            log("round %d/%d: %s" % (rnd + 1, args.rounds, ", ".join(order)))
+            if scen & {"ka", "close", "bulk", "idle"}:
+                for t in order:
+                    h = bench.start(t)
+                    try:
+                        port = h["port"]
+                        if "idle" in scen and t != "direct":
+                            r = idle_test(port, h["pid"], args.idle_conns)
+                            add("idle_fresh", t, r["fresh_b"])
+                            add("idle_used", t, r["used_b"])
+                            log("  %-11s idle: %d conns, %.0f B/conn fresh, "
+                                "%.0f B/conn after a request (RSS %d -> %d "
+                                "-> %d KiB), %d errors%s" % (
+                                    t, r["opened"], r["fresh_b"], r["used_b"],
+                                    r["rss0_kib"], r["rss1_kib"],
+                                    r["rss2_kib"], r["errors"],
+                                    "" if r["fds_reached"] else
+                                    ", proxy did not open every backend "
+                                    "connection before the request"))
+                            if r["errors"]:
+                                notes.append("round %d: %s: %d idle-test "
+                                             "errors of %d connections" % (
+                                                 rnd + 1, LABEL[t],
+                                                 r["errors"], r["opened"]))
+                        runs = []
+                        if "ka" in scen:
+                            runs.append(("ka", "/", args.conns,
+                                         args.ka_seconds, (), True))
+                        if "close" in scen:
+                            runs.append(("close", "/", args.conns,
+                                         args.seconds,
+                                         ("-H", "Connection: close"), False))
+                        if "bulk" in scen:
+                            runs.append(("bulk", "/bytes?n=%d" % BULK_SIZE,
+                                         args.bulk_conns, args.seconds, (),
+                                         False))
+                        for name, path, c, secs, extra, lat in runs:
+                            w = run_wrk(args, port, path, c, secs, extra, lat)
+                            errs = w["errors"] + w["non2xx"]
+                            add("wrk_err", t, errs)
+                            if name == "ka":
+                                add("ka_rps", t, w["rps"])
+                                add("ka_p99", t, w["p99_us"] / 1000.0)
+                                desc = "%.0f req/s, p99 %.2f ms" % (
+                                    w["rps"], w["p99_us"] / 1000.0)
+                            elif name == "close":
+                                add("close_rps", t, w["rps"])
+                                desc = "%.0f req/s" % w["rps"]
+                            else:
+                                add("bulk_bps", t, w["bps"])
+                                desc = "%.2f GB/s" % (w["bps"] / 1e9)
+                            if errs:
+                                desc += ", %d errors (%s)" % (errs, ", ".join(
+                                    "%s %d" % (k, w[k]) for k in
+                                    ("connect", "read", "write", "timeout",
+                                     "non2xx") if w[k]))
+                                notes.append("round %d: %s: %s: %s" % (
+                                    rnd + 1, LABEL[t], name, desc))
+                            log("  %-11s %-5s %s" % (t, name, desc))
+                            if h["procs"] and any(
+                                    p.poll() is not None for p in h["procs"]):
+                                raise BenchError("%s died during %s:\n%s" % (
+                                    t, name, tail(h["procs"][-1].bench_log)))
+                    finally:
+                        bench.stop(h)
+            if "burst" in scen:
+                border = [t for t in order if t != "direct"]
+                for t in border:
+                    if t == "socketnautd":
+                        h = bench.start(t, delay=args.burst_delay,
+                                        autoscale=(10, 100))
+                    else:
+                        h = bench.start(t, pool=args.burst_ref_pool,
+                                        delay=args.burst_delay)
+                    try:
+                        if h["notify"]:
+                            h["notify"].reset_peaks()
+                        r = burst_test(h["port"], args.burst, args.burst_size,
+                                       timeout=60)
+                        add("burst_wall", t, r["wall"])
+                        add("burst_err", t, r["errors"])
+                        extra = ""
+                        if h["notify"]:
+                            time.sleep(0.1)
+                            add("burst_peak", t, h["notify"].max_online)
+                            extra = ", peak %d workers online" % \
+                                h["notify"].max_online
+                        else:
+                            add("burst_peak", t, args.burst_ref_pool)
+                        log("  %-11s burst %.2f s, %d errors%s%s" % (
+                            t, r["wall"], r["errors"],
+                            " %r" % r["kinds"] if r["kinds"] else "", extra))
+                        if r["errors"]:
+                            notes.append("round %d: %s: burst errors %r" % (
+                                rnd + 1, LABEL[t], r["kinds"]))
+                    finally:
+                        bench.stop(h)
+        small = {}
+        if "burst" in scen and args.burst_ref_small_pool > 0:
+            for t in ["haproxy", "nginx"]:
+                h = bench.start(t, pool=args.burst_ref_small_pool,
+                                delay=args.burst_delay)
+                try:
+                    r = burst_test(h["port"], args.burst, args.burst_size,
+                                   timeout=120)
+                    small[t] = r
+                    log("  %-11s burst, fixed pool of %d: %.2f s, %d errors"
+                        % (t, args.burst_ref_small_pool, r["wall"],
+                           r["errors"]))
+                finally:
+                    bench.stop(h)
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        bench.procs.stop_all()
+        raise
+    finally:
+        bench.procs.stop_all()
+        if not args.keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log("kept " + tmp)
+
+    elapsed = time.monotonic() - t_start
+    head, rows = build_table(res, args)
+    lines = ["# socketnautd benchmark results", "",
+             "Written by `make bench` (bench/run.py); see bench/README for "
+             "what each row measures.", "",
+             "## Machine", ""]
+    for k, v in machine():
+        lines.append("- %s: %s" % (k, v))
+    lines += ["", "## Results (medians of %d alternating rounds)" %
+              args.rounds, "",
+              md_table(head, rows), ""]
+    lines.append(
+        "Ratios are socketnautd ÷ reference: above 1 is better for ↑ rows, "
+        "below 1 is better for ↓ rows; \"best\" is the better of HAProxy "
+        "and nginx.  All systems front the same bench-backend: socketnautd "
+        "with `worker_count = 2`, HAProxy/nginx with 2 backend processes "
+        "on Unix sockets, direct = 2 backend processes sharing one TCP port "
+        "(SO_REUSEPORT).")
+    lines.append("")
+    lines.append(
+        "Settings: wrk -t1; keep-alive -c%d -d%ds --latency on `GET /`; "
+        "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d -d%ds "
+        "`GET /bytes?n=%d`; idle %d connections from one Python client; "
+        "burst %d concurrent `POST /echo` of %d bytes, backends "
+        "`--delay %d`, socketnautd min_workers = 10, max_workers = 100, "
+        "HAProxy/nginx a fixed pool of %d backends (every round)." % (
+            args.conns, args.ka_seconds, args.conns, args.seconds,
+            args.bulk_conns, args.seconds, BULK_SIZE, args.idle_conns,
+            args.burst, args.burst_size, args.burst_delay,
+            args.burst_ref_pool))
+    if small:
+        lines += ["", "Burst with a fixed pool of %d backends (no "
+                  "autoscaling, one run each): %s." % (
+                      args.burst_ref_small_pool, "; ".join(
+                          "%s %.2f s, %d errors" % (LABEL[t], r["wall"],
+                                                   r["errors"])
+                          for t, r in small.items()))]
+    lines += ["", "## Every round (round 1 / round 2 / ...)", "",
+              spread_table(res), ""]
+    if notes:
+        lines += ["## Errors seen", ""] + ["- " + n for n in notes] + [""]
+    lines.append("Whole run: %.0f s." % elapsed)
+    text = "\n".join(lines) + "\n"
+    with open(args.results, "w") as f:
+        f.write(text)
+    print(text)
+    log("wrote %s in %.0f s" % (os.path.relpath(args.results), elapsed))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        log("bench: " + str(e))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

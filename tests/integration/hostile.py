@@ -1,0 +1,98 @@
+"""A worker that serves HTTP correctly but abuses its control channel (mode in argv[1]).
+
+Modes: garbage, oversize, unknown, unexpected (sends DRAIN, a master-only message),
+flood-unread (peer queries as fast as it can, never reading a reply), flood-read (50,000
+queries, reading every reply; writes the reply count to the file in argv[2]).
+"""
+
+import os
+import socket
+import socketserver
+import struct
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hostile ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self):
+        return "unix"
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def frame(kind, payload=b""):
+    return struct.pack(">BBH", 1, kind, len(payload)) + payload
+
+
+def abuse(ctl, mode, out):
+    if mode == "garbage":
+        ctl.sendall(b"\xff" * 100)
+    elif mode == "oversize":
+        ctl.sendall(struct.pack(">BBH", 1, 2, 0xffff) + b"x" * 5000)
+    elif mode == "unknown":
+        ctl.sendall(frame(0x05))
+    elif mode == "unexpected":
+        ctl.sendall(frame(0x82))
+    elif mode == "flood-unread":
+        ctl.setblocking(False)
+        i = 0
+        while i < 2000000:
+            try:
+                ctl.send(frame(2, b"id=%d\nkey=1" % i))
+            except BlockingIOError:
+                threading.Event().wait(0.001)
+                continue
+            except OSError:
+                return  # the master closed the channel: what we wanted
+            i += 1
+    elif mode == "flood-read":
+        n = 50000
+        got = [0]
+
+        def reader():
+            buf = b""
+            while got[0] < n:
+                data = ctl.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 4:
+                    length = struct.unpack(">H", buf[2:4])[0]
+                    if len(buf) < 4 + length:
+                        break
+                    buf = buf[4 + length:]
+                    got[0] += 1
+        t = threading.Thread(target=reader)
+        t.start()
+        for i in range(n):
+            ctl.sendall(frame(2, b"id=%d\nkey=1" % i))
+        t.join(60)
+        with open(out, "w") as f:
+            f.write(str(got[0]))
+
+
+def main():
+    mode = sys.argv[1]
+    out = sys.argv[2] if len(sys.argv) > 2 else None
+    path = os.environ["SOCKETNAUT_SOCKET"]
+    server = Server(path, Handler)
+    ctl = socket.socket(fileno=int(os.environ["SOCKETNAUT_CONTROL_FD"]))
+    threading.Thread(target=abuse, args=(ctl, mode, out), daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
