@@ -134,4 +134,9 @@ uninstall:
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps run check test lint fuzz fuzz-brief install uninstall clean
+.PHONY: all deps run check test lint fuzz fuzz-brief install uninstall clean bench
+
+# Side-by-side benchmark against HAProxy and nginx (bench/README); writes
+# bench/RESULTS.md.  BENCH_ARGS passes options to bench/run.py.
+bench: all
+	python3 bench/run.py $(BENCH_ARGS)

@@ -367,7 +367,7 @@ control_read(evutil_socket_t fd, short events, void *arg)
 	(void)events;
 	if (c->inlen < sizeof c->in) {
 		n = recv(fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
-		if (n == 0) {
+		if (n == 0 || (n == -1 && errno == ECONNRESET)) {
 			log_debug("service %s: worker %ld: control channel "
 			    "closed", c->w->svc->conf->name, (long)c->w->pid);
 			control_close(c, NULL);

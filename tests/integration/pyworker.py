@@ -4,8 +4,9 @@ they listen on $SOCKETNAUT_SOCKET and serve one connection at a time.
   pyworker.py reverse            read until EOF, then send the data reversed and close
   pyworker.py greet OUTDIR       send "HELLO\\n", shut down our writing side, read until EOF,
                                  store what was read in OUTDIR/conn-N.bin
-  pyworker.py slowhttp SEC FILE  sleep SEC seconds before listening, touch FILE once
-                                 listening, answer each HTTP request with "slow-start ok"
+  pyworker.py slowhttp GO FILE   wait (at most 60 s) until file GO exists before listening,
+                                 write FILE once listening, answer each HTTP request with
+                                 "slow-start ok"
 """
 
 import os
@@ -64,8 +65,11 @@ def greet(s, outdir):
         os.rename(tmp, os.path.join(outdir, "conn-%d.bin" % n))
 
 
-def slowhttp(delay, marker):
-    time.sleep(delay)
+def slowhttp(go, marker):
+    for _ in range(3000):
+        if os.path.exists(go):
+            break
+        time.sleep(0.02)
     s = listen()
     with open(marker, "w") as f:
         f.write(str(os.getpid()))
@@ -96,7 +100,7 @@ def main():
     elif mode == "greet":
         greet(listen(), sys.argv[2])
     elif mode == "slowhttp":
-        slowhttp(float(sys.argv[2]), sys.argv[3])
+        slowhttp(sys.argv[2], sys.argv[3])
     else:
         sys.exit("unknown mode %s" % mode)
 

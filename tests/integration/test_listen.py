@@ -1,6 +1,7 @@
 """Listening addresses and clients arriving before any worker is ready."""
 
 import os
+import select
 import socket
 import time
 import unittest
@@ -34,14 +35,20 @@ class ListenTest(harness.DaemonTest):
         self.stop_daemon(d)
 
     def test_client_connecting_before_worker_is_ready_is_served_once_it_is(self):
-        marker = self.path("listening")
+        go, marker = self.path("go"), self.path("listening")
         d = self.start_daemon([{
             "name": "slow", "worker_count": 1,
-            "command": [harness.PYTHON, harness.PYWORKER, "slowhttp", "1.5", marker]}])
+            "command": [harness.PYTHON, harness.PYWORKER, "slowhttp", go, marker]}])
         c = harness.Conn(d.port, timeout=15)
         self.addCleanup(c.close)
-        self.assertFalse(os.path.exists(marker), "the worker was ready already: proves nothing")
-        r = c.request("GET", "/")
+        c.send(harness.build_request("GET", "/"))
+        time.sleep(0.3)
+        self.assertFalse(os.path.exists(marker), "the worker listens already: proves nothing")
+        readable, _, _ = select.select([c.sock], [], [], 0)
+        self.assertEqual((c.buf, readable), (b"", []),
+                         "the connection was answered or closed before any worker was ready")
+        self.write_file("go", "")  # now the worker starts listening
+        r = c.read_response()
         self.assertTrue(os.path.exists(marker))
         self.assertEqual((r.status, r.body), (200, b"slow-start ok\n"))
         c.close()
