@@ -1,0 +1,590 @@
+"""socketnaut_agent: the worker side of socketnautd's control channel.
+
+One file, Python 3 standard library only (3.7 or later).  Copy it next to
+your program or put agents/python on PYTHONPATH.
+
+socketnautd gives every worker one end of a private socketpair, its fd
+number in $SOCKETNAUT_CONTROL_FD (protocol: socketnaut-agent(7)).  Through
+it a worker says it is ready (and where it listens, with backend "agent"),
+asks for the real client address of a relayed connection, writes lines
+into the daemon's log, and is told to drain.  Without the variable (the
+program runs on its own, or the service sets control = false) every method
+is a harmless no-op and ``agent.enabled`` is False.
+
+http.server::
+
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from socketnaut_agent import ServiceAgent
+
+    agent = ServiceAgent()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            info = agent.peer_info(self)    # or self.connection
+            client = info["remote"] if info else None
+            ...
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    agent.attach_http_server(server)        # DRAIN stops it gracefully
+    agent.ready(port=server.server_address[1])   # backend "agent"
+    server.serve_forever()
+    server.server_close()
+
+  With the unix backend, listen on $SOCKETNAUT_SOCKET (a
+  socketserver.UnixStreamServer subclass) and call ``agent.ready()`` once
+  listening.  Call ready() only once the server listens: with backends
+  other than "agent" it marks the worker ready at once.
+
+WSGI (gunicorn): run one gunicorn worker per socketnautd worker
+(``gunicorn --bind unix:{socket} --workers 1 app:app``; socketnautd is the
+pool) and create the agent in the app module without --preload, so it lives
+in the process that serves.  ``agent.peer_info(environ)`` uses
+``environ["gunicorn.socket"]`` (or REMOTE_PORT with a TCP backend).
+A DRAIN should stop the gunicorn arbiter, which then stops its worker
+gracefully::
+
+    agent = ServiceAgent()
+    agent.ready()
+    agent.on_drain(lambda: os.kill(os.getppid(), signal.SIGTERM),
+                   send_drained=False)
+
+asyncio::
+
+    async def handle(reader, writer):
+        info = await agent.peer_info_async(writer)   # writer, transport, socket
+    ...
+    agent.on_drain(async_stop)     # a coroutine function: run in the loop
+                                   # that was running when on_drain was called
+
+Peer-info keys: a relayed connection is identified by the address the worker
+sees as its peer (the master's end): the peer port for TCP, "@" + the
+abstract socket name for Unix sockets.  ``connection_key(obj)`` computes it
+from a socket, an http.server handler, an asyncio transport or stream
+writer, a WSGI environ, a peer address tuple, or takes a ready key as is.
+"""
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+
+__all__ = ["ServiceAgent", "connection_key", "encode_frame", "decode_frame",
+           "parse_payload", "LEVELS"]
+
+VERSION = 1
+HEADER = 4
+MAX_PAYLOAD = 4096
+
+READY = 0x01
+PEER_QUERY = 0x02
+LOG = 0x03
+DRAINED = 0x04
+PEER_INFO = 0x81
+DRAIN = 0x82
+
+LEVELS = {
+    "emerg": 0, "emergency": 0, "panic": 0,
+    "alert": 1,
+    "crit": 2, "critical": 2, "fatal": 2,
+    "err": 3, "error": 3,
+    "warning": 4, "warn": 4,
+    "notice": 5,
+    "info": 6, "information": 6,
+    "debug": 7, "trace": 7,
+}
+
+
+class ProtocolError(Exception):
+    """The master sent something this agent cannot read."""
+
+
+# ---------------------------------------------------------------------------
+# wire format
+
+def _clean(value):
+    """A field value: no control characters (they would end the field)."""
+    value = str(value)
+    return "".join(" " if ord(c) < 0x20 or ord(c) == 0x7f else c for c in value)
+
+
+def encode_frame(msg_type, fields=(), text=None):
+    """One frame: header (version, type, 16-bit big-endian length) and the
+    payload of key=value lines; `text`, if given, is the last field and is
+    cut so that the payload stays within 4096 bytes."""
+    lines = ["%s=%s" % (k, _clean(v)) for k, v in fields]
+    payload = "\n".join(lines).encode("utf-8", "replace")
+    if text is not None:
+        head = payload + (b"\n" if payload else b"") + b"text="
+        body = text if isinstance(text, bytes) else str(text).encode("utf-8", "replace")
+        payload = head + body[:max(0, MAX_PAYLOAD - len(head))]
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError("payload of %d bytes is over %d" % (len(payload), MAX_PAYLOAD))
+    return struct.pack("!BBH", VERSION, msg_type, len(payload)) + payload
+
+
+def parse_payload(payload):
+    """key=value lines (bytes) -> dict of str; a `text` field runs to the end."""
+    fields = {}
+    rest = payload
+    while rest:
+        if rest.startswith(b"text="):
+            fields["text"] = rest[5:].decode("utf-8", "replace")
+            break
+        line, sep, rest = rest.partition(b"\n")
+        key, eq, value = line.partition(b"=")
+        if not eq:
+            raise ProtocolError("field without '=': %r" % line[:40])
+        fields[key.decode("ascii", "replace")] = value.decode("utf-8", "replace")
+    return fields
+
+
+def decode_frame(buf):
+    """(type, fields, bytes used) for the first complete frame of buf, or
+    None if buf does not hold one yet.  Raises ProtocolError."""
+    if len(buf) < HEADER:
+        return None
+    version, msg_type, length = struct.unpack("!BBH", bytes(buf[:HEADER]))
+    if version != VERSION:
+        raise ProtocolError("protocol version %d" % version)
+    if length > MAX_PAYLOAD:
+        raise ProtocolError("frame of %d bytes" % length)
+    if len(buf) < HEADER + length:
+        return None
+    return msg_type, parse_payload(bytes(buf[HEADER:HEADER + length])), HEADER + length
+
+
+# ---------------------------------------------------------------------------
+# connection keys
+
+def _key_from_peername(peer):
+    if isinstance(peer, tuple) and len(peer) >= 2 and isinstance(peer[1], int):
+        return str(peer[1])
+    if isinstance(peer, bytes):
+        if peer[:1] == b"\0" and len(peer) > 1:
+            return "@" + peer[1:].decode("ascii", "replace")
+        return None
+    if isinstance(peer, str) and peer[:1] == "\0" and len(peer) > 1:
+        return "@" + peer[1:]
+    return None
+
+
+def connection_key(obj):
+    """The peer-info key of one accepted connection, or None if it has none.
+
+    obj may be: a socket (also ssl.SSLSocket, asyncio's TransportSocket);
+    an http.server / socketserver handler (its .connection or .request);
+    an asyncio transport or StreamWriter (its "socket"/"peername" extra
+    info); a WSGI environ (environ["gunicorn.socket"], else REMOTE_PORT);
+    a peer address as returned by getpeername(); an int port; a str key
+    ("54321", "127.0.0.1:54321", "@0001f")."""
+    if obj is None:
+        return None
+    if isinstance(obj, bool):
+        return None
+    if isinstance(obj, int):
+        return str(obj) if 0 < obj < 65536 else None
+    if isinstance(obj, str):
+        if obj[:1] == "\0":
+            return _key_from_peername(obj)
+        return obj or None
+    if isinstance(obj, bytes):
+        return _key_from_peername(obj)
+    if isinstance(obj, tuple):
+        return _key_from_peername(obj)
+    if isinstance(obj, dict):                       # a WSGI environ
+        for name in ("gunicorn.socket", "socketnaut.socket"):
+            if obj.get(name) is not None:
+                return connection_key(obj[name])
+        port = obj.get("REMOTE_PORT")
+        return str(port) if port not in (None, "") else None
+    if hasattr(obj, "getpeername"):                 # a socket
+        try:
+            return _key_from_peername(obj.getpeername())
+        except (OSError, ValueError):
+            return None
+    if hasattr(obj, "get_extra_info"):              # asyncio transport / StreamWriter
+        sock = obj.get_extra_info("socket")
+        if sock is not None:
+            key = connection_key(sock)
+            if key is not None:
+                return key
+        return _key_from_peername(obj.get_extra_info("peername"))
+    for attr in ("connection", "request", "socket"):   # request handlers and the like
+        inner = getattr(obj, attr, None)
+        if inner is not None and inner is not obj and hasattr(inner, "getpeername"):
+            return connection_key(inner)
+    return None
+
+
+def _level_number(level):
+    if isinstance(level, bool):
+        raise ValueError("bad log level %r" % (level,))
+    if isinstance(level, int):
+        if 0 <= level <= 7:
+            return level
+        raise ValueError("log level %d is not 0..7" % level)
+    name = str(level).strip().lower()
+    if name.isdigit():
+        return _level_number(int(name))
+    if name in LEVELS:
+        return LEVELS[name]
+    raise ValueError("unknown log level %r" % (level,))
+
+
+def _peer_info_dict(fields):
+    if fields.get("status") != "ok":
+        return None
+    result = {}
+    for side in ("local", "remote"):
+        try:
+            port = int(fields.get(side + "_port", ""))
+        except ValueError:
+            port = None
+        result[side] = {"address": fields.get(side + "_address"),
+                        "family": fields.get(side + "_family"),
+                        "port": port}
+    return result
+
+
+# ---------------------------------------------------------------------------
+# the agent
+
+class ServiceAgent:
+    """The worker's end of the control channel.
+
+    ServiceAgent(fd=None): fd defaults to $SOCKETNAUT_CONTROL_FD; without
+    it (or when the fd is not a socket) the agent is disabled and every
+    method does nothing (peer_info returns None).  A background daemon
+    thread reads the master's messages: peer-info replies (matched to their
+    queries by id, so any number of threads may query at once) and DRAIN.
+    """
+
+    def __init__(self, fd=None, env=None):
+        self.enabled = False
+        self.draining = False
+        self._sock = None
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._pending = {}          # id -> [threading.Event, result] or (loop, future)
+        self._ids = itertools.count(1)
+        self._drain_callback = None
+        self._drain_loop = None
+        self._send_drained = True
+        self._drained_sent = False
+        self._ready_sent = False
+        self._closed = False
+        self._server = None
+        self._inflight = 0
+        self._inflight_cv = threading.Condition()
+        self._reader = None
+        if fd is None:
+            value = (os.environ if env is None else env).get("SOCKETNAUT_CONTROL_FD")
+            if value is None or not value.strip().isdigit():
+                return
+            fd = int(value)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            return
+        if sock.family != socket.AF_UNIX:
+            sock.detach()
+            return
+        try:
+            os.set_inheritable(fd, False)   # not for programs this worker execs
+        except OSError:
+            pass
+        sock.setblocking(True)
+        self._sock = sock
+        self.fd = fd
+        self.enabled = True
+        self._reader = threading.Thread(target=self._read_loop, name="socketnaut-agent",
+                                        daemon=True)
+        self._reader.start()
+
+    # -- sending ------------------------------------------------------------
+
+    def _send(self, frame):
+        if not self.enabled or self._closed:
+            return False
+        try:
+            with self._send_lock:
+                self._sock.sendall(frame)
+            return True
+        except OSError:
+            self._channel_lost()
+            return False
+
+    def ready(self, address=None, port=None):
+        """Tell the master this worker accepts connections.
+
+        With backend "agent", say where: port=N (127.0.0.1:N) or address=
+        "127.0.0.1:N", "[::1]:N", ("127.0.0.1", N), ("::1", N) or a Unix
+        socket path ("/abs/path" or "unix:/abs/path").  With other backends
+        the address is not needed (and ignored).  Only the first call counts."""
+        if not self.enabled or self._ready_sent:
+            return False
+        fields = []
+        if port is not None:
+            fields.append(("port", int(port)))
+        elif address is not None:
+            if isinstance(address, tuple):
+                host, p = address[0], int(address[1])
+                address = "[%s]:%d" % (host, p) if ":" in host else "%s:%d" % (host, p)
+            elif isinstance(address, bytes):
+                address = address.decode()
+            if address.startswith("/"):
+                address = "unix:" + address
+            fields.append(("address", address))
+        self._ready_sent = True
+        return self._send(encode_frame(READY, fields))
+
+    def log(self, text, level="info"):
+        """Write one line into the daemon's log, tagged with the service and
+        this worker's pid.  level: syslog name (emerg .. debug, also error,
+        warn, critical) or number 0..7.  The daemon logs no worker line above
+        "error" and cuts lines at 1024 bytes."""
+        if not self.enabled:
+            return False
+        return self._send(encode_frame(LOG, [("level", _level_number(level))], text=text))
+
+    def log_handler(self, level=0):
+        """A logging.Handler that forwards records to the daemon's log."""
+        import logging
+
+        agent = self
+
+        class SocketnautHandler(logging.Handler):
+            def emit(self, record):
+                try:
+                    msg = self.format(record)
+                    n = record.levelno
+                    lvl = (7 if n < logging.INFO else 6 if n < logging.WARNING else
+                           4 if n < logging.ERROR else 3 if n < logging.CRITICAL else 2)
+                    agent.log(msg, lvl)
+                except Exception:       # a log handler must not raise
+                    self.handleError(record)
+
+        return SocketnautHandler(level)
+
+    def drained(self):
+        """Tell the master that in-flight work is finished after a DRAIN
+        (sent at most once; the default drain action sends it itself)."""
+        if not self.enabled or self._drained_sent:
+            return False
+        self._drained_sent = True
+        return self._send(encode_frame(DRAINED))
+
+    # -- peer info ------------------------------------------------------------
+
+    def peer_info(self, conn, timeout=5.0):
+        """The real client of a relayed connection: {"remote": {"address",
+        "family", "port"}, "local": {...}} (local = the public address the
+        client connected to; family "IPv4" or "IPv6"), or None when it is
+        unknown (not a relayed connection, already closed, agent disabled,
+        no answer within `timeout` seconds).  Blocks; thread-safe."""
+        key = connection_key(conn)
+        if key is None or not self.enabled or self._closed:
+            return None
+        event = threading.Event()
+        slot = [event, None]
+        with self._lock:
+            qid = next(self._ids)
+            self._pending[qid] = slot
+        try:
+            if not self._send(encode_frame(PEER_QUERY, [("id", qid), ("key", key)])):
+                return None
+            event.wait(timeout)
+            return slot[1]
+        finally:
+            with self._lock:
+                self._pending.pop(qid, None)
+
+    async def peer_info_async(self, conn, timeout=5.0):
+        """peer_info for asyncio code: conn may be a transport, a
+        StreamWriter, a socket or a key.  Does not block the loop."""
+        key = connection_key(conn)
+        if key is None or not self.enabled or self._closed:
+            return None
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            qid = next(self._ids)
+            self._pending[qid] = (loop, future)
+        try:
+            frame = encode_frame(PEER_QUERY, [("id", qid), ("key", key)])
+            # The send is small and the master always reads: do it inline.
+            if not self._send(frame):
+                return None
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                return None
+        finally:
+            with self._lock:
+                self._pending.pop(qid, None)
+
+    @staticmethod
+    def _resolve(slot, value):
+        if isinstance(slot, tuple):
+            loop, future = slot
+
+            def set_result():
+                if not future.done():
+                    future.set_result(value)
+            try:
+                loop.call_soon_threadsafe(set_result)
+            except RuntimeError:        # the loop is closed
+                pass
+        else:
+            slot[1] = value
+            slot[0].set()
+
+    # -- drain ----------------------------------------------------------------
+
+    def on_drain(self, callback, send_drained=True, loop=None):
+        """Call `callback()` when the master asks this worker to drain,
+        instead of the default drain().  It runs in a thread of its own (the
+        process does not exit before it returns); a coroutine function runs
+        in `loop` (default: the loop running when on_drain is called).
+        When it returns, DRAINED is sent unless send_drained is False (then
+        call agent.drained() yourself, or just exit)."""
+        self._drain_callback = callback
+        self._send_drained = send_drained
+        if loop is None and asyncio.iscoroutinefunction(callback):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self._drain_loop = loop
+        return callback
+
+    def attach_http_server(self, server):
+        """Let the default drain() stop this socketserver / http.server
+        server: on DRAIN its serve_forever() loop is shut down, the listening
+        socket closed, requests in progress are waited for, then DRAINED is
+        sent.  The program's serve_forever() call returns; let the program
+        end (the agent's drain thread keeps it alive until DRAINED is sent).
+        Returns the server."""
+        self._server = server
+        agent = self
+        process_request = server.process_request
+        shutdown_request = server.shutdown_request
+
+        def counting_process_request(request, client_address):
+            with agent._inflight_cv:
+                agent._inflight += 1
+            return process_request(request, client_address)
+
+        def counting_shutdown_request(request):
+            try:
+                return shutdown_request(request)
+            finally:
+                with agent._inflight_cv:
+                    agent._inflight -= 1
+                    agent._inflight_cv.notify_all()
+
+        server.process_request = counting_process_request
+        server.shutdown_request = counting_shutdown_request
+        return server
+
+    def drain(self):
+        """The default drain action.  With attach_http_server(): stop the
+        server and wait for requests in progress.  Without a server: raise
+        SIGTERM in this process (what the master would have sent), so the
+        program's own SIGTERM handling applies."""
+        server = self._server
+        if server is None:
+            self._send_drained = False
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        server.shutdown()
+        try:
+            server.socket.close()
+        except OSError:
+            pass
+        with self._inflight_cv:
+            while self._inflight > 0:
+                self._inflight_cv.wait(0.5)
+
+    def _run_drain(self):
+        try:
+            callback = self._drain_callback
+            if callback is None:
+                self.drain()
+            elif asyncio.iscoroutinefunction(callback):
+                loop = self._drain_loop
+                if loop is None:
+                    asyncio.run(callback())
+                else:
+                    asyncio.run_coroutine_threadsafe(callback(), loop).result()
+            else:
+                callback()
+        except Exception as e:          # report, then still tell the master
+            self.log("drain: %s: %s" % (type(e).__name__, e), "error")
+        if self._send_drained:
+            self.drained()
+
+    # -- reading ----------------------------------------------------------------
+
+    def _dispatch(self, msg_type, fields):
+        if msg_type == PEER_INFO:
+            try:
+                qid = int(fields.get("id", ""))
+            except ValueError:
+                return
+            with self._lock:
+                slot = self._pending.pop(qid, None)
+            if slot is not None:
+                self._resolve(slot, _peer_info_dict(fields))
+        elif msg_type == DRAIN:
+            if self.draining:
+                return
+            self.draining = True
+            # Not a daemon thread: the interpreter waits for it at exit, so
+            # in-flight requests finish and DRAINED goes out before the end.
+            threading.Thread(target=self._run_drain, name="socketnaut-drain",
+                             daemon=False).start()
+        # Other types: a newer master; ignore.
+
+    def _read_loop(self):
+        buf = bytearray()
+        try:
+            while True:
+                data = self._sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while True:
+                    frame = decode_frame(buf)
+                    if frame is None:
+                        break
+                    msg_type, fields, used = frame
+                    del buf[:used]
+                    self._dispatch(msg_type, fields)
+        except (OSError, ProtocolError) as e:
+            if not self._closed:
+                sys.stderr.write("socketnaut_agent: control channel: %s\n" % e)
+        self._channel_lost()
+
+    def _channel_lost(self):
+        self._closed = True
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for slot in pending.values():
+            self._resolve(slot, None)
+
+    def close(self):
+        """Close the channel (the agent is then disabled)."""
+        if self._sock is not None and not self._closed:
+            self._closed = True
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+            self._channel_lost()
+        self.enabled = False
