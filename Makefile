@@ -35,7 +35,7 @@ DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
 
-all: $(BUILD)/socketnautd $(BUILD)/socketnaut-hello
+all: $(BUILD)/socketnautd $(BUILD)/socketnaut-hello lib
 
 $(BUILD)/%.o: src/%.c $(wildcard src/*.h include/socketnaut/*.h) Makefile
 	@mkdir -p $(BUILD)
@@ -94,6 +94,7 @@ test: all $(BUILD)/unit-tests
 	cd tests/unit && CK_FORK=yes ../../$(BUILD)/unit-tests
 	SOCKETNAUTD=$(CURDIR)/$(BUILD)/socketnautd SN_BUILD=$(CURDIR)/$(BUILD) \
 	    python3 tests/integration/run.py
+	@$(MAKE) --no-print-directory lib-check
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz-brief
 
@@ -101,33 +102,32 @@ lint:
 	@if command -v mandoc >/dev/null; then \
 	    mandoc -T lint -W warning man/*.[0-9] && echo "man pages: lint clean"; \
 	else echo "mandoc not installed: man pages not linted"; fi
-	$(BUILD)/socketnautd -t -c etc/socketnaut.conf >/dev/null
+	PATH="$(CURDIR)/$(BUILD):$$PATH" $(BUILD)/socketnautd -t -c etc/socketnaut.conf
 
-$(BUILD)/socketnautd.service: systemd/socketnautd.service.in Makefile
-	@mkdir -p $(BUILD)
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-	    systemd/socketnautd.service.in > $@
-
-install: all $(BUILD)/socketnautd.service
+install: all install-lib
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 	    $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(MANDIR)/man5 \
-	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BUILD)/socketnautd $(DESTDIR)$(SBINDIR)/socketnautd
 	install -m 755 $(BUILD)/socketnaut-hello \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello
 	install -m 644 man/socketnautd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 man/socketnaut.conf.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 644 $(BUILD)/socketnautd.service $(DESTDIR)$(UNITDIR)/
+	install -m 644 man/socketnaut-agent.7 $(DESTDIR)$(MANDIR)/man7/
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    systemd/socketnautd.service.in > $(DESTDIR)$(UNITDIR)/socketnautd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/socketnautd.service
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf ]; then \
 	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf"; \
 	else install -m 644 etc/socketnaut.conf \
 	    $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf; fi
 
-uninstall:
+uninstall: uninstall-lib
 	rm -f $(DESTDIR)$(SBINDIR)/socketnautd \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello \
 	    $(DESTDIR)$(MANDIR)/man8/socketnautd.8 \
 	    $(DESTDIR)$(MANDIR)/man5/socketnaut.conf.5 \
+	    $(DESTDIR)$(MANDIR)/man7/socketnaut-agent.7 \
 	    $(DESTDIR)$(UNITDIR)/socketnautd.service
 	@echo "$(DESTDIR)$(SYSCONFDIR)/socketnaut.conf left in place"
 
@@ -140,3 +140,107 @@ clean:
 # bench/RESULTS.md.  BENCH_ARGS passes options to bench/run.py.
 bench: all
 	python3 bench/run.py $(BENCH_ARGS)
+
+# libsocketnaut ##############################################################
+# The C agent library (lib/, include/socketnaut.h, socketnaut(3)), linked
+# with the shared wire format code of src/proto.c; its tests (tests/lib/);
+# the C example worker (examples/c-logger/).
+
+LIBDIR		?= $(PREFIX)/lib
+INCLUDEDIR	?= $(PREFIX)/include
+PKGCONFIGDIR	?= $(LIBDIR)/pkgconfig
+AR		?= ar
+LIB_SONAME	= libsocketnaut.so.0
+LIB_OBJS	= $(BUILD)/lib/agent.o $(BUILD)/lib/proto.o
+LIB_HDRS	= include/socketnaut.h include/socketnaut/proto.h
+
+$(BUILD)/lib/agent.o: lib/agent.c $(LIB_HDRS) Makefile
+	@mkdir -p $(BUILD)/lib
+	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ lib/agent.c
+
+$(BUILD)/lib/proto.o: src/proto.c $(LIB_HDRS) Makefile
+	@mkdir -p $(BUILD)/lib
+	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ src/proto.c
+
+$(BUILD)/libsocketnaut.a: $(LIB_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $(LIB_OBJS)
+
+# Only sn_agent_* and sn_proto_* are exported (lib/socketnaut.map).
+$(BUILD)/libsocketnaut.so.0: $(LIB_OBJS) lib/socketnaut.map
+	$(CC) -shared -Wl,-soname,$(LIB_SONAME) \
+	    -Wl,--version-script=lib/socketnaut.map -Wl,-z,defs \
+	    $(LDFLAGS) -o $@ $(LIB_OBJS)
+	ln -sf $(LIB_SONAME) $(BUILD)/libsocketnaut.so
+
+LIB_PC_SED	= sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+		  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+
+# For use from the build tree; install-lib writes its own with the PREFIX
+# it is given.
+$(BUILD)/socketnaut.pc: lib/socketnaut.pc.in Makefile
+	@mkdir -p $(BUILD)
+	$(LIB_PC_SED) lib/socketnaut.pc.in > $@
+
+lib: $(BUILD)/libsocketnaut.a $(BUILD)/libsocketnaut.so.0 \
+    $(BUILD)/socketnaut.pc $(BUILD)/socketnaut-c-logger
+
+$(BUILD)/socketnaut-c-logger: examples/c-logger/logger.c \
+    $(BUILD)/libsocketnaut.a include/socketnaut.h Makefile
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ examples/c-logger/logger.c \
+	    $(BUILD)/libsocketnaut.a
+
+$(BUILD)/lib/test_agent.o: tests/lib/test_agent.c $(LIB_HDRS) Makefile
+	@mkdir -p $(BUILD)/lib
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ \
+	    tests/lib/test_agent.c
+
+# The same tests against the static and the shared library.
+$(BUILD)/lib-tests: $(BUILD)/lib/test_agent.o $(BUILD)/libsocketnaut.a
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/lib/test_agent.o \
+	    $(BUILD)/libsocketnaut.a $(CHECK_LIBS)
+
+$(BUILD)/lib-tests-shared: $(BUILD)/lib/test_agent.o \
+    $(BUILD)/libsocketnaut.so.0
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/lib/test_agent.o -L$(BUILD) \
+	    -Wl,-rpath,'$$ORIGIN' -lsocketnaut $(CHECK_LIBS)
+
+lib-check: lib $(BUILD)/lib-tests $(BUILD)/lib-tests-shared \
+    $(BUILD)/socketnautd
+	CK_FORK=yes $(BUILD)/lib-tests
+	CK_FORK=yes $(BUILD)/lib-tests-shared
+	@bad=$$(nm -D --defined-only $(BUILD)/$(LIB_SONAME) | \
+	    awk '$$2 != "A" { print $$3 }' | grep -v '^sn_agent_\|^sn_proto_'); \
+	if [ -n "$$bad" ]; then echo "unexpected exports: $$bad"; exit 1; \
+	else echo "libsocketnaut.so.0: only sn_agent_* and sn_proto_* exported"; fi
+	PKG_CONFIG_PATH=$(BUILD) $(PKG_CONFIG) --exists socketnaut
+	@if command -v mandoc >/dev/null; then \
+	    mandoc -T lint -W warning man/socketnaut.3 && \
+	    echo "socketnaut.3: lint clean"; fi
+	sh tests/lib/e2e.sh $(BUILD)
+
+install-lib: lib
+	install -d $(DESTDIR)$(INCLUDEDIR)/socketnaut $(DESTDIR)$(LIBDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/socketnaut.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/socketnaut/proto.h \
+	    $(DESTDIR)$(INCLUDEDIR)/socketnaut/
+	install -m 644 $(BUILD)/libsocketnaut.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/$(LIB_SONAME) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(LIBDIR)/libsocketnaut.so
+	$(LIB_PC_SED) lib/socketnaut.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/socketnaut.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/socketnaut.pc
+	install -m 644 man/socketnaut.3 $(DESTDIR)$(MANDIR)/man3/
+
+uninstall-lib:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/socketnaut.h \
+	    $(DESTDIR)$(INCLUDEDIR)/socketnaut/proto.h \
+	    $(DESTDIR)$(LIBDIR)/libsocketnaut.a \
+	    $(DESTDIR)$(LIBDIR)/$(LIB_SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libsocketnaut.so \
+	    $(DESTDIR)$(PKGCONFIGDIR)/socketnaut.pc \
+	    $(DESTDIR)$(MANDIR)/man3/socketnaut.3
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/socketnaut 2>/dev/null
+
+.PHONY: lib lib-check install-lib uninstall-lib
+# end of libsocketnaut #######################################################

@@ -408,13 +408,15 @@ service "bench" {{
                                 (self.nofile - 200) // 2))
         servers = "\n".join("    server s%d unix@%s" % (i, p)
                             for i, p in enumerate(paths))
+        tune = ("    tune.bufsize %d\n" % self.args.ref_bufsize
+                if self.args.ref_bufsize else "")
         conf = os.path.join(d, "haproxy.cfg")
         with open(conf, "w") as f:
             f.write(f"""# written by bench/run.py
 global
     nbthread 1
     maxconn {maxconn}
-
+{tune}
 defaults
     mode tcp
     timeout connect 5s
@@ -438,6 +440,8 @@ listen bench
         load = ("load_module %s;\n" % self.nginx_module
                 if self.nginx_module else "")
         user = "user root;\n" if os.geteuid() == 0 else ""
+        bufsize = ("        proxy_buffer_size %d;\n" % self.args.ref_bufsize
+                   if self.args.ref_bufsize else "")
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
             f.write(f"""# written by bench/run.py
@@ -457,7 +461,7 @@ stream {{
         listen 127.0.0.1:{port};
         proxy_pass backends;
         proxy_timeout 5m;
-    }}
+{bufsize}    }}
 }}
 """)
         p = self.procs.start("nginx", ["nginx", "-e", d + "/nginx-error.log",
@@ -663,6 +667,67 @@ async def _burst(port, n, size, timeout):
 def burst_test(port, n, size, timeout):
     wall, kinds = asyncio.run(_burst(port, n, size, timeout))
     return {"wall": wall, "errors": sum(kinds.values()), "kinds": kinds}
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def run_idle(bench, h, t, rnd, args, add, notes):
+    r = idle_test(h["port"], h["pid"], args.idle_conns)
+    add("idle_fresh", t, r["fresh_b"])
+    add("idle_used", t, r["used_b"])
+    log("  %-11s idle: %d conns, %.0f B/conn fresh, %.0f B/conn after a "
+        "request (RSS %d -> %d -> %d KiB), %d errors%s" % (
+            t, r["opened"], r["fresh_b"], r["used_b"], r["rss0_kib"],
+            r["rss1_kib"], r["rss2_kib"], r["errors"],
+            "" if r["fds_reached"] else
+            ", proxy did not open every backend connection before the "
+            "request"))
+    if r["errors"]:
+        notes.append("round %d: %s: %d idle-test errors of %d connections"
+                     % (rnd + 1, LABEL[t], r["errors"], r["opened"]))
+    check_alive(h, t, "idle")
+
+
+def check_alive(h, t, what):
+    for p in h["procs"]:
+        if p.poll() is not None:
+            raise BenchError("%s: %s exited (status %s) during %s:\n%s" % (
+                t, p.bench_name, p.returncode, what, tail(p.bench_log)))
+
+
+def run_scenario(h, t, name, rnd, args, add, notes):
+    port = h["port"]
+    if name == "ka":
+        w = run_wrk(args, port, "/", args.conns, args.ka_seconds, (), True)
+        add("ka_rps", t, w["rps"])
+        add("ka_p99", t, w["p99_us"] / 1000.0)
+        desc = "%.0f req/s, p99 %.2f ms" % (w["rps"], w["p99_us"] / 1000.0)
+    elif name == "close":
+        w = run_wrk(args, port, "/", args.conns, args.seconds,
+                    ("-H", "Connection: close"))
+        add("close_rps", t, w["rps"])
+        desc = "%.0f req/s" % w["rps"]
+    else:
+        w = run_wrk(args, port, "/bytes?n=%d" % BULK_SIZE, args.bulk_conns,
+                    args.seconds)
+        add("bulk_bps", t, w["bps"])
+        desc = "%.2f GB/s" % (w["bps"] / 1e9)
+    errs = w["errors"] + w["non2xx"]
+    add("wrk_err", t, errs)
+    if errs:
+        desc += ", %d errors (%s)" % (errs, ", ".join(
+            "%s %d" % (k, w[k]) for k in
+            ("connect", "read", "write", "timeout", "non2xx") if w[k]))
+        notes.append("round %d: %s: %s: %s" % (rnd + 1, LABEL[t], name,
+                                                desc))
+    log("  %-11s %-5s %s" % (t, name, desc))
+    check_alive(h, t, name)
 
 
 # --------------------------------------------------------------------------
@@ -946,6 +1011,9 @@ def main():
                     help="second fixed pool, measured once (0: skip)")
     ap.add_argument("--only", default="",
                     help="comma list of scenarios: ka,close,bulk,idle,burst")
+    ap.add_argument("--ref-bufsize", type=int, default=0,
+                    help="HAProxy tune.bufsize and nginx proxy_buffer_size "
+                    "in bytes (default: their own defaults, 16 KiB)")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--results", default=RESULTS)
@@ -981,6 +1049,7 @@ def main():
     bench.nginx_module = m
     res = {}
     notes = []
+    load = []
 
     def add(key, target, value):
         res.setdefault(key, {}).setdefault(target, []).append(value)
@@ -988,71 +1057,31 @@ def main():
     try:
         for rnd in range(args.rounds):
             order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
-            log("round %d/%d: %s" % (rnd + 1, args.rounds, ", ".join(order)))
+            load.append(loadavg())
+            log("round %d/%d: %s (load average %s)" % (
+                rnd + 1, args.rounds, ", ".join(order), load[-1]))
             if scen & {"ka", "close", "bulk", "idle"}:
-                for t in order:
-                    h = bench.start(t)
-                    try:
-                        port = h["port"]
-                        if "idle" in scen and t != "direct":
-                            r = idle_test(port, h["pid"], args.idle_conns)
-                            add("idle_fresh", t, r["fresh_b"])
-                            add("idle_used", t, r["used_b"])
-                            log("  %-11s idle: %d conns, %.0f B/conn fresh, "
-                                "%.0f B/conn after a request (RSS %d -> %d "
-                                "-> %d KiB), %d errors%s" % (
-                                    t, r["opened"], r["fresh_b"], r["used_b"],
-                                    r["rss0_kib"], r["rss1_kib"],
-                                    r["rss2_kib"], r["errors"],
-                                    "" if r["fds_reached"] else
-                                    ", proxy did not open every backend "
-                                    "connection before the request"))
-                            if r["errors"]:
-                                notes.append("round %d: %s: %d idle-test "
-                                             "errors of %d connections" % (
-                                                 rnd + 1, LABEL[t],
-                                                 r["errors"], r["opened"]))
-                        runs = []
-                        if "ka" in scen:
-                            runs.append(("ka", "/", args.conns,
-                                         args.ka_seconds, (), True))
-                        if "close" in scen:
-                            runs.append(("close", "/", args.conns,
-                                         args.seconds,
-                                         ("-H", "Connection: close"), False))
-                        if "bulk" in scen:
-                            runs.append(("bulk", "/bytes?n=%d" % BULK_SIZE,
-                                         args.bulk_conns, args.seconds, (),
-                                         False))
-                        for name, path, c, secs, extra, lat in runs:
-                            w = run_wrk(args, port, path, c, secs, extra, lat)
-                            errs = w["errors"] + w["non2xx"]
-                            add("wrk_err", t, errs)
-                            if name == "ka":
-                                add("ka_rps", t, w["rps"])
-                                add("ka_p99", t, w["p99_us"] / 1000.0)
-                                desc = "%.0f req/s, p99 %.2f ms" % (
-                                    w["rps"], w["p99_us"] / 1000.0)
-                            elif name == "close":
-                                add("close_rps", t, w["rps"])
-                                desc = "%.0f req/s" % w["rps"]
-                            else:
-                                add("bulk_bps", t, w["bps"])
-                                desc = "%.2f GB/s" % (w["bps"] / 1e9)
-                            if errs:
-                                desc += ", %d errors (%s)" % (errs, ", ".join(
-                                    "%s %d" % (k, w[k]) for k in
-                                    ("connect", "read", "write", "timeout",
-                                     "non2xx") if w[k]))
-                                notes.append("round %d: %s: %s: %s" % (
-                                    rnd + 1, LABEL[t], name, desc))
-                            log("  %-11s %-5s %s" % (t, name, desc))
-                            if h["procs"] and any(
-                                    p.poll() is not None for p in h["procs"]):
-                                raise BenchError("%s died during %s:\n%s" % (
-                                    t, name, tail(h["procs"][-1].bench_log)))
-                    finally:
-                        bench.stop(h)
+                # every system runs for the whole round; each scenario then
+                # visits them back to back, so noise from other jobs on the
+                # machine falls on all of them alike
+                hs = {}
+                try:
+                    for t in order:
+                        hs[t] = bench.start(t)
+                    if "idle" in scen:
+                        for t in order:
+                            if t != "direct":
+                                run_idle(bench, hs[t], t, rnd, args, add,
+                                         notes)
+                    for name in ("ka", "close", "bulk"):
+                        if name not in scen:
+                            continue
+                        for t in order:
+                            run_scenario(hs[t], t, name, rnd, args, add,
+                                         notes)
+                finally:
+                    for t in reversed(list(hs)):
+                        bench.stop(hs[t])
             if "burst" in scen:
                 border = [t for t in order if t != "direct"]
                 for t in border:
@@ -1147,6 +1176,13 @@ def main():
                           "%s %.2f s, %d errors" % (LABEL[t], r["wall"],
                                                    r["errors"])
                           for t, r in small.items()))]
+    if args.ref_bufsize:
+        lines += ["", "HAProxy `tune.bufsize` and nginx `proxy_buffer_size` "
+                  "set to %d bytes (--ref-bufsize)." % args.ref_bufsize]
+    lines += ["", "Load average (1/5/15 min) at the start of each round: "
+              "%s; at the end: %s.  The machine may be shared: the "
+              "per-round figures below show how noisy it was." % (
+                  "; ".join(load), loadavg())]
     lines += ["", "## Every round (round 1 / round 2 / ...)", "",
               spread_table(res), ""]
     if notes:

@@ -61,6 +61,14 @@ control_close(struct control *c, const char *why)
 	free(c->out);
 	free(c);
 	w->control = NULL;
+	if (w->svc->conf->backend == BACKEND_AGENT && w->pid > 0 &&
+	    !w->reaped && w->state == WORKER_STARTING) {
+		/* It can no longer tell us where it listens. */
+		log_warnx("service %s: worker %ld: control channel lost before "
+		    "ready, killing it", w->svc->conf->name, (long)w->pid);
+		w->failed = 1;
+		worker_kill(w);
+	}
 }
 
 /* Queue a frame; a worker that leaves too much unread loses its channel. */
@@ -129,14 +137,19 @@ peer_key(const char *s, int *ok)
 
 	*ok = 0;
 	if (s[0] == '@') {
+		if (s[1] == '\0' || strlen(s + 1) > 5 ||
+		    strspn(s + 1, "0123456789abcdef") != strlen(s + 1))
+			return (0);
 		v = strtoul(s + 1, &end, 16);
-		*ok = s[1] != '\0' && *end == '\0' && v <= 0xfffff;
+		*ok = 1;
 		return ((uint32_t)v);
 	}
 	p = strrchr(s, ':');
 	p = p == NULL ? s : p + 1;
+	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
+		return (0);
 	v = strtoul(p, &end, 10);
-	*ok = *p != '\0' && *end == '\0' && v > 0 && v <= 65535;
+	*ok = v > 0 && v <= 65535;
 	return ((uint32_t)v);
 }
 
@@ -215,7 +228,7 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 	struct relay		*r = NULL;
 	struct sockaddr_storage	 local;
 	socklen_t		 llen = sizeof local;
-	char			 id[32], key[64], *buf = NULL;
+	char			 id[32], key[SN_PROTO_MAX + 1], *buf = NULL;
 	size_t			 len = 0;
 	uint32_t		 k;
 	FILE			*f;
@@ -322,6 +335,7 @@ control_ready(struct control *c, const struct sn_msg *m)
 		log_warnx("service %s: worker %ld: %s", w->svc->conf->name,
 		    (long)w->pid, cause);
 		free(cause);
+		w->failed = 1;
 		worker_kill(w);
 	}
 }
@@ -345,7 +359,6 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 	case SN_MSG_DRAINED:
 		log_info("service %s: worker %ld: drained", w->svc->conf->name,
 		    (long)w->pid);
-		w->drained = 1;
 		break;
 	default:
 		control_close(c, "unexpected message from a worker");

@@ -171,6 +171,7 @@ relay_reroute(struct relay *r, const char *why, int error)
 	log_warnx("service %s: worker %ld: client %s: %s: %s",
 	    r->svc->conf->name, (long)(r->worker ? r->worker->pid : 0),
 	    relay_peer(r, peer, sizeof peer), why, strerror(error));
+	control_peer_del(r);
 	if (r->wfd != -1) {
 		if (event_initialized(&r->wwrite))
 			event_del(&r->wwrite);
@@ -206,8 +207,6 @@ relay_open(struct relay *r)
 	    relay_worker_write, r);
 	event_add(&r->cread, tv);
 	event_add(&r->wread, tv);
-	if (r->svc->conf->control)
-		control_peer_add(r->worker, r);
 }
 
 static void
@@ -215,11 +214,18 @@ relay_try_connect(struct relay *r)
 {
 	struct worker	*w = r->worker;
 	struct timeval	 tv;
-	int		 one = 1;
+	int		 one = 1, rc;
 
 	if (r->wfd == -1) {
 		r->wfd = socket(w->addr.ss.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (r->wfd == -1 && (errno == EMFILE || errno == ENFILE)) {
+			/* Out of fds: the client waits for one to free up. */
+			relay_detach(r);
+			relay_wait(r, &r->svc->queue);
+			service_fd_exhausted(r->svc);
+			return;
+		}
 		if (r->wfd == -1) {
 			log_warn("service %s: socket", r->svc->conf->name);
 			relay_close(r, "cannot create a worker socket");
@@ -235,7 +241,15 @@ relay_try_connect(struct relay *r)
 			bind(r->wfd, (struct sockaddr *)&af, sizeof af);
 		}
 	}
-	if (connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len) == 0) {
+	rc = connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len);
+	/*
+	 * Index the connection for peer-info queries before the loop runs
+	 * again: the worker may accept and ask before our connect completes.
+	 */
+	if ((rc == 0 || errno == EINPROGRESS) && r->svc->conf->control &&
+	    r->peer_worker == NULL)
+		control_peer_add(w, r);
+	if (rc == 0) {
 		relay_open(r);
 		return;
 	}
@@ -332,8 +346,22 @@ relay_half_done(struct relay *r, struct relay_half *h)
 	free(h->buf);
 	h->buf = NULL;
 	h->off = h->len = 0;
-	if (r->up.done && r->down.done)
+	if ((r->up.done && r->down.done) ||
+	    (r->down.done && r->svc->stopping))
 		relay_close(r, "closed");
+}
+
+/*
+ * Shutting down: a client whose worker has finished answering has nothing
+ * more to wait for; do not hold the shutdown for it to hang up.
+ */
+int
+relay_finished(struct relay *r)
+{
+	if (r->state != RELAY_OPEN || !r->down.done)
+		return (0);
+	relay_close(r, "shutting down");
+	return (1);
 }
 
 /* The source sent FIN and every byte is through: pass the FIN on. */

@@ -65,6 +65,7 @@ void		 relay_unwait(struct relay *);
 void		 relay_connect(struct relay *);
 void		 relay_redispatch(struct relay *);
 void		 relay_close(struct relay *, const char *);
+int		 relay_finished(struct relay *);
 const char	*relay_peer(const struct relay *, char *, size_t);
 
 #endif

@@ -354,12 +354,7 @@ service_accept(evutil_socket_t fd, short events, void *arg)
 			case ENFILE:
 			case ENOBUFS:
 			case ENOMEM:
-				log_warn("service %s: accept on %s, pausing "
-				    "it %dms", svc->conf->name, l->name,
-				    ACCEPT_PAUSE_MS);
-				event_del(&l->ev);
-				l->paused = 1;
-				ms_timer(&l->resume, ACCEPT_PAUSE_MS);
+				service_fd_exhausted(svc);
 				return;
 			default:
 				log_warn("service %s: accept on %s",
@@ -369,6 +364,35 @@ service_accept(evutil_socket_t fd, short events, void *arg)
 		}
 		r = relay_new(svc, l, cfd, (struct sockaddr *)&ss, len);
 		service_dispatch(svc, r);
+	}
+}
+
+/*
+ * Out of file descriptors: stop accepting for a moment (no busy loop on a
+ * listener that stays readable) and retry the clients that wait for a
+ * worker connection when the pause ends.
+ */
+void
+service_fd_exhausted(struct service *svc)
+{
+	size_t	i;
+
+	for (i = 0; i < svc->nlisteners; i++) {
+		struct listener *l = &svc->listeners[i];
+
+		if (l->fd == -1 || l->paused)
+			continue;
+		event_del(&l->ev);
+		l->paused = 1;
+		ms_timer(&l->resume, ACCEPT_PAUSE_MS);
+	}
+	if (!evtimer_pending(&svc->respawn, NULL))
+		ms_timer(&svc->respawn, ACCEPT_PAUSE_MS);
+	if (now_ms() - svc->fd_warned >= 10000) {
+		log_warn("service %s: out of file descriptors, pausing "
+		    "accepts for %dms at a time", svc->conf->name,
+		    ACCEPT_PAUSE_MS);
+		svc->fd_warned = now_ms();
 	}
 }
 
@@ -639,7 +663,8 @@ service_shutdown_timeout(evutil_socket_t fd, short events, void *arg)
 void
 service_stop(struct service *svc, int now)
 {
-	size_t	i;
+	struct relay	*r, *next;
+	size_t		 i;
 
 	if (!svc->stopping) {
 		svc->stopping = 1;
@@ -653,6 +678,10 @@ service_stop(struct service *svc, int now)
 		event_del(&svc->respawn);
 		while (TAILQ_FIRST(&svc->queue) != NULL)
 			relay_close(TAILQ_FIRST(&svc->queue), "shutting down");
+		for (r = TAILQ_FIRST(&svc->relays); r != NULL; r = next) {
+			next = TAILQ_NEXT(r, all);
+			relay_finished(r);
+		}
 		if (svc->nconns > 0 && !now) {
 			log_info("service %s: waiting for %d connection%s",
 			    svc->conf->name, svc->nconns,

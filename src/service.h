@@ -41,6 +41,7 @@ struct service {
 	int			 stopping;
 	int			 removed;	/* by a reload: free once stopped */
 	int			 seen;		/* in the file being reloaded */
+	long long		 fd_warned;	/* ms: EMFILE last logged */
 	const struct timeval	*idle_tv;	/* libevent common timeout */
 	struct event		 check;		/* workers_checking_interval */
 	struct event		 respawn;
@@ -64,6 +65,7 @@ void		 service_free(struct service *);
 struct pick	 service_pick(const struct service *);
 void		 service_dispatch(struct service *, struct relay *);
 void		 service_relay_done(struct service *);
+void		 service_fd_exhausted(struct service *);
 void		 service_worker_ready(struct service *, struct worker *);
 void		 service_worker_gone(struct service *, struct worker *,
 		     enum worker_state);

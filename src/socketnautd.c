@@ -32,10 +32,11 @@ static int			 ready_sent;
 static int			 debug_flag;
 
 static void __attribute__((noreturn))
-usage(void)
+usage(int status)
 {
-	fprintf(stderr, "usage: socketnautd [-dtV] [-c file]\n");
-	exit(1);
+	fprintf(status ? stderr : stdout,
+	    "usage: socketnautd [-dhtV] [-c file]\n");
+	exit(status);
 }
 
 /* The pool changed: refresh systemd's status line, send READY=1 once. */
@@ -266,12 +267,14 @@ main(int argc, char **argv)
 		case 'V':
 			printf("socketnautd %s\n", SOCKETNAUTD_VERSION);
 			return (0);
+		case 'h':
+			usage(0);
 		default:
-			usage();
+			usage(1);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(1);
 
 	log_open("stderr", NULL);
 	if ((conf = config_load(path)) == NULL)

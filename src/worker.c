@@ -482,6 +482,7 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 	if (age >= w->svc->conf->ready_timeout) {
 		log_warnx("service %s: worker %ld: not ready after %lldms, "
 		    "killing it", w->svc->conf->name, (long)w->pid, age);
+		w->failed = 1;
 		worker_kill(w);
 		return;
 	}
@@ -624,7 +625,9 @@ worker_exited(struct worker *w, int status)
 	int		 expected = w->state == WORKER_STOPPING;
 	int		 quick;
 
-	quick = !expected && (w->state == WORKER_STARTING || age < 10000);
+	w->reaped = 1;
+	quick = w->failed ||
+	    (!expected && (w->state == WORKER_STARTING || age < 10000));
 	if (w->exec_failed)
 		quick = 1;
 	else if (WIFEXITED(status))

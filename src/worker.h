@@ -39,8 +39,9 @@ struct worker {
 	int			 execfd;	/* exec-failure pipe, -1 after */
 	int			 exec_failed;
 	int			 killed;	/* SIGKILL sent */
+	int			 failed;	/* killed for not getting ready */
+	int			 reaped;	/* the process is gone */
 	int			 retiring;	/* old generation: stop when idle */
-	int			 drained;	/* said so on its channel */
 	int			 termed;	/* SIGTERM sent */
 	struct control		*control;
 	struct relay_head	 peers[CONTROL_PEER_BUCKETS];

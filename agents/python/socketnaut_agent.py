@@ -64,6 +64,8 @@ writer, a WSGI environ, a peer address tuple, or takes a ready key as is.
 """
 
 import asyncio
+import concurrent.futures
+import inspect
 import itertools
 import os
 import signal
@@ -263,7 +265,29 @@ class ServiceAgent:
     queries by id, so any number of threads may query at once) and DRAIN.
     """
 
+    _instances = {}                 # (pid, fd) -> the agent of that channel
+    _instances_lock = threading.Lock()
+
+    def __new__(cls, fd=None, env=None):
+        # One agent per channel and process: a second ServiceAgent() (another
+        # module of the same program) shares the first one's reader thread.
+        if fd is None:
+            value = (os.environ if env is None else env).get("SOCKETNAUT_CONTROL_FD", "")
+            fd = int(value) if value.strip().isdigit() else None
+        with cls._instances_lock:
+            agent = cls._instances.get((os.getpid(), fd)) if fd is not None else None
+            if agent is None or getattr(agent, "_closed", False):
+                agent = super().__new__(cls)
+                agent._initialized = False
+                if fd is not None:
+                    cls._instances[(os.getpid(), fd)] = agent
+            return agent
+
     def __init__(self, fd=None, env=None):
+        with self._instances_lock:
+            if self._initialized:
+                return
+            self._initialized = True
         self.enabled = False
         self.draining = False
         self._sock = None
@@ -454,7 +478,7 @@ class ServiceAgent:
         call agent.drained() yourself, or just exit)."""
         self._drain_callback = callback
         self._send_drained = send_drained
-        if loop is None and asyncio.iscoroutinefunction(callback):
+        if loop is None and inspect.iscoroutinefunction(callback):
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -515,12 +539,19 @@ class ServiceAgent:
             callback = self._drain_callback
             if callback is None:
                 self.drain()
-            elif asyncio.iscoroutinefunction(callback):
+            elif inspect.iscoroutinefunction(callback):
                 loop = self._drain_loop
                 if loop is None:
                     asyncio.run(callback())
                 else:
-                    asyncio.run_coroutine_threadsafe(callback(), loop).result()
+                    future = asyncio.run_coroutine_threadsafe(callback(), loop)
+                    while True:
+                        try:
+                            future.result(0.5)
+                            break
+                        except concurrent.futures.TimeoutError:
+                            if loop.is_closed():
+                                break
             else:
                 callback()
         except Exception as e:          # report, then still tell the master
@@ -568,6 +599,12 @@ class ServiceAgent:
         except (OSError, ProtocolError) as e:
             if not self._closed:
                 sys.stderr.write("socketnaut_agent: control channel: %s\n" % e)
+        # EOF (the master is gone) or garbage: this channel is done.
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._channel_lost()
 
     def _channel_lost(self):

@@ -1,0 +1,379 @@
+'use strict';
+/*
+ * socketnaut-agent: the worker side of socketnautd's control channel, for
+ * Node.js (14 or later), one CommonJS file, no dependencies.
+ *
+ * It mirrors Socketnaut's ServiceAgent, so a worker module written for
+ * Socketnaut runs under socketnautd after changing its import line:
+ *
+ *     import { createServiceAgent, Level } from 'socketnaut';
+ * becomes
+ *     import { createServiceAgent, Level } from './path/to/socketnaut-agent.js';
+ * (or const { createServiceAgent } = require('socketnaut-agent') with
+ *  NODE_PATH=.../agents/node).
+ *
+ *     const server = http.createServer();
+ *     server.listen({ port: 0, host: '127.0.0.1' });   // the kernel picks a port
+ *     const agent = createServiceAgent({ server });    // sends READY on 'listening'
+ *     server.on('request', async (req, res) => {
+ *         const info = await agent.requestProxySocketAddressInfo(req.socket);
+ *         // { local: { address, family, port }, remote: { address, family, port } }
+ *         agent.log.info(`client ${info.remote.address}:${info.remote.port}`);
+ *         res.end('Hello, World!');
+ *     });
+ *
+ * Run it with backend = "agent" (the master connects to the port the agent
+ * reports) or backend = "tcp" (listen on process.env.PORT).  Node cannot
+ * read a Unix socket's peer name, so peer info needs a TCP backend.
+ *
+ * requestProxySocketAddressInfo resolves to undefined when the master does
+ * not know the connection (not relayed by socketnautd, already closed, no
+ * control channel), as Socketnaut's did for an unknown socket.
+ *
+ * On DRAIN the agent calls server.close() (no new connections; idle
+ * keep-alive connections are closed by Node >= 19), waits for the open
+ * connections to end, sends DRAINED and exits the process (exit status 0),
+ * as Socketnaut's tryTerminate did.  createServiceAgent({ server,
+ * exitOnDrain: false }) leaves the exit to you; agent.on('drain', fn) is
+ * told when a drain starts.
+ *
+ * Without SOCKETNAUT_CONTROL_FD (run on its own, or control = false) the
+ * agent is a no-op: agent.enabled is false, requestProxySocketAddressInfo
+ * resolves to undefined, logs are dropped.  The channel is unref'ed: the
+ * agent never keeps the process alive by itself.
+ */
+
+const net = require('net');
+const { EventEmitter } = require('events');
+
+const VERSION = 1;
+const HEADER = 4;
+const MAX_PAYLOAD = 4096;
+
+const MSG = Object.freeze({
+    READY: 0x01,
+    PEER_QUERY: 0x02,
+    LOG: 0x03,
+    DRAINED: 0x04,
+    PEER_INFO: 0x81,
+    DRAIN: 0x82,
+});
+
+/* Socketnaut (memoir) levels: higher is more severe. */
+const Level = { BASE: 0, DEBUG: 10, INFO: 20, WARN: 30, ERROR: 40, CRITICAL: 50 };
+for (const [k, v] of Object.entries(Level)) Level[v] = k;
+
+/* Syslog levels (later Socketnaut versions): lower is more severe. */
+const SyslogLevel = { EMERG: 0, ALERT: 1, CRIT: 2, ERROR: 3, WARN: 4, NOTICE: 5, INFO: 6, DEBUG: 7 };
+for (const [k, v] of Object.entries(SyslogLevel)) SyslogLevel[v] = k;
+
+const NAMES = {
+    emerg: 0, emergency: 0, panic: 0, alert: 1, crit: 2, critical: 2, fatal: 2,
+    err: 3, error: 3, warning: 4, warn: 4, notice: 5, info: 6, information: 6,
+    debug: 7, trace: 7, base: 7,
+};
+
+/* A level given by name, syslog number 0..7 or Socketnaut Level number -> syslog 0..7. */
+function syslogLevel(level) {
+    if (level === undefined || level === null) return 6;
+    if (typeof level === 'number') {
+        if (Number.isInteger(level) && level >= 0 && level <= 7) return level;
+        if (level >= Level.CRITICAL) return 2;
+        if (level >= Level.ERROR) return 3;
+        if (level >= Level.WARN) return 4;
+        if (level >= Level.INFO) return 6;
+        return 7;
+    }
+    const name = String(level).trim().toLowerCase();
+    if (/^[0-7]$/.test(name)) return Number(name);
+    if (name in NAMES) return NAMES[name];
+    throw new RangeError(`unknown log level ${String(level)}`);
+}
+
+function clean(value) {
+    // eslint-disable-next-line no-control-regex
+    return String(value).replace(/[\x00-\x1f\x7f]/g, ' ');
+}
+
+/* One frame: version, type, 16-bit big-endian payload length, payload. */
+function encodeFrame(type, fields = [], text) {
+    let payload = Buffer.from(fields.map(([k, v]) => `${k}=${clean(v)}`).join('\n'));
+    if (text !== undefined) {
+        const head = Buffer.concat([payload, Buffer.from(payload.length ? '\ntext=' : 'text=')]);
+        const body = Buffer.isBuffer(text) ? text : Buffer.from(String(text));
+        payload = Buffer.concat([head, body.subarray(0, Math.max(0, MAX_PAYLOAD - head.length))]);
+    }
+    if (payload.length > MAX_PAYLOAD) throw new RangeError(`payload of ${payload.length} bytes`);
+    const frame = Buffer.alloc(HEADER + payload.length);
+    frame[0] = VERSION;
+    frame[1] = type;
+    frame.writeUInt16BE(payload.length, 2);
+    payload.copy(frame, HEADER);
+    return frame;
+}
+
+/* key=value lines -> object; a `text` field runs to the end of the payload. */
+function parsePayload(buf) {
+    const fields = {};
+    let rest = buf;
+    while (rest.length) {
+        if (rest.subarray(0, 5).toString('latin1') === 'text=') {
+            fields.text = rest.subarray(5).toString();
+            break;
+        }
+        let nl = rest.indexOf(0x0a);
+        if (nl === -1) nl = rest.length;
+        const line = rest.subarray(0, nl).toString();
+        rest = rest.subarray(nl + 1);
+        const eq = line.indexOf('=');
+        if (eq === -1) throw new Error(`field without '=': ${line.slice(0, 40)}`);
+        fields[line.slice(0, eq)] = line.slice(eq + 1);
+    }
+    return fields;
+}
+
+/* The peer-info key of an accepted socket: the port of its peer (the master). */
+function connectionKey(socket) {
+    if (socket === undefined || socket === null) return undefined;
+    if (typeof socket === 'number') return socket > 0 && socket < 65536 ? String(socket) : undefined;
+    if (typeof socket === 'string') return socket || undefined;
+    // http.IncomingMessage -> its socket; TLS sockets expose remotePort too.
+    if (socket.socket && socket.socket !== socket && socket.remotePort === undefined) {
+        return connectionKey(socket.socket);
+    }
+    const port = socket.remotePort;
+    return typeof port === 'number' && port > 0 ? String(port) : undefined;
+}
+
+function toAddressInfo(fields, side) {
+    const port = Number.parseInt(fields[`${side}_port`], 10);
+    return {
+        address: fields[`${side}_address`],
+        family: fields[`${side}_family`],
+        port: Number.isNaN(port) ? undefined : port,
+    };
+}
+
+let serviceAgent = null;
+
+class ServiceAgent extends EventEmitter {
+    constructor(options = {}) {
+        super();
+        this.server = options.server;
+        this.exitOnDrain = options.exitOnDrain !== false;
+        this.queryTimeout = options.queryTimeout === undefined ? 5000 : options.queryTimeout;
+        this.enabled = false;
+        this.draining = false;
+        this.addressInfo = undefined;
+        this._socket = null;
+        this._buf = Buffer.alloc(0);
+        this._pending = new Map();
+        this._nextId = 1;
+        this._readySent = false;
+        this._drainedSent = false;
+        this._logLevel = 6;   // Socketnaut's agent logs INFO and above by default
+        this.log = this._makeLogger();
+
+        const fdText = (options.env || process.env).SOCKETNAUT_CONTROL_FD;
+        const fd = options.fd !== undefined ? options.fd :
+            (fdText !== undefined && /^\d+$/.test(fdText) ? Number(fdText) : undefined);
+        if (fd !== undefined) {
+            try {
+                const sock = new net.Socket({ fd, readable: true, writable: true });
+                sock.unref();
+                sock.on('data', (chunk) => this._onData(chunk));
+                sock.on('error', (err) => this._lost(err));
+                sock.on('close', () => this._lost());
+                sock.on('end', () => this._lost());
+                this._socket = sock;
+                this.enabled = true;
+            } catch (err) {
+                process.emitWarning(`socketnaut-agent: control fd ${fd}: ${err.message}`);
+            }
+        }
+
+        if (this.server) {
+            if (this.server.listening) {
+                this._onListening();
+            } else {
+                this.server.once('listening', () => this._onListening());
+            }
+        }
+    }
+
+    _makeLogger() {
+        const agent = this;
+        const logger = function log(message, level) {
+            return agent._log(message, level);
+        };
+        logger.debug = (m) => agent._log(m, 7);
+        logger.info = (m) => agent._log(m, 6);
+        logger.notice = (m) => agent._log(m, 5);
+        logger.warn = (m) => agent._log(m, 4);
+        logger.warning = logger.warn;
+        logger.error = (m) => agent._log(m, 3);
+        logger.critical = (m) => agent._log(m, 2);
+        logger.crit = logger.critical;
+        logger.setLevel = (level) => {
+            // Level.BASE (0) means "everything", as in Socketnaut.
+            agent._logLevel = level === Level.BASE ? 7 : syslogLevel(level);
+        };
+        return logger;
+    }
+
+    _send(frame) {
+        if (!this.enabled || !this._socket || this._socket.destroyed) return false;
+        this._socket.write(frame);
+        return true;
+    }
+
+    _log(message, level) {
+        const n = syslogLevel(level);
+        if (!this.enabled || n > this._logLevel) return false;
+        const text = typeof message === 'string' ? message :
+            (message instanceof Error ? (message.stack || message.message) : JSON.stringify(message));
+        return this._send(encodeFrame(MSG.LOG, [['level', n]], text === undefined ? String(message) : text));
+    }
+
+    /* READY; `address` may be a server.address() result, "host:port", a port or a Unix path. */
+    ready(address) {
+        if (!this.enabled || this._readySent) return false;
+        const fields = [];
+        if (typeof address === 'number') {
+            fields.push(['port', address]);
+        } else if (typeof address === 'string') {
+            fields.push(['address', address.startsWith('/') ? `unix:${address}` : address]);
+        } else if (address && typeof address.port === 'number') {
+            const host = address.address;
+            if (!host || host === '0.0.0.0' || host === '::') {
+                fields.push(['port', address.port]);
+            } else {
+                fields.push(['address', host.includes(':') ? `[${host}]:${address.port}` : `${host}:${address.port}`]);
+            }
+        }
+        this._readySent = true;
+        return this._send(encodeFrame(MSG.READY, fields));
+    }
+
+    _onListening() {
+        this.addressInfo = this.server.address();
+        this.ready(this.addressInfo);
+    }
+
+    /* Resolves to { local, remote } for a relayed connection, or undefined. */
+    requestProxySocketAddressInfo(socket) {
+        const key = connectionKey(socket);
+        if (!this.enabled || key === undefined || !this._socket || this._socket.destroyed) {
+            return Promise.resolve(undefined);
+        }
+        return new Promise((resolve) => {
+            const id = this._nextId++;
+            let timer = null;
+            if (this.queryTimeout > 0) {
+                timer = setTimeout(() => {
+                    this._pending.delete(id);
+                    resolve(undefined);
+                }, this.queryTimeout);
+                timer.unref();
+            }
+            this._pending.set(id, (info) => {
+                if (timer) clearTimeout(timer);
+                resolve(info);
+            });
+            this._send(encodeFrame(MSG.PEER_QUERY, [['id', id], ['key', key]]));
+        });
+    }
+
+    /* Tell the master in-flight work is done after a DRAIN (sent once). */
+    drained(callback) {
+        if (!this.enabled || this._drainedSent || !this._socket || this._socket.destroyed) {
+            if (callback) setImmediate(callback);
+            return false;
+        }
+        this._drainedSent = true;
+        this._socket.write(encodeFrame(MSG.DRAINED), () => { if (callback) callback(); });
+        return true;
+    }
+
+    _onDrain() {
+        if (this.draining) return;
+        this.draining = true;
+        this.emit('drain');
+        const finish = () => {
+            this.drained(() => {
+                if (this.exitOnDrain) setImmediate(() => process.exit(0));
+            });
+        };
+        if (!this.server) {
+            finish();
+            return;
+        }
+        try {
+            this.server.close(() => finish());   // called once every connection has ended
+        } catch (err) {
+            finish();
+        }
+    }
+
+    _onData(chunk) {
+        this._buf = this._buf.length ? Buffer.concat([this._buf, chunk]) : chunk;
+        while (this._buf.length >= HEADER) {
+            const version = this._buf[0];
+            const type = this._buf[1];
+            const len = this._buf.readUInt16BE(2);
+            if (version !== VERSION || len > MAX_PAYLOAD) {
+                this._lost(new Error(`bad frame from the master (version ${version}, length ${len})`));
+                return;
+            }
+            if (this._buf.length < HEADER + len) break;
+            const payload = this._buf.subarray(HEADER, HEADER + len);
+            this._buf = this._buf.subarray(HEADER + len);
+            let fields;
+            try {
+                fields = parsePayload(payload);
+            } catch (err) {
+                this._lost(err);
+                return;
+            }
+            if (type === MSG.PEER_INFO) {
+                const id = Number.parseInt(fields.id, 10);
+                const done = this._pending.get(id);
+                if (done) {
+                    this._pending.delete(id);
+                    done(fields.status === 'ok' ?
+                        { local: toAddressInfo(fields, 'local'), remote: toAddressInfo(fields, 'remote') } :
+                        undefined);
+                }
+            } else if (type === MSG.DRAIN) {
+                this._onDrain();
+            }
+        }
+    }
+
+    _lost(err) {
+        if (err) process.emitWarning(`socketnaut-agent: control channel: ${err.message}`);
+        if (this._socket && !this._socket.destroyed) this._socket.destroy();
+        const pending = this._pending;
+        this._pending = new Map();
+        for (const done of pending.values()) done(undefined);
+    }
+}
+
+/*
+ * Socketnaut's entry point: one agent per worker.  As in Socketnaut, a
+ * second call throws.
+ */
+function createServiceAgent(options) {
+    if (serviceAgent) throw new Error('A ServiceAgent has already been instantiated for this worker.');
+    serviceAgent = new ServiceAgent(options);
+    return serviceAgent;
+}
+
+exports.createServiceAgent = createServiceAgent;
+exports.ServiceAgent = ServiceAgent;
+exports.Level = Level;
+exports.SyslogLevel = SyslogLevel;
+exports.connectionKey = connectionKey;
+exports.encodeFrame = encodeFrame;
+exports.parsePayload = parsePayload;
+exports.MSG = MSG;
