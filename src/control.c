@@ -195,30 +195,30 @@ control_peer_del(struct relay *r)
 }
 
 static void
-addr_fields(FILE *f, const char *side, const struct sockaddr_storage *ss)
+addr_fields(FILE *f, const char *side, const struct sockaddr *ss)
 {
 	char		 host[INET6_ADDRSTRLEN];
 	const void	*a;
 	unsigned	 port;
 
-	if (ss->ss_family == AF_INET) {
+	if (ss->sa_family == AF_INET) {
 		a = &((const struct sockaddr_in *)ss)->sin_addr;
 		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
+	} else if (ss->sa_family == AF_INET6) {
 		a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
 		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 	} else
 		return;
-	inet_ntop(ss->ss_family, a, host, sizeof host);
+	inet_ntop(ss->sa_family, a, host, sizeof host);
 	/* An IPv4 client on a dual-stack listener: report it as IPv4. */
-	if (ss->ss_family == AF_INET6 && strncmp(host, "::ffff:", 7) == 0 &&
+	if (ss->sa_family == AF_INET6 && strncmp(host, "::ffff:", 7) == 0 &&
 	    strchr(host, '.') != NULL) {
 		fprintf(f, "%s_address=%s\n%s_family=IPv4\n%s_port=%u\n", side,
 		    host + 7, side, side, port);
 		return;
 	}
 	fprintf(f, "%s_address=%s\n%s_family=%s\n%s_port=%u\n", side, host,
-	    side, ss->ss_family == AF_INET ? "IPv4" : "IPv6", side, port);
+	    side, ss->sa_family == AF_INET ? "IPv4" : "IPv6", side, port);
 }
 
 static void
@@ -255,8 +255,8 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 		fprintf(f, "status=unknown\n");
 	else {
 		fprintf(f, "status=ok\n");
-		addr_fields(f, "remote", &r->peer);
-		addr_fields(f, "local", &local);
+		addr_fields(f, "remote", &r->peer.sa);
+		addr_fields(f, "local", (struct sockaddr *)&local);
 	}
 	fclose(f);
 	control_send(c, SN_MSG_PEER_INFO, buf, len - 1);

@@ -2,8 +2,9 @@
  * The byte path between a client and a worker.  Each direction reads into
  * one shared scratch buffer and writes straight on; only bytes the
  * destination cannot take yet are copied into a per-direction buffer, and
- * while they wait the source is not read (backpressure).  Events are
- * persistent: a write event is added only while bytes are pending.
+ * while they wait the source is not read (backpressure).  A relay has one
+ * persistent event per socket whose interest set changes only when a
+ * direction blocks or drains, so an idle connection costs two events.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -27,10 +28,8 @@
 
 static char	scratch[RELAY_SCRATCH];
 
-static void	relay_client_read(evutil_socket_t, short, void *);
-static void	relay_client_write(evutil_socket_t, short, void *);
-static void	relay_worker_read(evutil_socket_t, short, void *);
-static void	relay_worker_write(evutil_socket_t, short, void *);
+static void	relay_client_cb(evutil_socket_t, short, void *);
+static void	relay_worker_cb(evutil_socket_t, short, void *);
 static void	relay_connected(evutil_socket_t, short, void *);
 static void	relay_timeout(evutil_socket_t, short, void *);
 static void	relay_connect_retry(evutil_socket_t, short, void *);
@@ -54,10 +53,22 @@ ms_to_tv(long long ms, struct timeval *tv)
 const char *
 relay_peer(const struct relay *r, char *buf, size_t len)
 {
-	return (addr_str((const struct sockaddr *)&r->peer, buf, len));
+	return (addr_str(&r->peer.sa, buf, len));
 }
 
-/* A client was accepted: it waits for dispatch, its queue timer running. */
+/* cev as a plain timer (the client is not read until a worker is connected). */
+static void
+relay_timer(struct relay *r, event_callback_fn cb, long long ms)
+{
+	struct timeval	tv;
+
+	event_del(&r->cev);
+	evtimer_assign(&r->cev, sn_base, cb, r);
+	ms_to_tv(ms > 0 ? ms : 1, &tv);
+	evtimer_add(&r->cev, &tv);
+}
+
+/* A client was accepted: it waits for dispatch. */
 struct relay *
 relay_new(struct service *svc, struct listener *lst, int fd,
     const struct sockaddr *sa, socklen_t salen)
@@ -72,11 +83,12 @@ relay_new(struct service *svc, struct listener *lst, int fd,
 	r->wfd = -1;
 	r->state = RELAY_WAITING;
 	r->accepted = r->since = relay_now();
+	if (salen > sizeof r->peer)
+		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
-	r->peerlen = salen;
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	evtimer_assign(&r->timer, sn_base, relay_timeout, r);
+	evtimer_assign(&r->cev, sn_base, relay_timeout, r);
 	TAILQ_INSERT_TAIL(&svc->relays, r, all);
 	svc->nconns++;
 	return (r);
@@ -86,22 +98,14 @@ relay_new(struct service *svc, struct listener *lst, int fd,
 void
 relay_wait(struct relay *r, struct relay_head *list)
 {
-	struct timeval	tv;
-	long long	left;
-
 	relay_unwait(r);
 	TAILQ_INSERT_TAIL(list, r, entry);
 	r->waitlist = list;
 	r->state = RELAY_WAITING;
-	if (!evtimer_pending(&r->timer, NULL) ||
-	    event_get_callback(&r->timer) != relay_timeout) {
-		event_del(&r->timer);
-		evtimer_assign(&r->timer, sn_base, relay_timeout, r);
-		left = r->svc->conf->queue_timeout -
-		    (relay_now() - r->accepted);
-		ms_to_tv(left > 0 ? left : 1, &tv);
-		evtimer_add(&r->timer, &tv);
-	}
+	if (!evtimer_pending(&r->cev, NULL) ||
+	    event_get_callback(&r->cev) != relay_timeout)
+		relay_timer(r, relay_timeout, r->svc->conf->queue_timeout -
+		    (relay_now() - r->accepted));
 }
 
 void
@@ -124,42 +128,29 @@ relay_detach(struct relay *r)
 	}
 }
 
-static void
-relay_free(struct relay *r)
+void
+relay_close(struct relay *r, const char *why)
 {
 	struct service	*svc = r->svc;
+	char		 peer[ADDRSTRLEN];
 
+	if (why != NULL)
+		log_debug("service %s: client %s: %s", svc->conf->name,
+		    relay_peer(r, peer, sizeof peer), why);
 	relay_unwait(r);
 	control_peer_del(r);
 	relay_detach(r);
-	if (event_initialized(&r->cread)) {
-		event_del(&r->cread);
-		event_del(&r->cwrite);
-		event_del(&r->wread);
-	}
-	if (event_initialized(&r->wwrite))
-		event_del(&r->wwrite);
-	event_del(&r->timer);
+	event_del(&r->cev);
+	if (event_initialized(&r->wev))
+		event_del(&r->wev);
 	free(r->up.buf);
 	free(r->down.buf);
-	if (r->cfd != -1)
-		close(r->cfd);
+	close(r->cfd);
 	if (r->wfd != -1)
 		close(r->wfd);
 	TAILQ_REMOVE(&svc->relays, r, all);
 	free(r);
 	service_relay_done(svc);
-}
-
-void
-relay_close(struct relay *r, const char *why)
-{
-	char	peer[ADDRSTRLEN];
-
-	if (why != NULL)
-		log_debug("service %s: client %s: %s", r->svc->conf->name,
-		    relay_peer(r, peer, sizeof peer), why);
-	relay_free(r);
 }
 
 /* This worker could not take the client: try another, a few times. */
@@ -173,12 +164,12 @@ relay_reroute(struct relay *r, const char *why, int error)
 	    relay_peer(r, peer, sizeof peer), why, strerror(error));
 	control_peer_del(r);
 	if (r->wfd != -1) {
-		if (event_initialized(&r->wwrite))
-			event_del(&r->wwrite);
+		if (event_initialized(&r->wev))
+			event_del(&r->wev);
 		close(r->wfd);
 		r->wfd = -1;
 	}
-	event_del(&r->timer);
+	event_del(&r->cev);
 	relay_detach(r);
 	r->state = RELAY_WAITING;
 	if (++r->attempts >= RELAY_ATTEMPTS) {
@@ -188,25 +179,53 @@ relay_reroute(struct relay *r, const char *why, int error)
 	service_dispatch(r->svc, r);
 }
 
+/* Make an OPEN relay's events wait for what each direction needs now. */
+static void
+relay_update(struct relay *r)
+{
+	short	cmask = 0, wmask = 0;
+
+	if (r->up.buf == NULL && !r->up.done)
+		cmask |= EV_READ;
+	if (r->down.buf != NULL)
+		cmask |= EV_WRITE;
+	if (r->down.buf == NULL && !r->down.done)
+		wmask |= EV_READ;
+	if (r->up.buf != NULL)
+		wmask |= EV_WRITE;
+	if (cmask != r->cmask) {
+		if (r->cmask > 0)
+			event_del(&r->cev);
+		if (cmask != 0) {
+			event_assign(&r->cev, sn_base, r->cfd,
+			    cmask | EV_PERSIST, relay_client_cb, r);
+			event_add(&r->cev, r->svc->idle_tv);
+		}
+		r->cmask = cmask;
+	}
+	if (wmask != r->wmask) {
+		if (r->wmask > 0)
+			event_del(&r->wev);
+		if (wmask != 0) {
+			event_assign(&r->wev, sn_base, r->wfd,
+			    wmask | EV_PERSIST, relay_worker_cb, r);
+			event_add(&r->wev, r->svc->idle_tv);
+		}
+		r->wmask = wmask;
+	}
+}
+
 /* Both sides are connected: start moving bytes. */
 static void
 relay_open(struct relay *r)
 {
-	const struct timeval	*tv = r->svc->idle_tv;
-
-	event_del(&r->timer);
+	event_del(&r->cev);
+	if (event_initialized(&r->wev))
+		event_del(&r->wev);
 	r->state = RELAY_OPEN;
 	r->last_active = relay_now();
-	event_assign(&r->cread, sn_base, r->cfd, EV_READ | EV_PERSIST,
-	    relay_client_read, r);
-	event_assign(&r->cwrite, sn_base, r->cfd, EV_WRITE | EV_PERSIST,
-	    relay_client_write, r);
-	event_assign(&r->wread, sn_base, r->wfd, EV_READ | EV_PERSIST,
-	    relay_worker_read, r);
-	event_assign(&r->wwrite, sn_base, r->wfd, EV_WRITE | EV_PERSIST,
-	    relay_worker_write, r);
-	event_add(&r->cread, tv);
-	event_add(&r->wread, tv);
+	r->cmask = r->wmask = -1;
+	relay_update(r);
 }
 
 static void
@@ -255,11 +274,11 @@ relay_try_connect(struct relay *r)
 	}
 	switch (errno) {
 	case EINPROGRESS:
-		event_assign(&r->wwrite, sn_base, r->wfd, EV_WRITE,
+		event_assign(&r->wev, sn_base, r->wfd, EV_WRITE,
 		    relay_connected, r);
 		ms_to_tv(r->svc->conf->connect_timeout -
 		    (relay_now() - r->since), &tv);
-		event_add(&r->wwrite, &tv);
+		event_add(&r->wev, &tv);
 		break;
 	case EAGAIN:
 		/* A Unix socket's backlog is full: the worker is busy. */
@@ -267,9 +286,7 @@ relay_try_connect(struct relay *r)
 			relay_reroute(r, "connect", ETIMEDOUT);
 			return;
 		}
-		evtimer_assign(&r->timer, sn_base, relay_connect_retry, r);
-		ms_to_tv(RELAY_RETRY_MS, &tv);
-		evtimer_add(&r->timer, &tv);
+		relay_timer(r, relay_connect_retry, RELAY_RETRY_MS);
 		break;
 	default:
 		relay_reroute(r, "connect", errno);
@@ -291,7 +308,7 @@ void
 relay_connect(struct relay *r)
 {
 	relay_unwait(r);
-	event_del(&r->timer);
+	event_del(&r->cev);
 	r->state = RELAY_CONNECTING;
 	r->since = relay_now();
 	relay_try_connect(r);
@@ -325,7 +342,7 @@ relay_connected(evutil_socket_t fd, short events, void *arg)
 	relay_open(r);
 }
 
-/* Queue or connect timeout while the client waited for a worker. */
+/* queue_timeout: the client waited too long for a worker. */
 static void
 relay_timeout(evutil_socket_t fd, short events, void *arg)
 {
@@ -338,8 +355,12 @@ relay_timeout(evutil_socket_t fd, short events, void *arg)
 	relay_close(r, NULL);
 }
 
-/* One direction is finished: both finished means the pair is done. */
-static void
+/*
+ * One direction is finished.  Returns 1 when that closed the relay: both
+ * directions are done, or we are shutting down and the worker has
+ * answered in full.
+ */
+static int
 relay_half_done(struct relay *r, struct relay_half *h)
 {
 	h->done = 1;
@@ -347,8 +368,11 @@ relay_half_done(struct relay *r, struct relay_half *h)
 	h->buf = NULL;
 	h->off = h->len = 0;
 	if ((r->up.done && r->down.done) ||
-	    (r->down.done && r->svc->stopping))
+	    (r->down.done && r->svc->stopping)) {
 		relay_close(r, "closed");
+		return (1);
+	}
+	return (0);
 }
 
 /*
@@ -364,12 +388,64 @@ relay_finished(struct relay *r)
 	return (1);
 }
 
-/* The source sent FIN and every byte is through: pass the FIN on. */
-static void
-relay_shut(struct relay *r, struct relay_half *h, int dst)
+/* Move what src has to dst.  Returns 1 when the relay was closed. */
+static int
+relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 {
-	shutdown(dst, SHUT_WR);
-	relay_half_done(r, h);
+	ssize_t	n, w;
+
+	n = read(src, scratch, sizeof scratch);
+	if (n > 0) {
+		r->last_active = relay_now();
+		w = send(dst, scratch, n, MSG_NOSIGNAL);
+		if (w == n)
+			return (0);
+		if (w == -1) {
+			if (errno != EAGAIN && errno != EINTR) {
+				/* The destination will take nothing more. */
+				shutdown(src, SHUT_RD);
+				return (relay_half_done(r, h));
+			}
+			w = 0;
+		}
+		h->len = n - w;
+		h->off = 0;
+		h->buf = xcalloc(1, h->len);
+		memcpy(h->buf, scratch + w, h->len);
+		return (0);
+	}
+	if (n == 0) {
+		/* FIN: nothing is pending (we do not read while it is). */
+		h->eof = 1;
+		shutdown(dst, SHUT_WR);
+		return (relay_half_done(r, h));
+	}
+	if (errno == EAGAIN || errno == EINTR)
+		return (0);
+	relay_close(r, strerror(errno));
+	return (1);
+}
+
+/* Send pending bytes to dst.  Returns 1 when the relay was closed. */
+static int
+relay_flush(struct relay *r, struct relay_half *h, int dst)
+{
+	ssize_t	w;
+
+	w = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
+	if (w == -1) {
+		if (errno == EAGAIN || errno == EINTR)
+			return (0);
+		return (relay_half_done(r, h));
+	}
+	r->last_active = relay_now();
+	h->off += w;
+	if (h->off == h->len) {
+		free(h->buf);
+		h->buf = NULL;
+		h->off = h->len = 0;
+	}
+	return (0);
 }
 
 static int
@@ -384,107 +460,35 @@ relay_idle(struct relay *r, short events)
 }
 
 static void
-relay_read(struct relay *r, struct relay_half *h, int src, int dst,
-    struct event *srcev, struct event *dstev)
-{
-	ssize_t	n, w;
-
-	n = read(src, scratch, sizeof scratch);
-	if (n > 0) {
-		r->last_active = relay_now();
-		w = send(dst, scratch, n, MSG_NOSIGNAL);
-		if (w == n)
-			return;
-		if (w == -1) {
-			if (errno != EAGAIN && errno != EINTR) {
-				/* The destination will take nothing more. */
-				event_del(srcev);
-				shutdown(src, SHUT_RD);
-				relay_half_done(r, h);
-				return;
-			}
-			w = 0;
-		}
-		h->len = n - w;
-		h->off = 0;
-		h->buf = xcalloc(1, h->len);
-		memcpy(h->buf, scratch + w, h->len);
-		event_del(srcev);
-		event_add(dstev, r->svc->idle_tv);
-		return;
-	}
-	if (n == 0) {
-		h->eof = 1;
-		event_del(srcev);
-		relay_shut(r, h, dst);
-		return;
-	}
-	if (errno == EAGAIN || errno == EINTR)
-		return;
-	relay_close(r, strerror(errno));
-}
-
-static void
-relay_flush(struct relay *r, struct relay_half *h, int dst,
-    struct event *srcev, struct event *dstev)
-{
-	ssize_t	w;
-
-	w = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
-	if (w == -1) {
-		if (errno == EAGAIN || errno == EINTR)
-			return;
-		event_del(dstev);
-		relay_half_done(r, h);
-		return;
-	}
-	r->last_active = relay_now();
-	h->off += w;
-	if (h->off < h->len)
-		return;
-	free(h->buf);
-	h->buf = NULL;
-	h->off = h->len = 0;
-	event_del(dstev);
-	event_add(srcev, r->svc->idle_tv);
-}
-
-static void
-relay_client_read(evutil_socket_t fd, short events, void *arg)
+relay_client_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct relay	*r = arg;
 
 	(void)fd;
-	if (!relay_idle(r, events) && (events & EV_READ))
-		relay_read(r, &r->up, r->cfd, r->wfd, &r->cread, &r->wwrite);
+	if (relay_idle(r, events))
+		return;
+	if ((events & EV_WRITE) && r->down.buf != NULL &&
+	    relay_flush(r, &r->down, r->cfd))
+		return;
+	if ((events & EV_READ) && r->up.buf == NULL && !r->up.done &&
+	    relay_read(r, &r->up, r->cfd, r->wfd))
+		return;
+	relay_update(r);
 }
 
 static void
-relay_worker_read(evutil_socket_t fd, short events, void *arg)
+relay_worker_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct relay	*r = arg;
 
 	(void)fd;
-	if (!relay_idle(r, events) && (events & EV_READ))
-		relay_read(r, &r->down, r->wfd, r->cfd, &r->wread, &r->cwrite);
-}
-
-static void
-relay_client_write(evutil_socket_t fd, short events, void *arg)
-{
-	struct relay	*r = arg;
-
-	(void)fd;
-	if (!relay_idle(r, events) && (events & EV_WRITE))
-		relay_flush(r, &r->down, r->cfd, &r->wread, &r->cwrite);
-}
-
-static void
-relay_worker_write(evutil_socket_t fd, short events, void *arg)
-{
-	struct relay	*r = arg;
-
-	(void)fd;
-	if (!relay_idle(r, events) && (events & EV_WRITE))
-		relay_flush(r, &r->up, r->wfd, &r->cread, &r->wwrite);
+	if (relay_idle(r, events))
+		return;
+	if ((events & EV_WRITE) && r->up.buf != NULL &&
+	    relay_flush(r, &r->up, r->wfd))
+		return;
+	if ((events & EV_READ) && r->down.buf == NULL && !r->down.done &&
+	    relay_read(r, &r->down, r->wfd, r->cfd))
+		return;
+	relay_update(r);
 }

@@ -33,13 +33,15 @@ struct relay {
 	TAILQ_ENTRY(relay)	 entry;	/* on a waiting list while WAITING */
 	TAILQ_ENTRY(relay)	 all;	/* the service's relays */
 	TAILQ_ENTRY(relay)	 keyed;	/* peer-info index of its worker */
-	struct worker		*peer_worker;
-	uint32_t		 key;	/* the worker's view of our address */
 	struct relay_head	*waitlist;
 	struct service		*svc;
 	struct listener		*lst;
 	struct worker		*worker;
+	struct worker		*peer_worker;
+	uint32_t		 key;	/* the worker's view of our address */
 	enum relay_state	 state;
+	short			 cmask;	/* events cev waits for while OPEN */
+	short			 wmask;
 	int			 attempts;
 	int			 cfd;
 	int			 wfd;
@@ -48,13 +50,17 @@ struct relay {
 	long long		 last_active;
 	struct relay_half	 up;	/* client to worker */
 	struct relay_half	 down;	/* worker to client */
-	struct event		 cread;
-	struct event		 cwrite;
-	struct event		 wread;
-	struct event		 wwrite;
-	struct event		 timer;	/* queue and connect timeouts */
-	struct sockaddr_storage	 peer;
-	socklen_t		 peerlen;
+	/*
+	 * Two events: cev is the client's (a plain timer while the client
+	 * waits for a worker), wev the worker connection's.
+	 */
+	struct event		 cev;
+	struct event		 wev;
+	union {
+		struct sockaddr		sa;
+		struct sockaddr_in	sin;
+		struct sockaddr_in6	sin6;
+	}			 peer;
 };
 TAILQ_HEAD(relay_head, relay);
 

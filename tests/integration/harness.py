@@ -45,6 +45,9 @@ DURATION_KEYS = {
     "ready_timeout", "queue_timeout", "idle_timeout",
 }
 
+# What AddressSanitizer, LeakSanitizer and UBSan print, in the daemon's or a worker's output.
+SANITIZER_REPORT = re.compile(r"==\d+==ERROR: |runtime error: |SUMMARY: \w+Sanitizer")
+
 # Process groups of every daemon started, killed at exit even if a test runner is interrupted.
 _live_groups = set()
 
@@ -405,11 +408,18 @@ class DaemonTest(unittest.TestCase):
                 self.fail("%s not found (run make, or set %s)" % (binary, var))
 
     def _cleanup(self):
+        reports = []
         for d in self.daemons:
             d.kill_all()
-            self.saved_logs.append((d.log_path, d.log()))
+            text = d.log()
+            self.saved_logs.append((d.log_path, text))
+            if SANITIZER_REPORT.search(text):
+                reports.append(d.log_path)
         if not KEEP:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if reports:
+            print_logs(self.saved_logs)
+            raise AssertionError("sanitizer report in %s" % ", ".join(reports))
 
     def run(self, result=None):
         before = len(result.failures) + len(result.errors) if result is not None else 0

@@ -507,11 +507,8 @@ class PythonAgentTest(AgentTestBase):
     def test_query_at_accept_time_unix_backend(self):
         self.query_at_accept_time("unix")
 
-    @unittest.skipUnless(os.environ.get("SN_KNOWN_BUGS") == "1",
-                         "known daemon bug (set SN_KNOWN_BUGS=1): with a TCP worker address the "
-                         "master indexes a relay only once its connect() completion is handled, "
-                         "so a query sent right at accept() can get status=unknown")
     def test_query_at_accept_time_tcp_backend(self):
+        # The master must index the relay when it connects, not when the connect completes.
         self.query_at_accept_time("agent")
 
     # logs --------------------------------------------------------------------------------
