@@ -153,6 +153,22 @@ class LifecycleTest(harness.DaemonTest):
         harness.http_ok(self, d.ports["good"])
         self.stop_daemon(d)
 
+    def test_binary_removed_after_start_is_one_clear_error_per_backed_off_attempt(self):
+        script = self.write_file("srv.sh", "#!/bin/sh\nexec socketnaut-hello --socket \"$1\"\n",
+                                 0o755)
+        d = self.start_daemon([{"name": "web", "worker_count": 1,
+                                "command": script + " {socket}"}], min_ready=1)
+        harness.http_ok(self, d.port)
+        os.unlink(script)
+        os.kill(d.workers()[0], signal.SIGKILL)
+        time.sleep(2.5)
+        log = d.log()
+        fails = log.count("cannot execute %s: No such file or directory" % script)
+        self.assertGreaterEqual(fails, 2, "exec failure not reported clearly")
+        self.assertLessEqual(fails, 6, "exec failures storm instead of backing off")
+        self.assertTrue(d.alive())
+        self.stop_daemon(d)
+
     @unittest.skipUnless(os.geteuid() == 0, "switching users needs root")
     def test_workers_run_as_the_configured_user(self):
         user = "nobody"
