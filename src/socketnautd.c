@@ -24,6 +24,7 @@
 #endif
 
 struct event_base		*sn_base;
+struct rlimit			 worker_nofile;
 
 static struct sn_config		*conf;
 static struct service_head	 services = TAILQ_HEAD_INITIALIZER(services);
@@ -228,13 +229,34 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 	}
 }
 
-/* Let the master hold as many connections as the hard limit allows. */
+/*
+ * Let the master hold as many connections as the system allows: root may
+ * raise the hard limit up to fs.nr_open, others go up to their hard limit.
+ * Workers get the original limit back (select()-based servers need it).
+ */
 static void
 raise_nofile(void)
 {
-	struct rlimit	rl;
+	struct rlimit	rl, want;
+	FILE		*f;
+	unsigned long	 nr_open = 0;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	worker_nofile = rl;
+	if ((f = fopen("/proc/sys/fs/nr_open", "re")) != NULL) {
+		if (fscanf(f, "%lu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	if (nr_open > 1048576)
+		nr_open = 1048576;
+	if (nr_open > rl.rlim_max) {
+		want.rlim_cur = want.rlim_max = nr_open;
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 			log_warn("setrlimit RLIMIT_NOFILE");

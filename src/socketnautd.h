@@ -2,11 +2,14 @@
 #ifndef SN_SOCKETNAUTD_H
 #define SN_SOCKETNAUTD_H
 
+#include <sys/resource.h>
+
 #include <event2/event.h>
 
 #define SOCKETNAUTD_VERSION	"0.1.0"
 
 extern struct event_base	*sn_base;
+extern struct rlimit		 worker_nofile;	/* the limit we started with */
 
 void	daemon_status_changed(void);
 

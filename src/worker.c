@@ -152,6 +152,8 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != master)
 		_exit(127);
 
+	if (worker_nofile.rlim_max != 0)
+		setrlimit(RLIMIT_NOFILE, &worker_nofile);
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
 	for (sig = 1; sig < NSIG; sig++)

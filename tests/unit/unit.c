@@ -8,6 +8,7 @@
 #include "unit.h"
 
 struct event_base	*sn_base;
+struct rlimit		 worker_nofile;
 
 void
 daemon_status_changed(void)
