@@ -104,6 +104,23 @@ def rss_kib(pid):
     raise BenchError("no VmRSS for pid %d" % pid)
 
 
+def cpu_ns(pid):
+    """CPU time used so far by every thread of pid, in nanoseconds."""
+    total = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        return total
+    except (OSError, ValueError, IndexError):
+        pass
+    with open("/proc/%d/stat" % pid, "rb") as f:
+        data = f.read()
+    rest = data[data.rfind(b")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) * 10**9 // \
+        os.sysconf("SC_CLK_TCK")
+
+
 def fd_count(pid):
     try:
         return len(os.listdir("/proc/%d/fd" % pid))
@@ -362,13 +379,19 @@ class Bench:
         return h
 
     def start_socketnautd(self, h, d, port, pool, delay, autoscale):
-        cmd = "%s --socket {socket}" % BACKEND
+        if self.args.socket_activation:
+            cmd = BACKEND   # it takes fd 3 (LISTEN_FDS)
+        else:
+            cmd = "%s --socket {socket}" % BACKEND
         if delay:
             cmd += " --delay %d" % delay
         if autoscale:
             sizing = "min_workers = %d\n    max_workers = %d" % autoscale
         else:
             sizing = "worker_count = %d" % pool
+        extra = "".join("\n    " + line for line in self.args.sn_conf)
+        activation = ("\n    socket_activation = true"
+                      if self.args.socket_activation else "")
         conf = os.path.join(d, "socketnaut.conf")
         with open(conf, "w") as f:
             f.write(f"""# written by bench/run.py
@@ -378,7 +401,7 @@ kill_timeout = 1s
 service "bench" {{
     listen = {{ "127.0.0.1:{port}" }}
     command = "{cmd}"
-    {sizing}
+    {sizing}{activation}{extra}
 }}
 """)
         check = subprocess.run([SOCKETNAUTD, "-t", "-c", conf],
@@ -703,6 +726,7 @@ def check_alive(h, t, what):
 
 def run_scenario(h, t, name, rnd, args, add, notes):
     port = h["port"]
+    c0 = cpu_ns(h["pid"]) if h["pid"] else None
     if name == "ka":
         w = run_wrk(args, port, "/", args.conns, args.ka_seconds, (), True)
         add("ka_rps", t, w["rps"])
@@ -718,6 +742,15 @@ def run_scenario(h, t, name, rnd, args, add, notes):
                     args.seconds)
         add("bulk_bps", t, w["bps"])
         desc = "%.2f GB/s" % (w["bps"] / 1e9)
+    if c0 is not None and w["requests"] > 0:
+        us = (cpu_ns(h["pid"]) - c0) / 1000.0
+        if name == "bulk":
+            per = us / (w["bytes"] / BULK_SIZE)
+            desc += ", proxy CPU %.1f us/MiB" % per
+        else:
+            per = us / w["requests"]
+            desc += ", proxy CPU %.2f us/req" % per
+        add(name + "_cpu", t, per)
     errs = w["errors"] + w["non2xx"]
     add("wrk_err", t, errs)
     if errs:
@@ -882,6 +915,10 @@ def fmt_gbs(v):
     return "%.2f GB/s" % (v / 1e9)
 
 
+def fmt_us(v):
+    return "%.2f µs" % v if v < 10 else "%.1f µs" % v
+
+
 def fmt_kib(v):
     return "%.2f KiB" % (v / 1024)
 
@@ -912,6 +949,11 @@ def build_table(res, args):
          "≥ 1.00× best", lambda r: r >= 1.0),
         ("bulk_bps", "bulk 1 MiB responses: bytes/s", "↑", fmt_gbs,
          "≥ 1.00× best (stretch 1.10×)", lambda r: r >= 1.0),
+        ("ka_cpu", "keep-alive: proxy CPU per request", "↓", fmt_us, "",
+         None),
+        ("close_cpu", "Connection: close: proxy CPU per connection", "↓",
+         fmt_us, "", None),
+        ("bulk_cpu", "bulk: proxy CPU per MiB", "↓", fmt_us, "", None),
         ("idle_fresh", "idle conn, no data yet: RSS/conn", "↓", fmt_kib,
          "≤ 1 KiB", None),
         ("idle_used", "idle conn after 1 request: RSS/conn", "↓", fmt_kib,
@@ -973,6 +1015,9 @@ def spread_table(res):
             ("ka_p99", "keep-alive p99", fmt_ms),
             ("close_rps", "close req/s", fmt_rps),
             ("bulk_bps", "bulk bytes/s", fmt_gbs),
+            ("ka_cpu", "keep-alive proxy CPU/req", fmt_us),
+            ("close_cpu", "close proxy CPU/conn", fmt_us),
+            ("bulk_cpu", "bulk proxy CPU/MiB", fmt_us),
             ("idle_fresh", "idle RSS/conn (no data)", fmt_kib),
             ("idle_used", "idle RSS/conn (after 1 req)", fmt_kib),
             ("burst_wall", "burst wall time", fmt_s)]
@@ -1014,12 +1059,26 @@ def main():
     ap.add_argument("--ref-bufsize", type=int, default=0,
                     help="HAProxy tune.bufsize and nginx proxy_buffer_size "
                     "in bytes (default: their own defaults, 16 KiB)")
+    ap.add_argument("--socket-activation", action="store_true",
+                    help="socketnautd passes the worker socket as fd 3 "
+                    "(socket_activation = true) instead of {socket}")
+    ap.add_argument("--sn-conf", action="append", default=[],
+                    metavar="LINE", help="extra line for socketnautd's "
+                    "service block, e.g. 'control = false' (repeatable)")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--results", default=RESULTS)
     args = ap.parse_args()
-    if not (1 <= args.rounds <= 50):
-        ap.error("--rounds: 1..50")
+    for name, lo, hi in (("rounds", 1, 50), ("ka_seconds", 1, 600),
+                         ("seconds", 1, 600), ("conns", 1, 10000),
+                         ("bulk_conns", 1, 10000), ("idle_conns", 1, 100000),
+                         ("burst", 1, 100000), ("burst_size", 0, 1 << 26),
+                         ("burst_delay", 0, 60000),
+                         ("burst_ref_pool", 1, 1000),
+                         ("burst_ref_small_pool", 0, 1000),
+                         ("ref_bufsize", 0, 1 << 24)):
+        if not lo <= getattr(args, name) <= hi:
+            ap.error("--%s: %d..%d" % (name.replace("_", "-"), lo, hi))
     scen = set(args.only.split(",")) if args.only else \
         {"ka", "close", "bulk", "idle", "burst"}
 
@@ -1176,9 +1235,18 @@ def main():
                           "%s %.2f s, %d errors" % (LABEL[t], r["wall"],
                                                    r["errors"])
                           for t, r in small.items()))]
+    if args.socket_activation:
+        lines += ["", "socketnautd ran with `socket_activation = true` "
+                  "(--socket-activation)."]
+    if args.sn_conf:
+        lines += ["", "socketnautd service block additions (--sn-conf): " +
+                  "; ".join("`%s`" % c for c in args.sn_conf) + "."]
     if args.ref_bufsize:
         lines += ["", "HAProxy `tune.bufsize` and nginx `proxy_buffer_size` "
                   "set to %d bytes (--ref-bufsize)." % args.ref_bufsize]
+    if sys.argv[1:]:
+        lines += ["", "Options: `%s`." % " ".join(
+            shlex.quote(a) for a in sys.argv[1:])]
     lines += ["", "Load average (1/5/15 min) at the start of each round: "
               "%s; at the end: %s.  The machine may be shared: the "
               "per-round figures below show how noisy it was." % (

@@ -403,6 +403,7 @@ control_read(evutil_socket_t fd, short events, void *arg)
 			break;
 		off += used;
 		c->spoke = 1;
+		c->w->svc->agents = 1;
 		if (control_dispatch(c, &m) == -1)
 			return;
 		if (++frames == CONTROL_FRAMES_PER_READ) {

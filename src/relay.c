@@ -253,7 +253,7 @@ relay_try_connect(struct relay *r)
 		if (w->addr.ss.ss_family != AF_UNIX)
 			setsockopt(r->wfd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof one);
-		else if (r->svc->conf->control) {
+		else if (r->svc->agents) {
 			/* Autobind: a unique abstract name, the peer-info key. */
 			sa_family_t af = AF_UNIX;
 
@@ -265,7 +265,7 @@ relay_try_connect(struct relay *r)
 	 * Index the connection for peer-info queries before the loop runs
 	 * again: the worker may accept and ask before our connect completes.
 	 */
-	if ((rc == 0 || errno == EINPROGRESS) && r->svc->conf->control &&
+	if ((rc == 0 || errno == EINPROGRESS) && r->svc->agents &&
 	    r->peer_worker == NULL)
 		control_peer_add(w, r);
 	if (rc == 0) {
@@ -415,9 +415,13 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		return (0);
 	}
 	if (n == 0) {
-		/* FIN: nothing is pending (we do not read while it is). */
+		/*
+		 * FIN: nothing is pending (we do not read while it is).  When
+		 * the other direction is over too, close() sends the FIN.
+		 */
 		h->eof = 1;
-		shutdown(dst, SHUT_WR);
+		if (!(h == &r->up ? r->down.done : r->up.done))
+			shutdown(dst, SHUT_WR);
 		return (relay_half_done(r, h));
 	}
 	if (errno == EAGAIN || errno == EINTR)

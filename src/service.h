@@ -41,6 +41,9 @@ struct service {
 	int			 stopping;
 	int			 removed;	/* by a reload: free once stopped */
 	int			 seen;		/* in the file being reloaded */
+	int			 agents;	/* its workers speak on their
+						   control channels: index
+						   connections for peer info */
 	long long		 fd_warned;	/* ms: EMFILE last logged */
 	const struct timeval	*idle_tv;	/* libevent common timeout */
 	struct event		 check;		/* workers_checking_interval */

@@ -30,7 +30,7 @@
 #define CLOSE_RANGE_CLOEXEC	(1U << 2)
 #endif
 
-#define PROBE_FIRST_MS		10
+#define PROBE_FIRST_MS		2	/* then half the worker's age */
 #define PROBE_MAX_MS		200
 #define FIRST_PASSED_FD		3	/* activation socket, then control */
 
@@ -488,8 +488,12 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 		worker_kill(w);
 		return;
 	}
-	next = age < PROBE_MAX_MS ? (age / 4 > PROBE_FIRST_MS ? age / 4 :
-	    PROBE_FIRST_MS) : PROBE_MAX_MS;
+	/* Often while a worker is young, as most start fast; then 5 a second. */
+	next = age / 2;
+	if (next < PROBE_FIRST_MS)
+		next = PROBE_FIRST_MS;
+	if (next > PROBE_MAX_MS)
+		next = PROBE_MAX_MS;
 	if (w->svc->conf->backend == BACKEND_AGENT)
 		next = w->svc->conf->ready_timeout - age;
 	worker_timer(w, worker_probe, next);
