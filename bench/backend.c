@@ -42,35 +42,35 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEADER	(16 * 1024)
-#define MAX_BODY	(64 * 1024 * 1024)
-#define MAX_BYTES	(1ULL << 40)
-#define READ_SIZE	(64 * 1024)
-#define BLOCK_SIZE	(256 * 1024)
-#define MAX_EVENTS	256
-#define ACCEPT_BATCH	64
-#define SMALL_BODY	"Hello, bench\n"
+#define MAX_HEADER   (16 * 1024)
+#define MAX_BODY     (64 * 1024 * 1024)
+#define MAX_BYTES    (1ULL << 40)
+#define READ_SIZE    (64 * 1024)
+#define BLOCK_SIZE   (256 * 1024)
+#define MAX_EVENTS   256
+#define ACCEPT_BATCH 64
+#define SMALL_BODY   "Hello, bench\n"
 
 struct conn {
-	int		 fd;
-	char		*in;		/* received, not yet consumed */
-	size_t		 in_len;
-	size_t		 in_cap;
-	char		*out;		/* response head (and echo body) */
-	size_t		 out_len;
-	size_t		 out_off;
-	uint64_t	 stream_left;	/* generated body bytes to send */
-	int		 close_after;	/* close once the response is out */
-	int		 want_out;	/* EPOLLOUT registered */
+	int      fd;
+	char    *in; /* received, not yet consumed */
+	size_t   in_len;
+	size_t   in_cap;
+	char    *out; /* response head (and echo body) */
+	size_t   out_len;
+	size_t   out_off;
+	uint64_t stream_left; /* generated body bytes to send */
+	int      close_after; /* close once the response is out */
+	int      want_out;    /* EPOLLOUT registered */
 };
 
-static volatile sig_atomic_t	 stop;
-static int			 epfd;
-static int			 lfd = -1;
-static unsigned			 delay_ms;
-static char			 block[BLOCK_SIZE];
-static int			 is_tcp;
-static long long		 paused_until;	/* accept paused (EMFILE) */
+static volatile sig_atomic_t stop;
+static int                   epfd;
+static int                   lfd = -1;
+static unsigned              delay_ms;
+static char                  block[BLOCK_SIZE];
+static int                   is_tcp;
+static long long             paused_until; /* accept paused (EMFILE) */
 
 static void
 on_signal(int sig)
@@ -89,7 +89,7 @@ die(const char *what)
 static long long
 now_ms(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
@@ -108,7 +108,7 @@ conn_free(struct conn *c)
 static int
 set_events(struct conn *c, int want_out)
 {
-	struct epoll_event	ev;
+	struct epoll_event ev;
 
 	if (c->want_out == want_out)
 		return (0);
@@ -124,7 +124,7 @@ set_events(struct conn *c, int want_out)
 static int
 out_append(struct conn *c, const char *data, size_t len)
 {
-	char	*p;
+	char *p;
 
 	if (c->out_len + len > SIZE_MAX / 2)
 		return (-1);
@@ -140,14 +140,14 @@ out_append(struct conn *c, const char *data, size_t len)
 static int
 respond_head(struct conn *c, const char *status, uint64_t length)
 {
-	char	head[256];
-	int	n;
+	char head[256];
+	int  n;
 
 	n = snprintf(head, sizeof head,
 	    "HTTP/1.1 %s\r\nServer: bench-backend\r\n"
 	    "Content-Type: application/octet-stream\r\n"
-	    "Content-Length: %llu\r\n%s\r\n", status,
-	    (unsigned long long)length,
+	    "Content-Length: %llu\r\n%s\r\n",
+	    status, (unsigned long long)length,
 	    c->close_after ? "Connection: close\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof head)
 		return (-1);
@@ -158,8 +158,8 @@ respond_head(struct conn *c, const char *status, uint64_t length)
 static const char *
 header(const char *p, const char *end, const char *name, size_t *vlen)
 {
-	size_t		 nlen = strlen(name);
-	const char	*eol, *v;
+	size_t      nlen = strlen(name);
+	const char *eol, *v;
 
 	/* skip the request line */
 	if ((p = memmem(p, (size_t)(end - p), "\r\n", 2)) == NULL)
@@ -174,8 +174,8 @@ header(const char *p, const char *end, const char *name, size_t *vlen)
 			while (v < eol && (*v == ' ' || *v == '\t'))
 				v++;
 			*vlen = (size_t)(eol - v);
-			while (*vlen > 0 && (v[*vlen - 1] == ' ' ||
-			    v[*vlen - 1] == '\t'))
+			while (*vlen > 0 &&
+			    (v[*vlen - 1] == ' ' || v[*vlen - 1] == '\t'))
 				(*vlen)--;
 			return (v);
 		}
@@ -192,17 +192,17 @@ header(const char *p, const char *end, const char *name, size_t *vlen)
 static int
 handle_request(struct conn *c)
 {
-	const char	*end, *sp1, *sp2, *v;
-	size_t		 head_len, vlen, body_len = 0, path_len;
-	char		 num[32];
-	int		 http10;
-	uint64_t	 n;
+	const char *end, *sp1, *sp2, *v;
+	size_t      head_len, vlen, body_len = 0, path_len;
+	char        num[32];
+	int         http10;
+	uint64_t    n;
 
 	end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
 	if (end == NULL)
 		return (c->in_len > MAX_HEADER ? -1 : 0);
 	head_len = (size_t)(end - c->in) + 4;
-	end += 2;	/* head without the blank line */
+	end += 2; /* head without the blank line */
 
 	sp1 = memchr(c->in, ' ', (size_t)(end - c->in));
 	if (sp1 == NULL)
@@ -244,7 +244,7 @@ handle_request(struct conn *c)
 
 	if (delay_ms > 0) {
 		struct timespec ts = { delay_ms / 1000,
-		    (long)(delay_ms % 1000) * 1000000L };
+			(long)(delay_ms % 1000) * 1000000L };
 		while (nanosleep(&ts, &ts) == -1 && errno == EINTR && !stop)
 			;
 	}
@@ -255,9 +255,8 @@ handle_request(struct conn *c)
 		if (respond_head(c, "200 OK", sizeof SMALL_BODY - 1) == -1 ||
 		    out_append(c, SMALL_BODY, sizeof SMALL_BODY - 1) == -1)
 			return (-1);
-	} else if ((size_t)(sp1 - c->in) == 3 &&
-	    memcmp(c->in, "GET", 3) == 0 && path_len > 9 &&
-	    memcmp(sp1 + 1, "/bytes?n=", 9) == 0) {
+	} else if ((size_t)(sp1 - c->in) == 3 && memcmp(c->in, "GET", 3) == 0 &&
+	    path_len > 9 && memcmp(sp1 + 1, "/bytes?n=", 9) == 0) {
 		vlen = path_len - 9;
 		if (vlen >= sizeof num)
 			return (-1);
@@ -291,8 +290,8 @@ handle_request(struct conn *c)
 static int
 flush_out(struct conn *c)
 {
-	ssize_t	n;
-	size_t	len;
+	ssize_t n;
+	size_t  len;
 
 	while (c->out_off < c->out_len) {
 		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
@@ -324,7 +323,7 @@ flush_out(struct conn *c)
 static int
 process(struct conn *c)
 {
-	int	r;
+	int r;
 
 	for (;;) {
 		if (c->out_len > 0 || c->stream_left > 0) {
@@ -335,7 +334,7 @@ process(struct conn *c)
 				return (set_events(c, 1));
 		}
 		if (c->close_after)
-			return (-1);	/* response out: close */
+			return (-1); /* response out: close */
 		if (c->in_len == 0)
 			break;
 		r = handle_request(c);
@@ -356,9 +355,9 @@ process(struct conn *c)
 static int
 on_readable(struct conn *c)
 {
-	ssize_t	n;
-	size_t	room;
-	char	*p;
+	ssize_t n;
+	size_t  room;
+	char   *p;
 
 	if (c->in_cap - c->in_len < READ_SIZE / 4) {
 		room = c->in_cap < READ_SIZE ? READ_SIZE : c->in_cap * 2;
@@ -379,9 +378,9 @@ on_readable(struct conn *c)
 static void
 accept_some(void)
 {
-	struct epoll_event	 ev;
-	struct conn		*c;
-	int			 fd, i, one = 1;
+	struct epoll_event ev;
+	struct conn       *c;
+	int                fd, i, one = 1;
 
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -395,8 +394,8 @@ accept_some(void)
 			return;
 		}
 		if (is_tcp)
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-			    sizeof one);
+			setsockopt(
+			    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if ((c = calloc(1, sizeof *c)) == NULL) {
 			close(fd);
 			continue;
@@ -415,7 +414,8 @@ accept_some(void)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: bench-backend [--delay MS] "
+	fprintf(stderr,
+	    "usage: bench-backend [--delay MS] "
 	    "(--socket PATH | --port N | socket activation)\n");
 	exit(2);
 }
@@ -423,20 +423,19 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-	static const struct option	 opts[] = {
+	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "port", required_argument, NULL, 'p' },
-		{ "delay", required_argument, NULL, 'd' },
-		{ NULL, 0, NULL, 0 }
+		{ "delay", required_argument, NULL, 'd' }, { NULL, 0, NULL, 0 }
 	};
-	struct epoll_event	 ev, evs[MAX_EVENTS];
-	struct sigaction	 sa;
-	struct rlimit		 rl;
-	const char		*path = NULL, *s;
-	char			*endp;
-	long			 port = -1, v;
-	int			 ch, i, n, one = 1, timeout;
-	int			 made_path = 0;
+	struct epoll_event ev, evs[MAX_EVENTS];
+	struct sigaction   sa;
+	struct rlimit      rl;
+	const char        *path = NULL, *s;
+	char              *endp;
+	long               port = -1, v;
+	int                ch, i, n, one = 1, timeout;
+	int                made_path = 0;
 
 	while ((ch = getopt_long(argc, argv, "s:p:d:", opts, NULL)) != -1) {
 		switch (ch) {
@@ -475,7 +474,7 @@ main(int argc, char **argv)
 
 	if ((s = getenv("LISTEN_FDS")) != NULL && atoi(s) >= 1 &&
 	    (getenv("LISTEN_PID") == NULL ||
-	    atol(getenv("LISTEN_PID")) == (long)getpid())) {
+		atol(getenv("LISTEN_PID")) == (long)getpid())) {
 		lfd = 3;
 		fcntl(lfd, F_SETFD, FD_CLOEXEC);
 		unsetenv("LISTEN_FDS");
@@ -487,7 +486,8 @@ main(int argc, char **argv)
 		memset(&sun, 0, sizeof sun);
 		sun.sun_family = AF_UNIX;
 		if (strlen(path) >= sizeof sun.sun_path) {
-			fprintf(stderr, "bench-backend: socket path too long\n");
+			fprintf(
+			    stderr, "bench-backend: socket path too long\n");
 			return (1);
 		}
 		strcpy(sun.sun_path, path);
@@ -511,8 +511,8 @@ main(int argc, char **argv)
 		if (lfd == -1)
 			die("socket");
 		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one,
-		    sizeof one) == -1)
+		if (setsockopt(
+			lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == -1)
 			die("SO_REUSEPORT");
 		if (bind(lfd, (struct sockaddr *)&sin, sizeof sin) == -1)
 			die("bind");
@@ -553,15 +553,17 @@ main(int argc, char **argv)
 		}
 		for (i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
-			int r;
+			int          r;
 
 			if (c == NULL) {
 				accept_some();
 				continue;
 			}
 			if (c->want_out)
-				r = (evs[i].events & (EPOLLOUT | EPOLLERR |
-				    EPOLLHUP)) ? process(c) : 0;
+				r = (evs[i].events &
+					(EPOLLOUT | EPOLLERR | EPOLLHUP))
+				    ? process(c)
+				    : 0;
 			else
 				r = on_readable(c);
 			if (r == -1)

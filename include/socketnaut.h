@@ -18,47 +18,46 @@
 extern "C" {
 #endif
 
-#define SN_AGENT_ADDRSTRLEN	64
+#define SN_AGENT_ADDRSTRLEN 64
 
 struct sn_agent;
 
 /* One end of a relayed connection, as Socketnaut's ServiceAgent reports it. */
 struct sn_peer_addr {
-	char	address[SN_AGENT_ADDRSTRLEN];	/* numeric: "127.0.0.1", "::1" */
-	int	family;				/* AF_INET or AF_INET6 */
-	int	port;
+	char address[SN_AGENT_ADDRSTRLEN]; /* numeric: "127.0.0.1", "::1" */
+	int  family;                       /* AF_INET or AF_INET6 */
+	int  port;
 };
 
 struct sn_peer_info {
-	struct sn_peer_addr	remote;	/* the client */
-	struct sn_peer_addr	local;	/* the public listener it reached */
+	struct sn_peer_addr remote; /* the client */
+	struct sn_peer_addr local;  /* the public listener it reached */
 };
 
 /* info is NULL when the master knows no open connection with that key. */
-typedef void	sn_agent_peer_info_cb(struct sn_agent *, uint32_t,
-		    const struct sn_peer_info *, void *);
-typedef void	sn_agent_drain_cb(struct sn_agent *, void *);
+typedef void sn_agent_peer_info_cb(
+    struct sn_agent *, uint32_t, const struct sn_peer_info *, void *);
+typedef void sn_agent_drain_cb(struct sn_agent *, void *);
 
-struct sn_agent	*sn_agent_open(void);
-int		 sn_agent_fd(const struct sn_agent *);
-void		 sn_agent_set_callbacks(struct sn_agent *,
-		     sn_agent_peer_info_cb *, sn_agent_drain_cb *, void *);
-int		 sn_agent_ready(struct sn_agent *, const char *);
-int		 sn_agent_ready_port(struct sn_agent *, int);
-int		 sn_agent_log(struct sn_agent *, int, const char *, ...)
-		     __attribute__((format(printf, 3, 4)));
-int		 sn_agent_vlog(struct sn_agent *, int, const char *, va_list)
-		     __attribute__((format(printf, 3, 0)));
-int		 sn_agent_peer_key(int, char *, size_t);
-int		 sn_agent_peer_query(struct sn_agent *, int, uint32_t *);
-int		 sn_agent_process(struct sn_agent *);
-int		 sn_agent_want_write(const struct sn_agent *);
-int		 sn_agent_drain_requested(const struct sn_agent *);
-int		 sn_agent_peer_info(struct sn_agent *, int,
-		     struct sn_peer_info *, int);
-int		 sn_agent_drained(struct sn_agent *);
-int		 sn_agent_flush(struct sn_agent *, int);
-void		 sn_agent_close(struct sn_agent *);
+struct sn_agent *sn_agent_open(void);
+int              sn_agent_fd(const struct sn_agent *);
+void             sn_agent_set_callbacks(
+		struct sn_agent *, sn_agent_peer_info_cb *, sn_agent_drain_cb *, void *);
+int sn_agent_ready(struct sn_agent *, const char *);
+int sn_agent_ready_port(struct sn_agent *, int);
+int sn_agent_log(struct sn_agent *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+int sn_agent_vlog(struct sn_agent *, int, const char *, va_list)
+    __attribute__((format(printf, 3, 0)));
+int  sn_agent_peer_key(int, char *, size_t);
+int  sn_agent_peer_query(struct sn_agent *, int, uint32_t *);
+int  sn_agent_process(struct sn_agent *);
+int  sn_agent_want_write(const struct sn_agent *);
+int  sn_agent_drain_requested(const struct sn_agent *);
+int  sn_agent_peer_info(struct sn_agent *, int, struct sn_peer_info *, int);
+int  sn_agent_drained(struct sn_agent *);
+int  sn_agent_flush(struct sn_agent *, int);
+void sn_agent_close(struct sn_agent *);
 
 #ifdef __cplusplus
 }

@@ -25,38 +25,38 @@
 #include "socketnaut.h"
 #include "socketnaut/proto.h"
 
-#define AGENT_ENV	"SOCKETNAUT_CONTROL_FD"
-#define AGENT_OUT_MAX	(64 * 1024)	/* queued output, then ENOBUFS */
-#define AGENT_CLOSE_MS	1000		/* sn_agent_close's flush */
-#define AGENT_KEY_MAX	63		/* the master's limit on a key */
-#define AGENT_SYNC_ID	0x80000000u	/* ids of blocking queries */
+#define AGENT_ENV      "SOCKETNAUT_CONTROL_FD"
+#define AGENT_OUT_MAX  (64 * 1024) /* queued output, then ENOBUFS */
+#define AGENT_CLOSE_MS 1000        /* sn_agent_close's flush */
+#define AGENT_KEY_MAX  63          /* the master's limit on a key */
+#define AGENT_SYNC_ID  0x80000000u /* ids of blocking queries */
 
 /* A blocking sn_agent_peer_info waiting for its reply. */
 struct agent_waiter {
-	uint32_t		 id;
-	int			 done;
-	int			 found;
-	struct sn_peer_info	*out;
-	struct agent_waiter	*next;
+	uint32_t             id;
+	int                  done;
+	int                  found;
+	struct sn_peer_info *out;
+	struct agent_waiter *next;
 };
 
 struct sn_agent {
-	int			 fd;
-	int			 error;		/* the channel is dead */
-	int			 drain;		/* a drain message came */
-	int			 depth;		/* callbacks running */
-	int			 closing;	/* closed from a callback */
-	uint32_t		 next_id;
-	uint32_t		 next_sync_id;
-	sn_agent_peer_info_cb	*on_peer_info;
-	sn_agent_drain_cb	*on_drain;
-	void			*arg;
-	struct agent_waiter	*waiters;
-	size_t			 inlen;
-	size_t			 outoff;
-	size_t			 outlen;
-	unsigned char		 in[SN_PROTO_HDR + SN_PROTO_MAX];
-	unsigned char		 out[AGENT_OUT_MAX];
+	int                    fd;
+	int                    error;   /* the channel is dead */
+	int                    drain;   /* a drain message came */
+	int                    depth;   /* callbacks running */
+	int                    closing; /* closed from a callback */
+	uint32_t               next_id;
+	uint32_t               next_sync_id;
+	sn_agent_peer_info_cb *on_peer_info;
+	sn_agent_drain_cb     *on_drain;
+	void                  *arg;
+	struct agent_waiter   *waiters;
+	size_t                 inlen;
+	size_t                 outoff;
+	size_t                 outlen;
+	unsigned char          in[SN_PROTO_HDR + SN_PROTO_MAX];
+	unsigned char          out[AGENT_OUT_MAX];
 };
 
 static int
@@ -86,7 +86,7 @@ agent_usable(struct sn_agent *a)
 static int64_t
 agent_now(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
@@ -96,7 +96,7 @@ agent_now(void)
 static int
 agent_left(int64_t deadline)
 {
-	int64_t	left;
+	int64_t left;
 
 	if (deadline < 0)
 		return (-1);
@@ -115,12 +115,12 @@ agent_deadline(int timeout_ms)
 struct sn_agent *
 sn_agent_open(void)
 {
-	struct sn_agent	*a;
-	const char	*s;
-	char		*end;
-	long		 fd;
-	int		 v, flags;
-	socklen_t	 len = sizeof v;
+	struct sn_agent *a;
+	const char      *s;
+	char            *end;
+	long             fd;
+	int              v, flags;
+	socklen_t        len = sizeof v;
 
 	if ((s = getenv(AGENT_ENV)) == NULL || *s == '\0') {
 		errno = ENOENT;
@@ -128,8 +128,8 @@ sn_agent_open(void)
 	}
 	errno = 0;
 	fd = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || fd < 0 || fd > INT_MAX ||
-	    *s < '0' || *s > '9') {
+	if (errno != 0 || *end != '\0' || fd < 0 || fd > INT_MAX || *s < '0' ||
+	    *s > '9') {
 		errno = EINVAL;
 		return (NULL);
 	}
@@ -193,7 +193,7 @@ sn_agent_drain_requested(const struct sn_agent *a)
 static int
 agent_write(struct sn_agent *a)
 {
-	ssize_t	n;
+	ssize_t n;
 
 	while (a->outoff < a->outlen) {
 		n = send(a->fd, a->out + a->outoff, a->outlen - a->outoff,
@@ -213,11 +213,10 @@ agent_write(struct sn_agent *a)
 
 /* Queue one whole frame, or nothing (ENOBUFS when the buffer is full). */
 static int
-agent_queue(struct sn_agent *a, uint8_t type, const char *payload,
-    size_t len)
+agent_queue(struct sn_agent *a, uint8_t type, const char *payload, size_t len)
 {
-	size_t	need = SN_PROTO_HDR + len;
-	ssize_t	n;
+	size_t  need = SN_PROTO_HDR + len;
+	ssize_t n;
 
 	if (len > SN_PROTO_MAX) {
 		errno = EMSGSIZE;
@@ -232,8 +231,8 @@ agent_queue(struct sn_agent *a, uint8_t type, const char *payload,
 		a->outlen -= a->outoff;
 		a->outoff = 0;
 	}
-	n = sn_proto_frame(a->out + a->outlen, sizeof a->out - a->outlen,
-	    type, payload, len);
+	n = sn_proto_frame(
+	    a->out + a->outlen, sizeof a->out - a->outlen, type, payload, len);
 	if (n == -1) {
 		errno = EMSGSIZE;
 		return (-1);
@@ -243,8 +242,7 @@ agent_queue(struct sn_agent *a, uint8_t type, const char *payload,
 }
 
 static int
-agent_send(struct sn_agent *a, uint8_t type, const char *payload,
-    size_t len)
+agent_send(struct sn_agent *a, uint8_t type, const char *payload, size_t len)
 {
 	if (!agent_usable(a))
 		return (-1);
@@ -260,8 +258,8 @@ agent_send(struct sn_agent *a, uint8_t type, const char *payload,
 static int
 agent_poll(struct sn_agent *a, short events, int64_t deadline)
 {
-	struct pollfd	pfd;
-	int		ms, n;
+	struct pollfd pfd;
+	int           ms, n;
 
 	for (;;) {
 		ms = agent_left(deadline);
@@ -285,7 +283,7 @@ agent_poll(struct sn_agent *a, short events, int64_t deadline)
 int
 sn_agent_flush(struct sn_agent *a, int timeout_ms)
 {
-	int64_t	deadline = agent_deadline(timeout_ms);
+	int64_t deadline = agent_deadline(timeout_ms);
 
 	if (a == NULL)
 		return (0);
@@ -304,9 +302,9 @@ sn_agent_flush(struct sn_agent *a, int timeout_ms)
 int
 sn_agent_ready(struct sn_agent *a, const char *address)
 {
-	char		 buf[SN_PROTO_MAX + 1];
-	const char	*p;
-	int		 n;
+	char        buf[SN_PROTO_MAX + 1];
+	const char *p;
+	int         n;
 
 	if (address == NULL) {
 		if (a == NULL)
@@ -334,8 +332,8 @@ sn_agent_ready(struct sn_agent *a, const char *address)
 int
 sn_agent_ready_port(struct sn_agent *a, int port)
 {
-	char	buf[32];
-	int	n;
+	char buf[32];
+	int  n;
 
 	if (port < 1 || port > 65535) {
 		errno = EINVAL;
@@ -350,9 +348,9 @@ sn_agent_ready_port(struct sn_agent *a, int port)
 int
 sn_agent_vlog(struct sn_agent *a, int level, const char *fmt, va_list ap)
 {
-	char	buf[SN_PROTO_MAX + 1];
-	int	n, m;
-	size_t	len;
+	char   buf[SN_PROTO_MAX + 1];
+	int    n, m;
+	size_t len;
 
 	if (level < 0 || level > 7) {
 		errno = EINVAL;
@@ -374,8 +372,8 @@ sn_agent_vlog(struct sn_agent *a, int level, const char *fmt, va_list ap)
 int
 sn_agent_log(struct sn_agent *a, int level, const char *fmt, ...)
 {
-	va_list	ap;
-	int	rc;
+	va_list ap;
+	int     rc;
 
 	va_start(ap, fmt);
 	rc = sn_agent_vlog(a, level, fmt, ap);
@@ -399,13 +397,13 @@ sn_agent_drained(struct sn_agent *a)
 int
 sn_agent_peer_key(int fd, char *key, size_t len)
 {
-	struct sockaddr_storage	 ss;
-	struct sockaddr_un	*sun = (struct sockaddr_un *)&ss;
-	socklen_t		 sl = sizeof ss;
-	size_t			 off = offsetof(struct sockaddr_un, sun_path);
-	size_t			 nlen, i;
-	unsigned		 port;
-	int			 n;
+	struct sockaddr_storage ss;
+	struct sockaddr_un     *sun = (struct sockaddr_un *)&ss;
+	socklen_t               sl = sizeof ss;
+	size_t                  off = offsetof(struct sockaddr_un, sun_path);
+	size_t                  nlen, i;
+	unsigned                port;
+	int                     n;
 
 	memset(&ss, 0, sizeof ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
@@ -453,13 +451,12 @@ sn_agent_peer_key(int fd, char *key, size_t len)
 static int
 agent_query(struct sn_agent *a, int fd, uint32_t id)
 {
-	char	key[AGENT_KEY_MAX + 1], buf[128];
-	int	n;
+	char key[AGENT_KEY_MAX + 1], buf[128];
+	int  n;
 
 	if (sn_agent_peer_key(fd, key, sizeof key) == -1)
 		return (-1);
-	n = snprintf(buf, sizeof buf, "id=%lu\nkey=%s", (unsigned long)id,
-	    key);
+	n = snprintf(buf, sizeof buf, "id=%lu\nkey=%s", (unsigned long)id, key);
 	if (agent_queue(a, SN_MSG_PEER_QUERY, buf, (size_t)n) == -1)
 		return (-1);
 	return (0);
@@ -468,7 +465,7 @@ agent_query(struct sn_agent *a, int fd, uint32_t id)
 int
 sn_agent_peer_query(struct sn_agent *a, int fd, uint32_t *idp)
 {
-	uint32_t	id;
+	uint32_t id;
 
 	if (a == NULL) {
 		errno = ENOTCONN;
@@ -493,8 +490,8 @@ static int
 agent_number(const struct sn_msg *m, const char *key, unsigned long max,
     unsigned long *out)
 {
-	char		 v[16], *end;
-	unsigned long	 n;
+	char          v[16], *end;
+	unsigned long n;
 
 	if (sn_proto_field(m, key, v, sizeof v) == -1 || v[0] == '\0' ||
 	    strspn(v, "0123456789") != strlen(v) || strlen(v) > 10)
@@ -511,9 +508,9 @@ agent_number(const struct sn_msg *m, const char *key, unsigned long max,
 static int
 agent_addr(const struct sn_msg *m, const char *side, struct sn_peer_addr *pa)
 {
-	char		 key[32], family[8];
-	unsigned char	 bin[sizeof(struct in6_addr)];
-	unsigned long	 port;
+	char          key[32], family[8];
+	unsigned char bin[sizeof(struct in6_addr)];
+	unsigned long port;
 
 	snprintf(key, sizeof key, "%s_family", side);
 	if (sn_proto_field(m, key, family, sizeof family) == -1)
@@ -537,11 +534,11 @@ agent_addr(const struct sn_msg *m, const char *side, struct sn_peer_addr *pa)
 
 /* Decode a peer-info reply; *found is 0 for status=unknown. */
 static int
-agent_peer_info_msg(const struct sn_msg *m, uint32_t *id, int *found,
-    struct sn_peer_info *pi)
+agent_peer_info_msg(
+    const struct sn_msg *m, uint32_t *id, int *found, struct sn_peer_info *pi)
 {
-	char		 status[16];
-	unsigned long	 n;
+	char          status[16];
+	unsigned long n;
 
 	if (agent_number(m, "id", UINT32_MAX, &n) == -1 ||
 	    sn_proto_field(m, "status", status, sizeof status) == -1)
@@ -560,10 +557,10 @@ agent_peer_info_msg(const struct sn_msg *m, uint32_t *id, int *found,
 }
 
 static void
-agent_deliver(struct sn_agent *a, uint32_t id, int found,
-    const struct sn_peer_info *pi)
+agent_deliver(
+    struct sn_agent *a, uint32_t id, int found, const struct sn_peer_info *pi)
 {
-	struct agent_waiter	*w;
+	struct agent_waiter *w;
 
 	for (w = a->waiters; w != NULL; w = w->next) {
 		if (w->id == id && !w->done) {
@@ -590,13 +587,13 @@ agent_deliver(struct sn_agent *a, uint32_t id, int found,
 static int
 agent_dispatch(struct sn_agent *a)
 {
-	struct sn_msg		 m;
-	struct sn_peer_info	 pi;
-	const char		*cause = NULL;
-	ssize_t			 used;
-	uint32_t		 id = 0;
-	uint8_t			 type;
-	int			 found = 0, count = 0;
+	struct sn_msg       m;
+	struct sn_peer_info pi;
+	const char         *cause = NULL;
+	ssize_t             used;
+	uint32_t            id = 0;
+	uint8_t             type;
+	int                 found = 0, count = 0;
 
 	while (a->error == 0 && !a->closing) {
 		used = sn_proto_parse(a->in, a->inlen, &m, &cause);
@@ -642,8 +639,8 @@ agent_dispatch(struct sn_agent *a)
 static int
 agent_input(struct sn_agent *a)
 {
-	ssize_t	n;
-	int	count = 0, c;
+	ssize_t n;
+	int     count = 0, c;
 
 	for (;;) {
 		if ((c = agent_dispatch(a)) == -1)
@@ -667,12 +664,12 @@ agent_input(struct sn_agent *a)
 	}
 }
 
-static void	agent_free(struct sn_agent *);
+static void agent_free(struct sn_agent *);
 
 int
 sn_agent_process(struct sn_agent *a)
 {
-	int	rc, saved;
+	int rc, saved;
 
 	if (a == NULL)
 		return (0);
@@ -691,12 +688,12 @@ sn_agent_process(struct sn_agent *a)
 }
 
 int
-sn_agent_peer_info(struct sn_agent *a, int fd, struct sn_peer_info *out,
-    int timeout_ms)
+sn_agent_peer_info(
+    struct sn_agent *a, int fd, struct sn_peer_info *out, int timeout_ms)
 {
-	struct agent_waiter	 w, **wp;
-	int64_t			 deadline = agent_deadline(timeout_ms);
-	int			 rc = -1, error = 0;
+	struct agent_waiter w, **wp;
+	int64_t             deadline = agent_deadline(timeout_ms);
+	int                 rc = -1, error = 0;
 
 	if (a == NULL) {
 		errno = ENOTCONN;
@@ -718,8 +715,7 @@ sn_agent_peer_info(struct sn_agent *a, int fd, struct sn_peer_info *out,
 		if (agent_poll(a, POLLOUT, deadline) == -1)
 			return (-1);
 	}
-	a->next_sync_id = w.id + 1 < AGENT_SYNC_ID ? AGENT_SYNC_ID :
-	    w.id + 1;
+	a->next_sync_id = w.id + 1 < AGENT_SYNC_ID ? AGENT_SYNC_ID : w.id + 1;
 	w.next = a->waiters;
 	a->waiters = &w;
 	for (;;) {
@@ -736,8 +732,9 @@ sn_agent_peer_info(struct sn_agent *a, int fd, struct sn_peer_info *out,
 			error = ECANCELED;
 			break;
 		}
-		if (agent_poll(a, POLLIN | (a->outoff < a->outlen ?
-		    POLLOUT : 0), deadline) == -1) {
+		if (agent_poll(a,
+			POLLIN | (a->outoff < a->outlen ? POLLOUT : 0),
+			deadline) == -1) {
 			error = errno;
 			break;
 		}
@@ -765,7 +762,7 @@ agent_free(struct sn_agent *a)
 void
 sn_agent_close(struct sn_agent *a)
 {
-	int	saved = errno;
+	int saved = errno;
 
 	if (a == NULL)
 		return;

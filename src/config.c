@@ -23,32 +23,32 @@
 #include "config.h"
 #include "log.h"
 
-#define SERVICE_NAME_MAX	32
-#define WORKERS_MAX		4096
+#define SERVICE_NAME_MAX 32
+#define WORKERS_MAX      4096
 
 /* Where each option was set: libconfuse keeps no line per option. */
 struct line_rec {
-	const cfg_t	*sec;
-	const char	*name;
-	int		 line;
+	const cfg_t *sec;
+	const char  *name;
+	int          line;
 };
 
 /* State of one config_load() call; the callbacks have no user pointer. */
 static struct {
-	const char	*path;
-	int		 errors;
-	struct line_rec	*lines;
-	size_t		 nlines;
+	const char      *path;
+	int              errors;
+	struct line_rec *lines;
+	size_t           nlines;
 } load;
 
-static void config_error(int, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
+static void
+config_error(int, const char *, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 config_error(int line, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list ap;
+	char   *msg;
 
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) == -1)
@@ -65,7 +65,7 @@ config_error(int line, const char *fmt, ...)
 static void
 cb_error(cfg_t *cfg, const char *fmt, va_list ap)
 {
-	char	*msg;
+	char *msg;
 
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatal("vasprintf");
@@ -80,10 +80,10 @@ cb_error(cfg_t *cfg, const char *fmt, va_list ap)
 static int
 title_line(cfg_t *sec)
 {
-	FILE		*f;
-	char		*buf = NULL, *p, *want;
-	size_t		 cap = 0;
-	int		 n = 0, found = 0;
+	FILE  *f;
+	char  *buf = NULL, *p, *want;
+	size_t cap = 0;
+	int    n = 0, found = 0;
 
 	if ((f = fopen(load.path, "re")) == NULL)
 		return (sec->line);
@@ -106,7 +106,7 @@ title_line(cfg_t *sec)
 static int
 line_of(cfg_t *sec, const char *name)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = load.nlines; i > 0; i--) {
 		if (load.lines[i - 1].sec == sec &&
@@ -120,8 +120,8 @@ line_of(cfg_t *sec, const char *name)
 static int
 cb_record(cfg_t *cfg, cfg_opt_t *opt)
 {
-	load.lines = xreallocarray(load.lines, load.nlines + 1,
-	    sizeof *load.lines);
+	load.lines =
+	    xreallocarray(load.lines, load.nlines + 1, sizeof *load.lines);
 	load.lines[load.nlines].sec = cfg;
 	load.lines[load.nlines].name = opt->name;
 	load.lines[load.nlines].line = cfg->line;
@@ -132,8 +132,8 @@ cb_record(cfg_t *cfg, cfg_opt_t *opt)
 static int
 cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	long long	 ms;
-	char		*cause;
+	long long ms;
+	char     *cause;
 
 	if (duration_parse(value, &ms, &cause) == -1) {
 		config_error(cfg->line, "%s: %s", opt->name, cause);
@@ -147,11 +147,13 @@ cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 cb_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	int	level;
+	int level;
 
 	if ((level = log_level_parse(value)) == -1) {
-		config_error(cfg->line, "%s: unknown level \"%s\" (expected "
-		    "emerg, alert, crit, error, warning, notice, info or debug)",
+		config_error(cfg->line,
+		    "%s: unknown level \"%s\" (expected "
+		    "emerg, alert, crit, error, warning, notice, info or "
+		    "debug)",
 		    opt->name, value);
 		level = LOG_INFO;
 	}
@@ -169,15 +171,17 @@ cb_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	else if (strcmp(value, "agent") == 0)
 		*(long *)result = BACKEND_AGENT;
 	else {
-		config_error(cfg->line, "%s: unknown backend \"%s\" (expected "
-		    "unix, tcp or agent)", opt->name, value);
+		config_error(cfg->line,
+		    "%s: unknown backend \"%s\" (expected "
+		    "unix, tcp or agent)",
+		    opt->name, value);
 		*(long *)result = BACKEND_UNIX;
 	}
 	return (0);
 }
 
-static cfg_opt_t service_opts[] = {
-	CFG_STR_LIST("listen", NULL, CFGF_NODEFAULT),
+static cfg_opt_t service_opts[] = { CFG_STR_LIST(
+					"listen", NULL, CFGF_NODEFAULT),
 	CFG_INT("backlog", 511, CFGF_NONE),
 	CFG_STR_LIST("command", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("backend", BACKEND_UNIX, CFGF_NONE, cb_backend),
@@ -197,12 +201,10 @@ static cfg_opt_t service_opts[] = {
 	CFG_INT_CB("idle_timeout", 300000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("shutdown_timeout", 0, CFGF_NODEFAULT, cb_duration),
 	CFG_INT_CB("kill_timeout", 0, CFGF_NODEFAULT, cb_duration),
-	CFG_INT("max_connections", 0, CFGF_NONE),
-	CFG_END()
-};
+	CFG_INT("max_connections", 0, CFGF_NONE), CFG_END() };
 
-static cfg_opt_t root_opts[] = {
-	CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE, cb_level),
+static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
+				     cb_level),
 	CFG_STR("log_target", "stderr", CFGF_NONE),
 	CFG_STR("runtime_dir", NULL, CFGF_NODEFAULT),
 	CFG_STR("user", NULL, CFGF_NODEFAULT),
@@ -211,14 +213,13 @@ static cfg_opt_t root_opts[] = {
 	CFG_INT_CB("kill_timeout", 5000, CFGF_NONE, cb_duration),
 	CFG_SEC("service", service_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
-	CFG_END()
-};
+	CFG_END() };
 
 const char *
 config_default_runtime_dir(void)
 {
-	static char	 buf[256];
-	const char	*v;
+	static char buf[256];
+	const char *v;
 
 	if ((v = getenv("RUNTIME_DIRECTORY")) != NULL && *v == '/') {
 		/* systemd may pass several, colon-separated: take the first. */
@@ -231,8 +232,8 @@ config_default_runtime_dir(void)
 		snprintf(buf, sizeof buf, "%s/socketnautd", v);
 		return (buf);
 	}
-	snprintf(buf, sizeof buf, "/tmp/socketnautd-%lu",
-	    (unsigned long)geteuid());
+	snprintf(
+	    buf, sizeof buf, "/tmp/socketnautd-%lu", (unsigned long)geteuid());
 	return (buf);
 }
 
@@ -240,8 +241,8 @@ config_default_runtime_dir(void)
 static int
 dir_usable(const char *path, char **cause)
 {
-	struct stat	 st;
-	char		*p, *slash;
+	struct stat st;
+	char       *p, *slash;
 
 	p = xstrdup(path);
 	for (;;) {
@@ -272,7 +273,7 @@ dir_usable(const char *path, char **cause)
 static int
 service_name_valid(const char *name)
 {
-	size_t	i, n = strlen(name);
+	size_t i, n = strlen(name);
 
 	if (n == 0 || n > SERVICE_NAME_MAX)
 		return (0);
@@ -293,8 +294,8 @@ addr_equal(const struct sn_addr *a, const struct sn_addr *b)
 static char **
 list_copy(cfg_t *sec, const char *name)
 {
-	char		**v;
-	unsigned int	  i, n = cfg_size(sec, name);
+	char       **v;
+	unsigned int i, n = cfg_size(sec, name);
 
 	v = xcalloc(n + 1, sizeof *v);
 	for (i = 0; i < n; i++)
@@ -305,29 +306,31 @@ list_copy(cfg_t *sec, const char *name)
 static void
 int_range(cfg_t *sec, const char *name, long lo, long hi)
 {
-	long	v = cfg_getint(sec, name);
+	long v = cfg_getint(sec, name);
 
 	if (v < lo || v > hi)
-		config_error(line_of(sec, name), "%s (%ld) must be between "
-		    "%ld and %ld", name, v, lo, hi);
+		config_error(line_of(sec, name),
+		    "%s (%ld) must be between "
+		    "%ld and %ld",
+		    name, v, lo, hi);
 }
 
 static void
 duration_min(cfg_t *sec, const char *name, long long lo)
 {
 	if (cfg_size(sec, name) > 0 && cfg_getint(sec, name) < lo)
-		config_error(line_of(sec, name), "%s must be at least %lldms",
-		    name, lo);
+		config_error(
+		    line_of(sec, name), "%s must be at least %lldms", name, lo);
 }
 
 /* Resolve user and group names into the ids workers will run with. */
 static void
 service_ids(struct sn_service_conf *sc, cfg_t *sec, cfg_t *root)
 {
-	cfg_t		*usec = cfg_size(sec, "user") ? sec : root;
-	cfg_t		*gsec = cfg_size(sec, "group") ? sec : root;
-	struct passwd	*pw;
-	struct group	*gr;
+	cfg_t         *usec = cfg_size(sec, "user") ? sec : root;
+	cfg_t         *gsec = cfg_size(sec, "group") ? sec : root;
+	struct passwd *pw;
+	struct group  *gr;
 
 	if (cfg_size(usec, "user") == 0 && cfg_size(gsec, "group") == 0)
 		return;
@@ -336,8 +339,10 @@ service_ids(struct sn_service_conf *sc, cfg_t *sec, cfg_t *root)
 	if (cfg_size(usec, "user") > 0) {
 		sc->user = xstrdup(cfg_getstr(usec, "user"));
 		if ((pw = getpwnam(sc->user)) == NULL) {
-			config_error(line_of(usec, "user"), "unknown user "
-			    "\"%s\"", sc->user);
+			config_error(line_of(usec, "user"),
+			    "unknown user "
+			    "\"%s\"",
+			    sc->user);
 			return;
 		}
 		sc->uid = pw->pw_uid;
@@ -346,8 +351,10 @@ service_ids(struct sn_service_conf *sc, cfg_t *sec, cfg_t *root)
 	if (cfg_size(gsec, "group") > 0) {
 		sc->group = xstrdup(cfg_getstr(gsec, "group"));
 		if ((gr = getgrnam(sc->group)) == NULL) {
-			config_error(line_of(gsec, "group"), "unknown group "
-			    "\"%s\"", sc->group);
+			config_error(line_of(gsec, "group"),
+			    "unknown group "
+			    "\"%s\"",
+			    sc->group);
 			return;
 		}
 		sc->gid = gr->gr_gid;
@@ -362,19 +369,19 @@ service_ids(struct sn_service_conf *sc, cfg_t *sec, cfg_t *root)
 static void
 service_command(struct sn_service_conf *sc, cfg_t *sec)
 {
-	struct template_vars	 tv;
-	char			*cause, *word;
-	int			 line = line_of(sec, "command");
-	size_t			 i;
+	struct template_vars tv;
+	char                *cause, *word;
+	int                  line = line_of(sec, "command");
+	size_t               i;
 
 	if (cfg_size(sec, "command") == 0) {
-		config_error(sc->line, "service \"%s\": command is required",
-		    sc->name);
+		config_error(
+		    sc->line, "service \"%s\": command is required", sc->name);
 		return;
 	}
 	if (cfg_size(sec, "command") == 1) {
 		if (command_split(cfg_getnstr(sec, "command", 0), &sc->argv,
-		    &cause) == -1) {
+			&cause) == -1) {
 			config_error(line, "%s", cause);
 			free(cause);
 			return;
@@ -389,7 +396,8 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 	else if (sc->backend == BACKEND_TCP)
 		tv.port = 1;
 	for (i = 0; sc->argv[i] != NULL; i++) {
-		if ((word = template_expand(sc->argv[i], &tv, &cause)) == NULL) {
+		if ((word = template_expand(sc->argv[i], &tv, &cause)) ==
+		    NULL) {
 			config_error(line, "command: %s", cause);
 			free(cause);
 			return;
@@ -397,8 +405,10 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 		if (i == 0) {
 			sc->exec_path = path_lookup(word, sc->directory);
 			if (sc->exec_path == NULL)
-				config_error(line, "command: cannot execute "
-				    "\"%s\": %s", word, strerror(errno));
+				config_error(line,
+				    "command: cannot execute "
+				    "\"%s\": %s",
+				    word, strerror(errno));
 		}
 		free(word);
 	}
@@ -407,7 +417,7 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 static void
 service_workers(struct sn_service_conf *sc, cfg_t *sec)
 {
-	long	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (cfg_size(sec, "worker_count") > 0) {
 		int_range(sec, "worker_count", 1, WORKERS_MAX);
@@ -421,7 +431,8 @@ service_workers(struct sn_service_conf *sc, cfg_t *sec)
 		int_range(sec, "max_workers", 1, WORKERS_MAX);
 		sc->max_workers = (int)cfg_getint(sec, "max_workers");
 		if (sc->min_workers > sc->max_workers)
-			config_error(line_of(sec, "max_workers"), "min_workers "
+			config_error(line_of(sec, "max_workers"),
+			    "min_workers "
 			    "(%d) is greater than max_workers (%d)",
 			    sc->min_workers, sc->max_workers);
 	} else {
@@ -434,31 +445,34 @@ service_workers(struct sn_service_conf *sc, cfg_t *sec)
 static void
 service_env(struct sn_service_conf *sc, cfg_t *sec)
 {
-	size_t	i, n;
+	size_t i, n;
 
 	sc->env = list_copy(sec, "env");
 	for (i = 0; sc->env[i] != NULL; i++) {
 		n = strcspn(sc->env[i], "=");
 		if (n == 0 || sc->env[i][n] != '=' ||
 		    isdigit((unsigned char)sc->env[i][0]) ||
-		    strspn(sc->env[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
-			config_error(line_of(sec, "env"), "env: \"%s\" is not "
-			    "NAME=value", sc->env[i]);
+		    strspn(sc->env[i],
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+			config_error(line_of(sec, "env"),
+			    "env: \"%s\" is not "
+			    "NAME=value",
+			    sc->env[i]);
 	}
 }
 
 static void
 service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 {
-	struct sn_addr	*addrs;
-	size_t		 i, j, k, n;
-	char		*cause;
-	int		 line = line_of(sec, "listen");
+	struct sn_addr *addrs;
+	size_t          i, j, k, n;
+	char           *cause;
+	int             line = line_of(sec, "listen");
 
 	if (cfg_size(sec, "listen") == 0) {
-		config_error(sc->line, "service \"%s\": listen is required",
-		    sc->name);
+		config_error(
+		    sc->line, "service \"%s\": listen is required", sc->name);
 		return;
 	}
 	sc->listen_text = list_copy(sec, "listen");
@@ -468,8 +482,8 @@ service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 			free(cause);
 			continue;
 		}
-		sc->listen = xreallocarray(sc->listen, sc->nlisten + n,
-		    sizeof *sc->listen);
+		sc->listen = xreallocarray(
+		    sc->listen, sc->nlisten + n, sizeof *sc->listen);
 		memcpy(sc->listen + sc->nlisten, addrs, n * sizeof *addrs);
 		free(addrs);
 		sc->nlisten += n;
@@ -478,17 +492,20 @@ service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 	for (i = 0; i < sc->nlisten; i++) {
 		for (k = 0; k <= conf->nservices; k++) {
 			struct sn_service_conf *o = &conf->services[k];
-			size_t lim = o == sc ? i : o->nlisten;
+			size_t                  lim = o == sc ? i : o->nlisten;
 
 			for (j = 0; j < lim; j++) {
 				char buf[ADDRSTRLEN];
 
 				if (!addr_equal(&sc->listen[i], &o->listen[j]))
 					continue;
-				config_error(line, "listen: %s is already "
-				    "used by service \"%s\"", addr_str(
-				    (struct sockaddr *)&sc->listen[i].ss, buf,
-				    sizeof buf), o->name);
+				config_error(line,
+				    "listen: %s is already "
+				    "used by service \"%s\"",
+				    addr_str(
+					(struct sockaddr *)&sc->listen[i].ss,
+					buf, sizeof buf),
+				    o->name);
 			}
 		}
 	}
@@ -497,25 +514,28 @@ service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 static void
 service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 {
-	struct sn_service_conf	*sc = &conf->services[conf->nservices];
-	struct stat		 st;
-	struct sockaddr_un	 sun;
+	struct sn_service_conf *sc = &conf->services[conf->nservices];
+	struct stat             st;
+	struct sockaddr_un      sun;
 
 	sc->name = xstrdup(cfg_title(sec));
 	sc->line = title_line(sec);
 	if (!service_name_valid(sc->name))
-		config_error(sc->line, "service name \"%s\" must be 1 to %d "
-		    "letters, digits, '_', '.' or '-'", sc->name,
-		    SERVICE_NAME_MAX);
+		config_error(sc->line,
+		    "service name \"%s\" must be 1 to %d "
+		    "letters, digits, '_', '.' or '-'",
+		    sc->name, SERVICE_NAME_MAX);
 
 	sc->backend = (enum sn_backend)cfg_getint(sec, "backend");
 	sc->activation = cfg_getbool(sec, "socket_activation");
 	sc->control = cfg_getbool(sec, "control");
 	if (sc->backend == BACKEND_AGENT && !sc->control)
-		config_error(line_of(sec, "control"), "backend agent needs the "
+		config_error(line_of(sec, "control"),
+		    "backend agent needs the "
 		    "control channel (control = true)");
 	if (sc->backend == BACKEND_AGENT && sc->activation)
-		config_error(line_of(sec, "socket_activation"), "backend agent "
+		config_error(line_of(sec, "socket_activation"),
+		    "backend agent "
 		    "and socket_activation exclude each other: the worker "
 		    "chooses its address");
 	int_range(sec, "backlog", 1, 65535);
@@ -526,11 +546,15 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	if (cfg_size(sec, "directory") > 0) {
 		sc->directory = xstrdup(cfg_getstr(sec, "directory"));
 		if (stat(sc->directory, &st) == -1)
-			config_error(line_of(sec, "directory"), "directory "
-			    "%s: %s", sc->directory, strerror(errno));
+			config_error(line_of(sec, "directory"),
+			    "directory "
+			    "%s: %s",
+			    sc->directory, strerror(errno));
 		else if (!S_ISDIR(st.st_mode))
-			config_error(line_of(sec, "directory"), "directory "
-			    "%s is not a directory", sc->directory);
+			config_error(line_of(sec, "directory"),
+			    "directory "
+			    "%s is not a directory",
+			    sc->directory);
 	}
 	service_ids(sc, sec, root);
 	service_command(sc, sec);
@@ -547,15 +571,18 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	sc->ready_timeout = cfg_getint(sec, "ready_timeout");
 	sc->queue_timeout = cfg_getint(sec, "queue_timeout");
 	sc->idle_timeout = cfg_getint(sec, "idle_timeout");
-	sc->shutdown_timeout = cfg_size(sec, "shutdown_timeout") > 0 ?
-	    cfg_getint(sec, "shutdown_timeout") : conf->shutdown_timeout;
-	sc->kill_timeout = cfg_size(sec, "kill_timeout") > 0 ?
-	    cfg_getint(sec, "kill_timeout") : conf->kill_timeout;
+	sc->shutdown_timeout = cfg_size(sec, "shutdown_timeout") > 0
+	    ? cfg_getint(sec, "shutdown_timeout")
+	    : conf->shutdown_timeout;
+	sc->kill_timeout = cfg_size(sec, "kill_timeout") > 0
+	    ? cfg_getint(sec, "kill_timeout")
+	    : conf->kill_timeout;
 
 	sc->sockdir = xasprintf("%s/%s", conf->runtime_dir, sc->name);
 	/* Room for "/<serial>.sock" with a 10-digit serial. */
 	if (strlen(sc->sockdir) + 17 > sizeof sun.sun_path)
-		config_error(sc->line, "service \"%s\": socket paths under "
+		config_error(sc->line,
+		    "service \"%s\": socket paths under "
 		    "%s would exceed %zu bytes; choose a shorter runtime_dir",
 		    sc->name, conf->runtime_dir, sizeof sun.sun_path - 1);
 	conf->nservices++;
@@ -564,26 +591,29 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 static void
 config_build(struct sn_config *conf, cfg_t *root)
 {
-	unsigned int	 i, n;
-	const char	*target;
-	char		*cause;
+	unsigned int i, n;
+	const char  *target;
+	char        *cause;
 
 	conf->log_level = (int)cfg_getint(root, "log_level");
 	target = cfg_getstr(root, "log_target");
 	if (strcmp(target, "stderr") != 0 && strcmp(target, "syslog") != 0 &&
 	    target[0] != '/')
-		config_error(line_of(root, "log_target"), "log_target must be "
+		config_error(line_of(root, "log_target"),
+		    "log_target must be "
 		    "stderr, syslog or an absolute file path, not \"%s\"",
 		    target);
 	conf->log_target = xstrdup(target);
-	conf->runtime_dir = xstrdup(cfg_size(root, "runtime_dir") > 0 ?
-	    cfg_getstr(root, "runtime_dir") : config_default_runtime_dir());
+	conf->runtime_dir = xstrdup(cfg_size(root, "runtime_dir") > 0
+		? cfg_getstr(root, "runtime_dir")
+		: config_default_runtime_dir());
 	if (conf->runtime_dir[0] != '/')
-		config_error(line_of(root, "runtime_dir"), "runtime_dir must "
+		config_error(line_of(root, "runtime_dir"),
+		    "runtime_dir must "
 		    "be an absolute path");
 	else if (dir_usable(conf->runtime_dir, &cause) == -1) {
-		config_error(line_of(root, "runtime_dir"), "runtime_dir: %s",
-		    cause);
+		config_error(
+		    line_of(root, "runtime_dir"), "runtime_dir: %s", cause);
 		free(cause);
 	}
 	conf->shutdown_timeout = cfg_getint(root, "shutdown_timeout");
@@ -604,9 +634,9 @@ config_build(struct sn_config *conf, cfg_t *root)
 static char *
 config_read(const char *path)
 {
-	FILE	*f;
-	char	*buf = NULL, *p, quote = 0;
-	size_t	 len = 0;
+	FILE  *f;
+	char  *buf = NULL, *p, quote = 0;
+	size_t len = 0;
 
 	if ((f = fopen(path, "re")) == NULL)
 		return (NULL);
@@ -645,11 +675,11 @@ config_read(const char *path)
 static void
 record_lines(cfg_t *cfg, cfg_opt_t *opts, const char *prefix)
 {
-	char	*name;
+	char *name;
 
 	for (; opts->name != NULL; opts++) {
-		name = prefix == NULL ? xstrdup(opts->name) :
-		    xasprintf("%s|%s", prefix, opts->name);
+		name = prefix == NULL ? xstrdup(opts->name)
+				      : xasprintf("%s|%s", prefix, opts->name);
 		if (opts->type == CFGT_SEC)
 			record_lines(cfg, opts->subopts, name);
 		else
@@ -661,10 +691,10 @@ record_lines(cfg_t *cfg, cfg_opt_t *opts, const char *prefix)
 struct sn_config *
 config_load(const char *path)
 {
-	struct sn_config	*conf;
-	cfg_t			*cfg;
-	char			*text;
-	int			 rc = CFG_FILE_ERROR;
+	struct sn_config *conf;
+	cfg_t            *cfg;
+	char             *text;
+	int               rc = CFG_FILE_ERROR;
 
 	memset(&load, 0, sizeof load);
 	load.path = path;
@@ -708,8 +738,8 @@ config_ref(struct sn_config *conf)
 void
 config_unref(struct sn_config *conf)
 {
-	struct sn_service_conf	*sc;
-	size_t			 i;
+	struct sn_service_conf *sc;
+	size_t                  i;
 
 	if (conf == NULL || --conf->refs > 0)
 		return;

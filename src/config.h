@@ -9,61 +9,61 @@
 enum sn_backend {
 	BACKEND_UNIX,
 	BACKEND_TCP,
-	BACKEND_AGENT,		/* the worker reports its address */
+	BACKEND_AGENT, /* the worker reports its address */
 };
 
 struct sn_service_conf {
-	char		 *name;
-	int		  line;
+	char *name;
+	int   line;
 
-	char		**listen_text;
-	struct sn_addr	 *listen;
-	size_t		  nlisten;
-	int		  backlog;
+	char          **listen_text;
+	struct sn_addr *listen;
+	size_t          nlisten;
+	int             backlog;
 
-	char		**argv;		/* words, placeholders unexpanded */
-	char		 *exec_path;	/* argv[0] resolved at load time */
-	enum sn_backend	  backend;
-	int		  activation;
-	int		  control;	/* SOCKETNAUT_CONTROL_FD channel */
-	char		**env;		/* NAME=value additions */
-	char		 *directory;
-	char		 *user;
-	char		 *group;
-	uid_t		  uid;
-	gid_t		  gid;
-	int		  switch_ids;
+	char          **argv;      /* words, placeholders unexpanded */
+	char           *exec_path; /* argv[0] resolved at load time */
+	enum sn_backend backend;
+	int             activation;
+	int             control; /* SOCKETNAUT_CONTROL_FD channel */
+	char          **env;     /* NAME=value additions */
+	char           *directory;
+	char           *user;
+	char           *group;
+	uid_t           uid;
+	gid_t           gid;
+	int             switch_ids;
 
-	int		  min_workers;
-	int		  max_workers;
-	int		  max_connections;
+	int min_workers;
+	int max_workers;
+	int max_connections;
 
-	long long	  check_interval;	/* all durations in ms */
-	long long	  connect_timeout;
-	long long	  ready_timeout;
-	long long	  queue_timeout;
-	long long	  idle_timeout;
-	long long	  shutdown_timeout;
-	long long	  kill_timeout;
+	long long check_interval; /* all durations in ms */
+	long long connect_timeout;
+	long long ready_timeout;
+	long long queue_timeout;
+	long long idle_timeout;
+	long long shutdown_timeout;
+	long long kill_timeout;
 
-	char		 *sockdir;	/* runtime_dir/name */
+	char *sockdir; /* runtime_dir/name */
 };
 
 struct sn_config {
-	int			 refs;	/* main's, plus one per service */
-	char			*path;
-	int			 log_level;
-	char			*log_target;
-	char			*runtime_dir;
-	long long		 shutdown_timeout;
-	long long		 kill_timeout;
-	struct sn_service_conf	*services;
-	size_t			 nservices;
+	int                     refs; /* main's, plus one per service */
+	char                   *path;
+	int                     log_level;
+	char                   *log_target;
+	char                   *runtime_dir;
+	long long               shutdown_timeout;
+	long long               kill_timeout;
+	struct sn_service_conf *services;
+	size_t                  nservices;
 };
 
 struct sn_config *config_load(const char *path);
-void		  config_ref(struct sn_config *);
-void		  config_unref(struct sn_config *);
-const char	 *config_default_runtime_dir(void);
+void              config_ref(struct sn_config *);
+void              config_unref(struct sn_config *);
+const char       *config_default_runtime_dir(void);
 
 #endif

@@ -23,26 +23,26 @@
 #include "socketnautd.h"
 #include "worker.h"
 
-#define CONTROL_FRAMES_PER_READ	64		/* then yield to others */
-#define CONTROL_OUT_MAX		(256 * 1024)	/* unread replies */
-#define CONTROL_LOG_MAX		1024
+#define CONTROL_FRAMES_PER_READ 64           /* then yield to others */
+#define CONTROL_OUT_MAX         (256 * 1024) /* unread replies */
+#define CONTROL_LOG_MAX         1024
 
-static void	control_read(evutil_socket_t, short, void *);
-static void	control_write(evutil_socket_t, short, void *);
+static void control_read(evutil_socket_t, short, void *);
+static void control_write(evutil_socket_t, short, void *);
 
 struct control *
 control_open(struct worker *w, int fd)
 {
-	struct control	*c;
+	struct control *c;
 
 	c = xcalloc(1, sizeof *c);
 	c->w = w;
 	c->fd = fd;
 	fd_nonblock(fd);
-	event_assign(&c->rev, sn_base, fd, EV_READ | EV_PERSIST, control_read,
-	    c);
-	event_assign(&c->wev, sn_base, fd, EV_WRITE | EV_PERSIST,
-	    control_write, c);
+	event_assign(
+	    &c->rev, sn_base, fd, EV_READ | EV_PERSIST, control_read, c);
+	event_assign(
+	    &c->wev, sn_base, fd, EV_WRITE | EV_PERSIST, control_write, c);
 	event_add(&c->rev, NULL);
 	return (c);
 }
@@ -50,11 +50,12 @@ control_open(struct worker *w, int fd)
 void
 control_close(struct control *c, const char *why)
 {
-	struct worker	*w = c->w;
+	struct worker *w = c->w;
 
 	if (why != NULL)
 		log_warnx("service %s: worker %ld: control channel: %s, "
-		    "closing it", w->svc->conf->name, (long)w->pid, why);
+			  "closing it",
+		    w->svc->conf->name, (long)w->pid, why);
 	event_del(&c->rev);
 	event_del(&c->wev);
 	close(c->fd);
@@ -65,7 +66,8 @@ control_close(struct control *c, const char *why)
 	    !w->reaped && w->state == WORKER_STARTING) {
 		/* It can no longer tell us where it listens. */
 		log_warnx("service %s: worker %ld: control channel lost before "
-		    "ready, killing it", w->svc->conf->name, (long)w->pid);
+			  "ready, killing it",
+		    w->svc->conf->name, (long)w->pid);
 		w->failed = 1;
 		worker_kill(w);
 	}
@@ -73,11 +75,10 @@ control_close(struct control *c, const char *why)
 
 /* Queue a frame; a worker that leaves too much unread loses its channel. */
 static int
-control_send(struct control *c, uint8_t type, const char *payload,
-    size_t len)
+control_send(struct control *c, uint8_t type, const char *payload, size_t len)
 {
-	size_t	need = SN_PROTO_HDR + len;
-	ssize_t	n;
+	size_t  need = SN_PROTO_HDR + len;
+	ssize_t n;
 
 	if (c->outlen - c->outoff + need > CONTROL_OUT_MAX) {
 		control_close(c, "the worker does not read it");
@@ -97,8 +98,8 @@ control_send(struct control *c, uint8_t type, const char *payload,
 static void
 control_write(evutil_socket_t fd, short events, void *arg)
 {
-	struct control	*c = arg;
-	ssize_t		 n;
+	struct control *c = arg;
+	ssize_t         n;
 
 	(void)events;
 	while (c->outoff < c->outlen) {
@@ -127,58 +128,76 @@ control_drain(struct control *c)
 	control_send(c, SN_MSG_DRAIN, NULL, 0);
 }
 
-/* The relay's key as its worker sees the master's end: port or autobind name. */
+/*
+ * The relay's key as its worker sees the master's end: the port of a TCP
+ * connection, or the abstract name "@sn-PID-N" control_bind() gave a Unix
+ * one (N is the key).
+ */
 static uint32_t
 peer_key(const char *s, int *ok)
 {
-	const char	*p;
-	char		*end;
-	unsigned long	 v;
+	const char   *p;
+	char          want[32];
+	unsigned long v;
+	size_t        n;
 
 	*ok = 0;
 	if (s[0] == '@') {
-		if (s[1] == '\0' || strlen(s + 1) > 5 ||
-		    strspn(s + 1, "0123456789abcdef") != strlen(s + 1))
+		n = (size_t)snprintf(
+		    want, sizeof want, "@sn-%x-", (unsigned)getpid());
+		p = s + n;
+		if (strncmp(s, want, n) != 0 || *p == '\0' || strlen(p) > 8 ||
+		    strspn(p, "0123456789abcdef") != strlen(p))
 			return (0);
-		v = strtoul(s + 1, &end, 16);
 		*ok = 1;
-		return ((uint32_t)v);
+		return ((uint32_t)strtoul(p, NULL, 16));
 	}
 	p = strrchr(s, ':');
 	p = p == NULL ? s : p + 1;
 	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
 		return (0);
-	v = strtoul(p, &end, 10);
+	v = strtoul(p, NULL, 10);
 	*ok = v > 0 && v <= 65535;
 	return ((uint32_t)v);
 }
 
-/* Index an open relay under the address the worker sees as its peer. */
+/*
+ * Before connecting to a Unix worker: name our end "@sn-PID-N" so the
+ * worker can tell us which connection it asks about, with no lookup of
+ * the name afterwards.
+ */
+void
+control_bind(struct relay *r)
+{
+	static uint32_t    serial;
+	struct sockaddr_un sun;
+	int                n;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	r->key = ++serial;
+	n = snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1, "sn-%x-%x",
+	    (unsigned)getpid(), r->key);
+	r->named = bind(r->wfd, (struct sockaddr *)&sun,
+		       offsetof(struct sockaddr_un, sun_path) + 1 + n) == 0;
+}
+
+/* Index a relay under the address its worker sees as its peer. */
 void
 control_peer_add(struct worker *w, struct relay *r)
 {
-	struct sockaddr_storage	 ss;
-	struct sockaddr_un	*sun = (struct sockaddr_un *)&ss;
-	socklen_t		 len = sizeof ss;
-	char			 name[16];
-	int			 ok;
+	struct sockaddr_in6 ss;
+	socklen_t           len = sizeof ss;
 
-	if (getsockname(r->wfd, (struct sockaddr *)&ss, &len) == -1)
-		return;
-	if (ss.ss_family == AF_UNIX) {
-		if (len <= offsetof(struct sockaddr_un, sun_path) + 1 ||
-		    sun->sun_path[0] != '\0')
+	if (w->addr.ss.ss_family == AF_UNIX) {
+		if (!r->named)
 			return;
-		snprintf(name, sizeof name, "@%.*s",
-		    (int)(len - offsetof(struct sockaddr_un, sun_path) - 1),
-		    sun->sun_path + 1);
-		r->key = peer_key(name, &ok);
 	} else {
-		r->key = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		ok = 1;
+		if (getsockname(r->wfd, (struct sockaddr *)&ss, &len) == -1)
+			return;
+		/* sin_port and sin6_port sit at the same offset. */
+		r->key = ntohs(ss.sin6_port);
 	}
-	if (!ok)
-		return;
 	TAILQ_INSERT_TAIL(&w->peers[r->key % CONTROL_PEER_BUCKETS], r, keyed);
 	r->peer_worker = w;
 }
@@ -186,7 +205,7 @@ control_peer_add(struct worker *w, struct relay *r)
 void
 control_peer_del(struct relay *r)
 {
-	struct worker	*w = r->peer_worker;
+	struct worker *w = r->peer_worker;
 
 	if (w == NULL)
 		return;
@@ -197,9 +216,9 @@ control_peer_del(struct relay *r)
 static void
 addr_fields(FILE *f, const char *side, const struct sockaddr *ss)
 {
-	char		 host[INET6_ADDRSTRLEN];
-	const void	*a;
-	unsigned	 port;
+	char        host[INET6_ADDRSTRLEN];
+	const void *a;
+	unsigned    port;
 
 	if (ss->sa_family == AF_INET) {
 		a = &((const struct sockaddr_in *)ss)->sin_addr;
@@ -224,15 +243,15 @@ addr_fields(FILE *f, const char *side, const struct sockaddr *ss)
 static void
 control_peer_query(struct control *c, const struct sn_msg *m)
 {
-	struct worker		*w = c->w;
-	struct relay		*r = NULL;
-	struct sockaddr_storage	 local;
-	socklen_t		 llen = sizeof local;
-	char			 id[32], key[SN_PROTO_MAX + 1], *buf = NULL;
-	size_t			 len = 0;
-	uint32_t		 k;
-	FILE			*f;
-	int			 ok;
+	struct worker          *w = c->w;
+	struct relay           *r = NULL;
+	struct sockaddr_storage local;
+	socklen_t               llen = sizeof local;
+	char                    id[32], key[SN_PROTO_MAX + 1], *buf = NULL;
+	size_t                  len = 0;
+	uint32_t                k;
+	FILE                   *f;
+	int                     ok;
 
 	if (sn_proto_field(m, "id", id, sizeof id) == -1 ||
 	    strspn(id, "0123456789") != strlen(id) || id[0] == '\0' ||
@@ -242,7 +261,7 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 	}
 	k = peer_key(key, &ok);
 	if (ok) {
-		TAILQ_FOREACH(r, &w->peers[k % CONTROL_PEER_BUCKETS], keyed) {
+		TAILQ_FOREACH (r, &w->peers[k % CONTROL_PEER_BUCKETS], keyed) {
 			if (r->key == k)
 				break;
 		}
@@ -250,8 +269,8 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 	if ((f = open_memstream(&buf, &len)) == NULL)
 		fatal("open_memstream");
 	fprintf(f, "id=%s\n", id);
-	if (r == NULL || getsockname(r->cfd, (struct sockaddr *)&local,
-	    &llen) == -1)
+	if (r == NULL ||
+	    getsockname(r->cfd, (struct sockaddr *)&local, &llen) == -1)
 		fprintf(f, "status=unknown\n");
 	else {
 		fprintf(f, "status=ok\n");
@@ -266,9 +285,9 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 static void
 control_log(struct control *c, const struct sn_msg *m)
 {
-	struct worker	*w = c->w;
-	char		 level[4], text[CONTROL_LOG_MAX + 1], *p;
-	int		 pri;
+	struct worker *w = c->w;
+	char           level[4], text[CONTROL_LOG_MAX + 1], *p;
+	int            pri;
 
 	if (sn_proto_field(m, "level", level, sizeof level) == -1 ||
 	    level[0] < '0' || level[0] > '7' || level[1] != '\0') {
@@ -320,8 +339,8 @@ control_log(struct control *c, const struct sn_msg *m)
 static void
 control_ready(struct control *c, const struct sn_msg *m)
 {
-	struct worker	*w = c->w;
-	char		 addr[128], *cause = NULL;
+	struct worker *w = c->w;
+	char           addr[128], *cause = NULL;
 
 	if (c->readied++) {
 		log_warnx("service %s: worker %ld: ready sent twice, ignored",
@@ -344,7 +363,7 @@ control_ready(struct control *c, const struct sn_msg *m)
 static int
 control_dispatch(struct control *c, const struct sn_msg *m)
 {
-	struct worker	*w = c->w;
+	struct worker *w = c->w;
 
 	switch (m->type) {
 	case SN_MSG_READY:
@@ -370,19 +389,20 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 static void
 control_read(evutil_socket_t fd, short events, void *arg)
 {
-	struct control	*c = arg;
-	struct sn_msg	 m;
-	const char	*cause;
-	ssize_t		 n, used;
-	size_t		 off = 0;
-	int		 frames = 0;
+	struct control *c = arg;
+	struct sn_msg   m;
+	const char     *cause;
+	ssize_t         n, used;
+	size_t          off = 0;
+	int             frames = 0;
 
 	(void)events;
 	if (c->inlen < sizeof c->in) {
 		n = recv(fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
 		if (n == 0 || (n == -1 && errno == ECONNRESET)) {
 			log_debug("service %s: worker %ld: control channel "
-			    "closed", c->w->svc->conf->name, (long)c->w->pid);
+				  "closed",
+			    c->w->svc->conf->name, (long)c->w->pid);
 			control_close(c, NULL);
 			return;
 		}
@@ -403,7 +423,6 @@ control_read(evutil_socket_t fd, short events, void *arg)
 			break;
 		off += used;
 		c->spoke = 1;
-		c->w->svc->agents = 1;
 		if (control_dispatch(c, &m) == -1)
 			return;
 		if (++frames == CONTROL_FRAMES_PER_READ) {

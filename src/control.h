@@ -12,26 +12,27 @@
 struct relay;
 struct worker;
 
-#define CONTROL_PEER_BUCKETS	64
+#define CONTROL_PEER_BUCKETS 64
 
 struct control {
-	struct worker	*w;
-	int		 fd;
-	struct event	 rev;
-	struct event	 wev;
-	unsigned char	 in[SN_PROTO_HDR + SN_PROTO_MAX];
-	size_t		 inlen;
-	unsigned char	*out;
-	size_t		 outoff;
-	size_t		 outlen;
-	int		 readied;	/* a ready message came */
-	int		 spoke;		/* an agent: drain it, do not signal */
+	struct worker *w;
+	int            fd;
+	struct event   rev;
+	struct event   wev;
+	unsigned char  in[SN_PROTO_HDR + SN_PROTO_MAX];
+	size_t         inlen;
+	unsigned char *out;
+	size_t         outoff;
+	size_t         outlen;
+	int            readied; /* a ready message came */
+	int            spoke;   /* an agent: drain it, do not signal */
 };
 
-struct control	*control_open(struct worker *, int);
-void		 control_close(struct control *, const char *);
-void		 control_drain(struct control *);
-void		 control_peer_add(struct worker *, struct relay *);
-void		 control_peer_del(struct relay *);
+struct control *control_open(struct worker *, int);
+void            control_close(struct control *, const char *);
+void            control_drain(struct control *);
+void            control_bind(struct relay *);
+void            control_peer_add(struct worker *, struct relay *);
+void            control_peer_del(struct relay *);
 
 #endif

@@ -19,20 +19,19 @@
 
 enum log_kind { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE };
 
-static enum log_kind	 log_kind = LOG_TO_STDERR;
-static int		 log_level = LOG_INFO;
-static int		 log_journal;	/* stderr is a journald stream */
-static char		*log_path;
-static FILE		*log_file;
+static enum log_kind log_kind = LOG_TO_STDERR;
+static int           log_level = LOG_INFO;
+static int           log_journal; /* stderr is a journald stream */
+static char         *log_path;
+static FILE         *log_file;
 
-static const char *log_names[] = {
-	"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"
-};
+static const char *log_names[] = { "emerg", "alert", "crit", "error", "warning",
+	"notice", "info", "debug" };
 
 int
 log_level_parse(const char *name)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i <= LOG_DEBUG; i++) {
 		if (strcasecmp(name, log_names[i]) == 0)
@@ -57,9 +56,9 @@ log_level_name(int level)
 static int
 log_stderr_is_journal(void)
 {
-	const char		*v = getenv("JOURNAL_STREAM");
-	unsigned long long	 dev, ino;
-	struct stat		 st;
+	const char        *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat        st;
 
 	if (v == NULL || sscanf(v, "%llu:%llu", &dev, &ino) != 2)
 		return (0);
@@ -72,7 +71,7 @@ log_stderr_is_journal(void)
 int
 log_open(const char *target, char **cause)
 {
-	FILE	*f = NULL;
+	FILE *f = NULL;
 
 	if (target == NULL || strcmp(target, "stderr") == 0) {
 		log_kind = LOG_TO_STDERR;
@@ -83,7 +82,8 @@ log_open(const char *target, char **cause)
 	} else {
 		if ((f = fopen(target, "ae")) == NULL) {
 			if (cause != NULL &&
-			    asprintf(cause, "%s: %s", target, strerror(errno)) == -1)
+			    asprintf(
+				cause, "%s: %s", target, strerror(errno)) == -1)
 				*cause = NULL;
 			return (-1);
 		}
@@ -105,7 +105,7 @@ log_open(const char *target, char **cause)
 void
 log_reopen(void)
 {
-	FILE	*f;
+	FILE *f;
 
 	if (log_kind != LOG_TO_FILE || log_path == NULL)
 		return;
@@ -134,11 +134,11 @@ log_getlevel(void)
 static void
 log_vwrite(int pri, int with_errno, const char *fmt, va_list ap)
 {
-	char		 msg[2048], stamp[64];
-	struct timespec	 ts;
-	struct tm	 tm;
-	int		 saved = errno;
-	size_t		 len;
+	char            msg[2048], stamp[64];
+	struct timespec ts;
+	struct tm       tm;
+	int             saved = errno;
+	size_t          len;
 
 	if (pri > log_level)
 		return;
@@ -169,16 +169,15 @@ log_vwrite(int pri, int with_errno, const char *fmt, va_list ap)
 	errno = saved;
 }
 
-#define LOG_FN(name, pri, with_errno)				\
-void								\
-name(const char *fmt, ...)					\
-{								\
-	va_list	ap;						\
-								\
-	va_start(ap, fmt);					\
-	log_vwrite(pri, with_errno, fmt, ap);			\
-	va_end(ap);						\
-}
+#define LOG_FN(name, pri, with_errno)                                          \
+	void name(const char *fmt, ...)                                        \
+	{                                                                      \
+		va_list ap;                                                    \
+                                                                               \
+		va_start(ap, fmt);                                             \
+		log_vwrite(pri, with_errno, fmt, ap);                          \
+		va_end(ap);                                                    \
+	}
 
 LOG_FN(log_warn, LOG_WARNING, 1)
 LOG_FN(log_warnx, LOG_WARNING, 0)
@@ -190,7 +189,7 @@ LOG_FN(log_debug, LOG_DEBUG, 0)
 void
 fatal(const char *fmt, ...)
 {
-	va_list	ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	log_vwrite(LOG_CRIT, 1, fmt, ap);
@@ -201,7 +200,7 @@ fatal(const char *fmt, ...)
 void
 fatalx(const char *fmt, ...)
 {
-	va_list	ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	log_vwrite(LOG_CRIT, 0, fmt, ap);

@@ -30,7 +30,7 @@ sn_proto_type_name(uint8_t type)
 static int
 payload_valid(const char *p, size_t len)
 {
-	const char	*end = p + len, *nl, *eq, *k;
+	const char *end = p + len, *nl, *eq, *k;
 
 	while (p < end) {
 		if (end - p >= 5 && memcmp(p, "text=", 5) == 0)
@@ -60,11 +60,11 @@ payload_valid(const char *p, size_t len)
  * why).
  */
 ssize_t
-sn_proto_parse(const void *buf, size_t len, struct sn_msg *m,
-    const char **cause)
+sn_proto_parse(
+    const void *buf, size_t len, struct sn_msg *m, const char **cause)
 {
-	const unsigned char	*b = buf;
-	size_t			 plen;
+	const unsigned char *b = buf;
+	size_t               plen;
 
 	if (len < SN_PROTO_HDR)
 		return (0);
@@ -95,10 +95,10 @@ sn_proto_parse(const void *buf, size_t len, struct sn_msg *m,
 
 /* Build one frame into out; -1 when it does not fit or is too long. */
 ssize_t
-sn_proto_frame(void *out, size_t outlen, uint8_t type, const char *payload,
-    size_t len)
+sn_proto_frame(
+    void *out, size_t outlen, uint8_t type, const char *payload, size_t len)
 {
-	unsigned char	*b = out;
+	unsigned char *b = out;
 
 	if (len > SN_PROTO_MAX || outlen < SN_PROTO_HDR + len)
 		return (-1);
@@ -116,12 +116,12 @@ sn_proto_frame(void *out, size_t outlen, uint8_t type, const char *payload,
  * when the field is absent or does not fit.
  */
 int
-sn_proto_field(const struct sn_msg *m, const char *key, char *out,
-    size_t outlen)
+sn_proto_field(
+    const struct sn_msg *m, const char *key, char *out, size_t outlen)
 {
-	const char	*p = m->payload, *end = p + m->len, *nl;
-	size_t		 klen = strlen(key), vlen;
-	int		 text;
+	const char *p = m->payload, *end = p + m->len, *nl;
+	size_t      klen = strlen(key), vlen;
+	int         text;
 
 	while (p < end) {
 		text = end - p >= 5 && memcmp(p, "text=", 5) == 0;

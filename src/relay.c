@@ -22,22 +22,22 @@
 #include "socketnautd.h"
 #include "worker.h"
 
-#define RELAY_SCRATCH		(64 * 1024)
-#define RELAY_ATTEMPTS		3	/* workers tried before giving up */
-#define RELAY_RETRY_MS		5	/* worker backlog full: try again */
+#define RELAY_SCRATCH  (64 * 1024)
+#define RELAY_ATTEMPTS 3 /* workers tried before giving up */
+#define RELAY_RETRY_MS 5 /* worker backlog full: try again */
 
-static char	scratch[RELAY_SCRATCH];
+static char scratch[RELAY_SCRATCH];
 
-static void	relay_client_cb(evutil_socket_t, short, void *);
-static void	relay_worker_cb(evutil_socket_t, short, void *);
-static void	relay_connected(evutil_socket_t, short, void *);
-static void	relay_timeout(evutil_socket_t, short, void *);
-static void	relay_connect_retry(evutil_socket_t, short, void *);
+static void relay_client_cb(evutil_socket_t, short, void *);
+static void relay_worker_cb(evutil_socket_t, short, void *);
+static void relay_connected(evutil_socket_t, short, void *);
+static void relay_timeout(evutil_socket_t, short, void *);
+static void relay_connect_retry(evutil_socket_t, short, void *);
 
 static long long
 relay_now(void)
 {
-	struct timeval	tv;
+	struct timeval tv;
 
 	event_base_gettimeofday_cached(sn_base, &tv);
 	return ((long long)tv.tv_sec * 1000 + tv.tv_usec / 1000);
@@ -60,7 +60,7 @@ relay_peer(const struct relay *r, char *buf, size_t len)
 static void
 relay_timer(struct relay *r, event_callback_fn cb, long long ms)
 {
-	struct timeval	tv;
+	struct timeval tv;
 
 	event_del(&r->cev);
 	evtimer_assign(&r->cev, sn_base, cb, r);
@@ -73,8 +73,8 @@ struct relay *
 relay_new(struct service *svc, struct listener *lst, int fd,
     const struct sockaddr *sa, socklen_t salen)
 {
-	struct relay	*r;
-	int		 one = 1;
+	struct relay *r;
+	int           one = 1;
 
 	r = xcalloc(1, sizeof *r);
 	r->svc = svc;
@@ -104,8 +104,8 @@ relay_wait(struct relay *r, struct relay_head *list)
 	r->state = RELAY_WAITING;
 	if (!evtimer_pending(&r->cev, NULL) ||
 	    event_get_callback(&r->cev) != relay_timeout)
-		relay_timer(r, relay_timeout, r->svc->conf->queue_timeout -
-		    (relay_now() - r->accepted));
+		relay_timer(r, relay_timeout,
+		    r->svc->conf->queue_timeout - (relay_now() - r->accepted));
 }
 
 void
@@ -120,7 +120,7 @@ relay_unwait(struct relay *r)
 static void
 relay_detach(struct relay *r)
 {
-	struct worker	*w = r->worker;
+	struct worker *w = r->worker;
 
 	if (w != NULL) {
 		r->worker = NULL;
@@ -131,8 +131,8 @@ relay_detach(struct relay *r)
 void
 relay_close(struct relay *r, const char *why)
 {
-	struct service	*svc = r->svc;
-	char		 peer[ADDRSTRLEN];
+	struct service *svc = r->svc;
+	char            peer[ADDRSTRLEN];
 
 	if (why != NULL)
 		log_debug("service %s: client %s: %s", svc->conf->name,
@@ -157,7 +157,7 @@ relay_close(struct relay *r, const char *why)
 static void
 relay_reroute(struct relay *r, const char *why, int error)
 {
-	char	peer[ADDRSTRLEN];
+	char peer[ADDRSTRLEN];
 
 	log_warnx("service %s: worker %ld: client %s: %s: %s",
 	    r->svc->conf->name, (long)(r->worker ? r->worker->pid : 0),
@@ -183,7 +183,7 @@ relay_reroute(struct relay *r, const char *why, int error)
 static void
 relay_update(struct relay *r)
 {
-	short	cmask = 0, wmask = 0;
+	short cmask = 0, wmask = 0;
 
 	if (r->up.buf == NULL && !r->up.done)
 		cmask |= EV_READ;
@@ -231,9 +231,9 @@ relay_open(struct relay *r)
 static void
 relay_try_connect(struct relay *r)
 {
-	struct worker	*w = r->worker;
-	struct timeval	 tv;
-	int		 one = 1, rc;
+	struct worker *w = r->worker;
+	struct timeval tv;
+	int            one = 1, rc;
 
 	if (r->wfd == -1) {
 		r->wfd = socket(w->addr.ss.ss_family,
@@ -251,21 +251,17 @@ relay_try_connect(struct relay *r)
 			return;
 		}
 		if (w->addr.ss.ss_family != AF_UNIX)
-			setsockopt(r->wfd, IPPROTO_TCP, TCP_NODELAY, &one,
-			    sizeof one);
-		else if (r->svc->agents) {
-			/* Autobind: a unique abstract name, the peer-info key. */
-			sa_family_t af = AF_UNIX;
-
-			bind(r->wfd, (struct sockaddr *)&af, sizeof af);
-		}
+			setsockopt(
+			    r->wfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		else if (r->svc->conf->control)
+			control_bind(r);
 	}
 	rc = connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len);
 	/*
 	 * Index the connection for peer-info queries before the loop runs
 	 * again: the worker may accept and ask before our connect completes.
 	 */
-	if ((rc == 0 || errno == EINPROGRESS) && r->svc->agents &&
+	if ((rc == 0 || errno == EINPROGRESS) && r->svc->conf->control &&
 	    r->peer_worker == NULL)
 		control_peer_add(w, r);
 	if (rc == 0) {
@@ -274,10 +270,11 @@ relay_try_connect(struct relay *r)
 	}
 	switch (errno) {
 	case EINPROGRESS:
-		event_assign(&r->wev, sn_base, r->wfd, EV_WRITE,
-		    relay_connected, r);
-		ms_to_tv(r->svc->conf->connect_timeout -
-		    (relay_now() - r->since), &tv);
+		event_assign(
+		    &r->wev, sn_base, r->wfd, EV_WRITE, relay_connected, r);
+		ms_to_tv(
+		    r->svc->conf->connect_timeout - (relay_now() - r->since),
+		    &tv);
 		event_add(&r->wev, &tv);
 		break;
 	case EAGAIN:
@@ -325,9 +322,9 @@ relay_connect_retry(evutil_socket_t fd, short events, void *arg)
 static void
 relay_connected(evutil_socket_t fd, short events, void *arg)
 {
-	struct relay	*r = arg;
-	socklen_t	 len = sizeof(int);
-	int		 error = 0;
+	struct relay *r = arg;
+	socklen_t     len = sizeof(int);
+	int           error = 0;
 
 	if (events & EV_TIMEOUT) {
 		relay_reroute(r, "connect", ETIMEDOUT);
@@ -346,7 +343,7 @@ relay_connected(evutil_socket_t fd, short events, void *arg)
 static void
 relay_timeout(evutil_socket_t fd, short events, void *arg)
 {
-	struct relay	*r = arg;
+	struct relay *r = arg;
 
 	(void)fd;
 	(void)events;
@@ -392,7 +389,7 @@ relay_finished(struct relay *r)
 static int
 relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 {
-	ssize_t	n, w;
+	ssize_t n, w;
 
 	n = read(src, scratch, sizeof scratch);
 	if (n > 0) {
@@ -434,7 +431,7 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 static int
 relay_flush(struct relay *r, struct relay_half *h, int dst)
 {
-	ssize_t	w;
+	ssize_t w;
 
 	w = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
 	if (w == -1) {
@@ -466,7 +463,7 @@ relay_idle(struct relay *r, short events)
 static void
 relay_client_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct relay	*r = arg;
+	struct relay *r = arg;
 
 	(void)fd;
 	if (relay_idle(r, events))
@@ -483,7 +480,7 @@ relay_client_cb(evutil_socket_t fd, short events, void *arg)
 static void
 relay_worker_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct relay	*r = arg;
+	struct relay *r = arg;
 
 	(void)fd;
 	if (relay_idle(r, events))

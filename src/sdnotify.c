@@ -15,15 +15,15 @@
 #include "log.h"
 #include "sdnotify.h"
 
-static int			notify_fd = -1;
-static struct sockaddr_un	notify_addr;
-static socklen_t		notify_len;
+static int                notify_fd = -1;
+static struct sockaddr_un notify_addr;
+static socklen_t          notify_len;
 
 void
 sdnotify_init(void)
 {
-	const char	*path = getenv("NOTIFY_SOCKET");
-	size_t		 n;
+	const char *path = getenv("NOTIFY_SOCKET");
+	size_t      n;
 
 	if (path == NULL || (path[0] != '/' && path[0] != '@'))
 		return;
@@ -36,8 +36,8 @@ sdnotify_init(void)
 	if (path[0] == '@')
 		notify_addr.sun_path[0] = '\0';
 	notify_len = offsetof(struct sockaddr_un, sun_path) + n;
-	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-	    0);
+	notify_fd =
+	    socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (notify_fd == -1)
 		log_warn("NOTIFY_SOCKET socket");
 }
@@ -45,8 +45,8 @@ sdnotify_init(void)
 void
 sdnotify(const char *fmt, ...)
 {
-	char	msg[1024];
-	va_list	ap;
+	char    msg[1024];
+	va_list ap;
 
 	if (notify_fd == -1)
 		return;
@@ -54,6 +54,6 @@ sdnotify(const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	if (sendto(notify_fd, msg, strlen(msg), MSG_NOSIGNAL,
-	    (struct sockaddr *)&notify_addr, notify_len) == -1)
+		(struct sockaddr *)&notify_addr, notify_len) == -1)
 		log_debug("sd_notify: %s: %m", msg);
 }

@@ -2,7 +2,7 @@
 #ifndef SN_SDNOTIFY_H
 #define SN_SDNOTIFY_H
 
-void	sdnotify_init(void);
-void	sdnotify(const char *, ...) __attribute__((format(printf, 1, 2)));
+void sdnotify_init(void);
+void sdnotify(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

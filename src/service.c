@@ -21,24 +21,24 @@
 #include "service.h"
 #include "socketnautd.h"
 
-#define ACCEPT_BATCH		64
-#define ACCEPT_PAUSE_MS		100
-#define BACKOFF_FIRST_MS	100
-#define BACKOFF_MAX_MS		30000
+#define ACCEPT_BATCH     64
+#define ACCEPT_PAUSE_MS  100
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS   30000
 
-static void	service_accept(evutil_socket_t, short, void *);
-static void	service_resume(evutil_socket_t, short, void *);
-static void	service_check(evutil_socket_t, short, void *);
-static void	service_respawn(evutil_socket_t, short, void *);
-static void	service_shutdown_timeout(evutil_socket_t, short, void *);
-static void	service_retire_timeout(evutil_socket_t, short, void *);
-static void	service_retire(struct service *);
-static void	service_maintain(struct service *);
+static void service_accept(evutil_socket_t, short, void *);
+static void service_resume(evutil_socket_t, short, void *);
+static void service_check(evutil_socket_t, short, void *);
+static void service_respawn(evutil_socket_t, short, void *);
+static void service_shutdown_timeout(evutil_socket_t, short, void *);
+static void service_retire_timeout(evutil_socket_t, short, void *);
+static void service_retire(struct service *);
+static void service_maintain(struct service *);
 
 static void
 ms_timer(struct event *ev, long long ms)
 {
-	struct timeval	tv;
+	struct timeval tv;
 
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
@@ -49,7 +49,7 @@ ms_timer(struct event *ev, long long ms)
 long long
 service_backoff_ms(int n)
 {
-	long long	ms = BACKOFF_FIRST_MS;
+	long long ms = BACKOFF_FIRST_MS;
 
 	if (n <= 0)
 		return (0);
@@ -61,7 +61,7 @@ service_backoff_ms(int n)
 static void
 service_idle_tv(struct service *svc)
 {
-	struct timeval	tv;
+	struct timeval tv;
 
 	svc->idle_tv = NULL;
 	if (svc->conf->idle_timeout > 0) {
@@ -74,7 +74,7 @@ service_idle_tv(struct service *svc)
 struct service *
 service_new(struct sn_config *owner, struct sn_service_conf *sc)
 {
-	struct service	*svc;
+	struct service *svc;
 
 	svc = xcalloc(1, sizeof *svc);
 	config_ref(owner);
@@ -93,18 +93,18 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 }
 
 static int
-service_bind(struct service *svc, struct listener *l, struct sn_addr *a,
-    char **cause)
+service_bind(
+    struct service *svc, struct listener *l, struct sn_addr *a, char **cause)
 {
-	int	one = 1, v6only = !a->dualstack;
+	int one = 1, v6only = !a->dualstack;
 
 	addr_str((struct sockaddr *)&a->ss, l->name, sizeof l->name);
 	if (a->dualstack)
 		snprintf(l->name, sizeof l->name, "*:%u",
 		    ntohs(((struct sockaddr_in6 *)&a->ss)->sin6_port));
 	l->svc = svc;
-	l->fd = socket(a->ss.ss_family,
-	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	l->fd = socket(
+	    a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd == -1 && a->dualstack && errno == EAFNOSUPPORT) {
 		/* No IPv6 on this host: "*" is every IPv4 address. */
 		struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
@@ -114,20 +114,21 @@ service_bind(struct service *svc, struct listener *l, struct sn_addr *a,
 		sin->sin_family = AF_INET;
 		sin->sin_port = port;
 		a->len = sizeof *sin;
-		l->fd = socket(AF_INET,
-		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		l->fd = socket(
+		    AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	}
 	if (l->fd == -1)
 		goto fail;
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (a->ss.ss_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6,
-	    IPV6_V6ONLY, &v6only, sizeof v6only) == -1)
+	if (a->ss.ss_family == AF_INET6 &&
+	    setsockopt(
+		l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) == -1)
 		goto fail;
 	if (bind(l->fd, (struct sockaddr *)&a->ss, a->len) == -1 ||
 	    listen(l->fd, svc->conf->backlog) == -1)
 		goto fail;
-	event_assign(&l->ev, sn_base, l->fd, EV_READ | EV_PERSIST,
-	    service_accept, l);
+	event_assign(
+	    &l->ev, sn_base, l->fd, EV_READ | EV_PERSIST, service_accept, l);
 	evtimer_assign(&l->resume, sn_base, service_resume, l);
 	return (0);
 fail:
@@ -142,7 +143,7 @@ fail:
 static void
 service_listening(struct service *svc, int on)
 {
-	size_t	i;
+	size_t i;
 
 	if (svc->accepting == on)
 		return;
@@ -157,15 +158,16 @@ service_listening(struct service *svc, int on)
 	}
 }
 
-/* The socket directory: 0700, owned by the worker user, emptied of stale sockets. */
+/* The socket directory: 0700, owned by the worker user, emptied of stale
+ * sockets. */
 static int
 service_sockdir(struct service *svc, int clean, char **cause)
 {
-	struct sn_service_conf	*sc = svc->conf;
-	char			*path, *p;
-	DIR			*d;
-	struct dirent		*de;
-	size_t			 n;
+	struct sn_service_conf *sc = svc->conf;
+	char                   *path, *p;
+	DIR                    *d;
+	struct dirent          *de;
+	size_t                  n;
 
 	path = xstrdup(sc->sockdir);
 	for (p = path + 1; (p = strchr(p, '/')) != NULL; p++) {
@@ -190,8 +192,8 @@ service_sockdir(struct service *svc, int clean, char **cause)
 	free(path);
 	return (0);
 fail:
-	*cause = xasprintf("service %s: %s: %s", sc->name, path,
-	    strerror(errno));
+	*cause =
+	    xasprintf("service %s: %s: %s", sc->name, path, strerror(errno));
 	free(path);
 	return (-1);
 }
@@ -199,16 +201,16 @@ fail:
 int
 service_start(struct service *svc, char **cause)
 {
-	struct sn_service_conf	*sc = svc->conf;
-	size_t			 i;
+	struct sn_service_conf *sc = svc->conf;
+	size_t                  i;
 
 	if (sc->backend == BACKEND_UNIX && service_sockdir(svc, 1, cause) == -1)
 		return (-1);
 	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
 	for (i = 0; i < sc->nlisten; i++) {
 		svc->listeners[i].fd = -1;
-		if (service_bind(svc, &svc->listeners[i], &sc->listen[i],
-		    cause) == -1)
+		if (service_bind(
+			svc, &svc->listeners[i], &sc->listen[i], cause) == -1)
 			return (-1);
 		svc->nlisteners++;
 		log_info("service %s: listening on %s", sc->name,
@@ -237,10 +239,10 @@ service_attach(struct relay *r, struct worker *w)
 struct pick
 service_pick(const struct service *svc)
 {
-	struct pick	 p = { NULL, 0 };
-	struct worker	*w, *old = NULL;
+	struct pick    p = { NULL, 0 };
+	struct worker *w, *old = NULL;
 
-	TAILQ_FOREACH(w, &svc->workers, entry) {
+	TAILQ_FOREACH (w, &svc->workers, entry) {
 		if (w->generation != svc->generation) {
 			if (w->state == WORKER_READY && !w->retiring &&
 			    (old == NULL || w->nconns < old->nconns))
@@ -251,15 +253,15 @@ service_pick(const struct service *svc)
 			continue;
 		if (p.worker == NULL || w->nconns < p.worker->nconns ||
 		    (w->nconns == p.worker->nconns &&
-		    w->state == WORKER_READY &&
-		    p.worker->state == WORKER_STARTING))
+			w->state == WORKER_READY &&
+			p.worker->state == WORKER_STARTING))
 			p.worker = w;
 	}
 	p.spawn = (p.worker == NULL || p.worker->nconns > 0) &&
 	    svc->online < svc->conf->max_workers && !svc->stopping &&
 	    now_ms() >= svc->backoff_until;
-	if (old != NULL && (p.worker == NULL ||
-	    p.worker->state != WORKER_READY)) {
+	if (old != NULL &&
+	    (p.worker == NULL || p.worker->state != WORKER_READY)) {
 		p.worker = old;
 		p.spawn = p.spawn && svc->online == 0;
 	}
@@ -269,9 +271,9 @@ service_pick(const struct service *svc)
 static struct worker *
 service_spawn_one(struct service *svc)
 {
-	struct worker	*w;
-	char		*cause;
-	int		 slot;
+	struct worker *w;
+	char          *cause;
+	int            slot;
 
 	for (slot = 0; slot < svc->conf->max_workers; slot++) {
 		if (!svc->slots[slot])
@@ -284,8 +286,8 @@ service_spawn_one(struct service *svc)
 		    svc->conf->name, cause);
 		free(cause);
 		svc->failures++;
-		svc->backoff_until = now_ms() +
-		    service_backoff_ms(svc->failures);
+		svc->backoff_until =
+		    now_ms() + service_backoff_ms(svc->failures);
 		service_maintain(svc);
 		return (NULL);
 	}
@@ -300,8 +302,8 @@ service_spawn_one(struct service *svc)
 void
 service_dispatch(struct service *svc, struct relay *r)
 {
-	struct pick	 p = service_pick(svc);
-	struct worker	*w;
+	struct pick    p = service_pick(svc);
+	struct worker *w;
 
 	if (p.spawn && (w = service_spawn_one(svc)) != NULL) {
 		service_attach(r, w);
@@ -326,12 +328,12 @@ service_dispatch(struct service *svc, struct relay *r)
 static void
 service_accept(evutil_socket_t fd, short events, void *arg)
 {
-	struct listener		*l = arg;
-	struct service		*svc = l->svc;
-	struct sockaddr_storage	 ss;
-	socklen_t		 len;
-	struct relay		*r;
-	int			 i, cfd;
+	struct listener        *l = arg;
+	struct service         *svc = l->svc;
+	struct sockaddr_storage ss;
+	socklen_t               len;
+	struct relay           *r;
+	int                     i, cfd;
 
 	(void)events;
 	for (i = 0; i < ACCEPT_BATCH; i++) {
@@ -375,7 +377,7 @@ service_accept(evutil_socket_t fd, short events, void *arg)
 void
 service_fd_exhausted(struct service *svc)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < svc->nlisteners; i++) {
 		struct listener *l = &svc->listeners[i];
@@ -390,8 +392,8 @@ service_fd_exhausted(struct service *svc)
 		ms_timer(&svc->respawn, ACCEPT_PAUSE_MS);
 	if (now_ms() - svc->fd_warned >= 10000) {
 		log_warn("service %s: out of file descriptors, pausing "
-		    "accepts for %dms at a time", svc->conf->name,
-		    ACCEPT_PAUSE_MS);
+			 "accepts for %dms at a time",
+		    svc->conf->name, ACCEPT_PAUSE_MS);
 		svc->fd_warned = now_ms();
 	}
 }
@@ -399,7 +401,7 @@ service_fd_exhausted(struct service *svc)
 static void
 service_resume(evutil_socket_t fd, short events, void *arg)
 {
-	struct listener	*l = arg;
+	struct listener *l = arg;
 
 	(void)fd;
 	(void)events;
@@ -412,10 +414,10 @@ service_resume(evutil_socket_t fd, short events, void *arg)
 static void
 service_drain_queue(struct service *svc)
 {
-	struct relay	*r;
-	int		 n = 0;
+	struct relay *r;
+	int           n = 0;
 
-	TAILQ_FOREACH(r, &svc->queue, entry)
+	TAILQ_FOREACH (r, &svc->queue, entry)
 		n++;
 	while (n-- > 0 && (r = TAILQ_FIRST(&svc->queue)) != NULL)
 		relay_redispatch(r);
@@ -424,8 +426,8 @@ service_drain_queue(struct service *svc)
 void
 service_worker_ready(struct service *svc, struct worker *w)
 {
-	struct relay	*r;
-	int		 want = svc->conf->min_workers;
+	struct relay *r;
+	int           want = svc->conf->min_workers;
 
 	if (w->generation == svc->generation && ++svc->ready >= want)
 		service_retire(svc);
@@ -437,10 +439,10 @@ service_worker_ready(struct service *svc, struct worker *w)
 
 /* The worker left the pool (stopping or dead): its waiting clients move on. */
 void
-service_worker_gone(struct service *svc, struct worker *w,
-    enum worker_state was)
+service_worker_gone(
+    struct service *svc, struct worker *w, enum worker_state was)
 {
-	struct relay	*r;
+	struct relay *r;
 
 	if (w->generation == svc->generation) {
 		svc->online--;
@@ -457,12 +459,12 @@ service_worker_gone(struct service *svc, struct worker *w,
 void
 service_reap(struct service *svc, struct worker *w, int status)
 {
-	enum worker_state	was = w->state;
+	enum worker_state was = w->state;
 
 	if (worker_exited(w, status) && w->generation == svc->generation) {
 		svc->failures++;
-		svc->backoff_until = now_ms() +
-		    service_backoff_ms(svc->failures);
+		svc->backoff_until =
+		    now_ms() + service_backoff_ms(svc->failures);
 		if (!svc->stopping)
 			log_notice("service %s: next worker start in %lldms",
 			    svc->conf->name, service_backoff_ms(svc->failures));
@@ -487,10 +489,10 @@ service_reap(struct service *svc, struct worker *w, int status)
 static void
 service_retire(struct service *svc)
 {
-	struct worker	*w;
-	int		 n = 0;
+	struct worker *w;
+	int            n = 0;
 
-	TAILQ_FOREACH(w, &svc->workers, entry) {
+	TAILQ_FOREACH (w, &svc->workers, entry) {
 		if (w->generation == svc->generation || w->retiring ||
 		    w->state == WORKER_EXITED || w->state == WORKER_STOPPING)
 			continue;
@@ -506,12 +508,12 @@ service_retire(struct service *svc)
 static void
 service_retire_timeout(evutil_socket_t fd, short events, void *arg)
 {
-	struct service	*svc = arg;
-	struct worker	*w;
+	struct service *svc = arg;
+	struct worker  *w;
 
 	(void)fd;
 	(void)events;
-	TAILQ_FOREACH(w, &svc->workers, entry) {
+	TAILQ_FOREACH (w, &svc->workers, entry) {
 		if (w->retiring)
 			worker_stop(w, "reload, shutdown_timeout reached");
 	}
@@ -520,7 +522,7 @@ service_retire_timeout(evutil_socket_t fd, short events, void *arg)
 static int
 listen_equal(const struct sn_service_conf *a, const struct sn_service_conf *b)
 {
-	size_t	i;
+	size_t i;
 
 	if (a->nlisten != b->nlisten || a->backlog != b->backlog)
 		return (0);
@@ -528,7 +530,7 @@ listen_equal(const struct sn_service_conf *a, const struct sn_service_conf *b)
 		if (a->listen[i].len != b->listen[i].len ||
 		    a->listen[i].dualstack != b->listen[i].dualstack ||
 		    memcmp(&a->listen[i].ss, &b->listen[i].ss,
-		    a->listen[i].len) != 0)
+			a->listen[i].len) != 0)
 			return (0);
 	}
 	return (1);
@@ -539,15 +541,16 @@ listen_equal(const struct sn_service_conf *a, const struct sn_service_conf *b)
  * the old one keeps serving until the new one is ready, then retires.
  */
 int
-service_reload(struct service *svc, struct sn_config *owner,
-    struct sn_service_conf *sc)
+service_reload(
+    struct service *svc, struct sn_config *owner, struct sn_service_conf *sc)
 {
-	struct sn_config	*old = svc->owner;
-	char			*cause;
-	int			 newdir;
+	struct sn_config *old = svc->owner;
+	char             *cause;
+	int               newdir;
 
 	if (!listen_equal(svc->conf, sc))
-		log_warnx("service %s: listen or backlog changed: restart "
+		log_warnx(
+		    "service %s: listen or backlog changed: restart "
 		    "socketnautd to apply it; keeping the current listeners",
 		    sc->name);
 	newdir = strcmp(svc->conf->sockdir, sc->sockdir) != 0;
@@ -582,7 +585,7 @@ service_reload(struct service *svc, struct sn_config *owner,
 static void
 service_maintain(struct service *svc)
 {
-	long long	wait;
+	long long wait;
 
 	if (svc->stopping || svc->online >= svc->conf->min_workers)
 		return;
@@ -600,7 +603,7 @@ service_maintain(struct service *svc)
 static void
 service_respawn(evutil_socket_t fd, short events, void *arg)
 {
-	struct service	*svc = arg;
+	struct service *svc = arg;
 
 	(void)fd;
 	(void)events;
@@ -612,14 +615,14 @@ service_respawn(evutil_socket_t fd, short events, void *arg)
 static void
 service_check(evutil_socket_t fd, short events, void *arg)
 {
-	struct service	*svc = arg;
-	struct worker	*w, *prev;
-	int		 excess = svc->online - svc->conf->min_workers;
+	struct service *svc = arg;
+	struct worker  *w, *prev;
+	int             excess = svc->online - svc->conf->min_workers;
 
 	(void)fd;
 	(void)events;
-	for (w = TAILQ_LAST(&svc->workers, worker_head); w != NULL && excess > 0;
-	    w = prev) {
+	for (w = TAILQ_LAST(&svc->workers, worker_head);
+	     w != NULL && excess > 0; w = prev) {
 		prev = TAILQ_PREV(w, worker_head, entry);
 		if (w->state == WORKER_READY && w->nconns == 0 &&
 		    w->generation == svc->generation) {
@@ -633,26 +636,27 @@ service_check(evutil_socket_t fd, short events, void *arg)
 static void
 service_stop_workers(struct service *svc)
 {
-	struct worker	*w;
-	struct relay	*r;
+	struct worker *w;
+	struct relay  *r;
 
 	event_del(&svc->shutdown);
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
 		relay_close(r, "shutdown timeout");
-	TAILQ_FOREACH(w, &svc->workers, entry)
+	TAILQ_FOREACH (w, &svc->workers, entry)
 		worker_stop(w, "shutdown");
 }
 
 static void
 service_shutdown_timeout(evutil_socket_t fd, short events, void *arg)
 {
-	struct service	*svc = arg;
+	struct service *svc = arg;
 
 	(void)fd;
 	(void)events;
 	log_notice("service %s: %d connection%s still open after %lldms, "
-	    "closing", svc->conf->name, svc->nconns, svc->nconns == 1 ? "" :
-	    "s", svc->conf->shutdown_timeout);
+		   "closing",
+	    svc->conf->name, svc->nconns, svc->nconns == 1 ? "" : "s",
+	    svc->conf->shutdown_timeout);
 	service_stop_workers(svc);
 }
 
@@ -663,8 +667,8 @@ service_shutdown_timeout(evutil_socket_t fd, short events, void *arg)
 void
 service_stop(struct service *svc, int now)
 {
-	struct relay	*r, *next;
-	size_t		 i;
+	struct relay *r, *next;
+	size_t        i;
 
 	if (!svc->stopping) {
 		svc->stopping = 1;
@@ -710,11 +714,11 @@ service_relay_done(struct service *svc)
 int
 service_stopped(const struct service *svc)
 {
-	struct worker	*w;
+	struct worker *w;
 
 	if (!svc->stopping || svc->nconns > 0)
 		return (0);
-	TAILQ_FOREACH(w, &svc->workers, entry) {
+	TAILQ_FOREACH (w, &svc->workers, entry) {
 		if (w->state != WORKER_EXITED)
 			return (0);
 	}
@@ -724,9 +728,9 @@ service_stopped(const struct service *svc)
 void
 service_free(struct service *svc)
 {
-	struct worker	*w;
-	struct relay	*r;
-	size_t		 i;
+	struct worker *w;
+	struct relay  *r;
+	size_t         i;
 
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
 		relay_close(r, NULL);

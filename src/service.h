@@ -12,68 +12,64 @@
 #include "worker.h"
 
 struct listener {
-	struct service		*svc;
-	int			 fd;
-	int			 paused;	/* EMFILE back-off running */
-	struct event		 ev;
-	struct event		 resume;
-	char			 name[ADDRSTRLEN];
+	struct service *svc;
+	int             fd;
+	int             paused; /* EMFILE back-off running */
+	struct event    ev;
+	struct event    resume;
+	char            name[ADDRSTRLEN];
 };
 
 struct service {
-	TAILQ_ENTRY(service)	 entry;
-	struct sn_config	*owner;		/* holds conf; refcounted */
-	struct sn_service_conf	*conf;
-	struct listener		*listeners;
-	size_t			 nlisteners;
-	int			 accepting;	/* listener events are added */
-	struct worker_head	 workers;
-	int			 online;	/* STARTING + READY, this generation */
-	int			 ready;		/* READY, this generation */
-	unsigned char		*slots;		/* slot in use, max_workers */
-	unsigned		 next_serial;
-	unsigned		 generation;
-	struct relay_head	 queue;		/* clients with no worker yet */
-	struct relay_head	 relays;	/* every client of the service */
-	int			 nconns;	/* relays alive, queued included */
-	int			 failures;	/* quick exits in a row */
-	long long		 backoff_until;	/* ms */
-	int			 stopping;
-	int			 removed;	/* by a reload: free once stopped */
-	int			 seen;		/* in the file being reloaded */
-	int			 agents;	/* its workers speak on their
-						   control channels: index
-						   connections for peer info */
-	long long		 fd_warned;	/* ms: EMFILE last logged */
-	const struct timeval	*idle_tv;	/* libevent common timeout */
-	struct event		 check;		/* workers_checking_interval */
-	struct event		 respawn;
-	struct event		 shutdown;
-	struct event		 retire;	/* old generation's deadline */
+	TAILQ_ENTRY(service) entry;
+	struct sn_config       *owner; /* holds conf; refcounted */
+	struct sn_service_conf *conf;
+	struct listener        *listeners;
+	size_t                  nlisteners;
+	int                     accepting; /* listener events are added */
+	struct worker_head      workers;
+	int                     online; /* STARTING + READY, this generation */
+	int                     ready;  /* READY, this generation */
+	unsigned char          *slots;  /* slot in use, max_workers */
+	unsigned                next_serial;
+	unsigned                generation;
+	struct relay_head       queue;    /* clients with no worker yet */
+	struct relay_head       relays;   /* every client of the service */
+	int                     nconns;   /* relays alive, queued included */
+	int                     failures; /* quick exits in a row */
+	long long               backoff_until; /* ms */
+	int                     stopping;
+	int                     removed;   /* by a reload: free once stopped */
+	int                     seen;      /* in the file being reloaded */
+	long long               fd_warned; /* ms: EMFILE last logged */
+	const struct timeval   *idle_tv;   /* libevent common timeout */
+	struct event            check;     /* workers_checking_interval */
+	struct event            respawn;
+	struct event            shutdown;
+	struct event            retire; /* old generation's deadline */
 };
 TAILQ_HEAD(service_head, service);
 
 /* The pool's choice for one new connection. */
 struct pick {
-	struct worker	*worker;	/* NULL: none usable */
-	int		 spawn;		/* start a new worker for it */
+	struct worker *worker; /* NULL: none usable */
+	int            spawn;  /* start a new worker for it */
 };
 
-struct service	*service_new(struct sn_config *, struct sn_service_conf *);
-int		 service_reload(struct service *, struct sn_config *,
-		     struct sn_service_conf *);
-int		 service_start(struct service *, char **);
-void		 service_stop(struct service *, int);
-void		 service_free(struct service *);
-struct pick	 service_pick(const struct service *);
-void		 service_dispatch(struct service *, struct relay *);
-void		 service_relay_done(struct service *);
-void		 service_fd_exhausted(struct service *);
-void		 service_worker_ready(struct service *, struct worker *);
-void		 service_worker_gone(struct service *, struct worker *,
-		     enum worker_state);
-void		 service_reap(struct service *, struct worker *, int);
-int		 service_stopped(const struct service *);
-long long	 service_backoff_ms(int);
+struct service *service_new(struct sn_config *, struct sn_service_conf *);
+int
+service_reload(struct service *, struct sn_config *, struct sn_service_conf *);
+int         service_start(struct service *, char **);
+void        service_stop(struct service *, int);
+void        service_free(struct service *);
+struct pick service_pick(const struct service *);
+void        service_dispatch(struct service *, struct relay *);
+void        service_relay_done(struct service *);
+void        service_fd_exhausted(struct service *);
+void        service_worker_ready(struct service *, struct worker *);
+void service_worker_gone(struct service *, struct worker *, enum worker_state);
+void service_reap(struct service *, struct worker *, int);
+int  service_stopped(const struct service *);
+long long service_backoff_ms(int);
 
 #endif

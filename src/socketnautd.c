@@ -20,23 +20,22 @@
 #include "socketnautd.h"
 
 #ifndef SN_CONFIG_PATH
-#define SN_CONFIG_PATH	"/etc/socketnaut.conf"
+#define SN_CONFIG_PATH "/etc/socketnaut.conf"
 #endif
 
-struct event_base		*sn_base;
-struct rlimit			 worker_nofile;
+struct event_base *sn_base;
+struct rlimit      worker_nofile;
 
-static struct sn_config		*conf;
-static struct service_head	 services = TAILQ_HEAD_INITIALIZER(services);
-static int			 stopping;
-static int			 ready_sent;
-static int			 debug_flag;
+static struct sn_config   *conf;
+static struct service_head services = TAILQ_HEAD_INITIALIZER(services);
+static int                 stopping;
+static int                 ready_sent;
+static int                 debug_flag;
 
-static void __attribute__((noreturn))
-usage(int status)
+static void __attribute__((noreturn)) usage(int status)
 {
-	fprintf(status ? stderr : stdout,
-	    "usage: socketnautd [-dhtV] [-c file]\n");
+	fprintf(
+	    status ? stderr : stdout, "usage: socketnautd [-dhtV] [-c file]\n");
 	exit(status);
 }
 
@@ -44,13 +43,13 @@ usage(int status)
 void
 daemon_status_changed(void)
 {
-	struct service	*svc;
-	char		 line[512];
-	size_t		 len = 0;
-	int		 ready = 1;
+	struct service *svc;
+	char            line[512];
+	size_t          len = 0;
+	int             ready = 1;
 
 	line[0] = '\0';
-	TAILQ_FOREACH(svc, &services, entry) {
+	TAILQ_FOREACH (svc, &services, entry) {
 		if (svc->ready < svc->conf->min_workers)
 			ready = 0;
 		if (len < sizeof line)
@@ -72,21 +71,22 @@ daemon_status_changed(void)
 static void
 daemon_maybe_exit(void)
 {
-	struct service	*svc, *next;
+	struct service *svc, *next;
 
 	if (!stopping) {
 		/* Services a reload removed go once they have stopped. */
 		for (svc = TAILQ_FIRST(&services); svc != NULL; svc = next) {
 			next = TAILQ_NEXT(svc, entry);
 			if (svc->removed && service_stopped(svc)) {
-				log_info("service %s: removed", svc->conf->name);
+				log_info(
+				    "service %s: removed", svc->conf->name);
 				TAILQ_REMOVE(&services, svc, entry);
 				service_free(svc);
 			}
 		}
 		return;
 	}
-	TAILQ_FOREACH(svc, &services, entry) {
+	TAILQ_FOREACH (svc, &services, entry) {
 		if (!service_stopped(svc))
 			return;
 	}
@@ -96,7 +96,7 @@ daemon_maybe_exit(void)
 static void
 daemon_stop(int now)
 {
-	struct service	*svc;
+	struct service *svc;
 
 	if (!stopping) {
 		log_notice("shutting down");
@@ -104,7 +104,7 @@ daemon_stop(int now)
 	} else
 		log_notice("shutting down now");
 	stopping = 1;
-	TAILQ_FOREACH(svc, &services, entry)
+	TAILQ_FOREACH (svc, &services, entry)
 		service_stop(svc, now);
 	daemon_maybe_exit();
 }
@@ -112,9 +112,9 @@ daemon_stop(int now)
 static struct service *
 daemon_find(const char *name)
 {
-	struct service	*svc;
+	struct service *svc;
 
-	TAILQ_FOREACH(svc, &services, entry) {
+	TAILQ_FOREACH (svc, &services, entry) {
 		if (!svc->removed && strcmp(svc->conf->name, name) == 0)
 			return (svc);
 	}
@@ -129,10 +129,10 @@ daemon_find(const char *name)
 static void
 daemon_reload(void)
 {
-	struct sn_config	*nconf;
-	struct service		*svc;
-	char			*cause;
-	size_t			 i;
+	struct sn_config *nconf;
+	struct service   *svc;
+	char             *cause;
+	size_t            i;
 
 	log_notice("reloading %s", conf->path);
 	sdnotify("RELOADING=1");
@@ -141,7 +141,7 @@ daemon_reload(void)
 		sdnotify("READY=1");
 		return;
 	}
-	TAILQ_FOREACH(svc, &services, entry)
+	TAILQ_FOREACH (svc, &services, entry)
 		svc->seen = 0;
 	for (i = 0; i < nconf->nservices; i++) {
 		if ((svc = daemon_find(nconf->services[i].name)) != NULL) {
@@ -159,7 +159,7 @@ daemon_reload(void)
 			service_stop(svc, 1);
 		}
 	}
-	TAILQ_FOREACH(svc, &services, entry) {
+	TAILQ_FOREACH (svc, &services, entry) {
 		if (!svc->seen && !svc->removed) {
 			log_info("service %s: no longer configured, stopping",
 			    svc->conf->name);
@@ -184,14 +184,14 @@ daemon_reload(void)
 static void
 daemon_reap(void)
 {
-	struct service	*svc;
-	struct worker	*w;
-	pid_t		 pid;
-	int		 status;
+	struct service *svc;
+	struct worker  *w;
+	pid_t           pid;
+	int             status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		TAILQ_FOREACH(svc, &services, entry) {
-			TAILQ_FOREACH(w, &svc->workers, entry) {
+		TAILQ_FOREACH (svc, &services, entry) {
+			TAILQ_FOREACH (w, &svc->workers, entry) {
 				if (w->pid == pid && w->state != WORKER_EXITED)
 					break;
 			}
@@ -237,9 +237,9 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 static void
 raise_nofile(void)
 {
-	struct rlimit	rl, want;
-	FILE		*f;
-	unsigned long	 nr_open = 0;
+	struct rlimit rl, want;
+	FILE         *f;
+	unsigned long nr_open = 0;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
@@ -266,14 +266,13 @@ raise_nofile(void)
 int
 main(int argc, char **argv)
 {
-	static const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1,
-				    SIGCHLD };
-	struct event		 sigev[sizeof sigs / sizeof sigs[0]];
-	const char		*path = SN_CONFIG_PATH;
-	struct service		*svc;
-	char			*cause;
-	int			 ch, test = 0;
-	size_t			 i;
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
+	struct event     sigev[sizeof sigs / sizeof sigs[0]];
+	const char      *path = SN_CONFIG_PATH;
+	struct service  *svc;
+	char            *cause;
+	int              ch, test = 0;
+	size_t           i;
 
 	while ((ch = getopt(argc, argv, "c:dhtV")) != -1) {
 		switch (ch) {
@@ -318,8 +317,8 @@ main(int argc, char **argv)
 	if ((sn_base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-		evsignal_assign(&sigev[i], sn_base, sigs[i], daemon_signal,
-		    NULL);
+		evsignal_assign(
+		    &sigev[i], sn_base, sigs[i], daemon_signal, NULL);
 		evsignal_add(&sigev[i], NULL);
 	}
 

@@ -6,11 +6,11 @@
 
 #include <event2/event.h>
 
-#define SOCKETNAUTD_VERSION	"0.1.0"
+#define SOCKETNAUTD_VERSION "0.1.0"
 
-extern struct event_base	*sn_base;
-extern struct rlimit		 worker_nofile;	/* the limit we started with */
+extern struct event_base *sn_base;
+extern struct rlimit      worker_nofile; /* the limit we started with */
 
-void	daemon_status_changed(void);
+void daemon_status_changed(void);
 
 #endif

@@ -24,7 +24,7 @@
 void *
 xcalloc(size_t n, size_t size)
 {
-	void	*p;
+	void *p;
 
 	if ((p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size)) == NULL)
 		fatal("calloc");
@@ -44,7 +44,7 @@ xreallocarray(void *p, size_t n, size_t size)
 char *
 xstrdup(const char *s)
 {
-	char	*p;
+	char *p;
 
 	if ((p = strdup(s)) == NULL)
 		fatal("strdup");
@@ -54,8 +54,8 @@ xstrdup(const char *s)
 char *
 xasprintf(const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*s;
+	va_list ap;
+	char   *s;
 
 	va_start(ap, fmt);
 	if (vasprintf(&s, fmt, ap) == -1)
@@ -69,15 +69,18 @@ int
 duration_parse(const char *s, long long *ms, char **cause)
 {
 	static const struct {
-		const char	*unit;
-		long long	 mult;
+		const char *unit;
+		long long   mult;
 	} units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 },
+		{ "ms", 1 },
+		{ "s", 1000 },
+		{ "", 1000 },
+		{ "m", 60000 },
 		{ "h", 3600000 },
 	};
-	const char	*p = s;
-	long long	 n = 0;
-	size_t		 i;
+	const char *p = s;
+	long long   n = 0;
+	size_t      i;
 
 	while (isspace((unsigned char)*p))
 		p++;
@@ -98,7 +101,8 @@ duration_parse(const char *s, long long *ms, char **cause)
 	}
 bad:
 	*cause = xasprintf("invalid duration \"%s\" (expected a number with "
-	    "unit ms, s, m or h, e.g. 500ms or 10s)", s);
+			   "unit ms, s, m or h, e.g. 500ms or 10s)",
+	    s);
 	return (-1);
 range:
 	*cause = xasprintf("duration \"%s\" is longer than 24h", s);
@@ -108,7 +112,7 @@ range:
 size_t
 argv_count(char *const *argv)
 {
-	size_t	n = 0;
+	size_t n = 0;
 
 	while (argv != NULL && argv[n] != NULL)
 		n++;
@@ -118,7 +122,7 @@ argv_count(char *const *argv)
 void
 argv_free(char **argv)
 {
-	size_t	i;
+	size_t i;
 
 	for (i = 0; argv != NULL && argv[i] != NULL; i++)
 		free(argv[i]);
@@ -133,10 +137,10 @@ argv_free(char **argv)
 int
 command_split(const char *s, char ***argvp, char **cause)
 {
-	char	**argv = NULL, *word;
-	size_t	  argc = 0, len;
-	int	  inword;
-	char	  quote;
+	char **argv = NULL, *word;
+	size_t argc = 0, len;
+	int    inword;
+	char   quote;
 
 	word = xcalloc(1, strlen(s) + 1);
 	for (;;) {
@@ -168,7 +172,7 @@ command_split(const char *s, char ***argvp, char **cause)
 			} else if (*s == '\\') {
 				if (s[1] == '\0') {
 					*cause = xstrdup("command ends with a "
-					    "lone backslash");
+							 "lone backslash");
 					goto fail;
 				}
 				word[len++] = s[1];
@@ -180,7 +184,8 @@ command_split(const char *s, char ***argvp, char **cause)
 		}
 		if (quote != 0) {
 			*cause = xasprintf("command has an unterminated %c "
-			    "quote", quote);
+					   "quote",
+			    quote);
 			goto fail;
 		}
 		word[len] = '\0';
@@ -201,14 +206,15 @@ fail:
 	return (-1);
 }
 
-/* Replace {socket}, {port}, {index}, {service}; {{ and }} are literal braces. */
+/* Replace {socket}, {port}, {index}, {service}; {{ and }} are literal braces.
+ */
 char *
 template_expand(const char *s, const struct template_vars *v, char **cause)
 {
-	char		*out = NULL, *val, *end;
-	size_t		 outlen = 0, n;
-	FILE		*f;
-	const char	*close;
+	char       *out = NULL, *val, *end;
+	size_t      outlen = 0, n;
+	FILE       *f;
+	const char *close;
 
 	if ((f = open_memstream(&out, &outlen)) == NULL)
 		fatal("open_memstream");
@@ -243,17 +249,21 @@ template_expand(const char *s, const struct template_vars *v, char **cause)
 		if (val == NULL) {
 			fclose(f);
 			free(out);
-			end = close == NULL ? xstrdup(s) :
-			    xasprintf("%.*s", (int)(n + 2), s);
-			if (close != NULL && ((n == 6 &&
-			    strncmp(s + 1, "socket", 6) == 0) || (n == 4 &&
-			    strncmp(s + 1, "port", 4) == 0)))
+			end = close == NULL
+			    ? xstrdup(s)
+			    : xasprintf("%.*s", (int)(n + 2), s);
+			if (close != NULL &&
+			    ((n == 6 && strncmp(s + 1, "socket", 6) == 0) ||
+				(n == 4 && strncmp(s + 1, "port", 4) == 0)))
 				*cause = xasprintf("placeholder %s does not "
-				    "apply to this backend", end);
+						   "apply to this backend",
+				    end);
 			else
-				*cause = xasprintf("unknown placeholder %s "
+				*cause = xasprintf(
+				    "unknown placeholder %s "
 				    "(known: {socket}, {port}, {index}, "
-				    "{service}; {{ for a brace)", end);
+				    "{service}; {{ for a brace)",
+				    end);
 			free(end);
 			return (NULL);
 		}
@@ -272,18 +282,19 @@ template_expand(const char *s, const struct template_vars *v, char **cause)
 int
 addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 {
-	struct addrinfo	 hints, *res, *ai;
-	struct sn_addr	*list = NULL;
-	const char	*colon, *port;
-	char		*host, *end;
-	size_t		 n = 0;
-	long		 pnum;
-	int		 error;
+	struct addrinfo hints, *res, *ai;
+	struct sn_addr *list = NULL;
+	const char     *colon, *port;
+	char           *host, *end;
+	size_t          n = 0;
+	long            pnum;
+	int             error;
 
 	if (text[0] == '[') {
 		if ((end = strchr(text, ']')) == NULL || end[1] != ':') {
 			*cause = xasprintf("invalid address \"%s\" (expected "
-			    "[IPv6]:PORT)", text);
+					   "[IPv6]:PORT)",
+			    text);
 			return (-1);
 		}
 		host = xasprintf("%.*s", (int)(end - text - 1), text + 1);
@@ -292,7 +303,8 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 		if ((colon = strrchr(text, ':')) == NULL ||
 		    strchr(text, ':') != colon) {
 			*cause = xasprintf("invalid address \"%s\" (expected "
-			    "HOST:PORT, [IPv6]:PORT or *:PORT)", text);
+					   "HOST:PORT, [IPv6]:PORT or *:PORT)",
+			    text);
 			return (-1);
 		}
 		host = xasprintf("%.*s", (int)(colon - text), text);
@@ -301,8 +313,8 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 	errno = 0;
 	pnum = strtol(port, &end, 10);
 	if (*port == '\0' || *end != '\0' || pnum < 1 || pnum > 65535) {
-		*cause = xasprintf("invalid port in \"%s\" (expected 1..65535)",
-		    text);
+		*cause = xasprintf(
+		    "invalid port in \"%s\" (expected 1..65535)", text);
 		free(host);
 		return (-1);
 	}
@@ -326,8 +338,8 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 		return (0);
 	}
 	if ((error = getaddrinfo(host, port, &hints, &res)) != 0) {
-		*cause = xasprintf("cannot resolve \"%s\": %s", host,
-		    gai_strerror(error));
+		*cause = xasprintf(
+		    "cannot resolve \"%s\": %s", host, gai_strerror(error));
 		free(host);
 		return (-1);
 	}
@@ -354,9 +366,8 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 int
 addr_is_loopback(const struct sn_addr *a)
 {
-	const struct sockaddr_in	*sin = (const struct sockaddr_in *)&a->ss;
-	const struct sockaddr_in6	*sin6 =
-	    (const struct sockaddr_in6 *)&a->ss;
+	const struct sockaddr_in  *sin = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
 
 	if (a->ss.ss_family == AF_INET)
 		return ((ntohl(sin->sin_addr.s_addr) >> 24) == 127);
@@ -368,7 +379,7 @@ addr_is_loopback(const struct sn_addr *a)
 const char *
 addr_str(const struct sockaddr *sa, char *buf, size_t len)
 {
-	char	host[INET6_ADDRSTRLEN];
+	char host[INET6_ADDRSTRLEN];
 
 	switch (sa->sa_family) {
 	case AF_INET:
@@ -399,7 +410,7 @@ addr_str(const struct sockaddr *sa, char *buf, size_t len)
 static int
 path_executable(const char *path)
 {
-	struct stat	st;
+	struct stat st;
 
 	if (stat(path, &st) == -1)
 		return (0);
@@ -417,9 +428,9 @@ path_executable(const char *path)
 char *
 path_lookup(const char *name, const char *dir)
 {
-	const char	*path, *p, *colon;
-	char		*cand;
-	size_t		 n;
+	const char *path, *p, *colon;
+	char       *cand;
+	size_t      n;
 
 	if (strchr(name, '/') != NULL) {
 		if (name[0] != '/' && dir != NULL)
@@ -434,11 +445,11 @@ path_lookup(const char *name, const char *dir)
 	if ((path = getenv("PATH")) == NULL)
 		path = "/usr/local/bin:/usr/bin:/bin";
 	errno = ENOENT;
-	for (p = path; ; p = colon + 1) {
+	for (p = path;; p = colon + 1) {
 		colon = strchr(p, ':');
 		n = colon == NULL ? strlen(p) : (size_t)(colon - p);
-		cand = xasprintf("%.*s/%s", (int)(n == 0 ? 1 : n),
-		    n == 0 ? "." : p, name);
+		cand = xasprintf(
+		    "%.*s/%s", (int)(n == 0 ? 1 : n), n == 0 ? "." : p, name);
 		if (path_executable(cand))
 			return (cand);
 		free(cand);
@@ -451,7 +462,7 @@ path_lookup(const char *name, const char *dir)
 int
 fd_nonblock(int fd)
 {
-	int	flags;
+	int flags;
 
 	if ((flags = fcntl(fd, F_GETFL)) == -1)
 		return (-1);
@@ -461,7 +472,7 @@ fd_nonblock(int fd)
 long long
 now_ms(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);

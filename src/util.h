@@ -6,40 +6,40 @@
 
 #include <stddef.h>
 
-#define MS_PER_SEC	1000LL
+#define MS_PER_SEC 1000LL
 
 /* One socket address, as parsed from "host:port". */
 struct sn_addr {
-	struct sockaddr_storage	 ss;
-	socklen_t		 len;
-	int			 dualstack;	/* "*": IPv6 socket, v4 too */
+	struct sockaddr_storage ss;
+	socklen_t               len;
+	int                     dualstack; /* "*": IPv6 socket, v4 too */
 };
 
 /* Values substituted for {socket}, {port}, {index} and {service}. */
 struct template_vars {
-	const char	*socket;
-	int		 port;
-	int		 index;
-	const char	*service;
+	const char *socket;
+	int         port;
+	int         index;
+	const char *service;
 };
 
-void	*xcalloc(size_t, size_t);
-void	*xreallocarray(void *, size_t, size_t);
-char	*xstrdup(const char *);
-char	*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+void *xcalloc(size_t, size_t);
+void *xreallocarray(void *, size_t, size_t);
+char *xstrdup(const char *);
+char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
 
-int	 duration_parse(const char *, long long *, char **);
-int	 command_split(const char *, char ***, char **);
-void	 argv_free(char **);
-size_t	 argv_count(char *const *);
-char	*template_expand(const char *, const struct template_vars *, char **);
-int	 addr_parse(const char *, struct sn_addr **, size_t *, char **);
-int	 addr_is_loopback(const struct sn_addr *);
+int    duration_parse(const char *, long long *, char **);
+int    command_split(const char *, char ***, char **);
+void   argv_free(char **);
+size_t argv_count(char *const *);
+char  *template_expand(const char *, const struct template_vars *, char **);
+int    addr_parse(const char *, struct sn_addr **, size_t *, char **);
+int    addr_is_loopback(const struct sn_addr *);
 const char *addr_str(const struct sockaddr *, char *, size_t);
-char	*path_lookup(const char *, const char *);
-int	 fd_nonblock(int);
-long long now_ms(void);
+char       *path_lookup(const char *, const char *);
+int         fd_nonblock(int);
+long long   now_ms(void);
 
-#define ADDRSTRLEN	128
+#define ADDRSTRLEN 128
 
 #endif

@@ -27,19 +27,19 @@
 #include "worker.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC	(1U << 2)
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-#define PROBE_FIRST_MS		2	/* then half the worker's age */
-#define PROBE_MAX_MS		200
-#define FIRST_PASSED_FD		3	/* activation socket, then control */
+#define PROBE_FIRST_MS  2 /* then half the worker's age */
+#define PROBE_MAX_MS    200
+#define FIRST_PASSED_FD 3 /* activation socket, then control */
 
-extern char	**environ;
+extern char **environ;
 
 /* What the child reports through the exec pipe when it cannot exec. */
 struct exec_report {
-	int	stage;
-	int	error;
+	int stage;
+	int error;
 };
 
 enum exec_stage {
@@ -50,18 +50,20 @@ enum exec_stage {
 };
 
 static const char *stage_names[] = {
-	"cannot change directory to", "cannot switch user for",
-	"cannot execute", "cannot set up descriptors for",
+	"cannot change directory to",
+	"cannot switch user for",
+	"cannot execute",
+	"cannot set up descriptors for",
 };
 
-static void	worker_probe(evutil_socket_t, short, void *);
-static void	worker_exec_report(evutil_socket_t, short, void *);
-static void	worker_kill_timer(evutil_socket_t, short, void *);
+static void worker_probe(evutil_socket_t, short, void *);
+static void worker_exec_report(evutil_socket_t, short, void *);
+static void worker_kill_timer(evutil_socket_t, short, void *);
 
 static void
 worker_timer(struct worker *w, event_callback_fn cb, long long ms)
 {
-	struct timeval	tv;
+	struct timeval tv;
 
 	event_del(&w->timer);
 	evtimer_assign(&w->timer, sn_base, cb, w);
@@ -74,10 +76,14 @@ static int
 env_is_ours(const char *e)
 {
 	static const char *ours[] = {
-		"SOCKETNAUT_", "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=",
-		"NOTIFY_SOCKET=", "PORT=",
+		"SOCKETNAUT_",
+		"LISTEN_PID=",
+		"LISTEN_FDS=",
+		"LISTEN_FDNAMES=",
+		"NOTIFY_SOCKET=",
+		"PORT=",
 	};
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < sizeof ours / sizeof ours[0]; i++) {
 		if (strncmp(e, ours[i], strlen(ours[i])) == 0)
@@ -86,16 +92,17 @@ env_is_ours(const char *e)
 	return (0);
 }
 
-/* The worker's environment: ours, minus stale protocol variables, plus its own. */
+/* The worker's environment: ours, minus stale protocol variables, plus its own.
+ */
 static char **
 worker_env(struct worker *w)
 {
-	struct sn_service_conf	*sc = w->svc->conf;
-	char			**env;
-	size_t			  n = 0, i, j, k, len;
+	struct sn_service_conf *sc = w->svc->conf;
+	char                  **env;
+	size_t                  n = 0, i, j, k, len;
 
-	env = xcalloc(argv_count(environ) + argv_count(sc->env) + 8,
-	    sizeof *env);
+	env =
+	    xcalloc(argv_count(environ) + argv_count(sc->env) + 8, sizeof *env);
 	for (i = 0; environ[i] != NULL; i++) {
 		if (!env_is_ours(environ[i]))
 			env[n++] = environ[i];
@@ -132,21 +139,20 @@ worker_env(struct worker *w)
 static void __attribute__((noreturn))
 worker_child_fail(int pipefd, enum exec_stage stage)
 {
-	struct exec_report	rep = { stage, errno };
+	struct exec_report rep = { stage, errno };
 
 	(void)!write(pipefd, &rep, sizeof rep);
 	_exit(127);
 }
 
 /* In the child: everything between fork and exec. */
-static void __attribute__((noreturn))
-worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
-    pid_t master)
+static void __attribute__((noreturn)) worker_child(struct worker *w,
+    char **argv, int *pass, int npass, int pipefd, pid_t master)
 {
-	struct sn_service_conf	*sc = w->svc->conf;
-	struct sigaction	 sa;
-	sigset_t		 set;
-	int			 sig, fd, i;
+	struct sn_service_conf *sc = w->svc->conf;
+	struct sigaction        sa;
+	sigset_t                set;
+	int                     sig, fd, i;
 
 	setsid();
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != master)
@@ -175,16 +181,16 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 	if ((fd = open("/dev/null", O_RDONLY)) == -1 ||
 	    dup2(fd, STDIN_FILENO) == -1)
 		worker_child_fail(pipefd, STAGE_FDS);
-	syscall(SYS_close_range, FIRST_PASSED_FD + npass, ~0U,
-	    CLOSE_RANGE_CLOEXEC);
+	syscall(
+	    SYS_close_range, FIRST_PASSED_FD + npass, ~0U, CLOSE_RANGE_CLOEXEC);
 	if (fcntl(pipefd, F_SETFD, FD_CLOEXEC) == -1)
 		_exit(127);
 
 	if (sc->directory != NULL && chdir(sc->directory) == -1)
 		worker_child_fail(pipefd, STAGE_CHDIR);
 	if (sc->switch_ids) {
-		if (sc->user != NULL ? initgroups(sc->user, sc->gid) == -1 :
-		    setgroups(1, &sc->gid) == -1)
+		if (sc->user != NULL ? initgroups(sc->user, sc->gid) == -1
+				     : setgroups(1, &sc->gid) == -1)
 			worker_child_fail(pipefd, STAGE_IDS);
 		if (setresgid(sc->gid, sc->gid, sc->gid) == -1 ||
 		    setresuid(sc->uid, sc->uid, sc->uid) == -1)
@@ -198,7 +204,7 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 static int
 worker_listen(struct worker *w)
 {
-	int	fd;
+	int fd;
 
 	fd = socket(w->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
@@ -220,9 +226,9 @@ worker_listen(struct worker *w)
 static int
 worker_tcp_addr(struct worker *w, int hold)
 {
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&w->addr.ss;
-	socklen_t		 len = sizeof *sin;
-	int			 fd;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&w->addr.ss;
+	socklen_t           len = sizeof *sin;
+	int                 fd;
 
 	sin->sin_family = AF_INET;
 	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -245,12 +251,12 @@ worker_tcp_addr(struct worker *w, int hold)
 static int
 worker_address(struct worker *w, int *actfd)
 {
-	struct sn_service_conf	*sc = w->svc->conf;
-	struct sockaddr_un	*sun = (struct sockaddr_un *)&w->addr.ss;
+	struct sn_service_conf *sc = w->svc->conf;
+	struct sockaddr_un     *sun = (struct sockaddr_un *)&w->addr.ss;
 
 	*actfd = -1;
 	if (sc->backend == BACKEND_AGENT)
-		return (0);	/* the worker reports where it listens */
+		return (0); /* the worker reports where it listens */
 	if (sc->backend == BACKEND_TCP) {
 		if ((*actfd = worker_tcp_addr(w, sc->activation)) == -1)
 			return (-1);
@@ -272,15 +278,15 @@ worker_address(struct worker *w, int *actfd)
 struct worker *
 worker_spawn(struct service *svc, int slot, char **cause)
 {
-	struct sn_service_conf	*sc = svc->conf;
-	struct template_vars	 tv;
-	struct worker		*w;
-	sigset_t		 all, old;
-	char			**argv;
-	int			 actfd, pipefd[2], ctl[2] = { -1, -1 };
-	int			 pass[2], npass = 0;
-	size_t			 i, n;
-	pid_t			 master = getpid();
+	struct sn_service_conf *sc = svc->conf;
+	struct template_vars    tv;
+	struct worker          *w;
+	sigset_t                all, old;
+	char                  **argv;
+	int                     actfd, pipefd[2], ctl[2] = { -1, -1 };
+	int                     pass[2], npass = 0;
+	size_t                  i, n;
+	pid_t                   master = getpid();
 
 	w = xcalloc(1, sizeof *w);
 	w->svc = svc;
@@ -294,8 +300,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	evtimer_assign(&w->timer, sn_base, worker_probe, w);
 
 	if (worker_address(w, &actfd) == -1) {
-		*cause = xasprintf("cannot set up the worker's address: %s",
-		    strerror(errno));
+		*cause = xasprintf(
+		    "cannot set up the worker's address: %s", strerror(errno));
 		worker_free(w);
 		return (NULL);
 	}
@@ -320,8 +326,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		*cause = xasprintf("pipe: %s", strerror(errno));
 		goto fail;
 	}
-	if (sc->control && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
-	    ctl) == -1) {
+	if (sc->control &&
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) == -1) {
 		*cause = xasprintf("socketpair: %s", strerror(errno));
 		close(pipefd[0]);
 		close(pipefd[1]);
@@ -358,8 +364,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w->state = WORKER_STARTING;
 	w->execfd = pipefd[0];
 	fd_nonblock(w->execfd);
-	event_assign(&w->execev, sn_base, w->execfd, EV_READ,
-	    worker_exec_report, w);
+	event_assign(
+	    &w->execev, sn_base, w->execfd, EV_READ, worker_exec_report, w);
 	event_add(&w->execev, NULL);
 	if (sc->backend == BACKEND_AGENT)
 		worker_timer(w, worker_probe, sc->ready_timeout);
@@ -384,9 +390,9 @@ fail:
 static void
 worker_exec_report(evutil_socket_t fd, short events, void *arg)
 {
-	struct worker		*w = arg;
-	struct exec_report	 rep;
-	ssize_t			 n;
+	struct worker     *w = arg;
+	struct exec_report rep;
+	ssize_t            n;
 
 	(void)events;
 	n = read(fd, &rep, sizeof rep);
@@ -400,8 +406,9 @@ worker_exec_report(evutil_socket_t fd, short events, void *arg)
 		w->exec_failed = 1;
 		log_errorx("service %s: worker %ld: %s %s: %s",
 		    w->svc->conf->name, (long)w->pid, stage_names[rep.stage],
-		    rep.stage == STAGE_CHDIR ? w->svc->conf->directory :
-		    w->svc->conf->exec_path, strerror(rep.error));
+		    rep.stage == STAGE_CHDIR ? w->svc->conf->directory
+					     : w->svc->conf->exec_path,
+		    strerror(rep.error));
 	}
 }
 
@@ -409,8 +416,8 @@ worker_exec_report(evutil_socket_t fd, short events, void *arg)
 static int
 worker_accepts(struct worker *w)
 {
-	socklen_t	len = sizeof(int);
-	int		error = 0, fd = w->probefd;
+	socklen_t len = sizeof(int);
+	int       error = 0, fd = w->probefd;
 
 	if (fd != -1) {
 		/* A TCP connect was in progress: did it finish? */
@@ -418,7 +425,7 @@ worker_accepts(struct worker *w)
 			error = errno;
 		if (error == 0) {
 			struct sockaddr_storage ss;
-			socklen_t sl = sizeof ss;
+			socklen_t               sl = sizeof ss;
 
 			if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 				goto ready;
@@ -451,7 +458,7 @@ ready:
 static void
 worker_set_ready(struct worker *w, const char *how)
 {
-	char	buf[ADDRSTRLEN];
+	char buf[ADDRSTRLEN];
 
 	w->state = WORKER_READY;
 	event_del(&w->timer);
@@ -460,16 +467,17 @@ worker_set_ready(struct worker *w, const char *how)
 		w->probefd = -1;
 	}
 	log_info("service %s: worker %ld: ready at %s after %lldms (%s)",
-	    w->svc->conf->name, (long)w->pid, addr_str((struct sockaddr *)
-	    &w->addr.ss, buf, sizeof buf), now_ms() - w->started, how);
+	    w->svc->conf->name, (long)w->pid,
+	    addr_str((struct sockaddr *)&w->addr.ss, buf, sizeof buf),
+	    now_ms() - w->started, how);
 	service_worker_ready(w->svc, w);
 }
 
 static void
 worker_probe(evutil_socket_t fd, short events, void *arg)
 {
-	struct worker	*w = arg;
-	long long	 age = now_ms() - w->started, next;
+	struct worker *w = arg;
+	long long      age = now_ms() - w->started, next;
 
 	(void)fd;
 	(void)events;
@@ -477,18 +485,21 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 		return;
 	if (w->svc->conf->backend != BACKEND_AGENT &&
 	    (w->svc->conf->activation || worker_accepts(w))) {
-		worker_set_ready(w, w->svc->conf->activation ?
-		    "socket activation" : "accepts connections");
+		worker_set_ready(w,
+		    w->svc->conf->activation ? "socket activation"
+					     : "accepts connections");
 		return;
 	}
 	if (age >= w->svc->conf->ready_timeout) {
 		log_warnx("service %s: worker %ld: not ready after %lldms, "
-		    "killing it", w->svc->conf->name, (long)w->pid, age);
+			  "killing it",
+		    w->svc->conf->name, (long)w->pid, age);
 		w->failed = 1;
 		worker_kill(w);
 		return;
 	}
-	/* Often while a worker is young, as most start fast; then 5 a second. */
+	/* Often while a worker is young, as most start fast; then 5 a second.
+	 */
 	next = age / 2;
 	if (next < PROBE_FIRST_MS)
 		next = PROBE_FIRST_MS;
@@ -507,10 +518,10 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 int
 worker_reported_ready(struct worker *w, const char *addr, char **cause)
 {
-	struct sockaddr_un	*sun = (struct sockaddr_un *)&w->addr.ss;
-	struct sn_addr		*a;
-	size_t			 n;
-	char			*tcp;
+	struct sockaddr_un *sun = (struct sockaddr_un *)&w->addr.ss;
+	struct sn_addr     *a;
+	size_t              n;
+	char               *tcp;
 
 	if (w->state != WORKER_STARTING)
 		return (0);
@@ -519,9 +530,10 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 		return (0);
 	}
 	if (strncmp(addr, "unix:", 5) == 0) {
-		if (addr[5] != '/' || strlen(addr + 5) >= sizeof sun->sun_path) {
-			*cause = xasprintf("ready: bad unix address \"%s\"",
-			    addr);
+		if (addr[5] != '/' ||
+		    strlen(addr + 5) >= sizeof sun->sun_path) {
+			*cause =
+			    xasprintf("ready: bad unix address \"%s\"", addr);
 			return (-1);
 		}
 		memset(&w->addr, 0, sizeof w->addr);
@@ -529,20 +541,22 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 		snprintf(sun->sun_path, sizeof sun->sun_path, "%s", addr + 5);
 		w->addr.len = sizeof *sun;
 	} else {
-		tcp = strchr(addr, ':') == NULL ? xasprintf("127.0.0.1:%s",
-		    addr) : xstrdup(addr);
+		tcp = strchr(addr, ':') == NULL
+		    ? xasprintf("127.0.0.1:%s", addr)
+		    : xstrdup(addr);
 		if (addr[0] == '\0' || strchr(tcp, '*') != NULL ||
 		    addr_parse(tcp, &a, &n, cause) == -1) {
 			if (addr[0] == '\0' || strchr(tcp, '*') != NULL)
 				*cause = xstrdup("ready: backend agent needs "
-				    "address=HOST:PORT or port=N");
+						 "address=HOST:PORT or port=N");
 			free(tcp);
 			return (-1);
 		}
 		free(tcp);
 		if (!addr_is_loopback(&a[0])) {
 			*cause = xasprintf("ready: %s is not a loopback "
-			    "address", addr);
+					   "address",
+			    addr);
 			free(a);
 			return (-1);
 		}
@@ -561,7 +575,7 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 void
 worker_stop(struct worker *w, const char *why)
 {
-	enum worker_state	was;
+	enum worker_state was;
 
 	if (w->state == WORKER_STOPPING || w->state == WORKER_EXITED)
 		return;
@@ -583,7 +597,7 @@ worker_stop(struct worker *w, const char *why)
 void
 worker_kill(struct worker *w)
 {
-	enum worker_state	was = w->state;
+	enum worker_state was = w->state;
 
 	if (was == WORKER_EXITED)
 		return;
@@ -599,22 +613,23 @@ worker_kill(struct worker *w)
 static void
 worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 {
-	struct worker	*w = arg;
+	struct worker *w = arg;
 
 	(void)fd;
 	(void)events;
 	if (!w->termed) {
 		log_info("service %s: worker %ld: still running %lldms after "
-		    "the drain request, sending SIGTERM", w->svc->conf->name,
-		    (long)w->pid, w->svc->conf->kill_timeout);
+			 "the drain request, sending SIGTERM",
+		    w->svc->conf->name, (long)w->pid,
+		    w->svc->conf->kill_timeout);
 		kill(w->pid, SIGTERM);
 		w->termed = 1;
 		worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
 		return;
 	}
 	log_warnx("service %s: worker %ld: still running %lldms after "
-	    "SIGTERM, sending SIGKILL", w->svc->conf->name, (long)w->pid,
-	    w->svc->conf->kill_timeout);
+		  "SIGTERM, sending SIGKILL",
+	    w->svc->conf->name, (long)w->pid, w->svc->conf->kill_timeout);
 	worker_kill(w);
 }
 
@@ -626,10 +641,10 @@ worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 int
 worker_exited(struct worker *w, int status)
 {
-	const char	*name = w->svc->conf->name;
-	long long	 age = now_ms() - w->started;
-	int		 expected = w->state == WORKER_STOPPING;
-	int		 quick;
+	const char *name = w->svc->conf->name;
+	long long   age = now_ms() - w->started;
+	int         expected = w->state == WORKER_STOPPING;
+	int         quick;
 
 	w->reaped = 1;
 	quick = w->failed ||
@@ -637,13 +652,15 @@ worker_exited(struct worker *w, int status)
 	if (w->exec_failed)
 		quick = 1;
 	else if (WIFEXITED(status))
-		(expected ? log_info : log_warnx)("service %s: worker %ld: "
-		    "exited with status %d after %lldms", name, (long)w->pid,
-		    WEXITSTATUS(status), age);
+		(expected ? log_info : log_warnx)(
+		    "service %s: worker %ld: "
+		    "exited with status %d after %lldms",
+		    name, (long)w->pid, WEXITSTATUS(status), age);
 	else if (WIFSIGNALED(status))
-		(expected ? log_info : log_warnx)("service %s: worker %ld: "
-		    "killed by signal %d (%s) after %lldms", name,
-		    (long)w->pid, WTERMSIG(status),
+		(expected ? log_info : log_warnx)(
+		    "service %s: worker %ld: "
+		    "killed by signal %d (%s) after %lldms",
+		    name, (long)w->pid, WTERMSIG(status),
 		    strsignal(WTERMSIG(status)), age);
 	event_del(&w->timer);
 	if (w->probefd != -1) {

@@ -182,7 +182,7 @@ def connection_key(obj):
     an asyncio transport or StreamWriter (its "socket"/"peername" extra
     info); a WSGI environ (environ["gunicorn.socket"], else REMOTE_PORT);
     a peer address as returned by getpeername(); an int port; a str key
-    ("54321", "127.0.0.1:54321", "@0001f")."""
+    ("54321", "127.0.0.1:54321", "@sn-1a65-1f")."""
     if obj is None:
         return None
     if isinstance(obj, bool):

@@ -29,10 +29,10 @@
 
 #include <socketnaut.h>
 
-#define MAX_CONNS	256
-#define REQ_MAX		8192
-#define QUERY_MS	2000	/* then answer without the client address */
-#define CONN_MS		30000	/* a client that never sends a request */
+#define MAX_CONNS 256
+#define REQ_MAX   8192
+#define QUERY_MS  2000  /* then answer without the client address */
+#define CONN_MS   30000 /* a client that never sends a request */
 
 enum conn_state {
 	CONN_FREE,
@@ -42,26 +42,26 @@ enum conn_state {
 };
 
 struct conn {
-	enum conn_state	 state;
-	int		 fd;
-	int64_t		 since;
-	uint32_t	 query;
-	char		 req[REQ_MAX];
-	size_t		 reqlen;
-	char		 out[1024];
-	size_t		 outlen;
-	size_t		 outoff;
+	enum conn_state state;
+	int             fd;
+	int64_t         since;
+	uint32_t        query;
+	char            req[REQ_MAX];
+	size_t          reqlen;
+	char            out[1024];
+	size_t          outlen;
+	size_t          outoff;
 };
 
-static struct sn_agent	*agent;
-static struct conn	 conns[MAX_CONNS];
-static int		 listen_fd = -1;
-static int		 draining;
+static struct sn_agent *agent;
+static struct conn      conns[MAX_CONNS];
+static int              listen_fd = -1;
+static int              draining;
 
 static void __attribute__((format(printf, 2, 3)))
 logmsg(int level, const char *fmt, ...)
 {
-	va_list	ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	if (agent != NULL)
@@ -77,7 +77,7 @@ logmsg(int level, const char *fmt, ...)
 static int64_t
 now_ms(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
@@ -87,11 +87,11 @@ now_ms(void)
 static int
 listen_on(const char *path, int *port)
 {
-	struct sockaddr_un	sun;
-	struct sockaddr_in	sin;
-	socklen_t		len = sizeof sin;
-	const char		*p;
-	int			fd;
+	struct sockaddr_un sun;
+	struct sockaddr_in sin;
+	socklen_t          len = sizeof sin;
+	const char        *p;
+	int                fd;
 
 	*port = 0;
 	if (path != NULL) {
@@ -102,8 +102,8 @@ listen_on(const char *path, int *port)
 			return (-1);
 		}
 		strcpy(sun.sun_path, path);
-		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0)) == -1)
+		if ((fd = socket(AF_UNIX,
+			 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 			return (-1);
 		unlink(path);
 		if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
@@ -119,8 +119,8 @@ listen_on(const char *path, int *port)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if ((p = getenv("PORT")) != NULL)
 		sin.sin_port = htons((uint16_t)atoi(p));
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) == -1)
+	if ((fd = socket(
+		 AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		return (-1);
 	if (bind(fd, (struct sockaddr *)&sin, sizeof sin) == -1 ||
 	    listen(fd, 128) == -1 ||
@@ -146,43 +146,45 @@ conn_close(struct conn *c)
 static void
 conn_answer(struct conn *c, const struct sn_peer_info *info)
 {
-	char	client[SN_AGENT_ADDRSTRLEN + 16], via[SN_AGENT_ADDRSTRLEN + 16];
-	char	body[512];
-	size_t	mlen, tlen;
-	int	n;
+	char   client[SN_AGENT_ADDRSTRLEN + 16], via[SN_AGENT_ADDRSTRLEN + 16];
+	char   body[512];
+	size_t mlen, tlen;
+	int    n;
 
 	mlen = strcspn(c->req, " \r\n");
 	tlen = mlen < c->reqlen ? strcspn(c->req + mlen + 1, " \r\n") : 0;
 	if (info != NULL) {
-		snprintf(client, sizeof client, info->remote.family ==
-		    AF_INET6 ? "[%s]:%d" : "%s:%d", info->remote.address,
-		    info->remote.port);
-		snprintf(via, sizeof via, info->local.family == AF_INET6 ?
-		    "[%s]:%d" : "%s:%d", info->local.address,
-		    info->local.port);
+		snprintf(client, sizeof client,
+		    info->remote.family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+		    info->remote.address, info->remote.port);
+		snprintf(via, sizeof via,
+		    info->local.family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+		    info->local.address, info->local.port);
 	} else {
 		snprintf(client, sizeof client, "unknown");
 		snprintf(via, sizeof via, "unknown");
 	}
-	logmsg(LOG_INFO, "%.*s %.*s from %s via %s", (int)(mlen > 16 ? 16 :
-	    mlen), c->req, (int)(tlen > 200 ? 200 : tlen),
-	    c->req + mlen + (mlen < c->reqlen), client, via);
+	logmsg(LOG_INFO, "%.*s %.*s from %s via %s",
+	    (int)(mlen > 16 ? 16 : mlen), c->req,
+	    (int)(tlen > 200 ? 200 : tlen), c->req + mlen + (mlen < c->reqlen),
+	    client, via);
 	n = snprintf(body, sizeof body,
 	    "your address: %s\nlistener: %s\nworker pid: %ld\n", client, via,
 	    (long)getpid());
 	n = snprintf(c->out, sizeof c->out,
 	    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s", n, body);
+	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+	    n, body);
 	c->outlen = (size_t)n < sizeof c->out ? (size_t)n : sizeof c->out - 1;
 	c->outoff = 0;
 	c->state = CONN_WRITING;
 }
 
 static void
-on_peer_info(struct sn_agent *a, uint32_t id, const struct sn_peer_info *info,
-    void *arg)
+on_peer_info(
+    struct sn_agent *a, uint32_t id, const struct sn_peer_info *info, void *arg)
 {
-	int	i;
+	int i;
 
 	(void)a;
 	(void)arg;
@@ -209,8 +211,8 @@ on_drain(struct sn_agent *a, void *arg)
 static void
 conn_request(struct conn *c)
 {
-	if (agent == NULL || sn_agent_peer_query(agent, c->fd, &c->query) ==
-	    -1) {
+	if (agent == NULL ||
+	    sn_agent_peer_query(agent, c->fd, &c->query) == -1) {
 		conn_answer(c, NULL);
 		return;
 	}
@@ -221,7 +223,7 @@ conn_request(struct conn *c)
 static void
 conn_read(struct conn *c)
 {
-	ssize_t	n;
+	ssize_t n;
 
 	n = recv(c->fd, c->req + c->reqlen, sizeof c->req - 1 - c->reqlen, 0);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
@@ -240,10 +242,10 @@ conn_read(struct conn *c)
 static void
 conn_write(struct conn *c)
 {
-	ssize_t	n;
+	ssize_t n;
 
-	n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
-	    MSG_NOSIGNAL);
+	n = send(
+	    c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n == -1) {
@@ -260,11 +262,11 @@ conn_write(struct conn *c)
 static void
 accept_all(void)
 {
-	int	fd, i;
+	int fd, i;
 
 	for (;;) {
-		fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK |
-		    SOCK_CLOEXEC);
+		fd = accept4(
+		    listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1)
 			return;
 		for (i = 0; i < MAX_CONNS; i++) {
@@ -286,12 +288,12 @@ accept_all(void)
 static void
 conns_expire(void)
 {
-	int64_t	now = now_ms();
-	int	i;
+	int64_t now = now_ms();
+	int     i;
 
 	for (i = 0; i < MAX_CONNS; i++) {
-		if (conns[i].state == CONN_QUERYING && (agent == NULL ||
-		    now - conns[i].since > QUERY_MS))
+		if (conns[i].state == CONN_QUERYING &&
+		    (agent == NULL || now - conns[i].since > QUERY_MS))
 			conn_answer(&conns[i], NULL);
 		else if (conns[i].state == CONN_READING &&
 		    now - conns[i].since > CONN_MS)
@@ -302,7 +304,7 @@ conns_expire(void)
 static int
 conns_busy(void)
 {
-	int	i;
+	int i;
 
 	for (i = 0; i < MAX_CONNS; i++) {
 		if (conns[i].state != CONN_FREE)
@@ -314,10 +316,10 @@ conns_busy(void)
 int
 main(int argc, char **argv)
 {
-	struct pollfd	 pfd[MAX_CONNS + 2];
-	int		 who[MAX_CONNS + 2];
-	const char	*path;
-	int		 n, i, port;
+	struct pollfd pfd[MAX_CONNS + 2];
+	int           who[MAX_CONNS + 2];
+	const char   *path;
+	int           n, i, port;
 
 	signal(SIGPIPE, SIG_IGN);
 	path = argc > 1 ? argv[1] : getenv("SOCKETNAUT_SOCKET");
@@ -327,8 +329,8 @@ main(int argc, char **argv)
 	if ((listen_fd = listen_on(path, &port)) == -1)
 		return (1);
 	/* Backend "agent": the master connects to the port reported here. */
-	if ((port != 0 ? sn_agent_ready_port(agent, port) :
-	    sn_agent_ready(agent, NULL)) == -1)
+	if ((port != 0 ? sn_agent_ready_port(agent, port)
+		       : sn_agent_ready(agent, NULL)) == -1)
 		fprintf(stderr, "ready: %s\n", strerror(errno));
 	if (port != 0)
 		logmsg(LOG_INFO, "listening on 127.0.0.1:%d", port);
@@ -343,8 +345,8 @@ main(int argc, char **argv)
 		n = 0;
 		if (agent != NULL) {
 			pfd[n].fd = sn_agent_fd(agent);
-			pfd[n].events = POLLIN |
-			    (sn_agent_want_write(agent) ? POLLOUT : 0);
+			pfd[n].events =
+			    POLLIN | (sn_agent_want_write(agent) ? POLLOUT : 0);
 			who[n++] = -1;
 		}
 		if (listen_fd != -1) {
@@ -356,8 +358,9 @@ main(int argc, char **argv)
 			if (conns[i].state == CONN_READING ||
 			    conns[i].state == CONN_WRITING) {
 				pfd[n].fd = conns[i].fd;
-				pfd[n].events = conns[i].state ==
-				    CONN_READING ? POLLIN : POLLOUT;
+				pfd[n].events = conns[i].state == CONN_READING
+				    ? POLLIN
+				    : POLLOUT;
 				who[n++] = i;
 			}
 		}

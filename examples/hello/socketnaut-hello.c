@@ -30,71 +30,70 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEADER	(16 * 1024)
-#define MAX_BODY	(64ULL * 1024 * 1024)
-#define MAX_STREAM	(1024ULL * 1024 * 1024)
-#define MAX_MS		3600000ULL
-#define READ_SIZE	(64 * 1024)
-#define CHUNK_SIZE	(64 * 1024)
-#define WRITE_TURN	(1024 * 1024)	/* per connection and round */
-#define KEEP_BUFFER	(1024 * 1024)	/* larger idle buffers go */
-#define ACCEPT_BATCH	64
-#define ACCEPT_PAUSE_NS	(100 * 1000000LL)
-#define LINGER_NS	(2000 * 1000000LL)
+#define MAX_HEADER      (16 * 1024)
+#define MAX_BODY        (64ULL * 1024 * 1024)
+#define MAX_STREAM      (1024ULL * 1024 * 1024)
+#define MAX_MS          3600000ULL
+#define READ_SIZE       (64 * 1024)
+#define CHUNK_SIZE      (64 * 1024)
+#define WRITE_TURN      (1024 * 1024) /* per connection and round */
+#define KEEP_BUFFER     (1024 * 1024) /* larger idle buffers go */
+#define ACCEPT_BATCH    64
+#define ACCEPT_PAUSE_NS (100 * 1000000LL)
+#define LINGER_NS       (2000 * 1000000LL)
 
 struct buf {
-	char	*data;
-	size_t	 len;
-	size_t	 cap;
+	char  *data;
+	size_t len;
+	size_t cap;
 };
 
 struct conn {
-	int		 fd;
-	struct buf	 in;
-	size_t		 need;		/* length of this request */
-	int		 continued;	/* "100 Continue" sent for it */
-	struct buf	 out;
-	size_t		 out_off;
-	uint64_t	 stream_left;	/* generated body yet to send */
-	uint64_t	 stream_pos;
-	int		 drip;
-	unsigned	 drip_ms;
-	int		 drip_wait;
-	int		 eof;
-	int		 close_after;
-	int64_t		 linger_until;	/* set once half-closed */
+	int        fd;
+	struct buf in;
+	size_t     need;      /* length of this request */
+	int        continued; /* "100 Continue" sent for it */
+	struct buf out;
+	size_t     out_off;
+	uint64_t   stream_left; /* generated body yet to send */
+	uint64_t   stream_pos;
+	int        drip;
+	unsigned   drip_ms;
+	int        drip_wait;
+	int        eof;
+	int        close_after;
+	int64_t    linger_until; /* set once half-closed */
 };
 
 struct request {
-	char		 method[16];
-	char		 target[4096];
-	size_t		 path_len;
-	const char	*query;
-	int		 minor;
-	int		 head_only;
-	int		 has_length;
-	uint64_t	 length;
-	int		 chunked;
-	int		 expect_continue;
-	int		 conn_close;
-	int		 conn_keepalive;
+	char        method[16];
+	char        target[4096];
+	size_t      path_len;
+	const char *query;
+	int         minor;
+	int         head_only;
+	int         has_length;
+	uint64_t    length;
+	int         chunked;
+	int         expect_continue;
+	int         conn_close;
+	int         conn_keepalive;
 };
 
-static volatile sig_atomic_t	 quit;
-static sigset_t			 waitmask;
-static int			 verbose;
-static unsigned			 delay_ms;
-static const char		*worker = "-";
-static long			 mypid;
-static char			 pattern[CHUNK_SIZE + 26];
-static struct conn		**conns;
-static size_t			 nconns;
+static volatile sig_atomic_t quit;
+static sigset_t              waitmask;
+static int                   verbose;
+static unsigned              delay_ms;
+static const char           *worker = "-";
+static long                  mypid;
+static char                  pattern[CHUNK_SIZE + 26];
+static struct conn         **conns;
+static size_t                nconns;
 
-static void __attribute__((format(printf, 1, 2)))
-logmsg(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2))) logmsg(const char *fmt, ...)
 {
-	char	line[1024];
-	va_list	ap;
+	char    line[1024];
+	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
@@ -114,7 +113,7 @@ on_signal(int sig)
 static int64_t
 now_ns(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
@@ -124,8 +123,8 @@ now_ns(void)
 static void
 sleep_ms(unsigned ms)
 {
-	int64_t		end = now_ns() + (int64_t)ms * 1000000, left;
-	struct timespec	ts;
+	int64_t         end = now_ns() + (int64_t)ms * 1000000, left;
+	struct timespec ts;
 
 	while (!quit && (left = end - now_ns()) > 0) {
 		ts.tv_sec = left / 1000000000;
@@ -138,7 +137,7 @@ sleep_ms(unsigned ms)
 static int
 parse_number(const char *s, uint64_t max, uint64_t *out)
 {
-	uint64_t	n = 0;
+	uint64_t n = 0;
 
 	if (*s == '\0')
 		return (-1);
@@ -155,8 +154,8 @@ parse_number(const char *s, uint64_t max, uint64_t *out)
 static int
 buf_reserve(struct buf *b, size_t extra)
 {
-	size_t	 cap;
-	char	*p;
+	size_t cap;
+	char  *p;
 
 	if (b->cap - b->len >= extra)
 		return (0);
@@ -212,13 +211,13 @@ token_is(const char *p, size_t len, const char *word)
 static void
 http_connection(struct request *req, const char *p, size_t len)
 {
-	const char	*end = p + len, *tok;
+	const char *end = p + len, *tok;
 
 	while (p < end) {
 		while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
 			p++;
-		for (tok = p; p < end && *p != ',' && *p != ' ' &&
-		    *p != '\t'; p++)
+		for (tok = p; p < end && *p != ',' && *p != ' ' && *p != '\t';
+		     p++)
 			;
 		if (token_is(tok, p - tok, "close"))
 			req->conn_close = 1;
@@ -229,11 +228,11 @@ http_connection(struct request *req, const char *p, size_t len)
 
 /* Applies one header field; returns an error status or 0. */
 static int
-http_header(struct request *req, const char *name, size_t nlen,
-    const char *v, size_t vlen)
+http_header(struct request *req, const char *name, size_t nlen, const char *v,
+    size_t vlen)
 {
-	uint64_t	n = 0;
-	size_t		i;
+	uint64_t n = 0;
+	size_t   i;
 
 	if (token_is(name, nlen, "content-length")) {
 		if (vlen == 0)
@@ -264,9 +263,9 @@ http_header(struct request *req, const char *name, size_t nlen,
 static int
 http_parse(const char *p, size_t len, struct request *req)
 {
-	const char	*end = p + len, *eol, *sp, *colon, *v, *ve;
-	size_t		 n;
-	int		 status;
+	const char *end = p + len, *eol, *sp, *colon, *v, *ve;
+	size_t      n;
+	int         status;
 
 	memset(req, 0, sizeof *req);
 	eol = memmem(p, end - p, "\r\n", 2);
@@ -295,8 +294,8 @@ http_parse(const char *p, size_t len, struct request *req)
 		req->query++;
 
 	p = sp + 1;
-	if (eol - p != 8 || strncmp(p, "HTTP/1.", 7) != 0 ||
-	    p[7] < '0' || p[7] > '9')
+	if (eol - p != 8 || strncmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' ||
+	    p[7] > '9')
 		return (400);
 	req->minor = p[7] - '0';
 
@@ -325,8 +324,8 @@ http_parse(const char *p, size_t len, struct request *req)
 static int
 query_get(const char *q, const char *name, char *val, size_t size)
 {
-	const char	*end, *eq;
-	size_t		 len;
+	const char *end, *eq;
+	size_t      len;
 
 	for (; *q != '\0'; q = *end != '\0' ? end + 1 : end) {
 		end = strchrnul(q, '&');
@@ -348,7 +347,7 @@ query_get(const char *q, const char *name, char *val, size_t size)
 static int
 query_number(const char *q, const char *name, uint64_t max, uint64_t *n)
 {
-	char	val[32];
+	char val[32];
 
 	if (query_get(q, name, val, sizeof val) == -1)
 		return (-1);
@@ -359,15 +358,18 @@ static const char *
 status_text(int status)
 {
 	static const struct {
-		int		 status;
-		const char	*text;
+		int         status;
+		const char *text;
 	} texts[] = {
-		{ 200, "OK" }, { 400, "Bad Request" }, { 404, "Not Found" },
-		{ 411, "Length Required" }, { 413, "Content Too Large" },
+		{ 200, "OK" },
+		{ 400, "Bad Request" },
+		{ 404, "Not Found" },
+		{ 411, "Length Required" },
+		{ 413, "Content Too Large" },
 		{ 414, "URI Too Long" },
 		{ 431, "Request Header Fields Too Large" },
 	};
-	size_t	i;
+	size_t i;
 
 	for (i = 0; i < sizeof texts / sizeof texts[0]; i++)
 		if (texts[i].status == status)
@@ -377,12 +379,12 @@ status_text(int status)
 
 /* Queues the status line and header of a reply whose body is len bytes. */
 static int
-respond_head(struct conn *c, const struct request *req, int status,
-    uint64_t len)
+respond_head(
+    struct conn *c, const struct request *req, int status, uint64_t len)
 {
-	const char	*connection = "";
-	char		 head[256];
-	int		 n;
+	const char *connection = "";
+	char        head[256];
+	int         n;
 
 	if (c->close_after)
 		connection = "Connection: close\r\n";
@@ -391,7 +393,8 @@ respond_head(struct conn *c, const struct request *req, int status,
 	if (verbose)
 		logmsg("%s %s %d %" PRIu64, req->method[0] ? req->method : "-",
 		    req->target[0] ? req->target : "-", status, len);
-	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n"
+	n = snprintf(head, sizeof head,
+	    "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: text/plain\r\n"
 	    "Content-Length: %" PRIu64 "\r\n%s\r\n",
 	    status, status_text(status), len, connection);
@@ -400,8 +403,8 @@ respond_head(struct conn *c, const struct request *req, int status,
 
 /* Queues a whole reply; returns 1, or -1 when memory runs out. */
 static int
-respond(struct conn *c, const struct request *req, int status,
-    const char *body, size_t len)
+respond(struct conn *c, const struct request *req, int status, const char *body,
+    size_t len)
 {
 	if (respond_head(c, req, status, len) == -1)
 		return (-1);
@@ -410,13 +413,12 @@ respond(struct conn *c, const struct request *req, int status,
 	return (1);
 }
 
-static int __attribute__((format(printf, 4, 5)))
-respond_text(struct conn *c, const struct request *req, int status,
-    const char *fmt, ...)
+static int __attribute__((format(printf, 4, 5))) respond_text(
+    struct conn *c, const struct request *req, int status, const char *fmt, ...)
 {
-	char	*text;
-	va_list	 ap;
-	int	 n;
+	char   *text;
+	va_list ap;
+	int     n;
 
 	va_start(ap, fmt);
 	n = vasprintf(&text, fmt, ap);
@@ -430,8 +432,8 @@ respond_text(struct conn *c, const struct request *req, int status,
 
 /* Queues a reply whose body of n bytes is generated as it is sent. */
 static int
-respond_stream(struct conn *c, const struct request *req, uint64_t n,
-    int drip, unsigned drip_ms)
+respond_stream(struct conn *c, const struct request *req, uint64_t n, int drip,
+    unsigned drip_ms)
 {
 	if (respond_head(c, req, 200, n) == -1)
 		return (-1);
@@ -460,13 +462,12 @@ path_is(const struct request *req, const char *path)
 
 /* Answers one complete request; returns 1, or -1 when memory runs out. */
 static int
-route(struct conn *c, const struct request *req, const char *body,
-    size_t len)
+route(struct conn *c, const struct request *req, const char *body, size_t len)
 {
-	const char	*q = req->query, *value;
-	char		 name[256];
-	uint64_t	 n, ms;
-	int		 get;
+	const char *q = req->query, *value;
+	char        name[256];
+	uint64_t    n, ms;
+	int         get;
 
 	if (req->minor >= 1)
 		c->close_after = req->conn_close;
@@ -495,8 +496,8 @@ route(struct conn *c, const struct request *req, const char *body,
 	if (path_is(req, "/drip")) {
 		if (query_number(q, "n", MAX_STREAM, &n) == -1 ||
 		    query_number(q, "ms", MAX_MS, &ms) == -1)
-			return (respond_text(c, req, 400,
-			    "need n=BYTES&ms=MS\n"));
+			return (
+			    respond_text(c, req, 400, "need n=BYTES&ms=MS\n"));
 		return (respond_stream(c, req, n, 1, (unsigned)ms));
 	}
 	if (path_is(req, "/sleep")) {
@@ -530,11 +531,11 @@ conn_consume(struct conn *c, size_t n)
 static int
 conn_handle(struct conn *c)
 {
-	static const char	 cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-	struct request		 req;
-	const char		*end;
-	size_t			 skip = 0, hlen;
-	int			 status, r;
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct request    req;
+	const char       *end;
+	size_t            skip = 0, hlen;
+	int               status, r;
 
 	while (skip + 1 < c->in.len && c->in.data[skip] == '\r' &&
 	    c->in.data[skip + 1] == '\n')
@@ -563,8 +564,9 @@ conn_handle(struct conn *c)
 		c->need = hlen + req.length;
 		if (req.expect_continue && req.minor >= 1 && !c->continued) {
 			c->continued = 1;
-			return (buf_add(&c->out, cont, sizeof cont - 1) == -1 ?
-			    -1 : 1);
+			return (buf_add(&c->out, cont, sizeof cont - 1) == -1
+				? -1
+				: 1);
 		}
 		return (0);
 	}
@@ -579,9 +581,9 @@ conn_handle(struct conn *c)
 static int
 conn_flush(struct conn *c)
 {
-	const char	*p;
-	size_t		 len, sent = 0;
-	ssize_t		 n;
+	const char *p;
+	size_t      len, sent = 0;
+	ssize_t     n;
 
 	while (sent < WRITE_TURN) {
 		if (c->out_off < c->out.len) {
@@ -589,11 +591,11 @@ conn_flush(struct conn *c)
 			len = c->out.len - c->out_off;
 		} else if (c->stream_left > 0) {
 			p = pattern + c->stream_pos % 26;
-			len = c->stream_left < CHUNK_SIZE ? c->stream_left :
-			    CHUNK_SIZE;
+			len = c->stream_left < CHUNK_SIZE ? c->stream_left
+							  : CHUNK_SIZE;
 			if (c->drip) {
 				if (sent > 0)
-					return (0);	/* let others run */
+					return (0); /* let others run */
 				if (c->drip_wait)
 					sleep_ms(c->drip_ms);
 				c->drip_wait = 0;
@@ -627,8 +629,8 @@ conn_flush(struct conn *c)
 static int
 conn_read(struct conn *c)
 {
-	size_t	want = READ_SIZE;
-	ssize_t	n;
+	size_t  want = READ_SIZE;
+	ssize_t n;
 
 	if (c->need > c->in.len && c->need - c->in.len > want)
 		want = c->need - c->in.len;
@@ -659,13 +661,13 @@ conn_linger(struct conn *c)
 static int
 conn_drain(struct conn *c)
 {
-	char	discard[4096];
-	ssize_t	n;
+	char    discard[4096];
+	ssize_t n;
 
 	while ((n = read(c->fd, discard, sizeof discard)) > 0)
 		;
-	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
-	    errno != EINTR))
+	if (n == 0 ||
+	    (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 		return (-1);
 	return (0);
 }
@@ -674,7 +676,7 @@ conn_drain(struct conn *c)
 static int
 conn_run(struct conn *c)
 {
-	int	r;
+	int r;
 
 	for (;;) {
 		if ((r = conn_flush(c)) != 1)
@@ -711,9 +713,9 @@ conn_free(struct conn *c)
 static void
 conn_accept(int lfd, int64_t *pause_until)
 {
-	static size_t	 cap;
-	struct conn	*c, **p;
-	int		 fd, i, one = 1;
+	static size_t cap;
+	struct conn  *c, **p;
+	int           fd, i, one = 1;
 
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -728,11 +730,11 @@ conn_accept(int lfd, int64_t *pause_until)
 				*pause_until = now_ns() + ACCEPT_PAUSE_NS;
 			return;
 		}
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-		    sizeof one);
+		(void)setsockopt(
+		    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if (nconns == cap) {
 			if ((p = reallocarray(conns, cap ? cap * 2 : 64,
-			    sizeof *p)) == NULL) {
+				 sizeof *p)) == NULL) {
 				close(fd);
 				return;
 			}
@@ -752,11 +754,11 @@ conn_accept(int lfd, int64_t *pause_until)
 static int
 listen_activated(void)
 {
-	int		accepting = 0, flags;
-	socklen_t	len = sizeof accepting;
+	int       accepting = 0, flags;
+	socklen_t len = sizeof accepting;
 
-	if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == -1
-	    || !accepting) {
+	if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == -1 ||
+	    !accepting) {
 		logmsg("LISTEN_FDS is set but fd 3 is not a listening socket");
 		return (-1);
 	}
@@ -772,9 +774,9 @@ listen_activated(void)
 static int
 listen_unix(const char *path)
 {
-	struct sockaddr_un	sun;
-	struct stat		sb;
-	int			fd;
+	struct sockaddr_un sun;
+	struct stat        sb;
+	int                fd;
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
@@ -802,8 +804,8 @@ listen_unix(const char *path)
 static int
 listen_tcp(uint16_t port)
 {
-	struct sockaddr_in	sin;
-	int			fd, one = 1;
+	struct sockaddr_in sin;
+	int                fd, one = 1;
 
 	memset(&sin, 0, sizeof sin);
 	sin.sin_family = AF_INET;
@@ -822,10 +824,10 @@ listen_tcp(uint16_t port)
 	return (fd);
 }
 
-static void __attribute__((noreturn))
-usage(void)
+static void __attribute__((noreturn)) usage(void)
 {
-	fprintf(stderr, "usage: socketnaut-hello [-v] [--delay MS] "
+	fprintf(stderr,
+	    "usage: socketnaut-hello [-v] [--delay MS] "
 	    "[--socket PATH | --port PORT]\n"
 	    "Without either it uses LISTEN_FDS/LISTEN_PID (fd 3), "
 	    "$SOCKETNAUT_SOCKET or $PORT.\n");
@@ -836,7 +838,7 @@ usage(void)
 static const char *
 setting(const char *opt, const char *env)
 {
-	const char	*v = getenv(env);
+	const char *v = getenv(env);
 
 	if (opt != NULL)
 		return (opt);
@@ -847,10 +849,10 @@ setting(const char *opt, const char *env)
 static int
 listen_open(const char *socket_opt, const char *port_opt)
 {
-	const char	*fds = getenv("LISTEN_FDS");
-	const char	*pid = getenv("LISTEN_PID");
-	const char	*path, *port;
-	uint64_t	 n;
+	const char *fds = getenv("LISTEN_FDS");
+	const char *pid = getenv("LISTEN_PID");
+	const char *path, *port;
+	uint64_t    n;
 
 	if (fds != NULL && pid != NULL && strcmp(fds, "1") == 0 &&
 	    parse_number(pid, INT32_MAX, &n) == 0 && (long)n == mypid)
@@ -871,8 +873,8 @@ listen_open(const char *socket_opt, const char *port_opt)
 static void
 signals_init(void)
 {
-	struct sigaction	sa;
-	sigset_t		block;
+	struct sigaction sa;
+	sigset_t         block;
 
 	memset(&sa, 0, sizeof sa);
 	sigemptyset(&sa.sa_mask);
@@ -893,8 +895,8 @@ signals_init(void)
 static int64_t
 conns_expire(int64_t now, int64_t pause_until)
 {
-	int64_t	timeout = pause_until > now ? pause_until - now : -1;
-	size_t	i, j;
+	int64_t timeout = pause_until > now ? pause_until - now : -1;
+	size_t  i, j;
 
 	for (i = j = 0; i < nconns; i++) {
 		if (conns[i]->linger_until != 0) {
@@ -916,12 +918,12 @@ conns_expire(int64_t now, int64_t pause_until)
 static void
 serve(int lfd)
 {
-	struct pollfd	*pfd = NULL, *p;
-	struct conn	*c;
-	struct timespec	 ts;
-	int64_t		 now, timeout, pause_until = 0;
-	size_t		 i, j, npfd = 0, polled;
-	int		 r;
+	struct pollfd  *pfd = NULL, *p;
+	struct conn    *c;
+	struct timespec ts;
+	int64_t         now, timeout, pause_until = 0;
+	size_t          i, j, npfd = 0, polled;
+	int             r;
 
 	while (!quit) {
 		now = now_ns();
@@ -944,7 +946,7 @@ serve(int lfd)
 		ts.tv_nsec = timeout % 1000000000;
 		polled = nconns;
 		if (ppoll(pfd, polled + 1, timeout == -1 ? NULL : &ts,
-		    &waitmask) == -1) {
+			&waitmask) == -1) {
 			if (errno == EINTR)
 				continue;
 			logmsg("poll: %s", strerror(errno));
@@ -975,18 +977,16 @@ serve(int lfd)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "socket", required_argument, NULL, 's' },
+	static const struct option longopts[] = { { "socket", required_argument,
+						      NULL, 's' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "delay", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	const char	*socket_opt = NULL, *port_opt = NULL;
-	const char	*delay_opt = NULL, *delay;
-	uint64_t	 n;
-	size_t		 i;
-	int		 ch, lfd;
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+	const char                *socket_opt = NULL, *port_opt = NULL;
+	const char                *delay_opt = NULL, *delay;
+	uint64_t                   n;
+	size_t                     i;
+	int                        ch, lfd;
 
 	while ((ch = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		switch (ch) {

@@ -13,31 +13,30 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SN_PROTO_VERSION	1
-#define SN_PROTO_HDR		4
-#define SN_PROTO_MAX		4096
+#define SN_PROTO_VERSION 1
+#define SN_PROTO_HDR     4
+#define SN_PROTO_MAX     4096
 
 enum sn_msg_type {
 	/* worker to master */
-	SN_MSG_READY = 0x01,		/* [address=HOST:PORT | port=N] */
-	SN_MSG_PEER_QUERY = 0x02,	/* id=N, key=K */
-	SN_MSG_LOG = 0x03,		/* level=0..7, text=... */
-	SN_MSG_DRAINED = 0x04,		/* (empty) */
+	SN_MSG_READY = 0x01,      /* [address=HOST:PORT | port=N] */
+	SN_MSG_PEER_QUERY = 0x02, /* id=N, key=K */
+	SN_MSG_LOG = 0x03,        /* level=0..7, text=... */
+	SN_MSG_DRAINED = 0x04,    /* (empty) */
 	/* master to worker */
-	SN_MSG_PEER_INFO = 0x81,	/* id, status, remote_*, local_* */
-	SN_MSG_DRAIN = 0x82,		/* (empty) */
+	SN_MSG_PEER_INFO = 0x81, /* id, status, remote_*, local_* */
+	SN_MSG_DRAIN = 0x82,     /* (empty) */
 };
 
 struct sn_msg {
-	uint8_t		 type;
-	uint16_t	 len;
-	const char	*payload;	/* not NUL-terminated */
+	uint8_t     type;
+	uint16_t    len;
+	const char *payload; /* not NUL-terminated */
 };
 
-ssize_t	 sn_proto_parse(const void *, size_t, struct sn_msg *,
-	     const char **);
-ssize_t	 sn_proto_frame(void *, size_t, uint8_t, const char *, size_t);
-int	 sn_proto_field(const struct sn_msg *, const char *, char *, size_t);
+ssize_t sn_proto_parse(const void *, size_t, struct sn_msg *, const char **);
+ssize_t sn_proto_frame(void *, size_t, uint8_t, const char *, size_t);
+int     sn_proto_field(const struct sn_msg *, const char *, char *, size_t);
 const char *sn_proto_type_name(uint8_t);
 
 #endif

@@ -9,19 +9,25 @@
 
 #include "socketnaut/proto.h"
 
-int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char	*keys[] = {
-		"address", "port", "id", "key", "level", "text", "status",
+	static const char *keys[] = {
+		"address",
+		"port",
+		"id",
+		"key",
+		"level",
+		"text",
+		"status",
 	};
-	struct sn_msg		 m;
-	const char		*cause;
-	char			 v[SN_PROTO_MAX + 1], out[SN_PROTO_HDR + SN_PROTO_MAX];
-	size_t			 off = 0, i;
-	ssize_t			 n;
+	struct sn_msg m;
+	const char   *cause;
+	char          v[SN_PROTO_MAX + 1], out[SN_PROTO_HDR + SN_PROTO_MAX];
+	size_t        off = 0, i;
+	ssize_t       n;
 
 	while (off < size) {
 		n = sn_proto_parse(data + off, size - off, &m, &cause);
@@ -36,7 +42,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		/* What parses must frame back to the same bytes. */
 		if (sn_proto_frame(out, sizeof out, m.type, m.payload, m.len) !=
-		    n || memcmp(out, data + off, n) != 0)
+			n ||
+		    memcmp(out, data + off, n) != 0)
 			__builtin_trap();
 		off += n;
 	}

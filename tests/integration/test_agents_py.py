@@ -418,7 +418,7 @@ class PythonAgentTest(AgentTestBase):
     def test_unix_backend_worker_reports_ready_and_gets_peer_info(self):
         d = self.start_daemon([self.worker_service("unix", worker_count=1)])
         body, mine, peer = get_json(d.port, timeout=20)
-        self.assertRegex(body["key"], r"^@[0-9a-f]{5}$")
+        self.assertRegex(body["key"], r"^@sn-[0-9a-f]+-[0-9a-f]+$")
         self.assert_peer_info_matches(body, mine, peer, d.port)
         self.assertRegex(d.log(), r"worker %d: ready at unix:.* \(reported ready\)" % body["pid"])
         self.stop_daemon(d)

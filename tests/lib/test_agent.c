@@ -24,23 +24,25 @@
 #include "socketnaut.h"
 #include "socketnaut/proto.h"
 
-#define QUERY_VECTOR	"\x01\x02\x00\x0e" "id=1\nkey=54321"
+#define QUERY_VECTOR                                                           \
+	"\x01\x02\x00\x0e"                                                     \
+	"id=1\nkey=54321"
 
-static struct sn_agent	*agent;
-static int		 master = -1;
+static struct sn_agent *agent;
+static int              master = -1;
 
 /* Callback records. */
-static int			 drains;
-static int			 infos;
-static uint32_t			 info_id;
-static int			 info_found;
-static struct sn_peer_info	 info_last;
-static int			 close_in_callback;
-static int			 query_in_callback;
+static int                 drains;
+static int                 infos;
+static uint32_t            info_id;
+static int                 info_found;
+static struct sn_peer_info info_last;
+static int                 close_in_callback;
+static int                 query_in_callback;
 
 static void
-on_peer_info(struct sn_agent *a, uint32_t id, const struct sn_peer_info *pi,
-    void *arg)
+on_peer_info(
+    struct sn_agent *a, uint32_t id, const struct sn_peer_info *pi, void *arg)
 {
 	ck_assert_ptr_eq(arg, &infos);
 	infos++;
@@ -67,7 +69,7 @@ on_drain(struct sn_agent *a, void *arg)
 static int64_t
 now_ms(void)
 {
-	struct timespec	ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
@@ -77,9 +79,9 @@ now_ms(void)
 static struct sn_agent *
 agent_pair(int *mfd)
 {
-	struct sn_agent	*a;
-	int		 sv[2];
-	char		 num[16];
+	struct sn_agent *a;
+	int              sv[2];
+	char             num[16];
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	snprintf(num, sizeof num, "%d", sv[1]);
@@ -118,10 +120,10 @@ teardown(void)
 static void
 read_exact(int fd, void *buf, size_t len)
 {
-	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
-	unsigned char	*p = buf;
-	ssize_t		 n;
-	int64_t		 deadline = now_ms() + 2000;
+	struct pollfd  pfd = { .fd = fd, .events = POLLIN };
+	unsigned char *p = buf;
+	ssize_t        n;
+	int64_t        deadline = now_ms() + 2000;
 
 	while (len > 0) {
 		ck_assert_msg(now_ms() < deadline, "timed out reading");
@@ -139,7 +141,7 @@ read_exact(int fd, void *buf, size_t len)
 static size_t
 read_frame(int fd, unsigned char *buf)
 {
-	size_t	plen;
+	size_t plen;
 
 	read_exact(fd, buf, SN_PROTO_HDR);
 	plen = (size_t)buf[2] << 8 | buf[3];
@@ -151,8 +153,8 @@ read_frame(int fd, unsigned char *buf)
 static void
 expect_frame(int fd, const void *want, size_t len)
 {
-	unsigned char	buf[SN_PROTO_HDR + SN_PROTO_MAX];
-	size_t		n;
+	unsigned char buf[SN_PROTO_HDR + SN_PROTO_MAX];
+	size_t        n;
 
 	n = read_frame(fd, buf);
 	ck_assert_uint_eq(n, len);
@@ -162,7 +164,7 @@ expect_frame(int fd, const void *want, size_t len)
 static void
 nothing_to_read(int fd)
 {
-	char	c;
+	char c;
 
 	ck_assert_int_eq(recv(fd, &c, 1, MSG_DONTWAIT), -1);
 	ck_assert_int_eq(errno, EAGAIN);
@@ -177,11 +179,11 @@ send_bytes(int fd, const void *p, size_t len)
 static void
 send_frame(int fd, uint8_t type, const char *payload)
 {
-	unsigned char	buf[SN_PROTO_HDR + SN_PROTO_MAX];
-	ssize_t		n;
+	unsigned char buf[SN_PROTO_HDR + SN_PROTO_MAX];
+	ssize_t       n;
 
-	n = sn_proto_frame(buf, sizeof buf, type, payload,
-	    payload ? strlen(payload) : 0);
+	n = sn_proto_frame(
+	    buf, sizeof buf, type, payload, payload ? strlen(payload) : 0);
 	ck_assert_int_gt(n, 0);
 	send_bytes(fd, buf, (size_t)n);
 }
@@ -190,11 +192,11 @@ send_frame(int fd, uint8_t type, const char *payload)
 static int
 tcp_pair(int family, int client_port, int *acc)
 {
-	struct sockaddr_storage	 ss;
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
-	socklen_t		 len;
-	int			 l, c, one = 1;
+	struct sockaddr_storage ss;
+	struct sockaddr_in     *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6    *sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t               len;
+	int                     l, c, one = 1;
 
 	memset(&ss, 0, sizeof ss);
 	ss.ss_family = family;
@@ -215,7 +217,7 @@ tcp_pair(int family, int client_port, int *acc)
 	c = socket(family, SOCK_STREAM, 0);
 	ck_assert_int_ge(c, 0);
 	if (client_port != 0) {
-		struct sockaddr_storage	me = ss;
+		struct sockaddr_storage me = ss;
 
 		setsockopt(c, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 		if (family == AF_INET)
@@ -240,8 +242,8 @@ tcp_pair(int family, int client_port, int *acc)
 static int
 client_port(int c)
 {
-	struct sockaddr_storage	ss;
-	socklen_t		len = sizeof ss;
+	struct sockaddr_storage ss;
+	socklen_t               len = sizeof ss;
 
 	ck_assert_int_eq(getsockname(c, (struct sockaddr *)&ss, &len), 0);
 	if (ss.ss_family == AF_INET)
@@ -265,8 +267,8 @@ END_TEST
 
 START_TEST(test_open_rejects_what_is_not_a_control_socket)
 {
-	int	fd, sv[2];
-	char	num[16];
+	int  fd, sv[2];
+	char num[16];
 
 	setenv("SOCKETNAUT_CONTROL_FD", "x3", 1);
 	ck_assert_ptr_null(sn_agent_open());
@@ -301,7 +303,7 @@ END_TEST
 
 START_TEST(test_open_makes_the_fd_nonblocking_and_cloexec)
 {
-	int	fd = sn_agent_fd(agent);
+	int fd = sn_agent_fd(agent);
 
 	ck_assert_int_ne(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
 	ck_assert_int_ne(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
@@ -314,8 +316,8 @@ END_TEST
 
 START_TEST(test_null_agent_is_a_no_op)
 {
-	struct sn_peer_info	pi;
-	uint32_t		id;
+	struct sn_peer_info pi;
+	uint32_t            id;
 
 	ck_assert_int_eq(sn_agent_fd(NULL), -1);
 	ck_assert_int_eq(sn_agent_ready(NULL, NULL), 0);
@@ -349,7 +351,10 @@ END_TEST
 START_TEST(test_ready_port_is_the_vector)
 {
 	ck_assert_int_eq(sn_agent_ready_port(agent, 8080), 0);
-	expect_frame(master, "\x01\x01\x00\x09" "port=8080", 13);
+	expect_frame(master,
+	    "\x01\x01\x00\x09"
+	    "port=8080",
+	    13);
 	ck_assert_int_eq(sn_agent_ready_port(agent, 0), -1);
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_int_eq(sn_agent_ready_port(agent, 65536), -1);
@@ -361,9 +366,14 @@ END_TEST
 START_TEST(test_ready_address_is_one_field)
 {
 	ck_assert_int_eq(sn_agent_ready(agent, "127.0.0.1:8080"), 0);
-	expect_frame(master, "\x01\x01\x00\x16" "address=127.0.0.1:8080", 26);
+	expect_frame(master,
+	    "\x01\x01\x00\x16"
+	    "address=127.0.0.1:8080",
+	    26);
 	ck_assert_int_eq(sn_agent_ready(agent, "unix:/run/x.sock"), 0);
-	expect_frame(master, "\x01\x01\x00\x18" "address=unix:/run/x.sock",
+	expect_frame(master,
+	    "\x01\x01\x00\x18"
+	    "address=unix:/run/x.sock",
 	    28);
 	ck_assert_int_eq(sn_agent_ready(agent, "1.2.3.4:5\nport=6"), -1);
 	ck_assert_int_eq(errno, EINVAL);
@@ -376,7 +386,10 @@ END_TEST
 START_TEST(test_log_is_the_vector)
 {
 	ck_assert_int_eq(sn_agent_log(agent, 6, "%s", "hi"), 0);
-	expect_frame(master, "\x01\x03\x00\x0f" "level=6\ntext=hi", 19);
+	expect_frame(master,
+	    "\x01\x03\x00\x0f"
+	    "level=6\ntext=hi",
+	    19);
 	ck_assert_int_eq(sn_agent_log(agent, 8, "no"), -1);
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_int_eq(sn_agent_log(agent, -1, "no"), -1);
@@ -387,14 +400,17 @@ END_TEST
 
 START_TEST(test_log_text_may_hold_newlines_and_is_cut_to_one_frame)
 {
-	unsigned char	buf[SN_PROTO_HDR + SN_PROTO_MAX];
-	struct sn_msg	m;
-	const char	*cause;
-	char		*big;
-	size_t		 n;
+	unsigned char buf[SN_PROTO_HDR + SN_PROTO_MAX];
+	struct sn_msg m;
+	const char   *cause;
+	char         *big;
+	size_t        n;
 
 	ck_assert_int_eq(sn_agent_log(agent, 3, "a\nb=c\x01"), 0);
-	expect_frame(master, "\x01\x03\x00\x13" "level=3\ntext=a\nb=c\x01", 23);
+	expect_frame(master,
+	    "\x01\x03\x00\x13"
+	    "level=3\ntext=a\nb=c\x01",
+	    23);
 
 	big = malloc(10000);
 	memset(big, 'x', 9999);
@@ -418,12 +434,13 @@ END_TEST
 
 START_TEST(test_peer_query_on_tcp_is_the_vector)
 {
-	unsigned char	buf[64];
-	char		want[64];
-	uint32_t	id = 0;
-	int		c, s, n;
+	unsigned char buf[64];
+	char          want[64];
+	uint32_t      id = 0;
+	int           c, s, n;
 
-	/* The vector's key is the client port 54321; any port if it is taken. */
+	/* The vector's key is the client port 54321; any port if it is taken.
+	 */
 	if ((c = tcp_pair(AF_INET, 54321, &s)) != -1) {
 		ck_assert_int_eq(sn_agent_peer_query(agent, s, &id), 0);
 		ck_assert_uint_eq(id, 1);
@@ -435,7 +452,8 @@ START_TEST(test_peer_query_on_tcp_is_the_vector)
 		ck_assert_uint_eq(id, 1);
 		n = snprintf(want, sizeof want, "id=1\nkey=%d", client_port(c));
 		ck_assert_int_eq(sn_proto_frame(buf, sizeof buf,
-		    SN_MSG_PEER_QUERY, want, (size_t)n), n + 4);
+				     SN_MSG_PEER_QUERY, want, (size_t)n),
+		    n + 4);
 		expect_frame(master, buf, (size_t)n + 4);
 	}
 	/* Several queries can be in flight: each has its own id. */
@@ -450,8 +468,8 @@ END_TEST
 
 START_TEST(test_peer_query_fails_without_a_usable_key)
 {
-	uint32_t	id = 99;
-	int		sv[2];
+	uint32_t id = 99;
+	int      sv[2];
 
 	ck_assert_int_eq(sn_agent_peer_query(agent, -1, &id), -1);
 	ck_assert_int_eq(errno, EBADF);
@@ -481,7 +499,10 @@ END_TEST
 
 START_TEST(test_peer_info_unknown_vector_runs_the_callback)
 {
-	send_bytes(master, "\x01\x81\x00\x13" "id=7\nstatus=unknown", 23);
+	send_bytes(master,
+	    "\x01\x81\x00\x13"
+	    "id=7\nstatus=unknown",
+	    23);
 	ck_assert_int_eq(sn_agent_process(agent), 1);
 	ck_assert_int_eq(infos, 1);
 	ck_assert_uint_eq(info_id, 7);
@@ -491,14 +512,16 @@ END_TEST
 
 START_TEST(test_peer_info_ok_gives_every_field)
 {
-	send_frame(master, SN_MSG_PEER_INFO, "id=3\nstatus=ok\n"
+	send_frame(master, SN_MSG_PEER_INFO,
+	    "id=3\nstatus=ok\n"
 	    "remote_address=127.0.0.1\nremote_family=IPv4\nremote_port=51234\n"
 	    "local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=8080");
-	send_frame(master, SN_MSG_PEER_INFO, "id=4294967295\nstatus=ok\n"
+	send_frame(master, SN_MSG_PEER_INFO,
+	    "id=4294967295\nstatus=ok\n"
 	    "remote_address=::1\nremote_family=IPv6\nremote_port=1\n"
 	    "local_address=2001:db8::1\nlocal_family=IPv6\nlocal_port=65535");
 	ck_assert_int_eq(sn_agent_process(agent), 2);
-	ck_assert_int_eq(infos, 1);	/* ids of blocking calls are skipped */
+	ck_assert_int_eq(infos, 1); /* ids of blocking calls are skipped */
 	ck_assert_uint_eq(info_id, 3);
 	ck_assert_int_eq(info_found, 1);
 	ck_assert_str_eq(info_last.remote.address, "127.0.0.1");
@@ -508,7 +531,8 @@ START_TEST(test_peer_info_ok_gives_every_field)
 	ck_assert_int_eq(info_last.local.family, AF_INET);
 	ck_assert_int_eq(info_last.local.port, 8080);
 
-	send_frame(master, SN_MSG_PEER_INFO, "id=12\nstatus=ok\n"
+	send_frame(master, SN_MSG_PEER_INFO,
+	    "id=12\nstatus=ok\n"
 	    "remote_address=::1\nremote_family=IPv6\nremote_port=1\n"
 	    "local_address=2001:db8::1\nlocal_family=IPv6\nlocal_port=65535\n"
 	    "future_field=ignored");
@@ -525,10 +549,11 @@ END_TEST
 
 START_TEST(test_frames_arriving_byte_by_byte_are_reassembled)
 {
-	static const char	two[] = "\x01\x81\x00\x13" "id=7\nstatus=unknown"
-				    "\x01\x82\x00\x00";
-	size_t			i;
-	int			total = 0, n;
+	static const char two[] = "\x01\x81\x00\x13"
+				  "id=7\nstatus=unknown"
+				  "\x01\x82\x00\x00";
+	size_t            i;
+	int               total = 0, n;
 
 	for (i = 0; i < sizeof two - 1; i++) {
 		send_bytes(master, two + i, 1);
@@ -545,15 +570,23 @@ END_TEST
 START_TEST(test_a_callback_may_call_the_library_and_close_it)
 {
 	query_in_callback = 1;
-	send_bytes(master, "\x01\x81\x00\x13" "id=7\nstatus=unknown", 23);
+	send_bytes(master,
+	    "\x01\x81\x00\x13"
+	    "id=7\nstatus=unknown",
+	    23);
 	ck_assert_int_eq(sn_agent_process(agent), 1);
-	expect_frame(master, "\x01\x03\x00\x1c" "level=6\ntext=from a callback",
+	expect_frame(master,
+	    "\x01\x03\x00\x1c"
+	    "level=6\ntext=from a callback",
 	    32);
 
 	/* Closed from its callback: freed when process returns, rest unread. */
 	close_in_callback = 1;
 	query_in_callback = 0;
-	send_bytes(master, "\x01\x82\x00\x00" "\x01\x82\x00\x00", 8);
+	send_bytes(master,
+	    "\x01\x82\x00\x00"
+	    "\x01\x82\x00\x00",
+	    8);
 	ck_assert_int_eq(sn_agent_process(agent), 1);
 	ck_assert_int_eq(drains, 1);
 	agent = NULL;
@@ -563,26 +596,44 @@ END_TEST
 /* ---- garbage from the master ------------------------------------------ */
 
 struct garbage {
-	const char	*what;
-	const char	*bytes;
-	size_t		 len;
+	const char *what;
+	const char *bytes;
+	size_t      len;
 };
 
-#define G(w, b)	{ w, b, sizeof b - 1 }
+#define G(w, b)                                                                \
+	{                                                                      \
+		w, b, sizeof b - 1                                             \
+	}
 static const struct garbage garbage[] = {
 	G("version 2", "\x02\x82\x00\x00"),
 	G("length 4097", "\x01\x81\x10\x01"),
 	G("unknown type 0x05", "\x01\x05\x00\x00"),
-	G("key without =", "\x01\x81\x00\x04" "idx1"),
+	G("key without =",
+	    "\x01\x81\x00\x04"
+	    "idx1"),
 	G("worker message (ready)", "\x01\x01\x00\x00"),
-	G("worker message (peer query)", "\x01\x02\x00\x0e" "id=1\nkey=54321"),
-	G("peer info without status", "\x01\x81\x00\x04" "id=7"),
-	G("peer info without id", "\x01\x81\x00\x0e" "status=unknown"),
-	G("peer info with id x", "\x01\x81\x00\x13" "id=x\nstatus=unknown"),
-	G("peer info with id too big", "\x01\x81\x00\x1c"
+	G("worker message (peer query)",
+	    "\x01\x02\x00\x0e"
+	    "id=1\nkey=54321"),
+	G("peer info without status",
+	    "\x01\x81\x00\x04"
+	    "id=7"),
+	G("peer info without id",
+	    "\x01\x81\x00\x0e"
+	    "status=unknown"),
+	G("peer info with id x",
+	    "\x01\x81\x00\x13"
+	    "id=x\nstatus=unknown"),
+	G("peer info with id too big",
+	    "\x01\x81\x00\x1c"
 	    "id=4294967296\nstatus=unknown"),
-	G("peer info with bad status", "\x01\x81\x00\x0e" "id=7\nstatus=no"),
-	G("peer info ok without fields", "\x01\x81\x00\x0e" "id=7\nstatus=ok"),
+	G("peer info with bad status",
+	    "\x01\x81\x00\x0e"
+	    "id=7\nstatus=no"),
+	G("peer info ok without fields",
+	    "\x01\x81\x00\x0e"
+	    "id=7\nstatus=ok"),
 };
 
 static void
@@ -610,26 +661,26 @@ END_TEST
 
 static const char *bad_info[] = {
 	"remote_address=127.0.0.1\nremote_family=IPv6\nremote_port=1\n"
-	    "local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
+	"local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
 	"remote_address=127.0.0.1\nremote_family=IPv5\nremote_port=1\n"
-	    "local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
+	"local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
 	"remote_address=127.0.0.1\nremote_family=IPv4\nremote_port=65536\n"
-	    "local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
+	"local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
 	"remote_address=127.0.0.1\nremote_family=IPv4\nremote_port=-1\n"
-	    "local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
+	"local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=1",
 	"remote_address=127.0.0.1\nremote_family=IPv4\nremote_port=1\n"
-	    "local_address=localhost\nlocal_family=IPv4\nlocal_port=1",
+	"local_address=localhost\nlocal_family=IPv4\nlocal_port=1",
 	"remote_address=127.0.0.1\nremote_family=IPv4\nremote_port=1\n"
-	    "local_family=IPv4\nlocal_port=1",
+	"local_family=IPv4\nlocal_port=1",
 	"remote_address=127.0.0.1\nremote_family=IPv4\nremote_port=1\n"
-	    "local_address=0000000000000000000000000000000000000000000000000"
-	    "0000000000000000000000000000000000000000\nlocal_family=IPv4\n"
-	    "local_port=1",
+	"local_address=0000000000000000000000000000000000000000000000000"
+	"0000000000000000000000000000000000000000\nlocal_family=IPv4\n"
+	"local_port=1",
 };
 
 START_TEST(test_malformed_peer_info_is_rejected)
 {
-	char	buf[1024];
+	char buf[1024];
 
 	snprintf(buf, sizeof buf, "id=1\nstatus=ok\n%s", bad_info[_i]);
 	send_frame(master, SN_MSG_PEER_INFO, buf);
@@ -641,9 +692,9 @@ END_TEST
 
 START_TEST(test_random_garbage_never_crashes)
 {
-	unsigned char	buf[64];
-	unsigned	seed = 12345;
-	int		round, i, n, rc;
+	unsigned char buf[64];
+	unsigned      seed = 12345;
+	int           round, i, n, rc;
 
 	for (round = 0; round < 300; round++) {
 		teardown();
@@ -682,12 +733,12 @@ END_TEST
 
 START_TEST(test_unread_output_is_bounded_and_flushed_later)
 {
-	unsigned char	 buf[SN_PROTO_HDR + SN_PROTO_MAX];
-	struct sn_msg	 m;
-	const char	*cause;
-	char		 text[SN_PROTO_MAX + 1], want[32];
-	int		 sent, got, rounds;
-	int64_t		 start = now_ms();
+	unsigned char buf[SN_PROTO_HDR + SN_PROTO_MAX];
+	struct sn_msg m;
+	const char   *cause;
+	char          text[SN_PROTO_MAX + 1], want[32];
+	int           sent, got, rounds;
+	int64_t       start = now_ms();
 
 	for (sent = 0; sent < 1000000; sent++) {
 		if (sn_agent_log(agent, 6, "line %d %0400d", sent, 0) == -1)
@@ -703,10 +754,10 @@ START_TEST(test_unread_output_is_bounded_and_flushed_later)
 	/* The master reads again: every line arrives, whole and in order. */
 	for (got = 0, rounds = 0; got < sent && rounds < 100000; rounds++) {
 		read_frame(master, buf);
-		ck_assert_int_gt(sn_proto_parse(buf, sizeof buf, &m, &cause),
-		    0);
-		ck_assert_int_eq(sn_proto_field(&m, "text", text,
-		    sizeof text), 0);
+		ck_assert_int_gt(
+		    sn_proto_parse(buf, sizeof buf, &m, &cause), 0);
+		ck_assert_int_eq(
+		    sn_proto_field(&m, "text", text, sizeof text), 0);
 		snprintf(want, sizeof want, "line %d ", got);
 		ck_assert_mem_eq(text, want, strlen(want));
 		got++;
@@ -726,15 +777,14 @@ END_TEST
  * extra bytes.
  */
 static pid_t
-fake_master(const char *key, const char *reply, const char *extra,
-    int delay_ms)
+fake_master(const char *key, const char *reply, const char *extra, int delay_ms)
 {
-	unsigned char	 buf[SN_PROTO_HDR + SN_PROTO_MAX];
-	char		 id[32], got[64], out[1024];
-	struct sn_msg	 m;
-	const char	*cause;
-	pid_t		 pid;
-	ssize_t		 n;
+	unsigned char buf[SN_PROTO_HDR + SN_PROTO_MAX];
+	char          id[32], got[64], out[1024];
+	struct sn_msg m;
+	const char   *cause;
+	pid_t         pid;
+	ssize_t       n;
 
 	if ((pid = fork()) != 0)
 		return (pid);
@@ -758,7 +808,7 @@ fake_master(const char *key, const char *reply, const char *extra,
 static void
 reap(pid_t pid)
 {
-	int	status;
+	int status;
 
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -767,16 +817,18 @@ reap(pid_t pid)
 
 START_TEST(test_blocking_peer_info_returns_the_fields)
 {
-	struct sn_peer_info	pi;
-	char			key[16];
-	pid_t			pid;
-	int			c, s;
+	struct sn_peer_info pi;
+	char                key[16];
+	pid_t               pid;
+	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
 	snprintf(key, sizeof key, "%d", client_port(c));
-	pid = fake_master(key, "id=%s\nstatus=ok\n"
+	pid = fake_master(key,
+	    "id=%s\nstatus=ok\n"
 	    "remote_address=192.0.2.1\nremote_family=IPv4\nremote_port=40000\n"
-	    "local_address=::1\nlocal_family=IPv6\nlocal_port=8443", NULL, 20);
+	    "local_address=::1\nlocal_family=IPv6\nlocal_port=8443",
+	    NULL, 20);
 	memset(&pi, 0, sizeof pi);
 	ck_assert_int_eq(sn_agent_peer_info(agent, s, &pi, 2000), 0);
 	reap(pid);
@@ -794,10 +846,10 @@ END_TEST
 
 START_TEST(test_blocking_peer_info_unknown_is_enoent)
 {
-	struct sn_peer_info	pi;
-	char			key[16];
-	pid_t			pid;
-	int			c, s;
+	struct sn_peer_info pi;
+	char                key[16];
+	pid_t               pid;
+	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
 	snprintf(key, sizeof key, "%d", client_port(c));
@@ -812,11 +864,11 @@ END_TEST
 
 START_TEST(test_blocking_peer_info_times_out_and_drops_the_late_reply)
 {
-	struct sn_peer_info	pi;
-	char			key[16];
-	pid_t			pid;
-	int64_t			start;
-	int			c, s;
+	struct sn_peer_info pi;
+	char                key[16];
+	pid_t               pid;
+	int64_t             start;
+	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
 	snprintf(key, sizeof key, "%d", client_port(c));
@@ -837,11 +889,11 @@ END_TEST
 
 START_TEST(test_blocking_peer_info_fails_at_once_on_garbage)
 {
-	struct sn_peer_info	pi;
-	char			key[16];
-	pid_t			pid;
-	int64_t			start;
-	int			c, s;
+	struct sn_peer_info pi;
+	char                key[16];
+	pid_t               pid;
+	int64_t             start;
+	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
 	snprintf(key, sizeof key, "%d", client_port(c));
@@ -858,19 +910,23 @@ END_TEST
 
 START_TEST(test_blocking_peer_info_runs_callbacks_for_other_messages)
 {
-	struct sn_peer_info	pi;
-	char			key[16];
-	pid_t			pid;
-	int			c, s;
+	struct sn_peer_info pi;
+	char                key[16];
+	pid_t               pid;
+	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
 	snprintf(key, sizeof key, "%d", client_port(c));
-	send_bytes(master, "\x01\x82\x00\x00"
-	    "\x01\x81\x00\x13" "id=5\nstatus=unknown", 27);
-	pid = fake_master(key, "id=%s\nstatus=ok\n"
+	send_bytes(master,
+	    "\x01\x82\x00\x00"
+	    "\x01\x81\x00\x13"
+	    "id=5\nstatus=unknown",
+	    27);
+	pid = fake_master(key,
+	    "id=%s\nstatus=ok\n"
 	    "remote_address=127.0.0.1\nremote_family=IPv4\nremote_port=2\n"
-	    "local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=3", NULL,
-	    0);
+	    "local_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=3",
+	    NULL, 0);
 	ck_assert_int_eq(sn_agent_peer_info(agent, s, &pi, 2000), 0);
 	reap(pid);
 	ck_assert_int_eq(pi.remote.port, 2);
@@ -886,8 +942,8 @@ END_TEST
 
 START_TEST(test_peer_key_of_tcp_is_the_peer_port)
 {
-	char	key[16], want[16];
-	int	c, s;
+	char key[16], want[16];
+	int  c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
 	ck_assert_int_eq(sn_agent_peer_key(s, key, sizeof key), 0);
@@ -899,7 +955,7 @@ START_TEST(test_peer_key_of_tcp_is_the_peer_port)
 	close(s);
 
 	if ((c = tcp_pair(AF_INET6, 0, &s)) == -1)
-		return;		/* no ::1 here */
+		return; /* no ::1 here */
 	ck_assert_int_eq(sn_agent_peer_key(s, key, sizeof key), 0);
 	snprintf(want, sizeof want, "%d", client_port(c));
 	ck_assert_str_eq(key, want);
@@ -910,11 +966,11 @@ END_TEST
 
 START_TEST(test_peer_key_of_unix_is_the_autobind_name)
 {
-	struct sockaddr_un	sun, me;
-	socklen_t		len = sizeof me;
-	sa_family_t		af = AF_UNIX;
-	char			key[64], want[128];
-	int			l, c, s;
+	struct sockaddr_un sun, me;
+	socklen_t          len = sizeof me;
+	sa_family_t        af = AF_UNIX;
+	char               key[64], want[128];
+	int                l, c, s;
 
 	/* The master autobinds its end before connecting, as the relay does. */
 	memset(&sun, 0, sizeof sun);
@@ -939,7 +995,7 @@ START_TEST(test_peer_key_of_unix_is_the_autobind_name)
 	    me.sun_path + 1);
 	ck_assert_int_eq(sn_agent_peer_key(s, key, sizeof key), 0);
 	ck_assert_str_eq(key, want);
-	ck_assert_uint_eq(strlen(key), 6);	/* "@" and 5 hex digits */
+	ck_assert_uint_eq(strlen(key), 6); /* "@" and 5 hex digits */
 	ck_assert_uint_eq(strspn(key + 1, "0123456789abcdef"), 5);
 
 	/* The key goes into the query as is. */
@@ -959,8 +1015,8 @@ END_TEST
 
 START_TEST(test_peer_key_of_a_non_socket_fails)
 {
-	char	key[16];
-	int	fd = open("/dev/null", O_RDONLY);
+	char key[16];
+	int  fd = open("/dev/null", O_RDONLY);
 
 	ck_assert_int_eq(sn_agent_peer_key(fd, key, sizeof key), -1);
 	ck_assert_int_eq(errno, ENOTSOCK);
@@ -971,8 +1027,8 @@ END_TEST
 static Suite *
 agent_suite(void)
 {
-	Suite	*s = suite_create("libsocketnaut");
-	TCase	*tc;
+	Suite *s = suite_create("libsocketnaut");
+	TCase *tc;
 
 	tc = tcase_create("open");
 	tcase_add_test(tc, test_open_without_variable_is_enoent);
@@ -987,8 +1043,8 @@ agent_suite(void)
 	tcase_add_test(tc, test_ready_port_is_the_vector);
 	tcase_add_test(tc, test_ready_address_is_one_field);
 	tcase_add_test(tc, test_log_is_the_vector);
-	tcase_add_test(tc,
-	    test_log_text_may_hold_newlines_and_is_cut_to_one_frame);
+	tcase_add_test(
+	    tc, test_log_text_may_hold_newlines_and_is_cut_to_one_frame);
 	tcase_add_test(tc, test_drained_is_the_vector);
 	tcase_add_test(tc, test_peer_query_on_tcp_is_the_vector);
 	tcase_add_test(tc, test_peer_query_fails_without_a_usable_key);
@@ -1014,11 +1070,11 @@ agent_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_blocking_peer_info_returns_the_fields);
 	tcase_add_test(tc, test_blocking_peer_info_unknown_is_enoent);
-	tcase_add_test(tc,
-	    test_blocking_peer_info_times_out_and_drops_the_late_reply);
+	tcase_add_test(
+	    tc, test_blocking_peer_info_times_out_and_drops_the_late_reply);
 	tcase_add_test(tc, test_blocking_peer_info_fails_at_once_on_garbage);
-	tcase_add_test(tc,
-	    test_blocking_peer_info_runs_callbacks_for_other_messages);
+	tcase_add_test(
+	    tc, test_blocking_peer_info_runs_callbacks_for_other_messages);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("peer keys");
@@ -1033,8 +1089,8 @@ agent_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(agent_suite());
-	int	 failed;
+	SRunner *sr = srunner_create(agent_suite());
+	int      failed;
 
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

@@ -11,8 +11,8 @@
 #include "log.h"
 #include "unit.h"
 
-static char	dir[64];
-static char	cpath[256], lpath[256];
+static char dir[64];
+static char cpath[256], lpath[256];
 
 static void
 setup(void)
@@ -27,7 +27,7 @@ setup(void)
 static void
 teardown(void)
 {
-	char	cmd[512];
+	char cmd[512];
 
 	log_open("stderr", NULL);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -38,9 +38,9 @@ teardown(void)
 static struct sn_config *
 load(const char *text, char **out)
 {
-	struct sn_config	*c;
-	FILE			*f;
-	long			 n;
+	struct sn_config *c;
+	FILE             *f;
+	long              n;
 
 	f = fopen(cpath, "w");
 	fprintf(f, "runtime_dir = \"%s/run\"\n%s", dir, text);
@@ -57,12 +57,13 @@ load(const char *text, char **out)
 	return (c);
 }
 
-/* The text fails to load with msg reported on the given line (1 = first line of text). */
+/* The text fails to load with msg reported on the given line (1 = first line of
+ * text). */
 static void
 assert_error(const char *text, int line, const char *msg)
 {
-	struct sn_config	*c;
-	char			*out, want[512];
+	struct sn_config *c;
+	char             *out, want[512];
 
 	c = load(text, &out);
 	ck_assert_msg(c == NULL, "config accepted: %s", text);
@@ -72,33 +73,34 @@ assert_error(const char *text, int line, const char *msg)
 	free(out);
 }
 
-#define SVC_HEAD	"service \"web\" {\n  listen = { \"127.0.0.1:18080\" }\n"
-#define SVC_CMD		"  command = \"/bin/sh -c 'exit 0'\"\n"
+#define SVC_HEAD "service \"web\" {\n  listen = { \"127.0.0.1:18080\" }\n"
+#define SVC_CMD  "  command = \"/bin/sh -c 'exit 0'\"\n"
 
 START_TEST(good_config_loads_with_defaults_and_overrides)
 {
-	struct sn_config	*c;
-	struct sn_service_conf	*sc;
-	char			*out;
+	struct sn_config       *c;
+	struct sn_service_conf *sc;
+	char                   *out;
 
 	c = load("shutdown_timeout = 2s\n"
-	    "service \"web\" {\n"
-	    "  listen = { \"127.0.0.1:18080\", \"[::1]:18080\" }\n"
-	    "  command = { \"/bin/sh\", \"-c\", \"exec x {index}\" }\n"
-	    "  min_workers = 2\n"
-	    "  max_workers = 16\n"
-	    "  workers_checking_interval = 500ms\n"
-	    "  env = { \"A=1\", \"B=two words\" }\n"
-	    "  idle_timeout = 0\n"
-	    "}\n"
-	    "service \"api\" {\n"
-	    "  listen = { \"127.0.0.1:18081\" }\n"
-	    "  command = \"sh -c 'exit 0'\"\n"
-	    "  worker_count = 3\n"
-	    "  min_workers = 7\n"
-	    "  backend = tcp\n"
-	    "  shutdown_timeout = 1m\n"
-	    "}\n", &out);
+		 "service \"web\" {\n"
+		 "  listen = { \"127.0.0.1:18080\", \"[::1]:18080\" }\n"
+		 "  command = { \"/bin/sh\", \"-c\", \"exec x {index}\" }\n"
+		 "  min_workers = 2\n"
+		 "  max_workers = 16\n"
+		 "  workers_checking_interval = 500ms\n"
+		 "  env = { \"A=1\", \"B=two words\" }\n"
+		 "  idle_timeout = 0\n"
+		 "}\n"
+		 "service \"api\" {\n"
+		 "  listen = { \"127.0.0.1:18081\" }\n"
+		 "  command = \"sh -c 'exit 0'\"\n"
+		 "  worker_count = 3\n"
+		 "  min_workers = 7\n"
+		 "  backend = tcp\n"
+		 "  shutdown_timeout = 1m\n"
+		 "}\n",
+	    &out);
 	ck_assert_msg(c != NULL, "%s", out);
 	ck_assert_int_eq(c->nservices, 2);
 	sc = &c->services[0];
@@ -128,15 +130,15 @@ END_TEST
 
 START_TEST(min_greater_than_max_names_max_workers_line)
 {
-	assert_error(SVC_HEAD SVC_CMD "  min_workers = 5\n  max_workers = 2\n}\n",
+	assert_error(SVC_HEAD SVC_CMD
+	    "  min_workers = 5\n  max_workers = 2\n}\n",
 	    5, "min_workers (5) is greater than max_workers (2)");
 }
 END_TEST
 
 START_TEST(unknown_option_is_reported)
 {
-	assert_error(SVC_HEAD SVC_CMD "  max_wokers = 2\n}\n", 4,
-	    "max_wokers");
+	assert_error(SVC_HEAD SVC_CMD "  max_wokers = 2\n}\n", 4, "max_wokers");
 }
 END_TEST
 
@@ -149,15 +151,19 @@ END_TEST
 
 START_TEST(bad_listen_address_is_reported)
 {
-	assert_error("service \"web\" {\n  listen = { \"127.0.0.1:99999\" }\n"
-	    SVC_CMD "}\n", 2, "invalid port");
+	assert_error(
+	    "service \"web\" {\n  listen = { \"127.0.0.1:99999\" }\n" SVC_CMD
+	    "}\n",
+	    2, "invalid port");
 }
 END_TEST
 
 START_TEST(missing_binary_is_reported)
 {
-	assert_error(SVC_HEAD "  command = \"/nonexistent/x --socket {socket}\"\n"
-	    "}\n", 3, "cannot execute \"/nonexistent/x\"");
+	assert_error(SVC_HEAD
+	    "  command = \"/nonexistent/x --socket {socket}\"\n"
+	    "}\n",
+	    3, "cannot execute \"/nonexistent/x\"");
 }
 END_TEST
 
@@ -165,23 +171,25 @@ START_TEST(unknown_user_and_group_are_reported)
 {
 	assert_error(SVC_HEAD SVC_CMD "  user = \"no-such-user-xyz\"\n}\n", 4,
 	    "unknown user \"no-such-user-xyz\"");
-	assert_error(SVC_HEAD SVC_CMD "  group = \"no-such-group-xyz\"\n}\n",
-	    4, "unknown group");
+	assert_error(SVC_HEAD SVC_CMD "  group = \"no-such-group-xyz\"\n}\n", 4,
+	    "unknown group");
 }
 END_TEST
 
 START_TEST(two_services_on_one_address_are_reported)
 {
-	assert_error(SVC_HEAD SVC_CMD "}\n"
+	assert_error(SVC_HEAD SVC_CMD
+	    "}\n"
 	    "service \"two\" {\n  listen = { \"127.0.0.1:18080\" }\n" SVC_CMD
-	    "}\n", 6, "127.0.0.1:18080 is already used by service \"web\"");
+	    "}\n",
+	    6, "127.0.0.1:18080 is already used by service \"web\"");
 }
 END_TEST
 
 START_TEST(no_service_is_reported)
 {
-	struct sn_config	*c;
-	char			*out;
+	struct sn_config *c;
+	char             *out;
 
 	c = load("log_level = debug\n", &out);
 	ck_assert_ptr_null(c);
@@ -206,15 +214,18 @@ START_TEST(bad_values_are_each_reported)
 	assert_error(SVC_HEAD "  command = \"x {sockt}\"\n}\n", 3,
 	    "unknown placeholder {sockt}");
 	assert_error(SVC_HEAD "  backend = tcp\n  command = \"sh --bind "
-	    "{socket}\"\n}\n", 4, "does not apply");
+			      "{socket}\"\n}\n",
+	    4, "does not apply");
 	assert_error(SVC_HEAD SVC_CMD "  connect_timeout = 0\n}\n", 4,
 	    "connect_timeout must be at least");
 	assert_error("log_level = chatty\n" SVC_HEAD SVC_CMD "}\n", 1,
 	    "unknown level \"chatty\"");
 	assert_error("log_target = relative.log\n" SVC_HEAD SVC_CMD "}\n", 1,
 	    "log_target must be");
-	assert_error("service \"bad name\" {\n  listen = { \"127.0.0.1:1\" }\n"
-	    SVC_CMD "}\n", 1, "service name \"bad name\"");
+	assert_error(
+	    "service \"bad name\" {\n  listen = { \"127.0.0.1:1\" }\n" SVC_CMD
+	    "}\n",
+	    1, "service name \"bad name\"");
 }
 END_TEST
 
@@ -222,18 +233,19 @@ START_TEST(missing_command_and_listen_are_reported)
 {
 	assert_error("service \"web\" {\n  listen = { \"127.0.0.1:1\" }\n}\n",
 	    1, "command is required");
-	assert_error("service \"web\" {\n" SVC_CMD "}\n", 1,
-	    "listen is required");
+	assert_error(
+	    "service \"web\" {\n" SVC_CMD "}\n", 1, "listen is required");
 }
 END_TEST
 
 START_TEST(every_error_in_a_file_is_reported)
 {
-	struct sn_config	*c;
-	char			*out;
+	struct sn_config *c;
+	char             *out;
 
 	c = load(SVC_HEAD SVC_CMD "  min_workers = 9000\n"
-	    "  ready_timeout = \"3 parsecs\"\n  user = \"no-such-user-xyz\"\n}\n",
+				  "  ready_timeout = \"3 parsecs\"\n  user = "
+				  "\"no-such-user-xyz\"\n}\n",
 	    &out);
 	ck_assert_ptr_null(c);
 	ck_assert_ptr_nonnull(strstr(out, "3 errors"));
@@ -244,11 +256,11 @@ END_TEST
 START_TEST(comments_do_not_shift_line_numbers)
 {
 	assert_error("# one\n// two\n/* three\n four */\n"
-	    "service \"web\" { # a \"quoted\" comment\n"
-	    "  listen = { \"127.0.0.1:18080\" } // trailing\n"
-	    "  command = \"/bin/sh -c '# not a comment'\"\n"
-	    "  min_workers = 5\n  max_workers = 2\n}\n", 9,
-	    "min_workers (5) is greater than max_workers (2)");
+		     "service \"web\" { # a \"quoted\" comment\n"
+		     "  listen = { \"127.0.0.1:18080\" } // trailing\n"
+		     "  command = \"/bin/sh -c '# not a comment'\"\n"
+		     "  min_workers = 5\n  max_workers = 2\n}\n",
+	    9, "min_workers (5) is greater than max_workers (2)");
 }
 END_TEST
 
@@ -261,8 +273,8 @@ END_TEST
 Suite *
 config_suite(void)
 {
-	Suite	*s = suite_create("config");
-	TCase	*tc = tcase_create("validation");
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("validation");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, good_config_loads_with_defaults_and_overrides);

@@ -8,9 +8,9 @@
 #include "service.h"
 #include "unit.h"
 
-static struct sn_service_conf	sc;
-static struct service		svc;
-static struct worker		pool[8];
+static struct sn_service_conf sc;
+static struct service         svc;
+static struct worker          pool[8];
 
 static void
 setup(void)
@@ -28,8 +28,8 @@ setup(void)
 static struct worker *
 add(enum worker_state state, int nconns)
 {
-	struct worker	*w = &pool[svc.online + 1 < 8 ? svc.online : 7];
-	int		 i;
+	struct worker *w = &pool[svc.online + 1 < 8 ? svc.online : 7];
+	int            i;
 
 	for (i = 0; i < 8 && pool[i].svc != NULL; i++)
 		;
@@ -45,7 +45,7 @@ add(enum worker_state state, int nconns)
 
 START_TEST(empty_pool_spawns_a_worker)
 {
-	struct pick	p = service_pick(&svc);
+	struct pick p = service_pick(&svc);
 
 	ck_assert_ptr_null(p.worker);
 	ck_assert_int_eq(p.spawn, 1);
@@ -54,8 +54,8 @@ END_TEST
 
 START_TEST(idle_worker_takes_the_connection_without_spawning)
 {
-	struct worker	*w = add(WORKER_READY, 0);
-	struct pick	 p = service_pick(&svc);
+	struct worker *w = add(WORKER_READY, 0);
+	struct pick    p = service_pick(&svc);
 
 	ck_assert_ptr_eq(p.worker, w);
 	ck_assert_int_eq(p.spawn, 0);
@@ -64,8 +64,8 @@ END_TEST
 
 START_TEST(least_connections_wins)
 {
-	struct pick	 p;
-	struct worker	*b;
+	struct pick    p;
+	struct worker *b;
 
 	sc.max_workers = 3;
 	add(WORKER_READY, 5);
@@ -73,13 +73,13 @@ START_TEST(least_connections_wins)
 	add(WORKER_READY, 3);
 	p = service_pick(&svc);
 	ck_assert_ptr_eq(p.worker, b);
-	ck_assert_int_eq(p.spawn, 0);	/* the pool is full */
+	ck_assert_int_eq(p.spawn, 0); /* the pool is full */
 }
 END_TEST
 
 START_TEST(busy_pool_below_max_grows)
 {
-	struct pick	p;
+	struct pick p;
 
 	add(WORKER_READY, 1);
 	add(WORKER_READY, 4);
@@ -91,8 +91,8 @@ END_TEST
 
 START_TEST(ready_beats_starting_on_a_tie_and_starting_can_be_chosen)
 {
-	struct pick	 p;
-	struct worker	*s, *r;
+	struct pick    p;
+	struct worker *s, *r;
 
 	s = add(WORKER_STARTING, 0);
 	r = add(WORKER_READY, 0);
@@ -107,7 +107,7 @@ END_TEST
 
 START_TEST(stopping_and_exited_workers_are_never_chosen)
 {
-	struct pick	p;
+	struct pick p;
 
 	add(WORKER_STOPPING, 0);
 	add(WORKER_EXITED, 0);
@@ -119,7 +119,7 @@ END_TEST
 
 START_TEST(no_spawn_during_backoff_or_shutdown)
 {
-	struct pick	p;
+	struct pick p;
 
 	svc.backoff_until = now_ms() + 60000;
 	p = service_pick(&svc);
@@ -146,15 +146,16 @@ END_TEST
 Suite *
 pick_suite(void)
 {
-	Suite	*s = suite_create("pick");
-	TCase	*tc = tcase_create("policy");
+	Suite *s = suite_create("pick");
+	TCase *tc = tcase_create("policy");
 
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, empty_pool_spawns_a_worker);
 	tcase_add_test(tc, idle_worker_takes_the_connection_without_spawning);
 	tcase_add_test(tc, least_connections_wins);
 	tcase_add_test(tc, busy_pool_below_max_grows);
-	tcase_add_test(tc, ready_beats_starting_on_a_tie_and_starting_can_be_chosen);
+	tcase_add_test(
+	    tc, ready_beats_starting_on_a_tie_and_starting_can_be_chosen);
 	tcase_add_test(tc, stopping_and_exited_workers_are_never_chosen);
 	tcase_add_test(tc, no_spawn_during_backoff_or_shutdown);
 	tcase_add_test(tc, backoff_doubles_from_100ms_up_to_30s);

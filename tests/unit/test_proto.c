@@ -17,10 +17,10 @@ parse(const char *bytes, size_t len, struct sn_msg *m, const char **cause)
 START_TEST(vectors_parse_to_their_messages)
 {
 	static const struct {
-		const char	*bytes;
-		size_t		 len;
-		uint8_t		 type;
-		const char	*payload;
+		const char *bytes;
+		size_t      len;
+		uint8_t     type;
+		const char *payload;
 	} v[] = {
 		{ "\x01\x01\x00\x00", 4, SN_MSG_READY, "" },
 		{ "\x01\x01\x00\x09port=8080", 13, SN_MSG_READY, "port=8080" },
@@ -33,13 +33,13 @@ START_TEST(vectors_parse_to_their_messages)
 		{ "\x01\x81\x00\x13id=7\nstatus=unknown", 23, SN_MSG_PEER_INFO,
 		    "id=7\nstatus=unknown" },
 	};
-	struct sn_msg	 m;
-	const char	*cause;
-	size_t		 i;
+	struct sn_msg m;
+	const char   *cause;
+	size_t        i;
 
 	for (i = 0; i < sizeof v / sizeof v[0]; i++) {
-		ck_assert_int_eq(parse(v[i].bytes, v[i].len, &m, &cause),
-		    (ssize_t)v[i].len);
+		ck_assert_int_eq(
+		    parse(v[i].bytes, v[i].len, &m, &cause), (ssize_t)v[i].len);
 		ck_assert_int_eq(m.type, v[i].type);
 		ck_assert_int_eq(m.len, strlen(v[i].payload));
 		ck_assert(memcmp(m.payload, v[i].payload, m.len) == 0);
@@ -49,27 +49,28 @@ END_TEST
 
 START_TEST(frames_build_the_documented_bytes)
 {
-	char	out[64];
+	char out[64];
 
-	ck_assert_int_eq(sn_proto_frame(out, sizeof out, SN_MSG_READY,
-	    "port=8080", 9), 13);
+	ck_assert_int_eq(
+	    sn_proto_frame(out, sizeof out, SN_MSG_READY, "port=8080", 9), 13);
 	ck_assert(memcmp(out, "\x01\x01\x00\x09port=8080", 13) == 0);
-	ck_assert_int_eq(sn_proto_frame(out, sizeof out, SN_MSG_DRAIN, NULL,
-	    0), 4);
+	ck_assert_int_eq(
+	    sn_proto_frame(out, sizeof out, SN_MSG_DRAIN, NULL, 0), 4);
 	ck_assert(memcmp(out, "\x01\x82\x00\x00", 4) == 0);
-	ck_assert_int_eq(sn_proto_frame(out, 8, SN_MSG_READY, "port=8080",
-	    9), -1);
-	ck_assert_int_eq(sn_proto_frame(out, sizeof out, SN_MSG_LOG, out,
-	    SN_PROTO_MAX + 1), -1);
+	ck_assert_int_eq(
+	    sn_proto_frame(out, 8, SN_MSG_READY, "port=8080", 9), -1);
+	ck_assert_int_eq(
+	    sn_proto_frame(out, sizeof out, SN_MSG_LOG, out, SN_PROTO_MAX + 1),
+	    -1);
 }
 END_TEST
 
 START_TEST(partial_frames_ask_for_more)
 {
-	const char	*full = "\x01\x02\x00\x0eid=1\nkey=54321";
-	struct sn_msg	 m;
-	const char	*cause;
-	size_t		 n;
+	const char   *full = "\x01\x02\x00\x0eid=1\nkey=54321";
+	struct sn_msg m;
+	const char   *cause;
+	size_t        n;
 
 	for (n = 0; n < 18; n++)
 		ck_assert_int_eq(parse(full, n, &m, &cause), 0);
@@ -80,9 +81,9 @@ END_TEST
 START_TEST(malformed_frames_are_refused_with_a_reason)
 {
 	static const struct {
-		const char	*bytes;
-		size_t		 len;
-		const char	*why;
+		const char *bytes;
+		size_t      len;
+		const char *why;
 	} v[] = {
 		{ "\x02\x01\x00\x00", 4, "version" },
 		{ "\x00\x01\x00\x00", 4, "version" },
@@ -96,9 +97,9 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
 		{ "\x01\x02\x00\x06id=1\x01\n", 10, "malformed" },
 		{ "\x01\x01\x00\x07port=8\x7f", 11, "malformed" },
 	};
-	struct sn_msg	 m;
-	const char	*cause;
-	size_t		 i;
+	struct sn_msg m;
+	const char   *cause;
+	size_t        i;
 
 	for (i = 0; i < sizeof v / sizeof v[0]; i++) {
 		ck_assert_msg(parse(v[i].bytes, v[i].len, &m, &cause) == -1,
@@ -110,10 +111,10 @@ END_TEST
 
 START_TEST(fields_are_found_text_runs_to_the_end)
 {
-	const char	*b = "\x01\x03\x00\x1alevel=4\ntext=a=b\nline two";
-	struct sn_msg	 m;
-	const char	*cause;
-	char		 v[64], small[3];
+	const char   *b = "\x01\x03\x00\x1alevel=4\ntext=a=b\nline two";
+	struct sn_msg m;
+	const char   *cause;
+	char          v[64], small[3];
 
 	ck_assert_int_eq(parse(b, 30, &m, &cause), 30);
 	ck_assert_int_eq(sn_proto_field(&m, "level", v, sizeof v), 0);
@@ -128,16 +129,17 @@ END_TEST
 
 START_TEST(maximum_size_frame_is_accepted_one_more_is_not)
 {
-	static char	 buf[SN_PROTO_HDR + SN_PROTO_MAX + 1];
-	struct sn_msg	 m;
-	const char	*cause;
+	static char   buf[SN_PROTO_HDR + SN_PROTO_MAX + 1];
+	struct sn_msg m;
+	const char   *cause;
 
 	memset(buf, 'x', sizeof buf);
 	memcpy(buf + SN_PROTO_HDR, "text=", 5);
 	ck_assert_int_eq(sn_proto_frame(buf, sizeof buf, SN_MSG_LOG,
-	    buf + SN_PROTO_HDR, SN_PROTO_MAX), SN_PROTO_HDR + SN_PROTO_MAX);
-	ck_assert_int_eq(parse(buf, sizeof buf, &m, &cause),
+			     buf + SN_PROTO_HDR, SN_PROTO_MAX),
 	    SN_PROTO_HDR + SN_PROTO_MAX);
+	ck_assert_int_eq(
+	    parse(buf, sizeof buf, &m, &cause), SN_PROTO_HDR + SN_PROTO_MAX);
 	buf[2] = (SN_PROTO_MAX + 1) >> 8;
 	buf[3] = (SN_PROTO_MAX + 1) & 0xff;
 	ck_assert_int_eq(parse(buf, sizeof buf, &m, &cause), -1);
@@ -147,8 +149,8 @@ END_TEST
 Suite *
 proto_suite(void)
 {
-	Suite	*s = suite_create("proto");
-	TCase	*tc = tcase_create("framing");
+	Suite *s = suite_create("proto");
+	TCase *tc = tcase_create("framing");
 
 	tcase_add_test(tc, vectors_parse_to_their_messages);
 	tcase_add_test(tc, frames_build_the_documented_bytes);

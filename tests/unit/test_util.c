@@ -11,8 +11,8 @@
 static long long
 dur(const char *s)
 {
-	long long	 ms = -1;
-	char		*cause = NULL;
+	long long ms = -1;
+	char     *cause = NULL;
 
 	if (duration_parse(s, &ms, &cause) == -1) {
 		free(cause);
@@ -35,8 +35,8 @@ END_TEST
 
 START_TEST(duration_rejects_bad_units_and_overflow)
 {
-	long long	 ms;
-	char		*cause = NULL;
+	long long ms;
+	char     *cause = NULL;
 
 	ck_assert_int_eq(dur("10parsecs"), -1);
 	ck_assert_int_eq(dur("ms"), -1);
@@ -53,7 +53,7 @@ END_TEST
 static char **
 split(const char *s)
 {
-	char	**argv = NULL, *cause = NULL;
+	char **argv = NULL, *cause = NULL;
 
 	if (command_split(s, &argv, &cause) == -1) {
 		free(cause);
@@ -64,7 +64,7 @@ split(const char *s)
 
 START_TEST(command_split_follows_shell_quoting)
 {
-	char	**v;
+	char **v;
 
 	v = split("  /usr/bin/gunicorn --bind unix:{socket}\tapp:app ");
 	ck_assert_int_eq(argv_count(v), 4);
@@ -100,8 +100,8 @@ END_TEST
 
 START_TEST(template_expands_every_placeholder)
 {
-	struct template_vars	 tv = { "/run/s/3.sock", 4242, 3, "web" };
-	char			*s, *cause = NULL;
+	struct template_vars tv = { "/run/s/3.sock", 4242, 3, "web" };
+	char                *s, *cause = NULL;
 
 	s = template_expand("unix:{socket}", &tv, &cause);
 	ck_assert_str_eq(s, "unix:/run/s/3.sock");
@@ -120,9 +120,9 @@ END_TEST
 
 START_TEST(template_rejects_unknown_and_inapplicable_placeholders)
 {
-	struct template_vars	 tcp = { NULL, 4242, 0, "web" };
-	struct template_vars	 unix_ = { "/s", 0, 0, "web" };
-	char			*cause = NULL;
+	struct template_vars tcp = { NULL, 4242, 0, "web" };
+	struct template_vars unix_ = { "/s", 0, 0, "web" };
+	char                *cause = NULL;
 
 	ck_assert_ptr_null(template_expand("{sockett}", &unix_, &cause));
 	ck_assert_ptr_nonnull(strstr(cause, "unknown placeholder {sockett}"));
@@ -137,9 +137,9 @@ END_TEST
 
 START_TEST(addr_parse_accepts_v4_v6_star_and_names)
 {
-	struct sn_addr		*a;
-	size_t			 n;
-	char			*cause = NULL, buf[ADDRSTRLEN];
+	struct sn_addr *a;
+	size_t          n;
+	char           *cause = NULL, buf[ADDRSTRLEN];
 
 	ck_assert_int_eq(addr_parse("127.0.0.1:8080", &a, &n, &cause), 0);
 	ck_assert_int_eq(n, 1);
@@ -147,8 +147,8 @@ START_TEST(addr_parse_accepts_v4_v6_star_and_names)
 	    "127.0.0.1:8080");
 	free(a);
 	ck_assert_int_eq(addr_parse("[::1]:80", &a, &n, &cause), 0);
-	ck_assert_str_eq(addr_str((struct sockaddr *)&a->ss, buf, sizeof buf),
-	    "[::1]:80");
+	ck_assert_str_eq(
+	    addr_str((struct sockaddr *)&a->ss, buf, sizeof buf), "[::1]:80");
 	ck_assert_int_eq(a->dualstack, 0);
 	free(a);
 	ck_assert_int_eq(addr_parse("*:9000", &a, &n, &cause), 0);
@@ -164,12 +164,18 @@ END_TEST
 START_TEST(addr_parse_rejects_malformed_addresses)
 {
 	static const char *bad[] = {
-		"127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "1.2.3.4:http",
-		"::1:80", "[::1]80", "[::1", ":",
+		"127.0.0.1",
+		"127.0.0.1:0",
+		"127.0.0.1:65536",
+		"1.2.3.4:http",
+		"::1:80",
+		"[::1]80",
+		"[::1",
+		":",
 	};
-	struct sn_addr	*a;
-	size_t		 i, n;
-	char		*cause;
+	struct sn_addr *a;
+	size_t          i, n;
+	char           *cause;
 
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		cause = NULL;
@@ -184,15 +190,16 @@ END_TEST
 Suite *
 util_suite(void)
 {
-	Suite	*s = suite_create("util");
-	TCase	*tc = tcase_create("parsing");
+	Suite *s = suite_create("util");
+	TCase *tc = tcase_create("parsing");
 
 	tcase_add_test(tc, duration_units_convert_to_milliseconds);
 	tcase_add_test(tc, duration_rejects_bad_units_and_overflow);
 	tcase_add_test(tc, command_split_follows_shell_quoting);
 	tcase_add_test(tc, command_split_rejects_unterminated_and_empty);
 	tcase_add_test(tc, template_expands_every_placeholder);
-	tcase_add_test(tc, template_rejects_unknown_and_inapplicable_placeholders);
+	tcase_add_test(
+	    tc, template_rejects_unknown_and_inapplicable_placeholders);
 	tcase_add_test(tc, addr_parse_accepts_v4_v6_star_and_names);
 	tcase_add_test(tc, addr_parse_rejects_malformed_addresses);
 	suite_add_tcase(s, tc);

@@ -7,8 +7,8 @@
 #include "socketnautd.h"
 #include "unit.h"
 
-struct event_base	*sn_base;
-struct rlimit		 worker_nofile;
+struct event_base *sn_base;
+struct rlimit      worker_nofile;
 
 void
 daemon_status_changed(void)
@@ -18,8 +18,8 @@ daemon_status_changed(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
+	SRunner *sr;
+	int      failed;
 
 	sr = srunner_create(util_suite());
 	srunner_add_suite(sr, config_suite());

@@ -4,9 +4,9 @@
 
 #include <check.h>
 
-Suite	*util_suite(void);
-Suite	*config_suite(void);
-Suite	*pick_suite(void);
-Suite	*proto_suite(void);
+Suite *util_suite(void);
+Suite *config_suite(void);
+Suite *pick_suite(void);
+Suite *proto_suite(void);
 
 #endif
