@@ -98,11 +98,29 @@ test: all $(BUILD)/unit-tests
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz-brief
 
+# One style across the tree, kept by .clang-format.
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
 lint:
+	@if command -v clang-format >/dev/null && [ -d .git ]; then \
+	    clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') && \
+	    echo "C sources: clang-format clean"; fi
 	@if command -v mandoc >/dev/null; then \
 	    mandoc -T lint -W warning man/*.[0-9] && echo "man pages: lint clean"; \
 	else echo "mandoc not installed: man pages not linted"; fi
 	PATH="$(CURDIR)/$(BUILD):$$PATH" $(BUILD)/socketnautd -t -c etc/socketnaut.conf
+	@if command -v systemd-analyze >/dev/null; then \
+	    mkdir -p $(BUILD)/man/man5 $(BUILD)/man/man8 && \
+	    cp man/socketnaut.conf.5 $(BUILD)/man/man5/ && \
+	    cp man/socketnautd.8 $(BUILD)/man/man8/ && \
+	    sed -e 's|@SBINDIR@|$(CURDIR)/$(BUILD)|g' \
+	        -e 's|@SYSCONFDIR@|$(CURDIR)/etc|g' \
+	        systemd/socketnautd.service.in > $(BUILD)/socketnautd.service && \
+	    MANPATH=$(CURDIR)/$(BUILD)/man systemd-analyze verify \
+	        $(BUILD)/socketnautd.service && \
+	    echo "systemd unit: systemd-analyze verify clean"; \
+	else echo "systemd-analyze not installed: unit not verified"; fi
 
 install: all install-lib
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
@@ -134,7 +152,7 @@ uninstall: uninstall-lib
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps run check test lint fuzz fuzz-brief install uninstall clean bench
+.PHONY: all deps run check test lint format fuzz fuzz-brief install uninstall clean bench
 
 # Side-by-side benchmark against HAProxy and nginx (bench/README); writes
 # bench/RESULTS.md.  BENCH_ARGS passes options to bench/run.py.
