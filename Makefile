@@ -95,6 +95,7 @@ test: all $(BUILD)/unit-tests
 	SOCKETNAUTD=$(CURDIR)/$(BUILD)/socketnautd SN_BUILD=$(CURDIR)/$(BUILD) \
 	    python3 tests/integration/run.py
 	@$(MAKE) --no-print-directory lib-check
+	BUILD=$(BUILD) sh tests/install/install.sh
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz-brief
 

@@ -35,15 +35,16 @@ teardown(void)
 }
 
 /* Load text as a config file; *out gets what was logged. */
+/* Load text as the whole config file; *out gets what was logged. */
 static struct sn_config *
-load(const char *text, char **out)
+load_raw(const char *text, char **out)
 {
 	struct sn_config *c;
 	FILE             *f;
 	long              n;
 
 	f = fopen(cpath, "w");
-	fprintf(f, "runtime_dir = \"%s/run\"\n%s", dir, text);
+	fputs(text, f);
 	fclose(f);
 	truncate(lpath, 0);
 	c = config_load(cpath);
@@ -54,6 +55,20 @@ load(const char *text, char **out)
 	*out = calloc(1, n + 1);
 	fread(*out, 1, n, f);
 	fclose(f);
+	return (c);
+}
+
+/* Load text after a runtime_dir line of the test's own. */
+static struct sn_config *
+load(const char *text, char **out)
+{
+	struct sn_config *c;
+	char             *full;
+
+	if (asprintf(&full, "runtime_dir = \"%s/run\"\n%s", dir, text) == -1)
+		return (NULL);
+	c = load_raw(full, out);
+	free(full);
 	return (c);
 }
 
@@ -229,6 +244,23 @@ START_TEST(bad_values_are_each_reported)
 }
 END_TEST
 
+START_TEST(unusable_runtime_dir_is_reported)
+{
+	struct sn_config *c;
+	char             *out, want[512];
+
+	/* A runtime_dir under a regular file can never be created. */
+	c = load_raw("runtime_dir = \"/etc/hostname/run\"\n" SVC_HEAD SVC_CMD
+		     "}\n",
+	    &out);
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof want,
+	    "%s:1: runtime_dir: /etc/hostname/run: Not a directory", cpath);
+	ck_assert_msg(strstr(out, want) != NULL, "no \"%s\" in: %s", want, out);
+	free(out);
+}
+END_TEST
+
 START_TEST(missing_command_and_listen_are_reported)
 {
 	assert_error("service \"web\" {\n  listen = { \"127.0.0.1:1\" }\n}\n",
@@ -288,6 +320,7 @@ config_suite(void)
 	tcase_add_test(tc, no_service_is_reported);
 	tcase_add_test(tc, bad_values_are_each_reported);
 	tcase_add_test(tc, missing_command_and_listen_are_reported);
+	tcase_add_test(tc, unusable_runtime_dir_is_reported);
 	tcase_add_test(tc, every_error_in_a_file_is_reported);
 	tcase_add_test(tc, comments_do_not_shift_line_numbers);
 	tcase_add_test(tc, unreadable_file_is_reported);
