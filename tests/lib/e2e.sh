@@ -63,6 +63,14 @@ port2=$(free_port)
 while [ "$port2" = "$port" ]; do
 	port2=$(free_port)
 done
+# IPv6 loopback too, where this host has it.
+listen2="\"127.0.0.1:$port2\""
+v6=
+if python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.bind(("::1", 0))' \
+    2>/dev/null; then
+	listen2="$listen2, \"[::1]:$port2\""
+	v6=1
+fi
 conf=$tmp/c-logger.conf
 {
 	echo "runtime_dir = \"$tmp/run\""
@@ -71,7 +79,7 @@ conf=$tmp/c-logger.conf
 	    "$root/examples/c-logger/c-logger.conf"
 	cat <<EOF
 service "c-logger-agent" {
-    listen = { "127.0.0.1:$port2" }
+    listen = { $listen2 }
     command = "socketnaut-c-logger"
     backend = "agent"
     worker_count = 1
@@ -84,25 +92,32 @@ grep -q "127.0.0.1:$port\"" "$conf" || fail "the example config has no 127.0.0.1
 PATH="$build:$PATH" "$daemon" -d -c "$conf" 2>"$tmp/log" &
 pid=$!
 
-# request SERVICE PORT: one request from curl; its log line and answer must
-# carry curl's own address and port.
+# request SERVICE PORT [HOST]: one request from curl; its log line and
+# answer must carry curl's own address and port.
 request() {
 	svc=$1
 	p=$2
+	host=${3:-127.0.0.1}
 	wait_for 10 in_log "service $svc: worker [0-9]+: ready" ||
 	    fail "$svc: no worker became ready"
-	out=$(curl -sS --max-time 5 -w 'CLIENT=%{local_ip}:%{local_port}\n' \
-	    "http://127.0.0.1:$p/hello?x=1") || fail "$svc: curl failed"
+	case $host in
+	*:*) url="http://[$host]:$p"; listener="[$host]:$p"; fmt='[%{local_ip}]' ;;
+	*) url="http://$host:$p"; listener="$host:$p"; fmt='%{local_ip}' ;;
+	esac
+	out=$(curl -sS --max-time 5 -w "CLIENT=$fmt:%{local_port}\\n" \
+	    "$url/hello?x=1") || fail "$svc: curl failed"
 	client=$(echo "$out" | sed -n 's/^CLIENT=//p')
 	case $client in
-	127.0.0.1:[0-9]*) ;;
+	*:[0-9]*) ;;
 	*) fail "$svc: curl reported no local address ($out)" ;;
 	esac
-	echo "$out" | grep -qx "your address: $client" ||
+	echo "$out" | grep -qxF "your address: $client" ||
 	    fail "$svc: the answer does not name $client: $out"
-	echo "$out" | grep -qx "listener: 127.0.0.1:$p" ||
+	echo "$out" | grep -qxF "listener: $listener" ||
 	    fail "$svc: the answer does not name the listener: $out"
-	line="service $svc: worker [0-9]+: GET /hello\\?x=1 from $client via 127.0.0.1:$p\$"
+	qclient=$(echo "$client" | sed 's/[].[]/\\&/g')
+	qlistener=$(echo "$listener" | sed 's/[].[]/\\&/g')
+	line="service $svc: worker [0-9]+: GET /hello\\?x=1 from $qclient via $qlistener\$"
 	wait_for 5 in_log "$line" || fail "$svc: no log line for $client"
 	wpid=$(grep -E "$line" "$tmp/log" | sed -n 's/.*worker \([0-9]*\): GET.*/\1/p' |
 	    head -n 1)
@@ -117,6 +132,22 @@ request() {
 
 request c-logger "$port"
 request c-logger-agent "$port2"
+[ -z "$v6" ] || request c-logger-agent "$port2" ::1
+
+# Concurrent clients from both families: each must get its own address.
+pids=
+for i in 1 2 3 4; do
+	(request c-logger-agent "$port2" >/dev/null) &
+	pids="$pids $!"
+	if [ -n "$v6" ]; then
+		(request c-logger-agent "$port2" ::1 >/dev/null) &
+		pids="$pids $!"
+	fi
+done
+for p in $pids; do
+	wait "$p" || fail "a concurrent request got the wrong address"
+done
+echo "e2e: c-logger-agent: concurrent clients from 127.0.0.1${v6:+ and ::1} each got their own address"
 
 # Reload: a new generation starts, the old workers are sent DRAIN, answer
 # DRAINED and exit 0.
