@@ -63,7 +63,7 @@ control_close(struct control *c, const char *why)
 	free(c);
 	w->control = NULL;
 	if (w->svc->conf->backend == BACKEND_AGENT && w->pid > 0 &&
-	    !w->reaped && w->state == WORKER_STARTING) {
+	    !w->exec_failed && !w->reaped && w->state == WORKER_STARTING) {
 		/* It can no longer tell us where it listens. */
 		log_warnx("service %s: worker %ld: control channel lost before "
 			  "ready, killing it",
@@ -282,6 +282,29 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 	free(buf);
 }
 
+/* A text field longer than we keep: its start, cut (it is only a log line). */
+static int
+control_text_cut(const struct sn_msg *m, char *out, size_t outlen)
+{
+	const char *p = m->payload, *end = p + m->len, *nl;
+	size_t      n;
+
+	while (p < end) {
+		if (end - p >= 5 && memcmp(p, "text=", 5) == 0) {
+			n = (size_t)(end - p - 5);
+			if (n >= outlen)
+				n = outlen - 1;
+			memcpy(out, p + 5, n);
+			out[n] = '\0';
+			return (0);
+		}
+		if ((nl = memchr(p, '\n', end - p)) == NULL)
+			break;
+		p = nl + 1;
+	}
+	return (-1);
+}
+
 static void
 control_log(struct control *c, const struct sn_msg *m)
 {
@@ -294,15 +317,10 @@ control_log(struct control *c, const struct sn_msg *m)
 		control_close(c, "log message without a level 0 to 7");
 		return;
 	}
-	if (sn_proto_field(m, "text", text, sizeof text) == -1) {
-		/* Longer than we keep: truncate, it is only a log line. */
-		const char *t = memmem(m->payload, m->len, "text=", 5);
-
-		if (t == NULL) {
-			control_close(c, "log message without text");
-			return;
-		}
-		snprintf(text, sizeof text, "%.*s", CONTROL_LOG_MAX, t + 5);
+	if (sn_proto_field(m, "text", text, sizeof text) == -1 &&
+	    control_text_cut(m, text, sizeof text) == -1) {
+		control_close(c, "log message without text");
+		return;
 	}
 	for (p = text; *p != '\0'; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)

@@ -34,13 +34,11 @@ static void relay_connected(evutil_socket_t, short, void *);
 static void relay_timeout(evutil_socket_t, short, void *);
 static void relay_connect_retry(evutil_socket_t, short, void *);
 
+/* Monotonic: a step of the wall clock neither expires nor extends timeouts. */
 static long long
 relay_now(void)
 {
-	struct timeval tv;
-
-	event_base_gettimeofday_cached(sn_base, &tv);
-	return ((long long)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+	return (now_ms());
 }
 
 static void

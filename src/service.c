@@ -31,7 +31,6 @@ static void service_resume(evutil_socket_t, short, void *);
 static void service_check(evutil_socket_t, short, void *);
 static void service_respawn(evutil_socket_t, short, void *);
 static void service_shutdown_timeout(evutil_socket_t, short, void *);
-static void service_retire_timeout(evutil_socket_t, short, void *);
 static void service_retire(struct service *);
 static void service_maintain(struct service *);
 
@@ -86,7 +85,6 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 	svc->slots = xcalloc(sc->max_workers, 1);
 	service_idle_tv(svc);
 	evtimer_assign(&svc->check, sn_base, service_check, svc);
-	evtimer_assign(&svc->retire, sn_base, service_retire_timeout, svc);
 	evtimer_assign(&svc->respawn, sn_base, service_respawn, svc);
 	evtimer_assign(&svc->shutdown, sn_base, service_shutdown_timeout, svc);
 	return (svc);
@@ -204,7 +202,8 @@ service_start(struct service *svc, char **cause)
 	struct sn_service_conf *sc = svc->conf;
 	size_t                  i;
 
-	if (sc->backend == BACKEND_UNIX && service_sockdir(svc, 1, cause) == -1)
+	if (sc->backend != BACKEND_TCP &&
+	    service_sockdir(svc, !daemon_started, cause) == -1)
 		return (-1);
 	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
 	for (i = 0; i < sc->nlisten; i++) {
@@ -323,6 +322,16 @@ service_dispatch(struct service *svc, struct relay *r)
 		return;
 	}
 	relay_wait(r, &svc->queue);
+}
+
+/* Accept again when max_connections leaves room (0: no limit). */
+static void
+service_accept_if_room(struct service *svc)
+{
+	if (!svc->accepting && !svc->stopping &&
+	    (svc->conf->max_connections == 0 ||
+		svc->nconns < svc->conf->max_connections))
+		service_listening(svc, 1);
 }
 
 static void
@@ -460,16 +469,17 @@ void
 service_reap(struct service *svc, struct worker *w, int status)
 {
 	enum worker_state was = w->state;
+	int               quick = worker_exited(w, status);
 
-	if (worker_exited(w, status) && w->generation == svc->generation) {
+	if (w->generation == svc->generation && quick) {
 		svc->failures++;
 		svc->backoff_until =
 		    now_ms() + service_backoff_ms(svc->failures);
 		if (!svc->stopping)
 			log_notice("service %s: next worker start in %lldms",
 			    svc->conf->name, service_backoff_ms(svc->failures));
-	} else
-		svc->failures = 0;
+	} else if (w->generation == svc->generation && was != WORKER_STOPPING)
+		svc->failures = 0; /* it ran long enough */
 	/* Out of the pool first, so its waiting clients go elsewhere. */
 	w->state = WORKER_STOPPING;
 	if (was != WORKER_STOPPING)
@@ -480,6 +490,7 @@ service_reap(struct service *svc, struct worker *w, int status)
 	service_drain_queue(svc);
 	service_maintain(svc);
 	daemon_status_changed();
+	daemon_check();
 }
 
 /*
@@ -490,32 +501,16 @@ static void
 service_retire(struct service *svc)
 {
 	struct worker *w;
-	int            n = 0;
 
 	TAILQ_FOREACH (w, &svc->workers, entry) {
 		if (w->generation == svc->generation || w->retiring ||
 		    w->state == WORKER_EXITED || w->state == WORKER_STOPPING)
 			continue;
 		w->retiring = 1;
-		n++;
 		if (w->nconns == 0 || w->state == WORKER_STARTING)
 			worker_stop(w, "reload");
-	}
-	if (n > 0)
-		ms_timer(&svc->retire, svc->conf->shutdown_timeout);
-}
-
-static void
-service_retire_timeout(evutil_socket_t fd, short events, void *arg)
-{
-	struct service *svc = arg;
-	struct worker  *w;
-
-	(void)fd;
-	(void)events;
-	TAILQ_FOREACH (w, &svc->workers, entry) {
-		if (w->retiring)
-			worker_stop(w, "reload, shutdown_timeout reached");
+		else
+			worker_retire(w, svc->conf->shutdown_timeout);
 	}
 }
 
@@ -558,7 +553,7 @@ service_reload(
 	svc->owner = owner;
 	svc->conf = sc;
 	service_idle_tv(svc);
-	if (sc->backend == BACKEND_UNIX && newdir &&
+	if (sc->backend != BACKEND_TCP && newdir &&
 	    service_sockdir(svc, 0, &cause) == -1) {
 		log_warnx("%s", cause);
 		free(cause);
@@ -578,6 +573,7 @@ service_reload(
 	if (sc->min_workers == 0)
 		service_retire(svc);
 	service_maintain(svc);
+	service_accept_if_room(svc);
 	return (0);
 }
 
@@ -587,7 +583,10 @@ service_maintain(struct service *svc)
 {
 	long long wait;
 
-	if (svc->stopping || svc->online >= svc->conf->min_workers)
+	/* Below the minimum, or clients wait and no worker is coming. */
+	if (svc->stopping ||
+	    (svc->online >= svc->conf->min_workers &&
+		(svc->online > 0 || TAILQ_EMPTY(&svc->queue))))
 		return;
 	if ((wait = svc->backoff_until - now_ms()) > 0) {
 		if (!evtimer_pending(&svc->respawn, NULL))
@@ -617,7 +616,7 @@ service_check(evutil_socket_t fd, short events, void *arg)
 {
 	struct service *svc = arg;
 	struct worker  *w, *prev;
-	int             excess = svc->online - svc->conf->min_workers;
+	int             excess = svc->ready - svc->conf->min_workers;
 
 	(void)fd;
 	(void)events;
@@ -644,6 +643,7 @@ service_stop_workers(struct service *svc)
 		relay_close(r, "shutdown timeout");
 	TAILQ_FOREACH (w, &svc->workers, entry)
 		worker_stop(w, "shutdown");
+	daemon_check();
 }
 
 static void
@@ -704,10 +704,11 @@ service_relay_done(struct service *svc)
 	if (svc->stopping) {
 		if (svc->nconns == 0 && evtimer_pending(&svc->shutdown, NULL))
 			service_stop_workers(svc);
+		if (svc->nconns == 0)
+			daemon_check();
 		return;
 	}
-	if (!svc->accepting && svc->nconns < svc->conf->max_connections)
-		service_listening(svc, 1);
+	service_accept_if_room(svc);
 }
 
 /* Stopped: no worker process and no connection left. */
@@ -744,12 +745,11 @@ service_free(struct service *svc)
 		if (svc->listeners[i].fd != -1)
 			close(svc->listeners[i].fd);
 	}
-	if (svc->conf->backend == BACKEND_UNIX)
+	if (svc->conf->backend != BACKEND_TCP)
 		rmdir(svc->conf->sockdir);
 	event_del(&svc->check);
 	event_del(&svc->respawn);
 	event_del(&svc->shutdown);
-	event_del(&svc->retire);
 	config_unref(svc->owner);
 	free(svc->listeners);
 	free(svc->slots);

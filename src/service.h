@@ -31,7 +31,6 @@ struct service {
 	int                     online; /* STARTING + READY, this generation */
 	int                     ready;  /* READY, this generation */
 	unsigned char          *slots;  /* slot in use, max_workers */
-	unsigned                next_serial;
 	unsigned                generation;
 	struct relay_head       queue;    /* clients with no worker yet */
 	struct relay_head       relays;   /* every client of the service */
@@ -46,7 +45,6 @@ struct service {
 	struct event            check;     /* workers_checking_interval */
 	struct event            respawn;
 	struct event            shutdown;
-	struct event            retire; /* old generation's deadline */
 };
 TAILQ_HEAD(service_head, service);
 

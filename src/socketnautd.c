@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -25,12 +26,14 @@
 
 struct event_base *sn_base;
 struct rlimit      worker_nofile;
+int                daemon_started;
 
 static struct sn_config   *conf;
 static struct service_head services = TAILQ_HEAD_INITIALIZER(services);
 static int                 stopping;
 static int                 ready_sent;
 static int                 debug_flag;
+static struct event        check_ev; /* daemon_check(), deferred */
 
 static void __attribute__((noreturn)) usage(int status)
 {
@@ -109,6 +112,72 @@ daemon_stop(int now)
 	daemon_maybe_exit();
 }
 
+static void
+daemon_check_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	daemon_maybe_exit();
+}
+
+/*
+ * A service lost its last connection or worker: see, once the current
+ * callback is over, whether a stopped service can go or the daemon exit.
+ */
+void
+daemon_check(void)
+{
+	if (event_initialized(&check_ev))
+		event_active(&check_ev, EV_TIMEOUT, 0);
+}
+
+static in_port_t
+addr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (((const struct sockaddr_in *)ss)->sin_port);
+	return (((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static int
+addr_is_any(const struct sn_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return (((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY));
+	return (IN6_IS_ADDR_UNSPECIFIED(
+	    &((const struct sockaddr_in6 *)&a->ss)->sin6_addr));
+}
+
+/*
+ * True when a connection to addr would reach one of our own listeners (a
+ * worker must not send us back to ourselves): the same address, or a
+ * wildcard listener on that port.
+ */
+int
+daemon_listens_on(const struct sn_addr *addr)
+{
+	struct service       *svc;
+	const struct sn_addr *l;
+	size_t                i;
+
+	TAILQ_FOREACH (svc, &services, entry) {
+		for (i = 0; i < svc->conf->nlisten; i++) {
+			l = &svc->conf->listen[i];
+			if (l->len == addr->len &&
+			    memcmp(&l->ss, &addr->ss, l->len) == 0)
+				return (1);
+			if (addr_is_any(l) &&
+			    addr_port(&l->ss) == addr_port(&addr->ss) &&
+			    (l->ss.ss_family == addr->ss.ss_family ||
+				l->dualstack))
+				return (1);
+		}
+	}
+	return (0);
+}
+
 static struct service *
 daemon_find(const char *name)
 {
@@ -141,23 +210,12 @@ daemon_reload(void)
 		sdnotify("READY=1");
 		return;
 	}
+	/* Removed services first: their addresses may go to new ones. */
 	TAILQ_FOREACH (svc, &services, entry)
 		svc->seen = 0;
 	for (i = 0; i < nconf->nservices; i++) {
-		if ((svc = daemon_find(nconf->services[i].name)) != NULL) {
+		if ((svc = daemon_find(nconf->services[i].name)) != NULL)
 			svc->seen = 1;
-			service_reload(svc, nconf, &nconf->services[i]);
-			continue;
-		}
-		svc = service_new(nconf, &nconf->services[i]);
-		svc->seen = 1;
-		TAILQ_INSERT_TAIL(&services, svc, entry);
-		if (service_start(svc, &cause) == -1) {
-			log_errorx("%s", cause);
-			free(cause);
-			svc->removed = 1;
-			service_stop(svc, 1);
-		}
 	}
 	TAILQ_FOREACH (svc, &services, entry) {
 		if (!svc->seen && !svc->removed) {
@@ -165,6 +223,20 @@ daemon_reload(void)
 			    svc->conf->name);
 			svc->removed = 1;
 			service_stop(svc, 0);
+		}
+	}
+	for (i = 0; i < nconf->nservices; i++) {
+		if ((svc = daemon_find(nconf->services[i].name)) != NULL) {
+			service_reload(svc, nconf, &nconf->services[i]);
+			continue;
+		}
+		svc = service_new(nconf, &nconf->services[i]);
+		TAILQ_INSERT_TAIL(&services, svc, entry);
+		if (service_start(svc, &cause) == -1) {
+			log_errorx("%s", cause);
+			free(cause);
+			svc->removed = 1;
+			service_stop(svc, 1);
 		}
 	}
 	if (!debug_flag && strcmp(conf->log_target, nconf->log_target) != 0 &&
@@ -316,6 +388,7 @@ main(int argc, char **argv)
 	sdnotify_init();
 	if ((sn_base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	event_assign(&check_ev, sn_base, -1, 0, daemon_check_cb, NULL);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
 		evsignal_assign(
 		    &sigev[i], sn_base, sigs[i], daemon_signal, NULL);
@@ -343,6 +416,7 @@ main(int argc, char **argv)
 			event_base_dispatch(sn_base);
 		ch = 1;
 	} else {
+		daemon_started = 1;
 		daemon_status_changed();
 		event_base_dispatch(sn_base);
 		log_notice("stopped");

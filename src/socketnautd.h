@@ -9,8 +9,13 @@
 #define SOCKETNAUTD_VERSION "0.1.0"
 
 extern struct event_base *sn_base;
-extern struct rlimit      worker_nofile; /* the limit we started with */
+extern struct rlimit      worker_nofile;  /* the limit we started with */
+extern int                daemon_started; /* the first services are up */
+
+struct sn_addr;
 
 void daemon_status_changed(void);
+void daemon_check(void);
+int  daemon_listens_on(const struct sn_addr *);
 
 #endif

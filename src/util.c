@@ -363,6 +363,59 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 	return (0);
 }
 
+/*
+ * A numeric address, "IPv4:PORT", "[IPv6]:PORT" or a bare port (on
+ * 127.0.0.1), as a worker reports it: never a name to resolve.
+ */
+int
+addr_parse_numeric(const char *text, struct sn_addr *a, char **cause)
+{
+	struct sockaddr_in  *sin = (struct sockaddr_in *)&a->ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+	char                 host[INET6_ADDRSTRLEN + 1], *end;
+	const char          *port, *close;
+	long                 p;
+	size_t               n;
+
+	memset(a, 0, sizeof *a);
+	if (text[0] == '[') {
+		close = strchr(text, ']');
+		n = close == NULL ? 0 : (size_t)(close - text - 1);
+		if (close == NULL || close[1] != ':' || n >= sizeof host)
+			goto bad;
+		memcpy(host, text + 1, n);
+		host[n] = '\0';
+		port = close + 2;
+	} else if ((port = strrchr(text, ':')) != NULL) {
+		n = (size_t)(port - text);
+		if (n >= sizeof host)
+			goto bad;
+		memcpy(host, text, n);
+		host[n] = '\0';
+		port++;
+	} else {
+		snprintf(host, sizeof host, "127.0.0.1");
+		port = text;
+	}
+	p = strtol(port, &end, 10);
+	if (*port == '\0' || *end != '\0' || p < 1 || p > 65535)
+		goto bad;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)p);
+		a->len = sizeof *sin;
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)p);
+		a->len = sizeof *sin6;
+	} else
+		goto bad;
+	return (0);
+bad:
+	*cause = xasprintf("\"%s\" is not a numeric address and port", text);
+	return (-1);
+}
+
 int
 addr_is_loopback(const struct sn_addr *a)
 {

@@ -34,6 +34,7 @@ void   argv_free(char **);
 size_t argv_count(char *const *);
 char  *template_expand(const char *, const struct template_vars *, char **);
 int    addr_parse(const char *, struct sn_addr **, size_t *, char **);
+int    addr_parse_numeric(const char *, struct sn_addr *, char **);
 int    addr_is_loopback(const struct sn_addr *);
 const char *addr_str(const struct sockaddr *, char *, size_t);
 char       *path_lookup(const char *, const char *);

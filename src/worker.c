@@ -36,6 +36,8 @@
 
 extern char **environ;
 
+static unsigned worker_serial;
+
 /* What the child reports through the exec pipe when it cannot exec. */
 struct exec_report {
 	int stage;
@@ -152,14 +154,13 @@ static void __attribute__((noreturn)) worker_child(struct worker *w,
 	struct sn_service_conf *sc = w->svc->conf;
 	struct sigaction        sa;
 	sigset_t                set;
+	char                  **env;
 	int                     sig, fd, i;
 
 	setsid();
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != master)
 		_exit(127);
 
-	if (worker_nofile.rlim_max != 0)
-		setrlimit(RLIMIT_NOFILE, &worker_nofile);
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
 	for (sig = 1; sig < NSIG; sig++)
@@ -196,7 +197,12 @@ static void __attribute__((noreturn)) worker_child(struct worker *w,
 		    setresuid(sc->uid, sc->uid, sc->uid) == -1)
 			worker_child_fail(pipefd, STAGE_IDS);
 	}
-	execve(sc->exec_path, argv, worker_env(w));
+	env = worker_env(w);
+	/* Last, once every fd is in place: the original fd limit. */
+	if (worker_nofile.rlim_max != 0 &&
+	    setrlimit(RLIMIT_NOFILE, &worker_nofile) == -1)
+		worker_child_fail(pipefd, STAGE_FDS);
+	execve(sc->exec_path, argv, env);
 	worker_child_fail(pipefd, STAGE_EXEC);
 }
 
@@ -291,7 +297,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w = xcalloc(1, sizeof *w);
 	w->svc = svc;
 	w->slot = slot;
-	w->serial = svc->next_serial++;
+	w->serial = worker_serial++; /* daemon-wide: names never reused */
 	w->generation = svc->generation;
 	w->probefd = w->execfd = -1;
 	TAILQ_INIT(&w->waiting);
@@ -518,50 +524,46 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 int
 worker_reported_ready(struct worker *w, const char *addr, char **cause)
 {
-	struct sockaddr_un *sun = (struct sockaddr_un *)&w->addr.ss;
-	struct sn_addr     *a;
-	size_t              n;
-	char               *tcp;
+	struct sn_service_conf *sc = w->svc->conf;
+	struct sockaddr_un     *sun = (struct sockaddr_un *)&w->addr.ss;
+	struct sn_addr          a;
+	size_t                  n = strlen(sc->sockdir);
 
 	if (w->state != WORKER_STARTING)
 		return (0);
-	if (w->svc->conf->backend != BACKEND_AGENT) {
+	if (sc->backend != BACKEND_AGENT) {
 		worker_set_ready(w, "reported ready");
 		return (0);
 	}
 	if (strncmp(addr, "unix:", 5) == 0) {
-		if (addr[5] != '/' ||
-		    strlen(addr + 5) >= sizeof sun->sun_path) {
-			*cause =
-			    xasprintf("ready: bad unix address \"%s\"", addr);
+		/* Only in its own socket directory: never someone else's. */
+		addr += 5;
+		if (strncmp(addr, sc->sockdir, n) != 0 || addr[n] != '/' ||
+		    strstr(addr, "/../") != NULL ||
+		    strlen(addr) >= sizeof sun->sun_path) {
+			*cause = xasprintf(
+			    "ready: unix:%s is not in %s/", addr, sc->sockdir);
 			return (-1);
 		}
 		memset(&w->addr, 0, sizeof w->addr);
 		sun->sun_family = AF_UNIX;
-		snprintf(sun->sun_path, sizeof sun->sun_path, "%s", addr + 5);
+		snprintf(sun->sun_path, sizeof sun->sun_path, "%s", addr);
 		w->addr.len = sizeof *sun;
 	} else {
-		tcp = strchr(addr, ':') == NULL
-		    ? xasprintf("127.0.0.1:%s", addr)
-		    : xstrdup(addr);
-		if (addr[0] == '\0' || strchr(tcp, '*') != NULL ||
-		    addr_parse(tcp, &a, &n, cause) == -1) {
-			if (addr[0] == '\0' || strchr(tcp, '*') != NULL)
-				*cause = xstrdup("ready: backend agent needs "
-						 "address=HOST:PORT or port=N");
-			free(tcp);
+		if (addr_parse_numeric(addr, &a, cause) == -1)
+			return (-1);
+		if (!addr_is_loopback(&a)) {
+			*cause = xasprintf(
+			    "ready: %s is not a loopback address", addr);
 			return (-1);
 		}
-		free(tcp);
-		if (!addr_is_loopback(&a[0])) {
-			*cause = xasprintf("ready: %s is not a loopback "
-					   "address",
+		if (daemon_listens_on(&a)) {
+			*cause = xasprintf("ready: %s is one of our own "
+					   "listeners",
 			    addr);
-			free(a);
 			return (-1);
 		}
-		w->addr = a[0];
-		free(a);
+		w->addr = a;
 	}
 	worker_set_ready(w, "reported ready");
 	return (0);
@@ -591,6 +593,24 @@ worker_stop(struct worker *w, const char *why)
 		w->termed = 1;
 	}
 	worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
+}
+
+static void
+worker_retire_timer(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	worker_stop(arg, "reload, shutdown_timeout reached");
+}
+
+/*
+ * An old generation's worker that still has clients: it stops when the
+ * last one leaves (worker_release), or after ms at the latest.
+ */
+void
+worker_retire(struct worker *w, long long ms)
+{
+	worker_timer(w, worker_retire_timer, ms);
 }
 
 /* Kill at once; the exit is handled when it is reaped. */

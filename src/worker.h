@@ -52,6 +52,7 @@ TAILQ_HEAD(worker_head, worker);
 
 struct worker *worker_spawn(struct service *, int, char **);
 void           worker_stop(struct worker *, const char *);
+void           worker_retire(struct worker *, long long);
 void           worker_kill(struct worker *);
 int            worker_exited(struct worker *, int);
 void           worker_release(struct worker *);

@@ -8,11 +8,24 @@
 #include "unit.h"
 
 struct event_base *sn_base;
+int                daemon_started;
 struct rlimit      worker_nofile;
 
 void
 daemon_status_changed(void)
 {
+}
+
+void
+daemon_check(void)
+{
+}
+
+int
+daemon_listens_on(const struct sn_addr *addr)
+{
+	(void)addr;
+	return (0);
 }
 
 int
