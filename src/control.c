@@ -330,28 +330,8 @@ control_log(struct control *c, const struct sn_msg *m)
 	pri = level[0] - '0';
 	if (pri < LOG_ERR)
 		pri = LOG_ERR;
-	switch (pri) {
-	case LOG_ERR:
-		log_errorx("service %s: worker %ld: %s", w->svc->conf->name,
-		    (long)w->pid, text);
-		break;
-	case LOG_WARNING:
-		log_warnx("service %s: worker %ld: %s", w->svc->conf->name,
-		    (long)w->pid, text);
-		break;
-	case LOG_NOTICE:
-		log_notice("service %s: worker %ld: %s", w->svc->conf->name,
-		    (long)w->pid, text);
-		break;
-	case LOG_INFO:
-		log_info("service %s: worker %ld: %s", w->svc->conf->name,
-		    (long)w->pid, text);
-		break;
-	default:
-		log_debug("service %s: worker %ld: %s", w->svc->conf->name,
-		    (long)w->pid, text);
-		break;
-	}
+	log_at(pri, "service %s: worker %ld: %s", w->svc->conf->name,
+	    (long)w->pid, text);
 }
 
 static void

@@ -186,24 +186,27 @@ LOG_FN(log_notice, LOG_NOTICE, 0)
 LOG_FN(log_info, LOG_INFO, 0)
 LOG_FN(log_debug, LOG_DEBUG, 0)
 
+/* At a level chosen at run time (a worker's log line). */
 void
-fatal(const char *fmt, ...)
+log_at(int pri, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vwrite(LOG_CRIT, 1, fmt, ap);
+	log_vwrite(pri, 0, fmt, ap);
 	va_end(ap);
-	exit(1);
 }
 
-void
-fatalx(const char *fmt, ...)
-{
-	va_list ap;
+#define FATAL_FN(name, with_errno)                                             \
+	void name(const char *fmt, ...)                                        \
+	{                                                                      \
+		va_list ap;                                                    \
+                                                                               \
+		va_start(ap, fmt);                                             \
+		log_vwrite(LOG_CRIT, with_errno, fmt, ap);                     \
+		va_end(ap);                                                    \
+		exit(1);                                                       \
+	}
 
-	va_start(ap, fmt);
-	log_vwrite(LOG_CRIT, 0, fmt, ap);
-	va_end(ap);
-	exit(1);
-}
+FATAL_FN(fatal, 1)
+FATAL_FN(fatalx, 0)

@@ -16,6 +16,7 @@ void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_errorx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_at(int, const char *, ...) __attribute__((format(printf, 2, 3)));
 void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));

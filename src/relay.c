@@ -458,21 +458,31 @@ relay_idle(struct relay *r, short events)
 	return (1);
 }
 
+/*
+ * One socket is ready: send it what waits for it (out), then read what it
+ * has for its peer (in).
+ */
+static void
+relay_io(struct relay *r, short events, int fd, int peer,
+    struct relay_half *out, struct relay_half *in)
+{
+	if (relay_idle(r, events))
+		return;
+	if ((events & EV_WRITE) && out->buf != NULL && relay_flush(r, out, fd))
+		return;
+	if ((events & EV_READ) && in->buf == NULL && !in->done &&
+	    relay_read(r, in, fd, peer))
+		return;
+	relay_update(r);
+}
+
 static void
 relay_client_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct relay *r = arg;
 
 	(void)fd;
-	if (relay_idle(r, events))
-		return;
-	if ((events & EV_WRITE) && r->down.buf != NULL &&
-	    relay_flush(r, &r->down, r->cfd))
-		return;
-	if ((events & EV_READ) && r->up.buf == NULL && !r->up.done &&
-	    relay_read(r, &r->up, r->cfd, r->wfd))
-		return;
-	relay_update(r);
+	relay_io(r, events, r->cfd, r->wfd, &r->down, &r->up);
 }
 
 static void
@@ -481,13 +491,5 @@ relay_worker_cb(evutil_socket_t fd, short events, void *arg)
 	struct relay *r = arg;
 
 	(void)fd;
-	if (relay_idle(r, events))
-		return;
-	if ((events & EV_WRITE) && r->up.buf != NULL &&
-	    relay_flush(r, &r->up, r->wfd))
-		return;
-	if ((events & EV_READ) && r->down.buf == NULL && !r->down.done &&
-	    relay_read(r, &r->down, r->wfd, r->cfd))
-		return;
-	relay_update(r);
+	relay_io(r, events, r->wfd, r->cfd, &r->up, &r->down);
 }
