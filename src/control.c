@@ -28,7 +28,9 @@
 #define CONTROL_LOG_MAX         1024
 
 static void control_read(evutil_socket_t, short, void *);
-static void control_write(evutil_socket_t, short, void *);
+
+static const struct timeval zero = { 0, 0 };
+static void                 control_write(evutil_socket_t, short, void *);
 
 struct control *
 control_open(struct worker *w, int fd)
@@ -43,6 +45,8 @@ control_open(struct worker *w, int fd)
 	    &c->rev, sn_base, fd, EV_READ | EV_PERSIST, control_read, c);
 	event_assign(
 	    &c->wev, sn_base, fd, EV_WRITE | EV_PERSIST, control_write, c);
+	/* More frames are buffered: read them after the next poll, not now. */
+	evtimer_assign(&c->more, sn_base, control_read, c);
 	event_add(&c->rev, NULL);
 	return (c);
 }
@@ -58,6 +62,7 @@ control_close(struct control *c, const char *why)
 		    w->svc->conf->name, (long)w->pid, why);
 	event_del(&c->rev);
 	event_del(&c->wev);
+	event_del(&c->more);
 	close(c->fd);
 	free(c->out);
 	free(c);
@@ -91,7 +96,8 @@ control_send(struct control *c, uint8_t type, const char *payload, size_t len)
 	if (n == -1)
 		fatalx("control_send: frame of %zu bytes", len);
 	c->outlen += n;
-	control_write(c->fd, EV_WRITE, c);
+	/* Sent once per loop turn, however many replies a turn makes. */
+	event_add(&c->wev, NULL);
 	return (0);
 }
 
@@ -394,9 +400,10 @@ control_read(evutil_socket_t fd, short events, void *arg)
 	size_t          off = 0;
 	int             frames = 0;
 
+	(void)fd; /* -1 when called as the "more" timer */
 	(void)events;
 	if (c->inlen < sizeof c->in) {
-		n = recv(fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
+		n = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
 		if (n == 0 || (n == -1 && errno == ECONNRESET)) {
 			log_debug("service %s: worker %ld: control channel "
 				  "closed",
@@ -425,7 +432,7 @@ control_read(evutil_socket_t fd, short events, void *arg)
 			return;
 		if (++frames == CONTROL_FRAMES_PER_READ) {
 			/* A flood: let other events run, then come back. */
-			event_active(&c->rev, EV_READ, 0);
+			evtimer_add(&c->more, &zero);
 			break;
 		}
 	}

@@ -19,6 +19,7 @@ struct control {
 	int            fd;
 	struct event   rev;
 	struct event   wev;
+	struct event   more; /* a flood: the rest waits for the next turn */
 	unsigned char  in[SN_PROTO_HDR + SN_PROTO_MAX];
 	size_t         inlen;
 	unsigned char *out;
