@@ -30,6 +30,7 @@
 static void control_read(evutil_socket_t, short, void *);
 
 static const struct timeval zero = { 0, 0 };
+static unsigned             master_pid; /* getpid() is a system call */
 static void                 control_write(evutil_socket_t, short, void *);
 
 struct control *
@@ -37,6 +38,8 @@ control_open(struct worker *w, int fd)
 {
 	struct control *c;
 
+	if (master_pid == 0)
+		master_pid = (unsigned)getpid();
 	c = xcalloc(1, sizeof *c);
 	c->w = w;
 	c->fd = fd;
@@ -149,8 +152,7 @@ peer_key(const char *s, int *ok)
 
 	*ok = 0;
 	if (s[0] == '@') {
-		n = (size_t)snprintf(
-		    want, sizeof want, "@sn-%x-", (unsigned)getpid());
+		n = (size_t)snprintf(want, sizeof want, "@sn-%x-", master_pid);
 		p = s + n;
 		if (strncmp(s, want, n) != 0 || *p == '\0' || strlen(p) > 8 ||
 		    strspn(p, "0123456789abcdef") != strlen(p))
@@ -183,7 +185,7 @@ control_bind(struct relay *r)
 	sun.sun_family = AF_UNIX;
 	r->key = ++serial;
 	n = snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1, "sn-%x-%x",
-	    (unsigned)getpid(), r->key);
+	    master_pid, r->key);
 	r->named = bind(r->wfd, (struct sockaddr *)&sun,
 		       offsetof(struct sockaddr_un, sun_path) + 1 + n) == 0;
 }
