@@ -38,7 +38,7 @@ static void relay_connect_retry(evutil_socket_t, short, void *);
 static long long
 relay_now(void)
 {
-	return (now_ms());
+	return (now_coarse_ms());
 }
 
 static void

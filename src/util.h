@@ -40,6 +40,7 @@ const char *addr_str(const struct sockaddr *, char *, size_t);
 char       *path_lookup(const char *, const char *);
 int         fd_nonblock(int);
 long long   now_ms(void);
+long long   now_coarse_ms(void);
 
 #define ADDRSTRLEN 128
 
