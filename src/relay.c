@@ -132,7 +132,11 @@ relay_close(struct relay *r, const char *why)
 	struct service *svc = r->svc;
 	char            peer[ADDRSTRLEN];
 
-	if (why != NULL)
+	if (why != NULL && r->worker != NULL)
+		log_debug("service %s: worker %ld: client %s: %s",
+		    svc->conf->name, (long)r->worker->pid,
+		    relay_peer(r, peer, sizeof peer), why);
+	else if (why != NULL)
 		log_debug("service %s: client %s: %s", svc->conf->name,
 		    relay_peer(r, peer, sizeof peer), why);
 	relay_unwait(r);

@@ -58,6 +58,9 @@ static const char *stage_names[] = {
 	"cannot set up descriptors for",
 };
 
+static void worker_child_fail(int, enum exec_stage) __attribute__((noreturn));
+static void worker_child(struct worker *, char **, int *, int, int, pid_t)
+    __attribute__((noreturn));
 static void worker_probe(evutil_socket_t, short, void *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
@@ -138,7 +141,7 @@ worker_env(struct worker *w)
 	return (env);
 }
 
-static void __attribute__((noreturn))
+static void
 worker_child_fail(int pipefd, enum exec_stage stage)
 {
 	struct exec_report rep = { stage, errno };
@@ -148,8 +151,9 @@ worker_child_fail(int pipefd, enum exec_stage stage)
 }
 
 /* In the child: everything between fork and exec. */
-static void __attribute__((noreturn)) worker_child(struct worker *w,
-    char **argv, int *pass, int npass, int pipefd, pid_t master)
+static void
+worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
+    pid_t master)
 {
 	struct sn_service_conf *sc = w->svc->conf;
 	struct sigaction        sa;

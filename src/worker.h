@@ -27,7 +27,7 @@ struct worker {
 	enum worker_state state;
 	pid_t             pid;
 	int               slot;   /* {index}, 0..max_workers-1 */
-	unsigned          serial; /* unique in the service */
+	unsigned          serial; /* unique in the daemon: socket name */
 	unsigned          generation;
 	char             *sockpath; /* unix backend */
 	int               port;     /* tcp backend */
