@@ -203,16 +203,7 @@ class NodeAgentTest(AgentTestBase):
     # logs --------------------------------------------------------------------------------
 
     def test_logs_are_forwarded_tagged_with_service_and_worker_pid(self):
-        d = self.start_daemon([self.worker_service("agent", worker_count=1)])
-        body = get_json(d.port, path="/?log=hello%20from%20node", timeout=20)[0]
-        pid = body["pid"]
-        self.wait_log(d, r"(^|\s)info: service js: worker %d: hello from node$" % pid)
-        get_json(d.port, path="/?log=careful&level=warn")
-        self.wait_log(d, r"(^|\s)warning: service js: worker %d: careful$" % pid)
-        get_json(d.port, path="/?log=on%20fire%0Asecond&level=crit")
-        self.wait_log(d, r"(^|\s)error: service js: worker %d: on fire second$" % pid)
-        self.assertNotIn("control channel:", d.log())
-        self.stop_daemon(d)
+        self.logs_are_forwarded("js", "node", info="info", warn="warn", crit="crit")
 
     # drain -------------------------------------------------------------------------------
 

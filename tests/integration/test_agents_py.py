@@ -334,6 +334,23 @@ class AgentTestBase(harness.DaemonTest):
         self.assertNotRegex(log, r"worker %d: control channel: " % pid)
         self.assertFalse(harness.proc_alive(pid))
 
+    def logs_are_forwarded(self, svc_name, who, info, warn, crit):
+        """Log lines reach the daemon's log tagged with service and worker pid, at their
+        level; never above "error"; newlines become spaces."""
+        d = self.start_daemon([self.worker_service("agent", worker_count=1)])
+        body = get_json(d.port, path="/?log=hello%%20from%%20%s&level=%s" % (who, info),
+                        timeout=20)[0]
+        pid = body["pid"]
+        self.wait_log(d, r"(^|\s)info: service %s: worker %d: hello from %s$"
+                      % (svc_name, pid, who))
+        get_json(d.port, path="/?log=careful&level=%s" % warn)
+        self.wait_log(d, r"(^|\s)warning: service %s: worker %d: careful$" % (svc_name, pid))
+        get_json(d.port, path="/?log=on%%20fire%%0Asecond&level=%s" % crit)
+        self.wait_log(d, r"(^|\s)error: service %s: worker %d: on fire second$"
+                      % (svc_name, pid))
+        self.assertNotIn("control channel:", d.log())
+        self.stop_daemon(d)
+
     def drain_on_reload(self, mode, **svc):
         d = self.start_daemon([self.worker_service(mode, worker_count=1, **svc)])
         old = get_json(d.port, timeout=20)[0]["pid"]
@@ -514,17 +531,8 @@ class PythonAgentTest(AgentTestBase):
     # logs --------------------------------------------------------------------------------
 
     def test_logs_are_forwarded_tagged_with_service_and_worker_pid(self):
-        d = self.start_daemon([self.worker_service("agent", worker_count=1)])
-        body = get_json(d.port, path="/?log=hello%20from%20python&level=info", timeout=20)[0]
-        pid = body["pid"]
-        self.wait_log(d, r"(^|\s)info: service py: worker %d: hello from python$" % pid)
-        get_json(d.port, path="/?log=careful&level=warning")
-        self.wait_log(d, r"(^|\s)warning: service py: worker %d: careful$" % pid)
-        # Numeric levels; never above "error" in the daemon's log; newlines become spaces.
-        get_json(d.port, path="/?log=on%20fire%0Asecond%20line&level=2")
-        self.wait_log(d, r"(^|\s)error: service py: worker %d: on fire second line$" % pid)
-        self.assertNotIn("control channel:", d.log())
-        self.stop_daemon(d)
+        # Numeric levels too ("2" = crit): never above "error" in the daemon's log.
+        self.logs_are_forwarded("py", "python", info="info", warn="warning", crit="2")
 
     # drain -------------------------------------------------------------------------------
 
