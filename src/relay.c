@@ -68,15 +68,14 @@ relay_timer(struct relay *r, event_callback_fn cb, long long ms)
 
 /* A client was accepted: it waits for dispatch. */
 struct relay *
-relay_new(struct service *svc, struct listener *lst, int fd,
-    const struct sockaddr *sa, socklen_t salen)
+relay_new(
+    struct service *svc, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	struct relay *r;
 	int           one = 1;
 
 	r = xcalloc(1, sizeof *r);
 	r->svc = svc;
-	r->lst = lst;
 	r->cfd = fd;
 	r->wfd = -1;
 	r->state = RELAY_WAITING;
@@ -418,7 +417,6 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		 * FIN: nothing is pending (we do not read while it is).  When
 		 * the other direction is over too, close() sends the FIN.
 		 */
-		h->eof = 1;
 		if (!(h == &r->up ? r->down.done : r->up.done))
 			shutdown(dst, SHUT_WR);
 		return (relay_half_done(r, h));

@@ -10,7 +10,6 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-struct listener;
 struct service;
 struct worker;
 
@@ -19,7 +18,6 @@ struct relay_half {
 	char    *buf;
 	size_t   off;
 	size_t   len;
-	unsigned eof : 1;  /* the source sent FIN */
 	unsigned done : 1; /* FIN passed on, or direction dropped */
 };
 
@@ -35,7 +33,6 @@ struct relay {
 	TAILQ_ENTRY(relay) keyed; /* peer-info index of its worker */
 	struct relay_head *waitlist;
 	struct service    *svc;
-	struct listener   *lst;
 	struct worker     *worker;
 	struct worker     *peer_worker;
 	uint32_t           key;   /* the worker's view of our address */
@@ -65,14 +62,14 @@ struct relay {
 };
 TAILQ_HEAD(relay_head, relay);
 
-struct relay *relay_new(struct service *, struct listener *, int,
-    const struct sockaddr *, socklen_t);
-void          relay_wait(struct relay *, struct relay_head *);
-void          relay_unwait(struct relay *);
-void          relay_connect(struct relay *);
-void          relay_redispatch(struct relay *);
-void          relay_close(struct relay *, const char *);
-int           relay_finished(struct relay *);
-const char   *relay_peer(const struct relay *, char *, size_t);
+struct relay      *
+relay_new(struct service *, int, const struct sockaddr *, socklen_t);
+void relay_wait(struct relay *, struct relay_head *);
+void relay_unwait(struct relay *);
+void relay_connect(struct relay *);
+void relay_redispatch(struct relay *);
+void relay_close(struct relay *, const char *);
+int  relay_finished(struct relay *);
+const char *relay_peer(const struct relay *, char *, size_t);
 
 #endif

@@ -373,7 +373,7 @@ service_accept(evutil_socket_t fd, short events, void *arg)
 				return;
 			}
 		}
-		r = relay_new(svc, l, cfd, (struct sockaddr *)&ss, len);
+		r = relay_new(svc, cfd, (struct sockaddr *)&ss, len);
 		service_dispatch(svc, r);
 	}
 }

@@ -630,7 +630,6 @@ worker_kill(struct worker *w)
 		service_worker_gone(w->svc, w, was);
 	}
 	event_del(&w->timer);
-	w->killed = 1;
 	kill(w->pid, SIGKILL);
 }
 

@@ -38,7 +38,6 @@ struct worker {
 	int               probefd;
 	int               execfd; /* exec-failure pipe, -1 after */
 	int               exec_failed;
-	int               killed;   /* SIGKILL sent */
 	int               failed;   /* killed for not getting ready */
 	int               reaped;   /* the process is gone */
 	int               retiring; /* old generation: stop when idle */

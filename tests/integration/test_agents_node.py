@@ -135,20 +135,10 @@ class NodeAgentTest(AgentTestBase):
         self.stop_daemon(d)
 
     def test_worker_on_ipv6_loopback_reports_its_address(self):
-        if not harness.ipv6_available():
-            self.skipTest("no IPv6 loopback")
-        d = self.start_daemon([self.worker_service("agent6", worker_count=1)])
-        body, mine, peer = get_json(d.port, timeout=20)
-        self.assertEqual(body["listen"][0], "::1")
-        self.assertRegex(d.log(), r"ready at \[::1\]:%d" % body["listen"][1])
-        self.assert_peer_info_matches(body, mine, peer, d.port)
-        self.stop_daemon(d)
+        self.worker_on_ipv6_reports_its_address()
 
     def test_tcp_backend_worker_gets_peer_info(self):
-        d = self.start_daemon([self.worker_service("tcp", worker_count=1)])
-        body, mine, peer = get_json(d.port, timeout=20)
-        self.assert_peer_info_matches(body, mine, peer, d.port)
-        self.stop_daemon(d)
+        self.tcp_backend_gets_peer_info()
 
     def test_agent_is_a_noop_without_a_control_channel(self):
         d = self.start_daemon([self.worker_service("tcp", worker_count=1, control=False)])

@@ -334,6 +334,25 @@ class AgentTestBase(harness.DaemonTest):
         self.assertNotRegex(log, r"worker %d: control channel: " % pid)
         self.assertFalse(harness.proc_alive(pid))
 
+    def worker_on_ipv6_reports_its_address(self):
+        """backend agent on [::1]: the reported address is used and peer info is right."""
+        if not harness.ipv6_available():
+            self.skipTest("no IPv6 loopback")
+        d = self.start_daemon([self.worker_service("agent6", worker_count=1)])
+        body, mine, peer = get_json(d.port, timeout=20)
+        self.assertEqual(body["listen"][0], "::1")
+        self.assertRegex(d.log(), r"ready at \[::1\]:%d" % body["listen"][1])
+        self.assert_peer_info_matches(body, mine, peer, d.port)
+        self.stop_daemon(d)
+
+    def tcp_backend_gets_peer_info(self):
+        """backend tcp: the worker's peer-info answer matches the client; returns its body."""
+        d = self.start_daemon([self.worker_service("tcp", worker_count=1)])
+        body, mine, peer = get_json(d.port, timeout=20)
+        self.assert_peer_info_matches(body, mine, peer, d.port)
+        self.stop_daemon(d)
+        return body
+
     def logs_are_forwarded(self, svc_name, who, info, warn, crit):
         """Log lines reach the daemon's log tagged with service and worker pid, at their
         level; never above "error"; newlines become spaces."""
@@ -423,14 +442,7 @@ class PythonAgentTest(AgentTestBase):
         self.stop_daemon(d)
 
     def test_agent_backend_worker_on_ipv6_loopback_reports_its_address(self):
-        if not harness.ipv6_available():
-            self.skipTest("no IPv6 loopback")
-        d = self.start_daemon([self.worker_service("agent6", worker_count=1)])
-        body, mine, peer = get_json(d.port, timeout=20)
-        self.assertEqual(body["listen"][0], "::1")
-        self.assertRegex(d.log(), r"ready at \[::1\]:%d" % body["listen"][1])
-        self.assert_peer_info_matches(body, mine, peer, d.port)
-        self.stop_daemon(d)
+        self.worker_on_ipv6_reports_its_address()
 
     def test_unix_backend_worker_reports_ready_and_gets_peer_info(self):
         d = self.start_daemon([self.worker_service("unix", worker_count=1)])
@@ -441,11 +453,8 @@ class PythonAgentTest(AgentTestBase):
         self.stop_daemon(d)
 
     def test_tcp_backend_worker_gets_peer_info(self):
-        d = self.start_daemon([self.worker_service("tcp", worker_count=1)])
-        body, mine, peer = get_json(d.port, timeout=20)
+        body = self.tcp_backend_gets_peer_info()
         self.assertRegex(body["key"], r"^\d+$")
-        self.assert_peer_info_matches(body, mine, peer, d.port)
-        self.stop_daemon(d)
 
     def test_agent_is_a_noop_without_a_control_channel(self):
         d = self.start_daemon([self.worker_service("unix", worker_count=1, control=False)])
