@@ -151,9 +151,7 @@ cb_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 
 	if ((level = log_level_parse(value)) == -1) {
 		config_error(cfg->line,
-		    "%s: unknown level \"%s\" (expected "
-		    "emerg, alert, crit, error, warning, notice, info or "
-		    "debug)",
+		    "%s: unknown level \"%s\" (expected emerg, alert, crit, error, warning, notice, info or debug)",
 		    opt->name, value);
 		level = LOG_INFO;
 	}
@@ -172,8 +170,7 @@ cb_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		*(long *)result = BACKEND_AGENT;
 	else {
 		config_error(cfg->line,
-		    "%s: unknown backend \"%s\" (expected "
-		    "unix, tcp or agent)",
+		    "%s: unknown backend \"%s\" (expected unix, tcp or agent)",
 		    opt->name, value);
 		*(long *)result = BACKEND_UNIX;
 	}
@@ -310,9 +307,7 @@ int_range(cfg_t *sec, const char *name, long lo, long hi)
 
 	if (v < lo || v > hi)
 		config_error(line_of(sec, name),
-		    "%s (%ld) must be between "
-		    "%ld and %ld",
-		    name, v, lo, hi);
+		    "%s (%ld) must be between %ld and %ld", name, v, lo, hi);
 }
 
 static void
@@ -340,9 +335,7 @@ service_ids(struct sn_service_conf *sc, cfg_t *sec, cfg_t *root)
 		sc->user = xstrdup(cfg_getstr(usec, "user"));
 		if ((pw = getpwnam(sc->user)) == NULL) {
 			config_error(line_of(usec, "user"),
-			    "unknown user "
-			    "\"%s\"",
-			    sc->user);
+			    "unknown user \"%s\"", sc->user);
 			return;
 		}
 		sc->uid = pw->pw_uid;
@@ -352,9 +345,7 @@ service_ids(struct sn_service_conf *sc, cfg_t *sec, cfg_t *root)
 		sc->group = xstrdup(cfg_getstr(gsec, "group"));
 		if ((gr = getgrnam(sc->group)) == NULL) {
 			config_error(line_of(gsec, "group"),
-			    "unknown group "
-			    "\"%s\"",
-			    sc->group);
+			    "unknown group \"%s\"", sc->group);
 			return;
 		}
 		sc->gid = gr->gr_gid;
@@ -406,9 +397,8 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 			sc->exec_path = path_lookup(word, sc->directory);
 			if (sc->exec_path == NULL)
 				config_error(line,
-				    "command: cannot execute "
-				    "\"%s\": %s",
-				    word, strerror(errno));
+				    "command: cannot execute \"%s\": %s", word,
+				    strerror(errno));
 		}
 		free(word);
 	}
@@ -432,8 +422,7 @@ service_workers(struct sn_service_conf *sc, cfg_t *sec)
 		sc->max_workers = (int)cfg_getint(sec, "max_workers");
 		if (sc->min_workers > sc->max_workers)
 			config_error(line_of(sec, "max_workers"),
-			    "min_workers "
-			    "(%d) is greater than max_workers (%d)",
+			    "min_workers (%d) is greater than max_workers (%d)",
 			    sc->min_workers, sc->max_workers);
 	} else {
 		sc->max_workers = ncpu > 0 ? (int)ncpu : 1;
@@ -453,12 +442,10 @@ service_env(struct sn_service_conf *sc, cfg_t *sec)
 		if (n == 0 || sc->env[i][n] != '=' ||
 		    isdigit((unsigned char)sc->env[i][0]) ||
 		    strspn(sc->env[i],
-			"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			"abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+			n)
 			config_error(line_of(sec, "env"),
-			    "env: \"%s\" is not "
-			    "NAME=value",
-			    sc->env[i]);
+			    "env: \"%s\" is not NAME=value", sc->env[i]);
 	}
 }
 
@@ -500,8 +487,7 @@ service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 				if (!addr_equal(&sc->listen[i], &o->listen[j]))
 					continue;
 				config_error(line,
-				    "listen: %s is already "
-				    "used by service \"%s\"",
+				    "listen: %s is already used by service \"%s\"",
 				    addr_str(
 					(struct sockaddr *)&sc->listen[i].ss,
 					buf, sizeof buf),
@@ -522,8 +508,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	sc->line = title_line(sec);
 	if (!service_name_valid(sc->name))
 		config_error(sc->line,
-		    "service name \"%s\" must be 1 to %d "
-		    "letters, digits, '_', '.' or '-'",
+		    "service name \"%s\" must be 1 to %d letters, digits, '_', '.' or '-'",
 		    sc->name, SERVICE_NAME_MAX);
 
 	sc->backend = (enum sn_backend)cfg_getint(sec, "backend");
@@ -531,13 +516,10 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	sc->control = cfg_getbool(sec, "control");
 	if (sc->backend == BACKEND_AGENT && !sc->control)
 		config_error(line_of(sec, "control"),
-		    "backend agent needs the "
-		    "control channel (control = true)");
+		    "backend agent needs the control channel (control = true)");
 	if (sc->backend == BACKEND_AGENT && sc->activation)
 		config_error(line_of(sec, "socket_activation"),
-		    "backend agent "
-		    "and socket_activation exclude each other: the worker "
-		    "chooses its address");
+		    "backend agent and socket_activation exclude each other: the worker chooses its address");
 	int_range(sec, "backlog", 1, 65535);
 	sc->backlog = (int)cfg_getint(sec, "backlog");
 	int_range(sec, "max_connections", 0, 1000000);
@@ -547,14 +529,10 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 		sc->directory = xstrdup(cfg_getstr(sec, "directory"));
 		if (stat(sc->directory, &st) == -1)
 			config_error(line_of(sec, "directory"),
-			    "directory "
-			    "%s: %s",
-			    sc->directory, strerror(errno));
+			    "directory %s: %s", sc->directory, strerror(errno));
 		else if (!S_ISDIR(st.st_mode))
 			config_error(line_of(sec, "directory"),
-			    "directory "
-			    "%s is not a directory",
-			    sc->directory);
+			    "directory %s is not a directory", sc->directory);
 	}
 	service_ids(sc, sec, root);
 	service_command(sc, sec);
@@ -582,8 +560,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	/* Room for "/<serial>.sock" with a 10-digit serial. */
 	if (strlen(sc->sockdir) + 17 > sizeof sun.sun_path)
 		config_error(sc->line,
-		    "service \"%s\": socket paths under "
-		    "%s would exceed %zu bytes; choose a shorter runtime_dir",
+		    "service \"%s\": socket paths under %s would exceed %zu bytes; choose a shorter runtime_dir",
 		    sc->name, conf->runtime_dir, sizeof sun.sun_path - 1);
 	conf->nservices++;
 }
@@ -600,8 +577,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 	if (strcmp(target, "stderr") != 0 && strcmp(target, "syslog") != 0 &&
 	    target[0] != '/')
 		config_error(line_of(root, "log_target"),
-		    "log_target must be "
-		    "stderr, syslog or an absolute file path, not \"%s\"",
+		    "log_target must be stderr, syslog or an absolute file path, not \"%s\"",
 		    target);
 	conf->log_target = xstrdup(target);
 	conf->runtime_dir = xstrdup(cfg_size(root, "runtime_dir") > 0
@@ -609,8 +585,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 		: config_default_runtime_dir());
 	if (conf->runtime_dir[0] != '/')
 		config_error(line_of(root, "runtime_dir"),
-		    "runtime_dir must "
-		    "be an absolute path");
+		    "runtime_dir must be an absolute path");
 	else if (dir_usable(conf->runtime_dir, &cause) == -1) {
 		config_error(
 		    line_of(root, "runtime_dir"), "runtime_dir: %s", cause);

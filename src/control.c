@@ -60,8 +60,8 @@ control_close(struct control *c, const char *why)
 	struct worker *w = c->w;
 
 	if (why != NULL)
-		log_warnx("service %s: worker %ld: control channel: %s, "
-			  "closing it",
+		log_warnx(
+		    "service %s: worker %ld: control channel: %s, closing it",
 		    w->svc->conf->name, (long)w->pid, why);
 	event_del(&c->rev);
 	event_del(&c->wev);
@@ -73,8 +73,8 @@ control_close(struct control *c, const char *why)
 	if (w->svc->conf->backend == BACKEND_AGENT && w->pid > 0 &&
 	    !w->exec_failed && !w->reaped && w->state == WORKER_STARTING) {
 		/* It can no longer tell us where it listens. */
-		log_warnx("service %s: worker %ld: control channel lost before "
-			  "ready, killing it",
+		log_warnx(
+		    "service %s: worker %ld: control channel lost before ready, killing it",
 		    w->svc->conf->name, (long)w->pid);
 		w->failed = 1;
 		worker_kill(w);
@@ -407,8 +407,8 @@ control_read(evutil_socket_t fd, short events, void *arg)
 	if (c->inlen < sizeof c->in) {
 		n = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
 		if (n == 0 || (n == -1 && errno == ECONNRESET)) {
-			log_debug("service %s: worker %ld: control channel "
-				  "closed",
+			log_debug(
+			    "service %s: worker %ld: control channel closed",
 			    c->w->svc->conf->name, (long)c->w->pid);
 			control_close(c, NULL);
 			return;

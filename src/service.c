@@ -400,8 +400,8 @@ service_fd_exhausted(struct service *svc)
 	if (!evtimer_pending(&svc->respawn, NULL))
 		ms_timer(&svc->respawn, ACCEPT_PAUSE_MS);
 	if (now_ms() - svc->fd_warned >= 10000) {
-		log_warn("service %s: out of file descriptors, pausing "
-			 "accepts for %dms at a time",
+		log_warn(
+		    "service %s: out of file descriptors, pausing accepts for %dms at a time",
 		    svc->conf->name, ACCEPT_PAUSE_MS);
 		svc->fd_warned = now_ms();
 	}
@@ -545,8 +545,7 @@ service_reload(
 
 	if (!listen_equal(svc->conf, sc))
 		log_warnx(
-		    "service %s: listen or backlog changed: restart "
-		    "socketnautd to apply it; keeping the current listeners",
+		    "service %s: listen or backlog changed: restart socketnautd to apply it; keeping the current listeners",
 		    sc->name);
 	newdir = strcmp(svc->conf->sockdir, sc->sockdir) != 0;
 	config_ref(owner);
@@ -653,8 +652,8 @@ service_shutdown_timeout(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
-	log_notice("service %s: %d connection%s still open after %lldms, "
-		   "closing",
+	log_notice(
+	    "service %s: %d connection%s still open after %lldms, closing",
 	    svc->conf->name, svc->nconns, svc->nconns == 1 ? "" : "s",
 	    svc->conf->shutdown_timeout);
 	service_stop_workers(svc);

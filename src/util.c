@@ -100,8 +100,8 @@ duration_parse(const char *s, long long *ms, char **cause)
 		return (0);
 	}
 bad:
-	*cause = xasprintf("invalid duration \"%s\" (expected a number with "
-			   "unit ms, s, m or h, e.g. 500ms or 10s)",
+	*cause = xasprintf(
+	    "invalid duration \"%s\" (expected a number with unit ms, s, m or h, e.g. 500ms or 10s)",
 	    s);
 	return (-1);
 range:
@@ -171,8 +171,8 @@ command_split(const char *s, char ***argvp, char **cause)
 				quote = *s++;
 			} else if (*s == '\\') {
 				if (s[1] == '\0') {
-					*cause = xstrdup("command ends with a "
-							 "lone backslash");
+					*cause = xstrdup(
+					    "command ends with a lone backslash");
 					goto fail;
 				}
 				word[len++] = s[1];
@@ -183,9 +183,8 @@ command_split(const char *s, char ***argvp, char **cause)
 				word[len++] = *s++;
 		}
 		if (quote != 0) {
-			*cause = xasprintf("command has an unterminated %c "
-					   "quote",
-			    quote);
+			*cause = xasprintf(
+			    "command has an unterminated %c quote", quote);
 			goto fail;
 		}
 		word[len] = '\0';
@@ -255,14 +254,12 @@ template_expand(const char *s, const struct template_vars *v, char **cause)
 			if (close != NULL &&
 			    ((n == 6 && strncmp(s + 1, "socket", 6) == 0) ||
 				(n == 4 && strncmp(s + 1, "port", 4) == 0)))
-				*cause = xasprintf("placeholder %s does not "
-						   "apply to this backend",
+				*cause = xasprintf(
+				    "placeholder %s does not apply to this backend",
 				    end);
 			else
 				*cause = xasprintf(
-				    "unknown placeholder %s "
-				    "(known: {socket}, {port}, {index}, "
-				    "{service}; {{ for a brace)",
+				    "unknown placeholder %s (known: {socket}, {port}, {index}, {service}; {{ for a brace)",
 				    end);
 			free(end);
 			return (NULL);
@@ -292,8 +289,8 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 
 	if (text[0] == '[') {
 		if ((end = strchr(text, ']')) == NULL || end[1] != ':') {
-			*cause = xasprintf("invalid address \"%s\" (expected "
-					   "[IPv6]:PORT)",
+			*cause = xasprintf(
+			    "invalid address \"%s\" (expected [IPv6]:PORT)",
 			    text);
 			return (-1);
 		}
@@ -302,8 +299,8 @@ addr_parse(const char *text, struct sn_addr **out, size_t *nout, char **cause)
 	} else {
 		if ((colon = strrchr(text, ':')) == NULL ||
 		    strchr(text, ':') != colon) {
-			*cause = xasprintf("invalid address \"%s\" (expected "
-					   "HOST:PORT, [IPv6]:PORT or *:PORT)",
+			*cause = xasprintf(
+			    "invalid address \"%s\" (expected HOST:PORT, [IPv6]:PORT or *:PORT)",
 			    text);
 			return (-1);
 		}

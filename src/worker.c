@@ -501,8 +501,8 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 		return;
 	}
 	if (age >= w->svc->conf->ready_timeout) {
-		log_warnx("service %s: worker %ld: not ready after %lldms, "
-			  "killing it",
+		log_warnx(
+		    "service %s: worker %ld: not ready after %lldms, killing it",
 		    w->svc->conf->name, (long)w->pid, age);
 		w->failed = 1;
 		worker_kill(w);
@@ -562,9 +562,8 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 			return (-1);
 		}
 		if (daemon_listens_on(&a)) {
-			*cause = xasprintf("ready: %s is one of our own "
-					   "listeners",
-			    addr);
+			*cause = xasprintf(
+			    "ready: %s is one of our own listeners", addr);
 			return (-1);
 		}
 		w->addr = a;
@@ -641,8 +640,8 @@ worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	if (!w->termed) {
-		log_info("service %s: worker %ld: still running %lldms after "
-			 "the drain request, sending SIGTERM",
+		log_info(
+		    "service %s: worker %ld: still running %lldms after the drain request, sending SIGTERM",
 		    w->svc->conf->name, (long)w->pid,
 		    w->svc->conf->kill_timeout);
 		kill(w->pid, SIGTERM);
@@ -650,8 +649,8 @@ worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 		worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
 		return;
 	}
-	log_warnx("service %s: worker %ld: still running %lldms after "
-		  "SIGTERM, sending SIGKILL",
+	log_warnx(
+	    "service %s: worker %ld: still running %lldms after SIGTERM, sending SIGKILL",
 	    w->svc->conf->name, (long)w->pid, w->svc->conf->kill_timeout);
 	worker_kill(w);
 }
@@ -676,13 +675,11 @@ worker_exited(struct worker *w, int status)
 		quick = 1;
 	else if (WIFEXITED(status))
 		(expected ? log_info : log_warnx)(
-		    "service %s: worker %ld: "
-		    "exited with status %d after %lldms",
+		    "service %s: worker %ld: exited with status %d after %lldms",
 		    name, (long)w->pid, WEXITSTATUS(status), age);
 	else if (WIFSIGNALED(status))
 		(expected ? log_info : log_warnx)(
-		    "service %s: worker %ld: "
-		    "killed by signal %d (%s) after %lldms",
+		    "service %s: worker %ld: killed by signal %d (%s) after %lldms",
 		    name, (long)w->pid, WTERMSIG(status),
 		    strsignal(WTERMSIG(status)), age);
 	event_del(&w->timer);
