@@ -460,6 +460,29 @@ class DaemonTest(unittest.TestCase):
         return rc
 
 
+def throwaway_user(testcase, prefix="snt"):
+    """Create a system user (and its group) that exists only for this test: removed in
+    cleanup even when the test fails.  Needs root; returns its pwd entry."""
+    import pwd
+    name = "%s%d%04d" % (prefix, os.getpid() % 100000, random.randrange(10000))
+    subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
+                    "--shell", "/usr/sbin/nologin", name],
+                   check=True, capture_output=True, timeout=30)
+    testcase.addCleanup(subprocess.run, ["userdel", name], capture_output=True, timeout=30)
+    return pwd.getpwnam(name)
+
+
+def public_copy(testcase, path):
+    """Copy an executable into the test's directory, made traversable by every user, so that
+    workers running as another user can execute it even when the source tree lives under a
+    directory only root can enter.  Returns the copy's path."""
+    os.chmod(testcase.tmp, 0o755)
+    dest = os.path.join(testcase.tmp, os.path.basename(path))
+    shutil.copy2(path, dest)
+    os.chmod(dest, 0o755)
+    return dest
+
+
 def print_logs(saved_logs, max_chars=20000):
     for path, text in saved_logs:
         if len(text) > max_chars:

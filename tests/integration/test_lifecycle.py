@@ -173,8 +173,10 @@ class LifecycleTest(harness.DaemonTest):
     def test_workers_run_as_the_configured_user(self):
         user = "nobody"
         pw = pwd.getpwnam(user)
-        os.chmod(self.tmp, 0o755)
-        d = self.start_daemon([harness.hello(worker_count=1, user=user)], min_ready=1)
+        hello = harness.public_copy(self, harness.HELLO)
+        d = self.start_daemon([harness.hello(worker_count=1, user=user,
+                                             command=hello + " --socket {socket}")],
+                              min_ready=1)
         harness.http_ok(self, d.port)
         pid = d.workers()[0]
         with open("/proc/%d/status" % pid) as f:
