@@ -177,6 +177,13 @@ cb_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return (0);
 }
 
+static cfg_opt_t health_opts[] = { CFG_STR("type", "tcp", CFGF_NONE),
+	CFG_STR("path", "/", CFGF_NONE), CFG_INT("expect", 200, CFGF_NONE),
+	CFG_INT_CB("interval", 2000, CFGF_NONE, cb_duration),
+	CFG_INT_CB("timeout", 1000, CFGF_NONE, cb_duration),
+	CFG_INT("rise", 2, CFGF_NONE), CFG_INT("fall", 3, CFGF_NONE),
+	CFG_END() };
+
 static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 					"listen", NULL, CFGF_NODEFAULT),
 	CFG_INT("backlog", 511, CFGF_NONE),
@@ -196,6 +203,8 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_INT_CB("ready_timeout", 30000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("queue_timeout", 30000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("idle_timeout", 300000, CFGF_NONE, cb_duration),
+	CFG_INT_CB("stall_timeout", 30000, CFGF_NONE, cb_duration),
+	CFG_SEC("health_check", health_opts, CFGF_NODEFAULT),
 	CFG_INT_CB("shutdown_timeout", 0, CFGF_NODEFAULT, cb_duration),
 	CFG_INT_CB("kill_timeout", 0, CFGF_NODEFAULT, cb_duration),
 	CFG_INT("max_connections", 0, CFGF_NONE), CFG_END() };
@@ -497,6 +506,8 @@ service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 	}
 }
 
+static void service_health(struct sn_service_conf *, cfg_t *);
+
 static void
 service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 {
@@ -549,6 +560,10 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	sc->ready_timeout = cfg_getint(sec, "ready_timeout");
 	sc->queue_timeout = cfg_getint(sec, "queue_timeout");
 	sc->idle_timeout = cfg_getint(sec, "idle_timeout");
+	sc->stall_timeout = cfg_getint(sec, "stall_timeout");
+	if (sc->stall_timeout != 0 && sc->stall_timeout < 100)
+		config_error(line_of(sec, "stall_timeout"),
+		    "stall_timeout must be 0 (off) or at least 100ms");
 	sc->shutdown_timeout = cfg_size(sec, "shutdown_timeout") > 0
 	    ? cfg_getint(sec, "shutdown_timeout")
 	    : conf->shutdown_timeout;
@@ -562,6 +577,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 		config_error(sc->line,
 		    "service \"%s\": socket paths under %s would exceed %zu bytes; choose a shorter runtime_dir",
 		    sc->name, conf->runtime_dir, sizeof sun.sun_path - 1);
+	service_health(sc, sec);
 	conf->nservices++;
 }
 
@@ -663,6 +679,48 @@ record_lines(cfg_t *cfg, cfg_opt_t *opts, const char *prefix)
 	}
 }
 
+/* The optional health_check section: active checks of each worker. */
+static void
+service_health(struct sn_service_conf *sc, cfg_t *sec)
+{
+	struct sn_health_conf *h = &sc->health;
+	const char            *type, *path;
+	cfg_t                 *hs;
+
+	if (cfg_size(sec, "health_check") == 0)
+		return;
+	hs = cfg_getsec(sec, "health_check");
+	h->enabled = 1;
+	type = cfg_getstr(hs, "type");
+	if (strcmp(type, "http") == 0)
+		h->http = 1;
+	else if (strcmp(type, "tcp") != 0)
+		config_error(line_of(hs, "type"),
+		    "health_check: unknown type \"%s\" (expected tcp or http)",
+		    type);
+	path = cfg_getstr(hs, "path");
+	if (path[0] != '/' || strcspn(path, " \t\r\n") != strlen(path) ||
+	    strlen(path) > 1024)
+		config_error(line_of(hs, "path"),
+		    "health_check: path \"%s\" must start with / and have no spaces or control characters (at most 1024 bytes)",
+		    path);
+	h->path = xstrdup(path);
+	int_range(hs, "expect", 100, 599);
+	int_range(hs, "rise", 1, 100);
+	int_range(hs, "fall", 1, 100);
+	duration_min(hs, "interval", 100);
+	duration_min(hs, "timeout", 10);
+	h->expect = cfg_getint(hs, "expect");
+	h->rise = cfg_getint(hs, "rise");
+	h->fall = cfg_getint(hs, "fall");
+	h->interval = cfg_getint(hs, "interval");
+	h->timeout = cfg_getint(hs, "timeout");
+	if (h->timeout > h->interval)
+		config_error(line_of(hs, "timeout"),
+		    "health_check: timeout (%lldms) must not exceed interval (%lldms)",
+		    h->timeout, h->interval);
+}
+
 struct sn_config *
 config_load(const char *path)
 {
@@ -730,6 +788,7 @@ config_unref(struct sn_config *conf)
 		free(sc->user);
 		free(sc->group);
 		free(sc->sockdir);
+		free(sc->health.path);
 	}
 	free(conf->services);
 	free(conf->path);

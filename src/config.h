@@ -12,6 +12,18 @@ enum sn_backend {
 	BACKEND_AGENT, /* the worker reports its address */
 };
 
+/* Active checks of each worker (HAProxy's check inter/rise/fall). */
+struct sn_health_conf {
+	int       enabled;
+	int       http;   /* else a TCP connect */
+	char     *path;   /* http: GET this */
+	int       expect; /* http: this status */
+	long long interval;
+	long long timeout;
+	int       rise; /* passes in a row: healthy again */
+	int       fall; /* failures in a row: unhealthy */
+};
+
 struct sn_service_conf {
 	char *name;
 	int   line;
@@ -43,8 +55,11 @@ struct sn_service_conf {
 	long long ready_timeout;
 	long long queue_timeout;
 	long long idle_timeout;
-	long long shutdown_timeout;
-	long long kill_timeout;
+	long long stall_timeout; /* 0: off */
+
+	struct sn_health_conf health;
+	long long             shutdown_timeout;
+	long long             kill_timeout;
 
 	char *sockdir; /* runtime_dir/name */
 };

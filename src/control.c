@@ -71,7 +71,7 @@ control_close(struct control *c, const char *why)
 	free(c);
 	w->control = NULL;
 	if (w->svc->conf->backend == BACKEND_AGENT && w->pid > 0 &&
-	    !w->exec_failed && !w->reaped && w->state == WORKER_STARTING) {
+	    !w->exec_failed && w->state == WORKER_STARTING) {
 		/* It can no longer tell us where it listens. */
 		log_warnx(
 		    "service %s: worker %ld: control channel lost before ready, killing it",

@@ -2,13 +2,17 @@
  * The byte path between a client and a worker.  Each direction reads into
  * one shared scratch buffer and writes straight on; only bytes the
  * destination cannot take yet are copied into a per-direction buffer, and
- * while they wait the source is not read (backpressure).  A relay has one
+ * while they wait the source is not read (backpressure).  Which worker a
+ * client goes to, and where it goes when that fails, is the pool's call
+ * (service.c); the relay tells it what happened.  A relay has one
  * persistent event per socket whose interest set changes only when a
  * direction blocks or drains, so an idle connection costs two events.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -22,9 +26,9 @@
 #include "socketnautd.h"
 #include "worker.h"
 
-#define RELAY_SCRATCH  (64 * 1024)
-#define RELAY_ATTEMPTS 3 /* workers tried before giving up */
-#define RELAY_RETRY_MS 5 /* worker backlog full: try again */
+#define RELAY_SCRATCH    (64 * 1024)
+#define RELAY_RETRY_MS   5           /* worker backlog full: try again */
+#define RELAY_REPLAY_MAX (16 * 1024) /* kept to move a client, at most */
 
 static char scratch[RELAY_SCRATCH];
 
@@ -33,6 +37,7 @@ static void relay_worker_cb(evutil_socket_t, short, void *);
 static void relay_connected(evutil_socket_t, short, void *);
 static void relay_timeout(evutil_socket_t, short, void *);
 static void relay_connect_retry(evutil_socket_t, short, void *);
+static void relay_connect_failed(struct relay *, int);
 
 /* Monotonic: a step of the wall clock neither expires nor extends timeouts. */
 static long long
@@ -78,8 +83,9 @@ relay_new(
 	r->svc = svc;
 	r->cfd = fd;
 	r->wfd = -1;
-	r->state = RELAY_WAITING;
-	r->accepted = r->since = relay_now();
+	r->state = RELAY_QUEUED;
+	r->keep = 1;
+	r->accepted = r->queued = r->since = relay_now();
 	if (salen > sizeof r->peer)
 		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
@@ -91,18 +97,16 @@ relay_new(
 	return (r);
 }
 
-/* Park the client on a waiting list; queue_timeout runs from its accept. */
+/* Park the client on a waiting list; queue_timeout runs from its queueing. */
 void
 relay_wait(struct relay *r, struct relay_head *list)
 {
 	relay_unwait(r);
 	TAILQ_INSERT_TAIL(list, r, entry);
 	r->waitlist = list;
-	r->state = RELAY_WAITING;
-	if (!evtimer_pending(&r->cev, NULL) ||
-	    event_get_callback(&r->cev) != relay_timeout)
-		relay_timer(r, relay_timeout,
-		    r->svc->conf->queue_timeout - (relay_now() - r->accepted));
+	r->state = RELAY_QUEUED;
+	relay_timer(r, relay_timeout,
+	    r->svc->conf->queue_timeout - (relay_now() - r->queued));
 }
 
 void
@@ -114,26 +118,75 @@ relay_unwait(struct relay *r)
 	}
 }
 
+/* Bytes went to the worker: it owes a reply. */
+static void
+relay_sent(struct relay *r)
+{
+	struct worker *w = r->worker;
+
+	w->progress = r->last_active;
+	if (!r->awaiting) {
+		r->awaiting = 1;
+		w->awaiting++;
+	}
+}
+
+/* The client can no longer be moved: drop the copy of what it sent. */
+static void
+relay_forget(struct relay *r)
+{
+	r->keep = 0;
+	free(r->replay);
+	r->replay = NULL;
+}
+
+/* Bytes came from the worker: it is not stalled on this client. */
+static void
+relay_replied(struct relay *r)
+{
+	struct worker *w = r->worker;
+
+	w->progress = r->last_active;
+	if (r->awaiting) {
+		r->awaiting = 0;
+		w->awaiting--;
+	}
+	if (!r->replied) {
+		r->replied = 1;
+		relay_forget(r);
+	}
+}
+
 static void
 relay_detach(struct relay *r)
 {
 	struct worker *w = r->worker;
 
-	if (w != NULL) {
-		r->worker = NULL;
-		worker_release(w);
+	if (w == NULL)
+		return;
+	if (r->awaiting) {
+		r->awaiting = 0;
+		w->awaiting--;
 	}
+	r->worker = NULL;
+	worker_release(w);
 }
 
+/*
+ * Close both sockets and let go of the worker and the service now; the
+ * memory goes once the current callback is over, so callers up the stack
+ * see RELAY_CLOSING rather than freed memory.
+ */
 void
 relay_close(struct relay *r, const char *why)
 {
 	struct service *svc = r->svc;
 	char            peer[ADDRSTRLEN];
 
+	if (r->state == RELAY_CLOSING)
+		return;
 	if (why != NULL && r->worker != NULL)
-		log_debug("service %s: worker %ld: client %s: %s",
-		    svc->conf->name, (long)r->worker->pid,
+		worker_log(LOG_DEBUG, r->worker, "client %s: %s",
 		    relay_peer(r, peer, sizeof peer), why);
 	else if (why != NULL)
 		log_debug("service %s: client %s: %s", svc->conf->name,
@@ -146,38 +199,70 @@ relay_close(struct relay *r, const char *why)
 		event_del(&r->wev);
 	free(r->up.buf);
 	free(r->down.buf);
+	free(r->replay);
+	r->up.buf = r->down.buf = r->replay = NULL;
 	close(r->cfd);
 	if (r->wfd != -1)
 		close(r->wfd);
+	r->cfd = r->wfd = -1;
 	TAILQ_REMOVE(&svc->relays, r, all);
-	free(r);
+	r->state = RELAY_CLOSING;
+	daemon_defer_free(r);
 	service_relay_done(svc);
 }
 
-/* This worker could not take the client: try another, a few times. */
-static void
-relay_reroute(struct relay *r, const char *why, int error)
+/*
+ * Whether the client can go to another worker without any risk that this
+ * one acted on its request: the worker sent nothing back and, on a Unix
+ * socket, left what it was sent unread (SIOCOUTQ), or it was sent nothing.
+ */
+int
+relay_replayable(struct relay *r)
 {
-	char peer[ADDRSTRLEN];
+	int unread = 0;
 
-	log_warnx("service %s: worker %ld: client %s: %s: %s",
-	    r->svc->conf->name, (long)(r->worker ? r->worker->pid : 0),
-	    relay_peer(r, peer, sizeof peer), why, strerror(error));
+	if (r->state != RELAY_OPEN || r->replied || r->up.done)
+		return (0);
+	if (r->replaylen == 0)
+		return (1);
+	if (!r->keep)
+		return (0);
+	return (ioctl(r->wfd, SIOCOUTQ, &unread) == 0 && unread > 0);
+}
+
+/*
+ * Leave the worker connection (failed, or its worker stalled) and go back
+ * to waiting for a worker; what the client sent goes again to the next.
+ */
+void
+relay_rewind(struct relay *r)
+{
+	if (r->state == RELAY_OPEN) {
+		r->queued = relay_now();
+		free(r->up.buf);
+		r->up.buf = NULL;
+		r->up.off = r->up.len = 0;
+		if (r->replay != NULL) {
+			r->up.buf = xcalloc(1, r->replaylen);
+			memcpy(r->up.buf, r->replay, r->replaylen);
+			r->up.len = r->replaylen;
+		}
+		free(r->down.buf);
+		r->down.buf = NULL;
+		r->down.off = r->down.len = 0;
+		r->down.done = 0;
+	}
 	control_peer_del(r);
+	event_del(&r->cev);
 	if (r->wfd != -1) {
 		if (event_initialized(&r->wev))
 			event_del(&r->wev);
 		close(r->wfd);
 		r->wfd = -1;
 	}
-	event_del(&r->cev);
 	relay_detach(r);
-	r->state = RELAY_WAITING;
-	if (++r->attempts >= RELAY_ATTEMPTS) {
-		relay_close(r, "no worker could take the connection");
-		return;
-	}
-	service_dispatch(r->svc, r);
+	r->cmask = r->wmask = 0;
+	r->state = RELAY_QUEUED;
 }
 
 /* Make an OPEN relay's events wait for what each direction needs now. */
@@ -223,10 +308,16 @@ relay_open(struct relay *r)
 	event_del(&r->cev);
 	if (event_initialized(&r->wev))
 		event_del(&r->wev);
+	worker_connected(r->worker);
 	r->state = RELAY_OPEN;
 	r->last_active = relay_now();
+	/* Only a Unix worker can show it never read what it was sent. */
+	if (r->worker->addr.ss.ss_family != AF_UNIX)
+		relay_forget(r);
 	r->cmask = r->wmask = -1;
 	relay_update(r);
+	if (r->up.buf != NULL)
+		relay_sent(r); /* a moved client's request waits to go */
 }
 
 static void
@@ -234,7 +325,7 @@ relay_try_connect(struct relay *r)
 {
 	struct worker *w = r->worker;
 	struct timeval tv;
-	int            one = 1, rc;
+	int            one = 1, rc, error;
 
 	if (r->wfd == -1) {
 		r->wfd = socket(w->addr.ss.ss_family,
@@ -258,18 +349,19 @@ relay_try_connect(struct relay *r)
 			control_bind(r);
 	}
 	rc = connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len);
+	error = errno;
 	/*
 	 * Index the connection for peer-info queries before the loop runs
 	 * again: the worker may accept and ask before our connect completes.
 	 */
-	if ((rc == 0 || errno == EINPROGRESS) && r->svc->conf->control &&
+	if ((rc == 0 || error == EINPROGRESS) && r->svc->conf->control &&
 	    r->peer_worker == NULL)
 		control_peer_add(w, r);
 	if (rc == 0) {
 		relay_open(r);
 		return;
 	}
-	switch (errno) {
+	switch (error) {
 	case EINPROGRESS:
 		event_assign(
 		    &r->wev, sn_base, r->wfd, EV_WRITE, relay_connected, r);
@@ -277,19 +369,33 @@ relay_try_connect(struct relay *r)
 		    r->svc->conf->connect_timeout - (relay_now() - r->since),
 		    &tv);
 		event_add(&r->wev, &tv);
-		break;
+		return;
 	case EAGAIN:
 		/* A Unix socket's backlog is full: the worker is busy. */
-		if (relay_now() - r->since >= r->svc->conf->connect_timeout) {
-			relay_reroute(r, "connect", ETIMEDOUT);
-			return;
-		}
-		relay_timer(r, relay_connect_retry, RELAY_RETRY_MS);
-		break;
-	default:
-		relay_reroute(r, "connect", errno);
+		if (relay_now() - r->since >= r->svc->conf->connect_timeout)
+			error = ETIMEDOUT;
 		break;
 	}
+	relay_connect_failed(r, error);
+}
+
+/* The pool decides where the client goes after a failed connect. */
+static void
+relay_connect_failed(struct relay *r, int error)
+{
+	char peer[ADDRSTRLEN];
+
+	if (error != EAGAIN)
+		worker_log(LOG_WARNING, r->worker, "client %s: connect: %s",
+		    relay_peer(r, peer, sizeof peer), strerror(error));
+	service_connect_failed(r, error);
+}
+
+/* The worker's backlog is full and no other worker is ready: try again. */
+void
+relay_retry_later(struct relay *r)
+{
+	relay_timer(r, relay_connect_retry, RELAY_RETRY_MS);
 }
 
 /* The worker this client waited for is gone: choose again. */
@@ -328,13 +434,13 @@ relay_connected(evutil_socket_t fd, short events, void *arg)
 	int           error = 0;
 
 	if (events & EV_TIMEOUT) {
-		relay_reroute(r, "connect", ETIMEDOUT);
+		relay_connect_failed(r, ETIMEDOUT);
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
 		error = errno;
 	if (error != 0) {
-		relay_reroute(r, "connect", error);
+		relay_connect_failed(r, error);
 		return;
 	}
 	relay_open(r);
@@ -354,40 +460,51 @@ relay_timeout(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
- * One direction is finished.  Returns 1 when that closed the relay: both
- * directions are done, or we are shutting down and the worker has
- * answered in full.
+ * One direction is finished.  The relay closes when both are, or when we
+ * are shutting down and the worker has answered in full.
  */
-static int
+static void
 relay_half_done(struct relay *r, struct relay_half *h)
 {
 	h->done = 1;
 	free(h->buf);
 	h->buf = NULL;
 	h->off = h->len = 0;
-	if ((r->up.done && r->down.done) ||
-	    (r->down.done && r->svc->stopping)) {
+	if ((r->up.done && r->down.done) || (r->down.done && r->svc->stopping))
 		relay_close(r, "closed");
-		return (1);
-	}
-	return (0);
 }
 
 /*
  * Shutting down: a client whose worker has finished answering has nothing
  * more to wait for; do not hold the shutdown for it to hang up.
  */
-int
+void
 relay_finished(struct relay *r)
 {
-	if (r->state != RELAY_OPEN || !r->down.done)
-		return (0);
-	relay_close(r, "shutting down");
-	return (1);
+	if (r->state == RELAY_OPEN && r->down.done)
+		relay_close(r, "shutting down");
 }
 
-/* Move what src has to dst.  Returns 1 when the relay was closed. */
-static int
+/*
+ * Count what the client sent before the worker's first byte back, and
+ * keep a copy of it while that stays small, to move the client if need be.
+ */
+static void
+relay_keep(struct relay *r, const char *buf, size_t n)
+{
+	if (r->replied)
+		return;
+	if (r->keep && r->replaylen + n > RELAY_REPLAY_MAX)
+		relay_forget(r);
+	if (r->keep) {
+		r->replay = xreallocarray(r->replay, 1, r->replaylen + n);
+		memcpy(r->replay + r->replaylen, buf, n);
+	}
+	r->replaylen += n;
+}
+
+/* Move what src has to dst. */
+static void
 relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 {
 	ssize_t n, w;
@@ -395,14 +512,21 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 	n = read(src, scratch, sizeof scratch);
 	if (n > 0) {
 		r->last_active = relay_now();
+		if (h == &r->up)
+			relay_keep(r, scratch, n);
+		else
+			relay_replied(r);
 		w = send(dst, scratch, n, MSG_NOSIGNAL);
+		if (w > 0 && h == &r->up)
+			relay_sent(r);
 		if (w == n)
-			return (0);
+			return;
 		if (w == -1) {
 			if (errno != EAGAIN && errno != EINTR) {
 				/* The destination will take nothing more. */
 				shutdown(src, SHUT_RD);
-				return (relay_half_done(r, h));
+				relay_half_done(r, h);
+				return;
 			}
 			w = 0;
 		}
@@ -410,7 +534,7 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		h->off = 0;
 		h->buf = xcalloc(1, h->len);
 		memcpy(h->buf, scratch + w, h->len);
-		return (0);
+		return;
 	}
 	if (n == 0) {
 		/*
@@ -419,34 +543,34 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		 */
 		if (!(h == &r->up ? r->down.done : r->up.done))
 			shutdown(dst, SHUT_WR);
-		return (relay_half_done(r, h));
+		relay_half_done(r, h);
+		return;
 	}
-	if (errno == EAGAIN || errno == EINTR)
-		return (0);
-	relay_close(r, strerror(errno));
-	return (1);
+	if (errno != EAGAIN && errno != EINTR)
+		relay_close(r, strerror(errno));
 }
 
-/* Send pending bytes to dst.  Returns 1 when the relay was closed. */
-static int
+/* Send pending bytes to dst. */
+static void
 relay_flush(struct relay *r, struct relay_half *h, int dst)
 {
 	ssize_t w;
 
 	w = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
 	if (w == -1) {
-		if (errno == EAGAIN || errno == EINTR)
-			return (0);
-		return (relay_half_done(r, h));
+		if (errno != EAGAIN && errno != EINTR)
+			relay_half_done(r, h);
+		return;
 	}
 	r->last_active = relay_now();
+	if (h == &r->up)
+		relay_sent(r);
 	h->off += w;
 	if (h->off == h->len) {
 		free(h->buf);
 		h->buf = NULL;
 		h->off = h->len = 0;
 	}
-	return (0);
 }
 
 static int
@@ -470,11 +594,16 @@ relay_io(struct relay *r, short events, int fd, int peer,
 {
 	if (relay_idle(r, events))
 		return;
-	if ((events & EV_WRITE) && out->buf != NULL && relay_flush(r, out, fd))
-		return;
-	if ((events & EV_READ) && in->buf == NULL && !in->done &&
-	    relay_read(r, in, fd, peer))
-		return;
+	if ((events & EV_WRITE) && out->buf != NULL) {
+		relay_flush(r, out, fd);
+		if (r->state == RELAY_CLOSING)
+			return;
+	}
+	if ((events & EV_READ) && in->buf == NULL && !in->done) {
+		relay_read(r, in, fd, peer);
+		if (r->state == RELAY_CLOSING)
+			return;
+	}
 	relay_update(r);
 }
 

@@ -13,6 +13,8 @@
 struct service;
 struct worker;
 
+#define RELAY_ATTEMPTS 5 /* workers a client may fail to reach */
+
 /* One direction; bytes the destination could not take yet wait in buf. */
 struct relay_half {
 	char    *buf;
@@ -21,14 +23,21 @@ struct relay_half {
 	unsigned done : 1; /* FIN passed on, or direction dropped */
 };
 
+/*
+ * queued -> connecting -> open -> closing; connecting or open -> queued
+ * again when the pool moves the client to another worker.  A closing
+ * relay holds no descriptor and no worker; it is freed once the current
+ * callback is over, so no caller has to learn that it was.
+ */
 enum relay_state {
-	RELAY_WAITING, /* accepted, no worker connection yet */
+	RELAY_QUEUED, /* accepted, waiting for a worker */
 	RELAY_CONNECTING,
 	RELAY_OPEN,
+	RELAY_CLOSING,
 };
 
 struct relay {
-	TAILQ_ENTRY(relay) entry; /* on a waiting list while WAITING */
+	TAILQ_ENTRY(relay) entry; /* on a waiting list while QUEUED */
 	TAILQ_ENTRY(relay) all;   /* the service's relays */
 	TAILQ_ENTRY(relay) keyed; /* peer-info index of its worker */
 	struct relay_head *waitlist;
@@ -40,14 +49,21 @@ struct relay {
 	enum relay_state   state;
 	short              cmask; /* events cev waits for while OPEN */
 	short              wmask;
+	unsigned           awaiting : 1; /* sent to the worker, no reply yet */
+	unsigned           replied : 1;  /* the worker sent a byte */
+	unsigned           keep : 1; /* keep a copy of what the client sent */
 	int                attempts;
+	unsigned           tried[RELAY_ATTEMPTS]; /* serials that failed it */
 	int                cfd;
 	int                wfd;
 	long long          accepted; /* ms */
+	long long          queued;   /* ms: queue_timeout runs from here */
 	long long          since;    /* ms: connect started */
 	long long          last_active;
-	struct relay_half  up;   /* client to worker */
-	struct relay_half  down; /* worker to client */
+	char              *replay;    /* what the client sent, while kept */
+	size_t             replaylen; /* bytes the client sent before a reply */
+	struct relay_half  up;        /* client to worker */
+	struct relay_half  down;      /* worker to client */
 	/*
 	 * Two events: cev is the client's (a plain timer while the client
 	 * waits for a worker), wev the worker connection's.
@@ -62,14 +78,17 @@ struct relay {
 };
 TAILQ_HEAD(relay_head, relay);
 
-struct relay      *
-relay_new(struct service *, int, const struct sockaddr *, socklen_t);
-void relay_wait(struct relay *, struct relay_head *);
-void relay_unwait(struct relay *);
-void relay_connect(struct relay *);
-void relay_redispatch(struct relay *);
-void relay_close(struct relay *, const char *);
-int  relay_finished(struct relay *);
-const char *relay_peer(const struct relay *, char *, size_t);
+struct relay *
+relay_new(struct service *, int fd, const struct sockaddr *peer, socklen_t len);
+void        relay_wait(struct relay *, struct relay_head *list);
+void        relay_unwait(struct relay *);
+void        relay_connect(struct relay *);
+void        relay_retry_later(struct relay *);
+void        relay_redispatch(struct relay *);
+int         relay_replayable(struct relay *);
+void        relay_rewind(struct relay *);
+void        relay_close(struct relay *, const char *why);
+void        relay_finished(struct relay *);
+const char *relay_peer(const struct relay *, char *buf, size_t len);
 
 #endif

@@ -21,18 +21,17 @@
 #include "service.h"
 #include "socketnautd.h"
 
-#define ACCEPT_BATCH     64
 #define ACCEPT_PAUSE_MS  100
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   30000
 
-static void service_accept(evutil_socket_t, short, void *);
-static void service_resume(evutil_socket_t, short, void *);
 static void service_check(evutil_socket_t, short, void *);
+static void service_watch(evutil_socket_t, short, void *);
 static void service_respawn(evutil_socket_t, short, void *);
 static void service_shutdown_timeout(evutil_socket_t, short, void *);
 static void service_retire(struct service *);
 static void service_maintain(struct service *);
+static void service_watch_start(struct service *);
 
 static void
 ms_timer(struct event *ev, long long ms)
@@ -85,57 +84,10 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 	svc->slots = xcalloc(sc->max_workers, 1);
 	service_idle_tv(svc);
 	evtimer_assign(&svc->check, sn_base, service_check, svc);
+	evtimer_assign(&svc->watch, sn_base, service_watch, svc);
 	evtimer_assign(&svc->respawn, sn_base, service_respawn, svc);
 	evtimer_assign(&svc->shutdown, sn_base, service_shutdown_timeout, svc);
 	return (svc);
-}
-
-static int
-service_bind(
-    struct service *svc, struct listener *l, struct sn_addr *a, char **cause)
-{
-	int one = 1, v6only = !a->dualstack;
-
-	addr_str((struct sockaddr *)&a->ss, l->name, sizeof l->name);
-	if (a->dualstack)
-		snprintf(l->name, sizeof l->name, "*:%u",
-		    ntohs(((struct sockaddr_in6 *)&a->ss)->sin6_port));
-	l->svc = svc;
-	l->fd = socket(
-	    a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (l->fd == -1 && a->dualstack && errno == EAFNOSUPPORT) {
-		/* No IPv6 on this host: "*" is every IPv4 address. */
-		struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
-		in_port_t port = ((struct sockaddr_in6 *)&a->ss)->sin6_port;
-
-		memset(&a->ss, 0, sizeof a->ss);
-		sin->sin_family = AF_INET;
-		sin->sin_port = port;
-		a->len = sizeof *sin;
-		l->fd = socket(
-		    AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	}
-	if (l->fd == -1)
-		goto fail;
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (a->ss.ss_family == AF_INET6 &&
-	    setsockopt(
-		l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) == -1)
-		goto fail;
-	if (bind(l->fd, (struct sockaddr *)&a->ss, a->len) == -1 ||
-	    listen(l->fd, svc->conf->backlog) == -1)
-		goto fail;
-	event_assign(
-	    &l->ev, sn_base, l->fd, EV_READ | EV_PERSIST, service_accept, l);
-	evtimer_assign(&l->resume, sn_base, service_resume, l);
-	return (0);
-fail:
-	*cause = xasprintf("service %s: cannot listen on %s: %s",
-	    svc->conf->name, l->name, strerror(errno));
-	if (l->fd != -1)
-		close(l->fd);
-	l->fd = -1;
-	return (-1);
 }
 
 static void
@@ -146,14 +98,8 @@ service_listening(struct service *svc, int on)
 	if (svc->accepting == on)
 		return;
 	svc->accepting = on;
-	for (i = 0; i < svc->nlisteners; i++) {
-		if (svc->listeners[i].fd == -1 || svc->listeners[i].paused)
-			continue;
-		if (on)
-			event_add(&svc->listeners[i].ev, NULL);
-		else
-			event_del(&svc->listeners[i].ev);
-	}
+	for (i = 0; i < svc->nlisteners; i++)
+		listener_enable(&svc->listeners[i], on);
 }
 
 /* The socket directory: 0700, owned by the worker user, emptied of stale
@@ -208,8 +154,8 @@ service_start(struct service *svc, char **cause)
 	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
 	for (i = 0; i < sc->nlisten; i++) {
 		svc->listeners[i].fd = -1;
-		if (service_bind(
-			svc, &svc->listeners[i], &sc->listen[i], cause) == -1)
+		if (listener_open(
+			&svc->listeners[i], svc, &sc->listen[i], cause) == -1)
 			return (-1);
 		svc->nlisteners++;
 		log_info("service %s: listening on %s", sc->name,
@@ -217,6 +163,7 @@ service_start(struct service *svc, char **cause)
 	}
 	service_listening(svc, 1);
 	ms_timer(&svc->check, sc->check_interval);
+	service_watch_start(svc);
 	service_maintain(svc);
 	return (0);
 }
@@ -228,22 +175,38 @@ service_attach(struct relay *r, struct worker *w)
 	w->nconns++;
 }
 
+/* This client already failed to reach that worker. */
+static int
+relay_tried(const struct relay *r, const struct worker *w)
+{
+	int i;
+
+	for (i = 0; r != NULL && i < r->attempts && i < RELAY_ATTEMPTS; i++) {
+		if (r->tried[i] == w->serial)
+			return (1);
+	}
+	return (0);
+}
+
 /*
- * Choose a worker for a new connection: the ready or starting worker with
- * the fewest connections (ready wins a tie); ask for a new one when there
- * is none or that one is busy and the pool may still grow.  Until the
- * current generation has a ready worker, a ready one of the previous
- * generation (before a reload) serves rather than making clients wait.
+ * Choose a worker for a connection: the ready or starting worker with the
+ * fewest connections (ready wins a tie), never one out of rotation or one
+ * this client already failed to reach; ask for a new one when there is
+ * none or that one is busy and the pool may still grow.  Until the current
+ * generation has a ready worker, a ready one of the previous generation
+ * (before a reload) serves rather than making clients wait.
  */
 struct pick
-service_pick(const struct service *svc)
+service_pick(const struct service *svc, const struct relay *r)
 {
 	struct pick    p = { NULL, 0 };
 	struct worker *w, *old = NULL;
 
 	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (relay_tried(r, w))
+			continue;
 		if (w->generation != svc->generation) {
-			if (w->state == WORKER_READY && !w->retiring &&
+			if (w->state == WORKER_READY &&
 			    (old == NULL || w->nconns < old->nconns))
 				old = w;
 			continue;
@@ -290,10 +253,7 @@ service_spawn_one(struct service *svc)
 		service_maintain(svc);
 		return (NULL);
 	}
-	svc->slots[slot] = 1;
-	svc->online++;
 	TAILQ_INSERT_TAIL(&svc->workers, w, entry);
-	daemon_status_changed();
 	return (w);
 }
 
@@ -301,7 +261,7 @@ service_spawn_one(struct service *svc)
 void
 service_dispatch(struct service *svc, struct relay *r)
 {
-	struct pick    p = service_pick(svc);
+	struct pick    p = service_pick(svc, r);
 	struct worker *w;
 
 	if (p.spawn && (w = service_spawn_one(svc)) != NULL) {
@@ -334,48 +294,49 @@ service_accept_if_room(struct service *svc)
 		service_listening(svc, 1);
 }
 
-static void
-service_accept(evutil_socket_t fd, short events, void *arg)
+/* A listener accepted a client: it is ours until it closes. */
+void
+service_accepted(
+    struct service *svc, int fd, const struct sockaddr *sa, socklen_t len)
 {
-	struct listener        *l = arg;
-	struct service         *svc = l->svc;
-	struct sockaddr_storage ss;
-	socklen_t               len;
-	struct relay           *r;
-	int                     i, cfd;
+	service_dispatch(svc, relay_new(svc, fd, sa, len));
+	if (svc->conf->max_connections > 0 &&
+	    svc->nconns >= svc->conf->max_connections)
+		service_listening(svc, 0);
+}
 
-	(void)events;
-	for (i = 0; i < ACCEPT_BATCH; i++) {
-		if (svc->conf->max_connections > 0 &&
-		    svc->nconns >= svc->conf->max_connections) {
-			service_listening(svc, 0);
+/*
+ * A connect to the relay's worker failed.  A full backlog means busy: try
+ * another worker, else this one again shortly.  Anything else counts
+ * against the worker's health, and the client tries a worker it has not
+ * tried yet, or waits in the queue for one; it is closed only after
+ * RELAY_ATTEMPTS workers failed it.
+ */
+void
+service_connect_failed(struct relay *r, int error)
+{
+	struct service *svc = r->svc;
+	struct worker  *w = r->worker;
+	struct pick     p;
+
+	if (error == EAGAIN) {
+		r->tried[r->attempts % RELAY_ATTEMPTS] = w->serial;
+		r->attempts++;
+		p = service_pick(svc, r);
+		r->attempts--;
+		if (p.worker == NULL || p.worker->state != WORKER_READY) {
+			relay_retry_later(r);
 			return;
 		}
-		len = sizeof ss;
-		cfd = accept4(fd, (struct sockaddr *)&ss, &len,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (cfd == -1) {
-			switch (errno) {
-			case EINTR:
-			case ECONNABORTED:
-				continue;
-			case EAGAIN:
-				return;
-			case EMFILE:
-			case ENFILE:
-			case ENOBUFS:
-			case ENOMEM:
-				service_fd_exhausted(svc);
-				return;
-			default:
-				log_warn("service %s: accept on %s",
-				    svc->conf->name, l->name);
-				return;
-			}
-		}
-		r = relay_new(svc, cfd, (struct sockaddr *)&ss, len);
-		service_dispatch(svc, r);
+	} else
+		worker_connect_failed(w, error);
+	r->tried[r->attempts % RELAY_ATTEMPTS] = w->serial;
+	relay_rewind(r);
+	if (++r->attempts >= RELAY_ATTEMPTS) {
+		relay_close(r, "no worker could take the connection");
+		return;
 	}
+	service_dispatch(svc, r);
 }
 
 /*
@@ -388,15 +349,8 @@ service_fd_exhausted(struct service *svc)
 {
 	size_t i;
 
-	for (i = 0; i < svc->nlisteners; i++) {
-		struct listener *l = &svc->listeners[i];
-
-		if (l->fd == -1 || l->paused)
-			continue;
-		event_del(&l->ev);
-		l->paused = 1;
-		ms_timer(&l->resume, ACCEPT_PAUSE_MS);
-	}
+	for (i = 0; i < svc->nlisteners; i++)
+		listener_pause(&svc->listeners[i], ACCEPT_PAUSE_MS);
 	if (!evtimer_pending(&svc->respawn, NULL))
 		ms_timer(&svc->respawn, ACCEPT_PAUSE_MS);
 	if (now_ms() - svc->fd_warned >= 10000) {
@@ -405,18 +359,6 @@ service_fd_exhausted(struct service *svc)
 		    svc->conf->name, ACCEPT_PAUSE_MS);
 		svc->fd_warned = now_ms();
 	}
-}
-
-static void
-service_resume(evutil_socket_t fd, short events, void *arg)
-{
-	struct listener *l = arg;
-
-	(void)fd;
-	(void)events;
-	l->paused = 0;
-	if (l->svc->accepting && l->fd != -1)
-		event_add(&l->ev, NULL);
 }
 
 /* Dispatch the clients that waited for any worker. */
@@ -432,59 +374,75 @@ service_drain_queue(struct service *svc)
 		relay_redispatch(r);
 }
 
+/* A worker joined the rotation: the clients waiting for it, then the queue. */
 void
 service_worker_ready(struct service *svc, struct worker *w)
 {
 	struct relay *r;
-	int           want = svc->conf->min_workers;
 
-	if (w->generation == svc->generation && ++svc->ready >= want)
+	if (w->generation == svc->generation &&
+	    svc->ready >= svc->conf->min_workers)
 		service_retire(svc);
 	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
 		relay_connect(r);
 	service_drain_queue(svc);
-	daemon_status_changed();
 }
 
-/* The worker left the pool (stopping or dead): its waiting clients move on. */
+/*
+ * A worker left the rotation (unhealthy, stopping or dead): its waiting
+ * clients choose again, and the pool starts a replacement if it is below
+ * its minimum.
+ */
 void
-service_worker_gone(
-    struct service *svc, struct worker *w, enum worker_state was)
+service_worker_gone(struct service *svc, struct worker *w)
 {
 	struct relay *r;
 
-	if (w->generation == svc->generation) {
-		svc->online--;
-		if (was == WORKER_READY)
-			svc->ready--;
-		svc->slots[w->slot] = 0;
-	}
 	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
 		relay_redispatch(r);
-	daemon_status_changed();
+	service_maintain(svc);
+}
+
+/*
+ * A stalled worker's clients that it never read from go to other workers
+ * (their bytes are sent again); returns how many moved.
+ */
+int
+service_move_clients(struct service *svc, struct worker *w)
+{
+	struct relay *r, *next;
+	int           n = 0;
+
+	for (r = TAILQ_FIRST(&svc->relays); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, all);
+		if (r->worker != w || relay_replayable(r) == 0)
+			continue;
+		r->tried[r->attempts++ % RELAY_ATTEMPTS] = w->serial;
+		relay_rewind(r);
+		service_dispatch(svc, r);
+		n++;
+	}
+	return (n);
 }
 
 /* A worker's process was reaped. */
 void
 service_reap(struct service *svc, struct worker *w, int status)
 {
-	enum worker_state was = w->state;
-	int               quick = worker_exited(w, status);
+	int quick = worker_failed_start(w);
 
+	/* Back-off first: leaving the pool may start a replacement. */
 	if (w->generation == svc->generation && quick) {
 		svc->failures++;
 		svc->backoff_until =
 		    now_ms() + service_backoff_ms(svc->failures);
-		if (!svc->stopping)
-			log_notice("service %s: next worker start in %lldms",
-			    svc->conf->name, service_backoff_ms(svc->failures));
-	} else if (w->generation == svc->generation && was != WORKER_STOPPING)
-		svc->failures = 0; /* it ran long enough */
-	/* Out of the pool first, so its waiting clients go elsewhere. */
-	w->state = WORKER_STOPPING;
-	if (was != WORKER_STOPPING)
-		service_worker_gone(svc, w, was);
-	w->state = WORKER_EXITED;
+	} else if (w->generation == svc->generation &&
+	    (w->served > 0 || now_ms() - w->started >= 10000))
+		svc->failures = 0; /* starting works */
+	worker_exited(w, status);
+	if (quick && w->generation == svc->generation && !svc->stopping)
+		log_notice("service %s: next worker start in %lldms",
+		    svc->conf->name, service_backoff_ms(svc->failures));
 	if (w->nconns == 0)
 		worker_free(w);
 	service_drain_queue(svc);
@@ -500,16 +458,11 @@ service_reap(struct service *svc, struct worker *w, int status)
 static void
 service_retire(struct service *svc)
 {
-	struct worker *w;
+	struct worker *w, *next;
 
-	TAILQ_FOREACH (w, &svc->workers, entry) {
-		if (w->generation == svc->generation || w->retiring ||
-		    w->state == WORKER_EXITED || w->state == WORKER_STOPPING)
-			continue;
-		w->retiring = 1;
-		if (w->nconns == 0 || w->state == WORKER_STARTING)
-			worker_stop(w, "reload");
-		else
+	for (w = TAILQ_FIRST(&svc->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->generation != svc->generation)
 			worker_retire(w, svc->conf->shutdown_timeout);
 	}
 }
@@ -569,6 +522,7 @@ service_reload(
 	    svc->generation);
 	event_del(&svc->check);
 	ms_timer(&svc->check, sc->check_interval);
+	service_watch_start(svc);
 	if (sc->min_workers == 0)
 		service_retire(svc);
 	service_maintain(svc);
@@ -609,6 +563,64 @@ service_respawn(evutil_socket_t fd, short events, void *arg)
 	service_drain_queue(svc);
 }
 
+/* How often stalls are looked for: a few times per stall_timeout. */
+static void
+service_watch_start(struct service *svc)
+{
+	long long ms = svc->conf->stall_timeout / 4;
+
+	event_del(&svc->watch);
+	if (svc->conf->stall_timeout == 0 || svc->stopping)
+		return;
+	ms_timer(&svc->watch, ms < 50 ? 50 : ms > 1000 ? 1000 : ms);
+}
+
+/*
+ * Another worker shows the service can still serve: one in rotation that
+ * is idle or moved bytes lately.  Without one, a slow backend that holds
+ * every worker up is not a reason to kill them all.
+ */
+static int
+service_others_progress(
+    struct service *svc, struct worker *stalled, long long now)
+{
+	struct worker *w;
+
+	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (w == stalled || !worker_in_rotation(w))
+			continue;
+		if (w->awaiting == 0 ||
+		    now - w->progress < svc->conf->stall_timeout)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * Every quarter of stall_timeout: a worker with clients waiting for its
+ * reply that has moved no byte for stall_timeout, while others serve, is
+ * stalled.
+ */
+static void
+service_watch(evutil_socket_t fd, short events, void *arg)
+{
+	struct service *svc = arg;
+	struct worker  *w, *next;
+	long long       now = now_coarse_ms();
+
+	(void)fd;
+	(void)events;
+	for (w = TAILQ_FIRST(&svc->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (!worker_in_rotation(w) || w->awaiting == 0 ||
+		    now - w->progress < svc->conf->stall_timeout)
+			continue;
+		if (service_others_progress(svc, w, now))
+			worker_stalled(w, now - w->progress);
+	}
+	service_watch_start(svc);
+}
+
 /* Every workers_checking_interval: stop idle workers above min_workers. */
 static void
 service_check(evutil_socket_t fd, short events, void *arg)
@@ -622,7 +634,7 @@ service_check(evutil_socket_t fd, short events, void *arg)
 	for (w = TAILQ_LAST(&svc->workers, worker_head);
 	     w != NULL && excess > 0; w = prev) {
 		prev = TAILQ_PREV(w, worker_head, entry);
-		if (w->state == WORKER_READY && w->nconns == 0 &&
+		if (worker_in_rotation(w) && w->nconns == 0 &&
 		    w->generation == svc->generation) {
 			worker_stop(w, "idle");
 			excess--;
@@ -672,12 +684,10 @@ service_stop(struct service *svc, int now)
 	if (!svc->stopping) {
 		svc->stopping = 1;
 		service_listening(svc, 0);
-		for (i = 0; i < svc->nlisteners; i++) {
-			event_del(&svc->listeners[i].resume);
-			close(svc->listeners[i].fd);
-			svc->listeners[i].fd = -1;
-		}
+		for (i = 0; i < svc->nlisteners; i++)
+			listener_close(&svc->listeners[i]);
 		event_del(&svc->check);
+		event_del(&svc->watch);
 		event_del(&svc->respawn);
 		while (TAILQ_FIRST(&svc->queue) != NULL)
 			relay_close(TAILQ_FIRST(&svc->queue), "shutting down");
@@ -719,7 +729,7 @@ service_stopped(const struct service *svc)
 	if (!svc->stopping || svc->nconns > 0)
 		return (0);
 	TAILQ_FOREACH (w, &svc->workers, entry) {
-		if (w->state != WORKER_EXITED)
+		if (worker_alive(w))
 			return (0);
 	}
 	return (1);
@@ -734,19 +744,14 @@ service_free(struct service *svc)
 
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
 		relay_close(r, NULL);
-	while ((w = TAILQ_FIRST(&svc->workers)) != NULL) {
-		w->state = WORKER_EXITED;
-		worker_free(w);
-	}
-	for (i = 0; i < svc->nlisteners; i++) {
-		event_del(&svc->listeners[i].ev);
-		event_del(&svc->listeners[i].resume);
-		if (svc->listeners[i].fd != -1)
-			close(svc->listeners[i].fd);
-	}
+	while ((w = TAILQ_FIRST(&svc->workers)) != NULL)
+		worker_abandon(w);
+	for (i = 0; i < svc->nlisteners; i++)
+		listener_close(&svc->listeners[i]);
 	if (svc->conf->backend != BACKEND_TCP)
 		rmdir(svc->conf->sockdir);
 	event_del(&svc->check);
+	event_del(&svc->watch);
 	event_del(&svc->respawn);
 	event_del(&svc->shutdown);
 	config_unref(svc->owner);

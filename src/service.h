@@ -8,17 +8,9 @@
 #include <event2/event_struct.h>
 
 #include "config.h"
+#include "listener.h"
 #include "relay.h"
 #include "worker.h"
-
-struct listener {
-	struct service *svc;
-	int             fd;
-	int             paused; /* EMFILE back-off running */
-	struct event    ev;
-	struct event    resume;
-	char            name[ADDRSTRLEN];
-};
 
 struct service {
 	TAILQ_ENTRY(service) entry;
@@ -26,7 +18,7 @@ struct service {
 	struct sn_service_conf *conf;
 	struct listener        *listeners;
 	size_t                  nlisteners;
-	int                     accepting; /* listener events are added */
+	int                     accepting; /* listeners enabled */
 	struct worker_head      workers;
 	int                     online; /* STARTING + READY, this generation */
 	int                     ready;  /* READY, this generation */
@@ -43,6 +35,7 @@ struct service {
 	long long               fd_warned; /* ms: EMFILE last logged */
 	const struct timeval   *idle_tv;   /* libevent common timeout */
 	struct event            check;     /* workers_checking_interval */
+	struct event            watch;     /* stall_timeout */
 	struct event            respawn;
 	struct event            shutdown;
 };
@@ -57,17 +50,21 @@ struct pick {
 struct service *service_new(struct sn_config *, struct sn_service_conf *);
 int
 service_reload(struct service *, struct sn_config *, struct sn_service_conf *);
-int         service_start(struct service *, char **);
-void        service_stop(struct service *, int);
+int         service_start(struct service *, char **cause);
+void        service_stop(struct service *, int now);
 void        service_free(struct service *);
-struct pick service_pick(const struct service *);
-void        service_dispatch(struct service *, struct relay *);
-void        service_relay_done(struct service *);
-void        service_fd_exhausted(struct service *);
-void        service_worker_ready(struct service *, struct worker *);
-void service_worker_gone(struct service *, struct worker *, enum worker_state);
-void service_reap(struct service *, struct worker *, int);
-int  service_stopped(const struct service *);
-long long service_backoff_ms(int);
+struct pick service_pick(const struct service *, const struct relay *);
+void
+service_accepted(struct service *, int fd, const struct sockaddr *, socklen_t);
+void      service_dispatch(struct service *, struct relay *);
+void      service_connect_failed(struct relay *, int error);
+void      service_relay_done(struct service *);
+void      service_fd_exhausted(struct service *);
+void      service_worker_ready(struct service *, struct worker *);
+void      service_worker_gone(struct service *, struct worker *);
+int       service_move_clients(struct service *, struct worker *);
+void      service_reap(struct service *, struct worker *, int status);
+int       service_stopped(const struct service *);
+long long service_backoff_ms(int failures);
 
 #endif

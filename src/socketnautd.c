@@ -34,6 +34,9 @@ static int                 stopping;
 static int                 ready_sent;
 static int                 debug_flag;
 static struct event        check_ev; /* daemon_check(), deferred */
+static struct event        collect_ev;
+static void              **garbage; /* freed once the callback is over */
+static size_t              ngarbage, garbage_cap;
 
 static void __attribute__((noreturn)) usage(int status)
 {
@@ -130,6 +133,32 @@ daemon_check(void)
 {
 	if (event_initialized(&check_ev))
 		event_active(&check_ev, EV_TIMEOUT, 0);
+}
+
+static void
+daemon_collect(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	while (ngarbage > 0)
+		free(garbage[--ngarbage]);
+}
+
+/*
+ * Free p once the current callback is over: a relay or worker that closes
+ * deep in a call chain stays readable to every caller up the stack.
+ */
+void
+daemon_defer_free(void *p)
+{
+	if (ngarbage == garbage_cap) {
+		garbage_cap = garbage_cap ? garbage_cap * 2 : 64;
+		garbage = xreallocarray(garbage, garbage_cap, sizeof *garbage);
+	}
+	garbage[ngarbage++] = p;
+	if (event_initialized(&collect_ev))
+		event_active(&collect_ev, EV_TIMEOUT, 0);
 }
 
 static in_port_t
@@ -264,7 +293,7 @@ daemon_reap(void)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		TAILQ_FOREACH (svc, &services, entry) {
 			TAILQ_FOREACH (w, &svc->workers, entry) {
-				if (w->pid == pid && w->state != WORKER_EXITED)
+				if (w->pid == pid && worker_alive(w))
 					break;
 			}
 			if (w != NULL) {
@@ -389,6 +418,7 @@ main(int argc, char **argv)
 	if ((sn_base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	event_assign(&check_ev, sn_base, -1, 0, daemon_check_cb, NULL);
+	event_assign(&collect_ev, sn_base, -1, 0, daemon_collect, NULL);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
 		evsignal_assign(
 		    &sigev[i], sn_base, sigs[i], daemon_signal, NULL);
@@ -427,6 +457,8 @@ main(int argc, char **argv)
 		TAILQ_REMOVE(&services, svc, entry);
 		service_free(svc);
 	}
+	daemon_collect(-1, 0, NULL);
+	free(garbage);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_del(&sigev[i]);
 	event_base_free(sn_base);

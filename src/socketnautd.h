@@ -16,6 +16,7 @@ struct sn_addr;
 
 void daemon_status_changed(void);
 void daemon_check(void);
+void daemon_defer_free(void *);
 int  daemon_listens_on(const struct sn_addr *);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "log.h"
 #include "service.h"
 #include "socketnautd.h"
@@ -32,7 +34,9 @@
 
 #define PROBE_FIRST_MS  2 /* then half the worker's age */
 #define PROBE_MAX_MS    200
-#define FIRST_PASSED_FD 3 /* activation socket, then control */
+#define FIRST_PASSED_FD 3    /* activation socket, then control */
+#define CONNECT_FALL    3    /* timed-out connects in a row: unhealthy */
+#define CRASH_LOOP_MS   1000 /* ready, never served, died this young */
 
 extern char **environ;
 
@@ -64,6 +68,78 @@ static void worker_child(struct worker *, char **, int *, int, int, pid_t)
 static void worker_probe(evutil_socket_t, short, void *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
+
+/* Every line about a worker starts "service NAME: worker PID: ". */
+void
+worker_log(int pri, const struct worker *w, const char *fmt, ...)
+{
+	va_list ap;
+	char   *msg;
+
+	if (pri > log_getlevel())
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		msg = NULL;
+	va_end(ap);
+	log_at(pri, "service %s: worker %ld: %s", w->svc->conf->name,
+	    (long)w->pid, msg != NULL ? msg : fmt);
+	free(msg);
+}
+
+/* Counted in the pool's size: it has, or is about to have, a slot. */
+static int
+state_online(enum worker_state s)
+{
+	return (s == WORKER_STARTING || s == WORKER_READY);
+}
+
+int
+worker_in_rotation(const struct worker *w)
+{
+	return (w->state == WORKER_READY);
+}
+
+int
+worker_alive(const struct worker *w)
+{
+	return (w->state != WORKER_NEW && w->state != WORKER_EXITED);
+}
+
+/*
+ * The only place a worker changes state: the service's counters of its
+ * current generation (online, ready, slots) follow here, and the pool is
+ * told when the worker joins or leaves the rotation.
+ */
+static void
+worker_set_state(struct worker *w, enum worker_state to)
+{
+	struct service   *svc = w->svc;
+	enum worker_state from = w->state;
+
+	if (from == to)
+		return;
+	w->state = to;
+	if (w->generation == svc->generation) {
+		svc->online += state_online(to) - state_online(from);
+		svc->ready += (to == WORKER_READY) - (from == WORKER_READY);
+		if (state_online(to) != state_online(from))
+			svc->slots[w->slot] = state_online(to);
+	}
+	if (to == WORKER_UNHEALTHY)
+		health_reset(w);
+	else if (to != WORKER_READY)
+		health_stop(w);
+	if (to == WORKER_READY) {
+		w->was_ready = 1;
+		w->fails = 0;
+		w->progress = now_coarse_ms();
+		health_start(w);
+		service_worker_ready(svc, w);
+	} else if (from == WORKER_READY || from == WORKER_STARTING)
+		service_worker_gone(svc, w);
+	daemon_status_changed();
+}
 
 static void
 worker_timer(struct worker *w, event_callback_fn cb, long long ms)
@@ -303,6 +379,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w->slot = slot;
 	w->serial = worker_serial++; /* daemon-wide: names never reused */
 	w->generation = svc->generation;
+	w->state = WORKER_NEW;
 	w->probefd = w->execfd = -1;
 	TAILQ_INIT(&w->waiting);
 	for (i = 0; i < CONTROL_PEER_BUCKETS; i++)
@@ -371,7 +448,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		close(actfd);
 
 	w->started = now_ms();
-	w->state = WORKER_STARTING;
+	worker_set_state(w, WORKER_STARTING);
 	w->execfd = pipefd[0];
 	fd_nonblock(w->execfd);
 	event_assign(
@@ -383,9 +460,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		worker_timer(w, worker_probe, 0);
 	else
 		worker_timer(w, worker_probe, PROBE_FIRST_MS);
-	log_info("service %s: worker %ld: started (slot %d%s%s)", sc->name,
-	    (long)w->pid, slot, w->sockpath ? ", socket " : "",
-	    w->sockpath ? w->sockpath : "");
+	worker_log(LOG_INFO, w, "started (slot %d%s%s)", slot,
+	    w->sockpath ? ", socket " : "", w->sockpath ? w->sockpath : "");
 	return (w);
 
 fail:
@@ -414,8 +490,7 @@ worker_exec_report(evutil_socket_t fd, short events, void *arg)
 	w->execfd = -1;
 	if (n == sizeof rep && rep.stage >= 0 && rep.stage <= STAGE_FDS) {
 		w->exec_failed = 1;
-		log_errorx("service %s: worker %ld: %s %s: %s",
-		    w->svc->conf->name, (long)w->pid, stage_names[rep.stage],
+		worker_log(LOG_ERR, w, "%s %s: %s", stage_names[rep.stage],
 		    rep.stage == STAGE_CHDIR ? w->svc->conf->directory
 					     : w->svc->conf->exec_path,
 		    strerror(rep.error));
@@ -470,17 +545,15 @@ worker_set_ready(struct worker *w, const char *how)
 {
 	char buf[ADDRSTRLEN];
 
-	w->state = WORKER_READY;
 	event_del(&w->timer);
 	if (w->probefd != -1) {
 		close(w->probefd);
 		w->probefd = -1;
 	}
-	log_info("service %s: worker %ld: ready at %s after %lldms (%s)",
-	    w->svc->conf->name, (long)w->pid,
+	worker_log(LOG_INFO, w, "ready at %s after %lldms (%s)",
 	    addr_str((struct sockaddr *)&w->addr.ss, buf, sizeof buf),
 	    now_ms() - w->started, how);
-	service_worker_ready(w->svc, w);
+	worker_set_state(w, WORKER_READY);
 }
 
 static void
@@ -501,9 +574,8 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 		return;
 	}
 	if (age >= w->svc->conf->ready_timeout) {
-		log_warnx(
-		    "service %s: worker %ld: not ready after %lldms, killing it",
-		    w->svc->conf->name, (long)w->pid, age);
+		worker_log(
+		    LOG_WARNING, w, "not ready after %lldms, killing it", age);
 		w->failed = 1;
 		worker_kill(w);
 		return;
@@ -574,22 +646,20 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 
 /*
  * Ask the worker to exit: a drain message when it uses its control channel
- * (SIGTERM follows after kill_timeout if it is still there), else SIGTERM;
- * SIGKILL after kill_timeout more.
+ * and was serving (SIGTERM follows after kill_timeout if it is still
+ * there), else SIGTERM; SIGKILL after kill_timeout more.
  */
 void
 worker_stop(struct worker *w, const char *why)
 {
-	enum worker_state was;
+	enum worker_state was = w->state;
 
-	if (w->state == WORKER_STOPPING || w->state == WORKER_EXITED)
+	if (was == WORKER_STOPPING || !worker_alive(w))
 		return;
-	log_info("service %s: worker %ld: stopping (%s)", w->svc->conf->name,
-	    (long)w->pid, why);
-	was = w->state;
-	w->state = WORKER_STOPPING;
-	service_worker_gone(w->svc, w, was);
-	if (w->control != NULL && w->control->spoke && was == WORKER_READY)
+	worker_log(LOG_INFO, w, "stopping (%s)", why);
+	worker_set_state(w, WORKER_STOPPING);
+	if (w->control != NULL && w->control->spoke &&
+	    (was == WORKER_READY || was == WORKER_DRAINING))
 		control_drain(w->control);
 	else {
 		kill(w->pid, SIGTERM);
@@ -601,33 +671,123 @@ worker_stop(struct worker *w, const char *why)
 static void
 worker_retire_timer(evutil_socket_t fd, short events, void *arg)
 {
+	struct worker *w = arg;
+
 	(void)fd;
 	(void)events;
-	worker_stop(arg, "reload, shutdown_timeout reached");
+	worker_stop(w,
+	    w->state == WORKER_DRAINING
+		? "reload, shutdown_timeout reached"
+		: "unhealthy, shutdown_timeout reached");
 }
 
 /*
- * An old generation's worker that still has clients: it stops when the
- * last one leaves (worker_release), or after ms at the latest.
+ * An old generation's worker after a reload: it takes no new clients and
+ * stops when the last one leaves (worker_release), or after ms at the
+ * latest.
  */
 void
 worker_retire(struct worker *w, long long ms)
 {
-	worker_timer(w, worker_retire_timer, ms);
+	if (w->state == WORKER_STARTING) {
+		worker_stop(w, "reload");
+		return;
+	}
+	if (w->state != WORKER_READY)
+		return;
+	worker_set_state(w, WORKER_DRAINING);
+	if (w->nconns == 0)
+		worker_stop(w, "reload");
+	else
+		worker_timer(w, worker_retire_timer, ms);
+}
+
+/*
+ * Out of rotation on evidence: a replacement starts at once (it no longer
+ * counts in the pool), its clients finish, then it stops (at
+ * shutdown_timeout at the latest).
+ */
+static void
+worker_unhealthy(struct worker *w, const char *why)
+{
+	if (w->state != WORKER_READY)
+		return;
+	worker_log(LOG_WARNING, w, "unhealthy: %s; out of rotation", why);
+	worker_set_state(w, WORKER_UNHEALTHY);
+	if (w->nconns == 0 && w->health == NULL)
+		worker_stop(w, "unhealthy");
+	else
+		worker_timer(
+		    w, worker_retire_timer, w->svc->conf->shutdown_timeout);
+}
+
+/*
+ * A connect to the worker failed.  Nothing listening (refused, no socket)
+ * is proof; a timeout is judged after CONNECT_FALL in a row.
+ */
+void
+worker_connect_failed(struct worker *w, int error)
+{
+	char why[128];
+
+	w->fails++;
+	if (error != ETIMEDOUT || w->fails >= CONNECT_FALL) {
+		snprintf(why, sizeof why, "%d connect%s failed (%s)", w->fails,
+		    w->fails == 1 ? "" : "s", strerror(error));
+		worker_unhealthy(w, why);
+	}
+}
+
+void
+worker_connected(struct worker *w)
+{
+	w->fails = 0;
+	w->served++;
+	w->progress = now_coarse_ms();
+}
+
+/*
+ * Clients wait for its reply and it has moved no byte for idle_ms while
+ * other workers do: it no longer serves (stopped, deadlocked, lost in a
+ * loop).  Clients it has not read from go elsewhere; it is killed.
+ */
+void
+worker_stalled(struct worker *w, long long idle_ms)
+{
+	int moved;
+
+	if (w->state != WORKER_READY)
+		return;
+	worker_log(LOG_WARNING, w,
+	    "stalled: %d client%s waiting, no progress for %lldms; killing it",
+	    w->awaiting, w->awaiting == 1 ? "" : "s", idle_ms);
+	worker_set_state(w, WORKER_UNHEALTHY);
+	if ((moved = service_move_clients(w->svc, w)) > 0)
+		worker_log(LOG_NOTICE, w,
+		    "%d client%s it had not read from moved to other workers",
+		    moved, moved == 1 ? "" : "s");
+	worker_kill(w);
+}
+
+/* An active check's verdict (rise or fall reached). */
+void
+worker_check_result(struct worker *w, int ok, const char *why)
+{
+	if (ok && w->state == WORKER_UNHEALTHY) {
+		worker_log(LOG_NOTICE, w, "healthy again (%s)", why);
+		event_del(&w->timer);
+		worker_set_state(w, WORKER_READY);
+	} else if (!ok)
+		worker_unhealthy(w, why);
 }
 
 /* Kill at once; the exit is handled when it is reaped. */
 void
 worker_kill(struct worker *w)
 {
-	enum worker_state was = w->state;
-
-	if (was == WORKER_EXITED)
+	if (!worker_alive(w))
 		return;
-	if (was != WORKER_STOPPING) {
-		w->state = WORKER_STOPPING;
-		service_worker_gone(w->svc, w, was);
-	}
+	worker_set_state(w, WORKER_STOPPING);
 	event_del(&w->timer);
 	kill(w->pid, SIGKILL);
 }
@@ -640,58 +800,67 @@ worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	if (!w->termed) {
-		log_info(
-		    "service %s: worker %ld: still running %lldms after the drain request, sending SIGTERM",
-		    w->svc->conf->name, (long)w->pid,
+		worker_log(LOG_INFO, w,
+		    "still running %lldms after the drain request, sending SIGTERM",
 		    w->svc->conf->kill_timeout);
 		kill(w->pid, SIGTERM);
 		w->termed = 1;
 		worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
 		return;
 	}
-	log_warnx(
-	    "service %s: worker %ld: still running %lldms after SIGTERM, sending SIGKILL",
-	    w->svc->conf->name, (long)w->pid, w->svc->conf->kill_timeout);
+	worker_log(LOG_WARNING, w,
+	    "still running %lldms after SIGTERM, sending SIGKILL",
+	    w->svc->conf->kill_timeout);
 	worker_kill(w);
 }
 
 /*
- * The process is gone: log how, drop its socket.  Returns 1 when this is
- * a failure worth backing off for (it never got ready, or died young).
- * The pool's bookkeeping is the caller's (service_reap).
+ * Whether the process that just ended failed to start (back-off is for
+ * those): it never became ready, or died as soon as it was, before
+ * serving anyone.  A worker that served is replaced at once, however
+ * young.
  */
 int
+worker_failed_start(const struct worker *w)
+{
+	if (w->failed || w->exec_failed)
+		return (1);
+	if (w->state == WORKER_STOPPING)
+		return (0);
+	return (!w->was_ready ||
+	    (w->served == 0 && now_ms() - w->started < CRASH_LOOP_MS));
+}
+
+/* The process is gone: log how, drop its socket, leave the pool. */
+void
 worker_exited(struct worker *w, int status)
 {
-	const char *name = w->svc->conf->name;
-	long long   age = now_ms() - w->started;
-	int         expected = w->state == WORKER_STOPPING;
-	int         quick;
+	long long age = now_ms() - w->started;
+	int       expected = w->state == WORKER_STOPPING;
 
-	w->reaped = 1;
-	quick = w->failed ||
-	    (!expected && (w->state == WORKER_STARTING || age < 10000));
 	if (w->exec_failed)
-		quick = 1;
+		; /* the exec report said why */
 	else if (WIFEXITED(status))
-		(expected ? log_info : log_warnx)(
-		    "service %s: worker %ld: exited with status %d after %lldms",
-		    name, (long)w->pid, WEXITSTATUS(status), age);
+		worker_log(expected ? LOG_INFO : LOG_WARNING, w,
+		    "exited with status %d after %lldms", WEXITSTATUS(status),
+		    age);
 	else if (WIFSIGNALED(status))
-		(expected ? log_info : log_warnx)(
-		    "service %s: worker %ld: killed by signal %d (%s) after %lldms",
-		    name, (long)w->pid, WTERMSIG(status),
+		worker_log(expected ? LOG_INFO : LOG_WARNING, w,
+		    "killed by signal %d (%s) after %lldms", WTERMSIG(status),
 		    strsignal(WTERMSIG(status)), age);
 	event_del(&w->timer);
 	if (w->probefd != -1) {
 		close(w->probefd);
 		w->probefd = -1;
 	}
+	/* Out of the pool first: its waiting clients go elsewhere. */
+	worker_set_state(w, WORKER_STOPPING);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
 	if (w->sockpath != NULL)
 		unlink(w->sockpath);
-	return (quick);
+	/* Freed by the caller, or by the last relay to let go of it. */
+	worker_set_state(w, WORKER_EXITED);
 }
 
 /* A relay is done with this worker. */
@@ -702,14 +871,24 @@ worker_release(struct worker *w)
 		return;
 	if (w->state == WORKER_EXITED)
 		worker_free(w);
-	else if (w->retiring)
+	else if (w->state == WORKER_DRAINING)
 		worker_stop(w, "reload, idle");
+	else if (w->state == WORKER_UNHEALTHY && w->health == NULL)
+		worker_stop(w, "unhealthy, idle");
+}
+
+/* The service is being freed with its workers: forget this one. */
+void
+worker_abandon(struct worker *w)
+{
+	w->state = WORKER_EXITED;
+	worker_free(w);
 }
 
 void
 worker_free(struct worker *w)
 {
-	if (w->pid > 0 && w->state != WORKER_EXITED)
+	if (worker_alive(w))
 		fatalx("worker_free: worker %ld still running", (long)w->pid);
 	if (w->pid > 0)
 		TAILQ_REMOVE(&w->svc->workers, w, entry);
@@ -722,6 +901,8 @@ worker_free(struct worker *w)
 		close(w->probefd);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
+	health_stop(w);
 	free(w->sockpath);
-	free(w);
+	w->sockpath = NULL;
+	daemon_defer_free(w);
 }

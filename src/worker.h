@@ -14,11 +14,19 @@
 
 struct service;
 
+/*
+ * starting -> ready <-> unhealthy -> stopping -> exited; ready -> draining
+ * (an old generation after a reload) -> stopping.  Only worker_set_state()
+ * changes it, and with it the service's counters that follow from it.
+ */
 enum worker_state {
-	WORKER_STARTING, /* forked, not accepting connections yet */
-	WORKER_READY,
-	WORKER_STOPPING, /* asked to exit, gets no new connections */
-	WORKER_EXITED,   /* reaped; kept while relays still point here */
+	WORKER_NEW,       /* not forked yet */
+	WORKER_STARTING,  /* forked, not accepting connections yet */
+	WORKER_READY,     /* in rotation */
+	WORKER_UNHEALTHY, /* alive, out of rotation: refused, stalled, checks */
+	WORKER_DRAINING,  /* old generation: no new clients, stops when idle */
+	WORKER_STOPPING,  /* asked to exit */
+	WORKER_EXITED,    /* reaped; kept while relays still point here */
 };
 
 struct worker {
@@ -33,29 +41,45 @@ struct worker {
 	int               port;     /* tcp backend */
 	struct sn_addr    addr;     /* where relays connect */
 	int               nconns;   /* relays assigned to it */
+	int               awaiting; /* relays waiting for its reply */
 	struct relay_head waiting;  /* relays waiting for readiness */
 	long long         started;  /* ms */
+	long long         progress; /* ms: bytes last moved to or from it */
+	unsigned long     served;   /* connections it answered */
+	int               fails;    /* connect failures in a row */
 	int               probefd;
 	int               execfd; /* exec-failure pipe, -1 after */
 	int               exec_failed;
-	int               failed;   /* killed for not getting ready */
-	int               reaped;   /* the process is gone */
-	int               retiring; /* old generation: stop when idle */
-	int               termed;   /* SIGTERM sent */
+	int               failed; /* killed for not getting ready */
+	int               was_ready;
+	int               termed; /* SIGTERM sent */
 	struct control   *control;
+	struct health    *health; /* active checks, if configured */
 	struct relay_head peers[CONTROL_PEER_BUCKETS];
-	struct event      timer; /* probe, ready or kill timer */
+	struct event      timer; /* probe, ready, retire or kill timer */
 	struct event      execev;
 };
 TAILQ_HEAD(worker_head, worker);
 
-struct worker *worker_spawn(struct service *, int, char **);
-void           worker_stop(struct worker *, const char *);
-void           worker_retire(struct worker *, long long);
+struct health;
+
+struct worker *worker_spawn(struct service *, int slot, char **cause);
+int            worker_in_rotation(const struct worker *);
+int            worker_alive(const struct worker *);
+void           worker_stop(struct worker *, const char *why);
+void           worker_retire(struct worker *, long long ms);
 void           worker_kill(struct worker *);
-int            worker_exited(struct worker *, int);
+int            worker_failed_start(const struct worker *);
+void           worker_exited(struct worker *, int status);
 void           worker_release(struct worker *);
-int            worker_reported_ready(struct worker *, const char *, char **);
-void           worker_free(struct worker *);
+int  worker_reported_ready(struct worker *, const char *addr, char **cause);
+void worker_connect_failed(struct worker *, int error);
+void worker_connected(struct worker *);
+void worker_stalled(struct worker *, long long idle_ms);
+void worker_check_result(struct worker *, int ok, const char *why);
+void worker_abandon(struct worker *);
+void worker_free(struct worker *);
+void worker_log(int pri, const struct worker *, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -42,7 +42,7 @@ KEEP = os.environ.get("SN_KEEP", "0") == "1"
 
 DURATION_KEYS = {
     "shutdown_timeout", "kill_timeout", "workers_checking_interval", "connect_timeout",
-    "ready_timeout", "queue_timeout", "idle_timeout",
+    "ready_timeout", "queue_timeout", "idle_timeout", "stall_timeout", "interval", "timeout",
 }
 
 # What AddressSanitizer, LeakSanitizer and UBSan print, in the daemon's or a worker's output.
@@ -241,6 +241,11 @@ def render_config(global_opts, services):
         lines.append('service "%s" {' % svc["name"])
         for key, value in svc.items():
             if key in ("name", "port") or value is None:
+                continue
+            if isinstance(value, dict):  # a subsection, e.g. health_check
+                lines.append("    %s {" % key)
+                lines += ["        %s = %s" % (k, render_value(k, v)) for k, v in value.items()]
+                lines.append("    }")
                 continue
             lines.append("    %s = %s" % (key, render_value(key, value)))
         lines.append("}")

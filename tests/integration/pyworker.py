@@ -7,9 +7,15 @@ they listen on $SOCKETNAUT_SOCKET and serve one connection at a time.
   pyworker.py slowhttp GO FILE   wait (at most 60 s) until file GO exists before listening,
                                  write FILE once listening, answer each HTTP request with
                                  "slow-start ok"
+  pyworker.py health FLAG        like unlisten, but GET /health answers 503 while the file
+                                 FLAG.PID exists (PID: the worker's), else 200
+  pyworker.py unlisten           answer each HTTP request with its pid, on $SOCKETNAUT_SOCKET or
+                                 127.0.0.1:$PORT; on SIGUSR1 close the listening socket and
+                                 stay alive, serving nothing
 """
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -93,6 +99,44 @@ def slowhttp(go, marker):
             c.close()
 
 
+def unlisten(flag=None):
+    if "SOCKETNAUT_SOCKET" in os.environ:
+        s = listen()
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(os.environ["PORT"])))
+        s.listen(64)
+    signal.signal(signal.SIGUSR1, lambda *_: s.close())
+    body = str(os.getpid()).encode()
+    while True:
+        try:
+            c, _ = s.accept()
+        except OSError:
+            break
+        try:
+            c.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+            status = b"200 OK"
+            if flag and data.startswith(b"GET /health ") and \
+                    os.path.exists("%s.%d" % (flag, os.getpid())):
+                status = b"503 Service Unavailable"
+            if data:
+                c.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                          % (status, len(body), body))
+        except OSError:
+            pass
+        finally:
+            c.close()
+    for _ in range(600):
+        time.sleep(1)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "reverse":
@@ -101,6 +145,10 @@ def main():
         greet(listen(), sys.argv[2])
     elif mode == "slowhttp":
         slowhttp(sys.argv[2], sys.argv[3])
+    elif mode == "unlisten":
+        unlisten()
+    elif mode == "health":
+        unlisten(sys.argv[2])
     else:
         sys.exit("unknown mode %s" % mode)
 

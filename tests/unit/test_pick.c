@@ -45,7 +45,7 @@ add(enum worker_state state, int nconns)
 
 START_TEST(empty_pool_spawns_a_worker)
 {
-	struct pick p = service_pick(&svc);
+	struct pick p = service_pick(&svc, NULL);
 
 	ck_assert_ptr_null(p.worker);
 	ck_assert_int_eq(p.spawn, 1);
@@ -55,7 +55,7 @@ END_TEST
 START_TEST(idle_worker_takes_the_connection_without_spawning)
 {
 	struct worker *w = add(WORKER_READY, 0);
-	struct pick    p = service_pick(&svc);
+	struct pick    p = service_pick(&svc, NULL);
 
 	ck_assert_ptr_eq(p.worker, w);
 	ck_assert_int_eq(p.spawn, 0);
@@ -71,7 +71,7 @@ START_TEST(least_connections_wins)
 	add(WORKER_READY, 5);
 	b = add(WORKER_READY, 2);
 	add(WORKER_READY, 3);
-	p = service_pick(&svc);
+	p = service_pick(&svc, NULL);
 	ck_assert_ptr_eq(p.worker, b);
 	ck_assert_int_eq(p.spawn, 0); /* the pool is full */
 }
@@ -83,7 +83,7 @@ START_TEST(busy_pool_below_max_grows)
 
 	add(WORKER_READY, 1);
 	add(WORKER_READY, 4);
-	p = service_pick(&svc);
+	p = service_pick(&svc, NULL);
 	ck_assert_ptr_nonnull(p.worker);
 	ck_assert_int_eq(p.spawn, 1);
 }
@@ -96,10 +96,10 @@ START_TEST(ready_beats_starting_on_a_tie_and_starting_can_be_chosen)
 
 	s = add(WORKER_STARTING, 0);
 	r = add(WORKER_READY, 0);
-	p = service_pick(&svc);
+	p = service_pick(&svc, NULL);
 	ck_assert_ptr_eq(p.worker, r);
 	r->nconns = 2;
-	p = service_pick(&svc);
+	p = service_pick(&svc, NULL);
 	ck_assert_ptr_eq(p.worker, s);
 	ck_assert_int_eq(p.spawn, 0);
 }
@@ -111,7 +111,40 @@ START_TEST(stopping_and_exited_workers_are_never_chosen)
 
 	add(WORKER_STOPPING, 0);
 	add(WORKER_EXITED, 0);
-	p = service_pick(&svc);
+	p = service_pick(&svc, NULL);
+	ck_assert_ptr_null(p.worker);
+	ck_assert_int_eq(p.spawn, 1);
+}
+END_TEST
+
+START_TEST(unhealthy_and_draining_workers_are_never_chosen)
+{
+	struct pick p;
+
+	add(WORKER_UNHEALTHY, 0);
+	add(WORKER_DRAINING, 0);
+	p = service_pick(&svc, NULL);
+	ck_assert_ptr_null(p.worker);
+	ck_assert_int_eq(p.spawn, 1);
+}
+END_TEST
+
+START_TEST(a_worker_the_client_failed_to_reach_is_not_chosen_again)
+{
+	struct worker *a = add(WORKER_READY, 0), *b = add(WORKER_READY, 3);
+	struct relay   r;
+	struct pick    p;
+
+	memset(&r, 0, sizeof r);
+	a->serial = 7;
+	b->serial = 8;
+	r.tried[0] = 7;
+	r.attempts = 1;
+	p = service_pick(&svc, &r);
+	ck_assert_ptr_eq(p.worker, b);
+	r.tried[1] = 8;
+	r.attempts = 2;
+	p = service_pick(&svc, &r);
 	ck_assert_ptr_null(p.worker);
 	ck_assert_int_eq(p.spawn, 1);
 }
@@ -122,11 +155,11 @@ START_TEST(no_spawn_during_backoff_or_shutdown)
 	struct pick p;
 
 	svc.backoff_until = now_ms() + 60000;
-	p = service_pick(&svc);
+	p = service_pick(&svc, NULL);
 	ck_assert_int_eq(p.spawn, 0);
 	svc.backoff_until = 0;
 	svc.stopping = 1;
-	p = service_pick(&svc);
+	p = service_pick(&svc, NULL);
 	ck_assert_int_eq(p.spawn, 0);
 }
 END_TEST
@@ -157,6 +190,9 @@ pick_suite(void)
 	tcase_add_test(
 	    tc, ready_beats_starting_on_a_tie_and_starting_can_be_chosen);
 	tcase_add_test(tc, stopping_and_exited_workers_are_never_chosen);
+	tcase_add_test(tc, unhealthy_and_draining_workers_are_never_chosen);
+	tcase_add_test(
+	    tc, a_worker_the_client_failed_to_reach_is_not_chosen_again);
 	tcase_add_test(tc, no_spawn_during_backoff_or_shutdown);
 	tcase_add_test(tc, backoff_doubles_from_100ms_up_to_30s);
 	suite_add_tcase(s, tc);

@@ -21,6 +21,12 @@ daemon_check(void)
 {
 }
 
+void
+daemon_defer_free(void *p)
+{
+	free(p);
+}
+
 int
 daemon_listens_on(const struct sn_addr *addr)
 {

@@ -1,0 +1,28 @@
+/* A service's public sockets: bind, accept in bounded batches, pause. */
+#ifndef SN_LISTENER_H
+#define SN_LISTENER_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "util.h"
+
+struct service;
+
+struct listener {
+	struct service *svc;
+	int             fd;
+	int             enabled; /* the service wants connections */
+	int             paused;  /* EMFILE back-off running */
+	struct event    ev;
+	struct event    resume;
+	char            name[ADDRSTRLEN];
+};
+
+int listener_open(
+    struct listener *, struct service *, struct sn_addr *, char **cause);
+void listener_enable(struct listener *, int on);
+void listener_pause(struct listener *, long long ms);
+void listener_close(struct listener *);
+
+#endif

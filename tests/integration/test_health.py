@@ -1,0 +1,257 @@
+"""Judging workers: one that refuses connections, has no socket, or stops making progress is
+taken out of rotation and replaced while the others serve every client; a worker that served
+is replaced at once when it dies, not backed off; killing workers under load costs only the
+requests they had in flight."""
+
+import glob
+import os
+import signal
+import threading
+import time
+import unittest
+
+import harness
+
+
+def request_pid(port, timeout=15):
+    r = harness.http(port, path="/pid", timeout=timeout)
+    return r.status, r.text.strip()
+
+
+class WorkerHealthTest(harness.DaemonTest):
+
+    def pyworker(self, *args, **opts):
+        svc = {"name": "py", "command": [harness.PYTHON, harness.PYWORKER] + list(args),
+               "control": False}
+        svc.update(opts)
+        return svc
+
+    def wait_gone(self, pid, timeout=10):
+        harness.wait_until(lambda: not harness.proc_alive(pid), timeout,
+                           what="worker %d to be gone" % pid)
+
+    def test_worker_whose_socket_was_removed_is_replaced_and_no_client_fails(self):
+        d = self.start_daemon([harness.hello(worker_count=2)])
+        before = d.wait_workers(2)
+        socks = sorted(glob.glob(os.path.join(d.runtime_dir, "web", "*.sock")))
+        self.assertEqual(len(socks), 2)
+        os.unlink(socks[0])
+        statuses = [harness.http(d.port, timeout=10).status for _ in range(8)]
+        self.assertEqual(statuses, [200] * 8, "a client saw the broken worker")
+        harness.wait_until(lambda: len(set(d.workers()) - set(before)) >= 1
+                           and len(d.workers()) == 2, 10,
+                           what="the broken worker to be replaced")
+        self.assertIn("out of rotation", d.log())
+        self.assertEqual([harness.http(d.port).status for _ in range(4)], [200] * 4)
+        self.stop_daemon(d)
+
+    def test_tcp_worker_that_closed_its_listener_is_replaced_and_no_client_fails(self):
+        d = self.start_daemon([self.pyworker("unlisten", backend="tcp", worker_count=2)])
+        before = d.wait_workers(2)
+        os.kill(before[0], signal.SIGUSR1)
+        time.sleep(0.2)
+        for _ in range(8):
+            r = harness.http(d.port, timeout=10)
+            self.assertEqual(r.status, 200)
+            self.assertNotEqual(r.text.strip(), str(before[0]))
+        self.wait_gone(before[0])
+        d.wait_workers(2)
+        self.stop_daemon(d)
+
+    def test_stopped_worker_is_found_stalled_its_unread_clients_move_and_it_is_replaced(self):
+        d = self.start_daemon([harness.hello(worker_count=2, stall_timeout="1s")])
+        before = d.wait_workers(2)
+        os.kill(before[0], signal.SIGSTOP)
+        self.addCleanup(lambda: os.kill(before[0], signal.SIGCONT)
+                        if harness.proc_alive(before[0]) else None)
+        results = [None] * 8
+
+        def client(i):
+            try:
+                results[i] = harness.http(d.port, timeout=20).status
+            except Exception as e:  # noqa: BLE001 - reported below
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+            time.sleep(0.02)
+        for t in threads:
+            t.join(30)
+        took = time.monotonic() - start
+        self.assertEqual(results, [200] * 8, "clients of the stopped worker were not moved")
+        self.assertLess(took, 15, "clients waited far longer than stall_timeout")
+        self.wait_gone(before[0])
+        d.wait_workers(2)
+        self.assertIn("stalled", d.log())
+        self.stop_daemon(d)
+
+    def test_slow_but_progressing_worker_is_not_judged_stalled(self):
+        d = self.start_daemon([harness.hello(worker_count=2, stall_timeout="300ms")])
+        before = d.wait_workers(2)
+        # 40 bytes over 2 s: never 300 ms without a byte.
+        r = harness.http(d.port, path="/drip?n=40&ms=50", timeout=10)
+        self.assertEqual((r.status, len(r.body)), (200, 40))
+        self.assertEqual(d.workers(), before)
+        self.assertNotIn("stalled", d.log())
+        self.stop_daemon(d)
+
+    def test_worker_that_served_and_was_killed_is_replaced_at_once_every_time(self):
+        d = self.start_daemon([harness.hello(worker_count=2)])
+        d.wait_workers(2)
+        worst = 0.0
+        for _ in range(7):
+            pids = d.wait_workers(2)
+            # Two keep-alive connections at once reach both workers.
+            conns = [harness.Conn(d.port) for _ in range(2)]
+            for c in conns:
+                c.send(harness.build_request("GET", "/sleep?ms=50", keepalive=True))
+            for c in conns:
+                self.assertEqual(c.read_response().status, 200)
+                c.close()
+            os.kill(pids[0], signal.SIGKILL)
+            killed = time.monotonic()
+            harness.wait_until(lambda: pids[0] not in d.workers() and len(d.workers()) == 2,
+                               10, interval=0.01, what="the replacement")
+            harness.wait_until(lambda: harness.http(d.port).status == 200, 5)
+            worst = max(worst, time.monotonic() - killed)
+        self.assertNotIn("next worker start in", d.log(),
+                         "a worker that served was treated as a failed start")
+        self.assertLess(worst, 1.0, "the pool took %.2f s to come back" % worst)
+        self.stop_daemon(d)
+
+    def test_killing_workers_under_load_fails_at_most_the_requests_in_flight(self):
+        d = self.start_daemon([harness.hello(min_workers=2, max_workers=4)])
+        d.wait_workers(2)
+        stop = threading.Event()
+        counts = {"ok": 0, "failed": 0}
+        lock = threading.Lock()
+        threads_n = 8
+
+        def load():
+            for _ in range(100000):
+                if stop.is_set():
+                    return
+                try:
+                    ok = harness.http(d.port, path="/sleep?ms=5", timeout=10).status == 200
+                except Exception:  # noqa: BLE001 - counted
+                    ok = False
+                with lock:
+                    counts["ok" if ok else "failed"] += 1
+
+        threads = [threading.Thread(target=load) for _ in range(threads_n)]
+        for t in threads:
+            t.start()
+        kills = 0
+        try:
+            for _ in range(8):
+                time.sleep(0.5)
+                pids = d.workers()
+                if pids:
+                    os.kill(pids[kills % len(pids)], signal.SIGKILL)
+                    kills += 1
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(20)
+        self.assertGreater(counts["ok"], 100)
+        # Each kill can cost at most the requests in flight on that worker; with 8 clients
+        # spread over at least two workers that is at most 8 per kill, and far fewer
+        # in practice (reported in the failure message).
+        self.assertLessEqual(counts["failed"], kills * threads_n // 2,
+                             "failed %(failed)d of %(ok)d" % counts)
+        harness.wait_until(lambda: len(d.workers()) >= 2, 5, what="min_workers again")
+        self.assertEqual(harness.http(d.port).status, 200)
+        print("(%d kills: %d failed of %d) " % (kills, counts["failed"], counts["ok"]), end="")
+        self.stop_daemon(d)
+
+
+if __name__ == "__main__":
+    unittest.main()
+
+
+class ActiveCheckTest(harness.DaemonTest):
+
+    def pyworker(self, *args, **opts):
+        svc = {"name": "py", "command": [harness.PYTHON, harness.PYWORKER] + list(args),
+               "control": False}
+        svc.update(opts)
+        return svc
+
+    def start_checked(self, check, **opts):
+        svc = self.pyworker("health", self.path("flag"), worker_count=2, health_check=check,
+                            **opts)
+        return self.start_daemon([svc])
+
+    def test_failing_http_check_takes_a_worker_out_and_passing_checks_bring_it_back(self):
+        d = self.start_checked({"type": "http", "path": "/health", "expect": 200,
+                                "interval": "100ms", "timeout": "100ms", "rise": 2, "fall": 2})
+        pids = d.wait_workers(2)
+        sick = pids[0]
+        flag = self.path("flag.%d" % sick)
+        open(flag, "w").close()
+        harness.wait_until(lambda: "check" in d.log() and "out of rotation" in d.log(), 10,
+                           what="the failing checks to take the worker out")
+        for _ in range(10):
+            r = harness.http(d.port)
+            self.assertEqual(r.status, 200)
+            self.assertNotEqual(r.text.strip(), str(sick), "an unhealthy worker got a client")
+        self.assertTrue(harness.proc_alive(sick), "checked worker stopped while it may recover")
+        os.unlink(flag)
+        harness.wait_until(lambda: "healthy again" in d.log(), 10,
+                           what="passing checks to bring the worker back")
+        seen = set()
+        for _ in range(20):
+            conns = [harness.Conn(d.port) for _ in range(3)]
+            for c in conns:
+                c.send(harness.build_request("GET", "/"))
+            for c in conns:
+                seen.add(c.read_response().text.strip())
+                c.close()
+            if str(sick) in seen:
+                break
+        self.assertIn(str(sick), seen, "the recovered worker never got a client again")
+        self.stop_daemon(d)
+
+    def test_worker_failing_checks_for_shutdown_timeout_is_replaced(self):
+        d = self.start_checked({"type": "http", "path": "/health", "interval": "100ms",
+                                "timeout": "100ms", "fall": 1}, shutdown_timeout="1s")
+        pids = d.wait_workers(2)
+        open(self.path("flag.%d" % pids[0]), "w").close()
+        harness.wait_until(lambda: not harness.proc_alive(pids[0]), 10,
+                           what="the unhealthy worker to be stopped")
+        harness.wait_until(lambda: len(d.workers()) >= 2, 10, what="a replacement")
+        self.assertEqual(harness.http(d.port).status, 200)
+        self.stop_daemon(d)
+
+    def test_tcp_check_finds_a_worker_that_closed_its_listener_without_any_client(self):
+        d = self.start_checked({"type": "tcp", "interval": "100ms", "timeout": "100ms",
+                                "fall": 2}, backend="tcp")
+        pids = d.wait_workers(2)
+        os.kill(pids[0], signal.SIGUSR1)
+        harness.wait_until(lambda: "out of rotation" in d.log(), 10,
+                           what="the tcp check to notice")
+        harness.wait_until(lambda: not harness.proc_alive(pids[0]), 15,
+                           what="the worker to be replaced")
+        self.stop_daemon(d)
+
+    def test_bad_health_check_values_name_their_lines(self):
+        path = self.write_file("bad.conf",
+                               'service "web" {\n'
+                               '    listen = { "127.0.0.1:1" }\n'
+                               '    command = "socketnaut-hello --socket {socket}"\n'
+                               '    health_check {\n'
+                               '        type = smoke\n'
+                               '        interval = 1s\n'
+                               '        timeout = 2s\n'
+                               '        path = "no-slash"\n'
+                               '    }\n'
+                               '    stall_timeout = 50ms\n'
+                               '}\n')
+        rc, out, err = harness.run_check(path)
+        self.assertEqual(rc, 1)
+        self.assertIn("bad.conf:5: health_check: unknown type", err)
+        self.assertIn("bad.conf:7: health_check: timeout", err)
+        self.assertIn("bad.conf:8: health_check: path", err)
+        self.assertIn("bad.conf:10: stall_timeout must be 0", err)
