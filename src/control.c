@@ -28,15 +28,13 @@
 #define CONTROL_LOG_MAX         1024
 
 /*
- * A worker's log budget: a burst of 200 lines (a start-up banner, a stack
- * trace), then 100 lines a second, each started 256 bytes of text counting
- * as a line, so one worker writes at most about 25 KiB of log a second.
+ * A worker's log budget is its service's worker_log_rate (by default a
+ * burst of 200 lines, then 100 a second); each started 256 bytes of text
+ * count as a line, so bytes are bounded as well as lines.
  */
-#define CONTROL_LOG_BURST 200
-#define CONTROL_LOG_RATE  100  /* lines per second */
 #define CONTROL_LOG_UNIT  256  /* bytes of text that count as one line */
 #define CONTROL_LOG_TELL  1000 /* ms: at most one "suppressed" line per */
-#define CONTROL_LOG_PAUSE (1000 / CONTROL_LOG_RATE) /* a line's refill */
+#define CONTROL_LOG_PAUSE 10   /* ms without reading a flooding worker */
 
 static void control_read(evutil_socket_t, short, void *);
 static void control_log_tell(evutil_socket_t, short, void *);
@@ -63,7 +61,9 @@ control_open(struct worker *w, int fd)
 	/* More frames are buffered: read them after the next poll, not now. */
 	evtimer_assign(&c->more, sn_base, control_read, c);
 	evtimer_assign(&c->summary, sn_base, control_log_tell, c);
-	c->logs.tokens = CONTROL_LOG_BURST * 1000LL;
+	c->logs.rate = w->svc->conf->log_rate;
+	c->logs.burst = w->svc->conf->log_burst;
+	c->logs.tokens = c->logs.burst * 1000LL;
 	c->logs.at = now_coarse_ms();
 	event_add(&c->rev, NULL);
 	return (c);
@@ -338,11 +338,11 @@ control_text_cut(const struct sn_msg *m, char *out, size_t outlen)
 int
 control_log_take(struct control_bucket *b, long long now, size_t textlen)
 {
-	long long cost, full = CONTROL_LOG_BURST * 1000LL;
+	long long cost, full = b->burst * 1000LL;
 
-	/* CONTROL_LOG_RATE lines a second is that many thousandths a ms. */
+	/* N lines a second is N thousandths of a line a ms. */
 	if (now > b->at) {
-		b->tokens += (now - b->at) * CONTROL_LOG_RATE;
+		b->tokens += (now - b->at) * b->rate;
 		if (b->tokens > full)
 			b->tokens = full;
 		b->at = now;
@@ -458,7 +458,9 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 		control_log(c, m);
 		break;
 	case SN_MSG_DRAINED:
-		if (!c->drain_sent) {
+		/* An answer to DRAIN, or to SIGTERM; never unasked, never
+		 * twice. */
+		if (!c->drain_sent && w->state != WORKER_STOPPING) {
 			control_close(c, "drained without a drain request");
 			return (-1);
 		}
@@ -477,8 +479,8 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 }
 
 /*
- * Over its log budget by a batch of lines: read this worker again when a
- * line has refilled, so a flood costs us a few reads per refill at most.
+ * Over its log budget by a batch of lines: read this worker again a little
+ * later, so a flood costs us a few reads every CONTROL_LOG_PAUSE ms.
  */
 static void
 control_pause(struct control *c)

@@ -18,6 +18,8 @@ struct worker;
 struct control_bucket {
 	long long tokens; /* thousandths of a line */
 	long long at;     /* ms of the last refill */
+	long long rate;   /* lines a second */
+	long long burst;  /* lines at once: a full bucket */
 };
 
 struct control {

@@ -5,7 +5,8 @@ flood-unread (peer queries as fast as it can, never reading a reply), flood-read
 queries, reading every reply; writes the reply count to the file in argv[2]),
 log-flood (once the file argv[2].go exists, LOG frames of about 1 KB as fast as it can for
 4 s; then writes the count sent to argv[2]), ready-repeat (10,000 READY frames),
-drained-unasked (1,000 DRAINED frames that no DRAIN asked for).
+drained-unasked (1,000 DRAINED frames that no DRAIN asked for), log-burst (50 short LOG
+frames at once, then writes "50" to argv[2]).
 """
 
 import os
@@ -78,6 +79,10 @@ def abuse(ctl, mode, out):
             with open(out + ".tmp", "w") as f:
                 f.write(str(sent))
             os.rename(out + ".tmp", out)
+    elif mode == "log-burst":
+        ctl.sendall(b"".join(frame(3, b"level=3\ntext=burst %d" % i) for i in range(50)))
+        with open(out, "w") as f:
+            f.write("50")
     elif mode in ("ready-repeat", "drained-unasked"):
         kind, count = (1, 10000) if mode == "ready-repeat" else (4, 1000)
         try:

@@ -154,6 +154,24 @@ class HostileWorkerTest(harness.DaemonTest):
         written = len(re.findall(r"service bad: worker \d+: flood ", log))
         self.assertEqual(written + told, sent, "lines written and told do not add up")
 
+    def test_worker_log_rate_sets_each_workers_log_budget(self):
+        out = self.path("burst")
+        bad = {"name": "bad", "worker_count": 1, "worker_log_rate": "5/s burst 5",
+               "command": [harness.PYTHON, HOSTILE, "log-burst", out]}
+        d = self.start_daemon([bad], min_ready=1)
+        harness.wait_until(lambda: os.path.exists(out), 30, what="the burst to be sent")
+        pattern = r"service bad: worker \d+: (\d+) log lines suppressed"
+        harness.wait_until(lambda: re.search(pattern, d.log()), 10,
+                           what="the suppressed-lines summary")
+        self.stop_daemon(d)
+        log = d.log()
+        told = sum(int(n) for n in re.findall(pattern, log))
+        written = len(re.findall(r"service bad: worker \d+: burst \d+", log))
+        # a burst of 5 and the 5 a second that refill while the 50 arrive: a line or two
+        self.assertGreaterEqual(written, 5, "the burst was not allowed")
+        self.assertLessEqual(written, 8, "more than the burst went through")
+        self.assertEqual(written + told, 50, "lines written and told do not add up")
+
 
 if __name__ == "__main__":
     unittest.main()
