@@ -357,8 +357,7 @@ control_log_take(struct control_bucket *b, long long now, size_t textlen)
 	return (1);
 }
 
-/* One line for the log lines dropped since the last one (at most one a second).
- */
+/* One line for the log lines dropped since the last such line. */
 static void
 control_log_tell(evutil_socket_t fd, short events, void *arg)
 {
@@ -458,8 +457,7 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 		control_log(c, m);
 		break;
 	case SN_MSG_DRAINED:
-		/* An answer to DRAIN, or to SIGTERM; never unasked, never
-		 * twice. */
+		/* An answer to DRAIN or SIGTERM: never unasked, never twice. */
 		if (!c->drain_sent && w->state != WORKER_STOPPING) {
 			control_close(c, "drained without a drain request");
 			return (-1);
