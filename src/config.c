@@ -25,6 +25,7 @@
 
 #define SERVICE_NAME_MAX 32
 #define WORKERS_MAX      4096
+#define LOG_RATE_MAX     1000000 /* worker_log_rate, lines */
 
 /* Where each option was set: libconfuse keeps no line per option. */
 struct line_rec {
@@ -207,7 +208,8 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_SEC("health_check", health_opts, CFGF_NODEFAULT),
 	CFG_INT_CB("shutdown_timeout", 0, CFGF_NODEFAULT, cb_duration),
 	CFG_INT_CB("kill_timeout", 0, CFGF_NODEFAULT, cb_duration),
-	CFG_INT("max_connections", 0, CFGF_NONE), CFG_END() };
+	CFG_INT("max_connections", 0, CFGF_NONE),
+	CFG_STR("worker_log_rate", "100/s", CFGF_NONE), CFG_END() };
 
 static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
@@ -325,6 +327,47 @@ duration_min(cfg_t *sec, const char *name, long long lo)
 	if (cfg_size(sec, name) > 0 && cfg_getint(sec, name) < lo)
 		config_error(
 		    line_of(sec, name), "%s must be at least %lldms", name, lo);
+}
+
+/* worker_log_rate: "N/s" (a burst of 2N) or "N/s burst M", in lines. */
+static void
+service_log_rate(struct sn_service_conf *sc, cfg_t *sec)
+{
+	const char *v = cfg_getstr(sec, "worker_log_rate"), *p;
+	char       *end;
+	long        rate, burst;
+
+	sc->log_rate = 100;
+	sc->log_burst = 200;
+	if (v[0] < '0' || v[0] > '9')
+		goto bad;
+	rate = strtol(v, &end, 10);
+	if (strncmp(end, "/s", 2) != 0)
+		goto bad;
+	end += 2;
+	burst = rate > LOG_RATE_MAX / 2 ? LOG_RATE_MAX : 2 * rate;
+	if (strncmp(end, " burst ", 7) == 0) {
+		p = end + 7;
+		if (p[0] < '0' || p[0] > '9')
+			goto bad;
+		burst = strtol(p, &end, 10);
+	}
+	if (*end != '\0')
+		goto bad;
+	if (rate < 1 || rate > LOG_RATE_MAX || burst < 1 ||
+	    burst > LOG_RATE_MAX) {
+		config_error(line_of(sec, "worker_log_rate"),
+		    "worker_log_rate \"%s\": lines a second and burst must be between 1 and %d",
+		    v, LOG_RATE_MAX);
+		return;
+	}
+	sc->log_rate = (int)rate;
+	sc->log_burst = (int)burst;
+	return;
+bad:
+	config_error(line_of(sec, "worker_log_rate"),
+	    "worker_log_rate \"%s\": expected LINES/s or LINES/s burst LINES",
+	    v);
 }
 
 /* Resolve user and group names into the ids workers will run with. */
@@ -535,6 +578,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	sc->backlog = (int)cfg_getint(sec, "backlog");
 	int_range(sec, "max_connections", 0, 1000000);
 	sc->max_connections = (int)cfg_getint(sec, "max_connections");
+	service_log_rate(sc, sec);
 
 	if (cfg_size(sec, "directory") > 0) {
 		sc->directory = xstrdup(cfg_getstr(sec, "directory"));

@@ -49,6 +49,8 @@ struct sn_service_conf {
 	int min_workers;
 	int max_workers;
 	int max_connections;
+	int log_rate;  /* worker log lines a second */
+	int log_burst; /* and at once */
 
 	long long check_interval; /* all durations in ms */
 	long long connect_timeout;

@@ -27,7 +27,17 @@
 #define CONTROL_OUT_MAX         (256 * 1024) /* unread replies */
 #define CONTROL_LOG_MAX         1024
 
+/*
+ * A worker's log budget is its service's worker_log_rate (by default a
+ * burst of 200 lines, then 100 a second); each started 256 bytes of text
+ * count as a line, so bytes are bounded as well as lines.
+ */
+#define CONTROL_LOG_UNIT  256  /* bytes of text that count as one line */
+#define CONTROL_LOG_TELL  1000 /* ms: at most one "suppressed" line per */
+#define CONTROL_LOG_PAUSE 10   /* ms without reading a flooding worker */
+
 static void control_read(evutil_socket_t, short, void *);
+static void control_log_tell(evutil_socket_t, short, void *);
 
 static const struct timeval zero = { 0, 0 };
 static unsigned             master_pid; /* getpid() is a system call */
@@ -50,6 +60,11 @@ control_open(struct worker *w, int fd)
 	    &c->wev, sn_base, fd, EV_WRITE | EV_PERSIST, control_write, c);
 	/* More frames are buffered: read them after the next poll, not now. */
 	evtimer_assign(&c->more, sn_base, control_read, c);
+	evtimer_assign(&c->summary, sn_base, control_log_tell, c);
+	c->logs.rate = w->svc->conf->log_rate;
+	c->logs.burst = w->svc->conf->log_burst;
+	c->logs.tokens = c->logs.burst * 1000LL;
+	c->logs.at = now_coarse_ms();
 	event_add(&c->rev, NULL);
 	return (c);
 }
@@ -59,6 +74,7 @@ control_close(struct control *c, const char *why)
 {
 	struct worker *w = c->w;
 
+	control_log_tell(-1, 0, c);
 	if (why != NULL)
 		log_warnx(
 		    "service %s: worker %ld: control channel: %s, closing it",
@@ -66,6 +82,7 @@ control_close(struct control *c, const char *why)
 	event_del(&c->rev);
 	event_del(&c->wev);
 	event_del(&c->more);
+	event_del(&c->summary);
 	close(c->fd);
 	free(c->out);
 	free(c);
@@ -134,7 +151,8 @@ control_write(evutil_socket_t fd, short events, void *arg)
 void
 control_drain(struct control *c)
 {
-	control_send(c, SN_MSG_DRAIN, NULL, 0);
+	if (control_send(c, SN_MSG_DRAIN, NULL, 0) == 0)
+		c->drain_sent = 1;
 }
 
 /*
@@ -313,6 +331,48 @@ control_text_cut(const struct sn_msg *m, char *out, size_t outlen)
 	return (-1);
 }
 
+/*
+ * Charge a log line of textlen bytes to a worker's bucket.  Returns 1 when
+ * it may be written, 0 when it is over the budget and must be dropped.
+ */
+int
+control_log_take(struct control_bucket *b, long long now, size_t textlen)
+{
+	long long cost, full = b->burst * 1000LL;
+
+	/* N lines a second is N thousandths of a line a ms. */
+	if (now > b->at) {
+		b->tokens += (now - b->at) * b->rate;
+		if (b->tokens > full)
+			b->tokens = full;
+		b->at = now;
+	}
+	cost = textlen <= CONTROL_LOG_UNIT
+	    ? 1
+	    : (long long)((textlen + CONTROL_LOG_UNIT - 1) / CONTROL_LOG_UNIT);
+	cost *= 1000;
+	if (b->tokens < cost)
+		return (0);
+	b->tokens -= cost;
+	return (1);
+}
+
+/* One line for the log lines dropped since the last such line. */
+static void
+control_log_tell(evutil_socket_t fd, short events, void *arg)
+{
+	struct control *c = arg;
+
+	(void)fd;
+	(void)events;
+	if (c->suppressed == 0)
+		return;
+	log_warnx("service %s: worker %ld: %llu log line%s suppressed",
+	    c->w->svc->conf->name, (long)c->w->pid, c->suppressed,
+	    c->suppressed == 1 ? "" : "s");
+	c->suppressed = 0;
+}
+
 static void
 control_log(struct control *c, const struct sn_msg *m)
 {
@@ -338,6 +398,18 @@ control_log(struct control *c, const struct sn_msg *m)
 	pri = level[0] - '0';
 	if (pri < LOG_ERR)
 		pri = LOG_ERR;
+	if (pri > log_getlevel())
+		return; /* filtered out: costs nothing */
+	if (!control_log_take(&c->logs, now_coarse_ms(), strlen(text))) {
+		c->dropping++;
+		if (c->suppressed++ == 0) {
+			struct timeval tv = { CONTROL_LOG_TELL / 1000,
+				(CONTROL_LOG_TELL % 1000) * 1000 };
+
+			evtimer_add(&c->summary, &tv);
+		}
+		return;
+	}
 	log_at(pri, "service %s: worker %ld: %s", w->svc->conf->name,
 	    (long)w->pid, text);
 }
@@ -348,9 +420,12 @@ control_ready(struct control *c, const struct sn_msg *m)
 	struct worker *w = c->w;
 	char           addr[128], *cause = NULL;
 
+	/*
+	 * The first READY may find the worker already ready (our connection
+	 * test was first) or stopping: a race, not abuse.  A second is.
+	 */
 	if (c->readied++) {
-		log_warnx("service %s: worker %ld: ready sent twice, ignored",
-		    w->svc->conf->name, (long)w->pid);
+		control_close(c, "ready sent twice");
 		return;
 	}
 	if (sn_proto_field(m, "address", addr, sizeof addr) == -1 &&
@@ -382,6 +457,15 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 		control_log(c, m);
 		break;
 	case SN_MSG_DRAINED:
+		/* An answer to DRAIN or SIGTERM: never unasked, never twice. */
+		if (!c->drain_sent && w->state != WORKER_STOPPING) {
+			control_close(c, "drained without a drain request");
+			return (-1);
+		}
+		if (c->drained++) {
+			control_close(c, "drained sent twice");
+			return (-1);
+		}
 		log_info("service %s: worker %ld: drained", w->svc->conf->name,
 		    (long)w->pid);
 		break;
@@ -390,6 +474,21 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 		return (-1);
 	}
 	return (w->control == c ? 0 : -1);
+}
+
+/*
+ * Over its log budget by a batch of lines: read this worker again a little
+ * later, so a flood costs us a few reads every CONTROL_LOG_PAUSE ms.
+ */
+static void
+control_pause(struct control *c)
+{
+	struct timeval tv = { 0, CONTROL_LOG_PAUSE * 1000 };
+
+	event_del(&c->rev);
+	c->paused = 1;
+	c->dropping = 0;
+	evtimer_add(&c->more, &tv);
 }
 
 static void
@@ -404,6 +503,10 @@ control_read(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd; /* -1 when called as the "more" timer */
 	(void)events;
+	if (c->paused) {
+		c->paused = 0;
+		event_add(&c->rev, NULL);
+	}
 	if (c->inlen < sizeof c->in) {
 		n = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
 		if (n == 0 || (n == -1 && errno == ECONNRESET)) {
@@ -440,4 +543,7 @@ control_read(evutil_socket_t fd, short events, void *arg)
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
+	/* A log flood: reading it flat out would only burn our CPU. */
+	if (c->dropping >= CONTROL_FRAMES_PER_READ)
+		control_pause(c);
 }

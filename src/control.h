@@ -14,19 +14,34 @@ struct worker;
 
 #define CONTROL_PEER_BUCKETS 64
 
+/* A token bucket in thousandths of a log line; see control_log_take(). */
+struct control_bucket {
+	long long tokens; /* thousandths of a line */
+	long long at;     /* ms of the last refill */
+	long long rate;   /* lines a second */
+	long long burst;  /* lines at once: a full bucket */
+};
+
 struct control {
 	struct worker *w;
 	int            fd;
 	struct event   rev;
 	struct event   wev;
-	struct event   more; /* a flood: the rest waits for the next turn */
+	struct event   more;    /* a flood: the rest waits for the next turn */
+	struct event   summary; /* suppressed log lines are due to be told */
 	unsigned char  in[SN_PROTO_HDR + SN_PROTO_MAX];
 	size_t         inlen;
 	unsigned char *out;
 	size_t         outoff;
 	size_t         outlen;
-	int            readied; /* a ready message came */
-	int            spoke;   /* an agent: drain it, do not signal */
+	struct control_bucket logs;       /* its log budget */
+	unsigned long long    suppressed; /* log lines dropped, not yet told */
+	int                   dropping;   /* lines dropped since a pause */
+	int                   paused;     /* over its log budget: read later */
+	int                   readied;    /* a ready message came */
+	int                   drain_sent; /* we asked it to drain */
+	int                   drained;    /* it said it drained */
+	int                   spoke;      /* an agent: drain, do not signal */
 };
 
 struct control *control_open(struct worker *, int);
@@ -35,5 +50,6 @@ void            control_drain(struct control *);
 void            control_bind(struct relay *);
 void            control_peer_add(struct worker *, struct relay *);
 void            control_peer_del(struct relay *);
+int control_log_take(struct control_bucket *, long long now, size_t textlen);
 
 #endif

@@ -2,7 +2,11 @@
 
 Modes: garbage, oversize, unknown, unexpected (sends DRAIN, a master-only message),
 flood-unread (peer queries as fast as it can, never reading a reply), flood-read (50,000
-queries, reading every reply; writes the reply count to the file in argv[2]).
+queries, reading every reply; writes the reply count to the file in argv[2]),
+log-flood (once the file argv[2].go exists, LOG frames of about 1 KB as fast as it can for
+4 s; then writes the count sent to argv[2]), ready-repeat (10,000 READY frames),
+drained-unasked (1,000 DRAINED frames that no DRAIN asked for), log-burst (50 short LOG
+frames at once, then writes "50" to argv[2]).
 """
 
 import os
@@ -11,6 +15,7 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 
 
@@ -58,6 +63,33 @@ def abuse(ctl, mode, out):
             except OSError:
                 return  # the master closed the channel: what we wanted
             i += 1
+    elif mode == "log-flood":
+        for _ in range(600):  # the test says when, within 60 s
+            if os.path.exists(out + ".go"):
+                break
+            time.sleep(0.1)
+        sent, end = 0, time.monotonic() + 4.0
+        try:
+            while time.monotonic() < end and sent < 10000000:
+                batch = b"".join(frame(3, b"level=3\ntext=flood %d %s" % (sent + i, b"x" * 1000))
+                                 for i in range(64))
+                ctl.sendall(batch)
+                sent += 64
+        finally:
+            with open(out + ".tmp", "w") as f:
+                f.write(str(sent))
+            os.rename(out + ".tmp", out)
+    elif mode == "log-burst":
+        ctl.sendall(b"".join(frame(3, b"level=3\ntext=burst %d" % i) for i in range(50)))
+        with open(out, "w") as f:
+            f.write("50")
+    elif mode in ("ready-repeat", "drained-unasked"):
+        kind, count = (1, 10000) if mode == "ready-repeat" else (4, 1000)
+        try:
+            for _ in range(count):
+                ctl.sendall(frame(kind))
+        except OSError:
+            pass  # the master closed the channel: what we wanted
     elif mode == "flood-read":
         n = 50000
         got = [0]

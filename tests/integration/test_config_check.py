@@ -85,6 +85,17 @@ class ConfigCheckTest(harness.DaemonTest):
             '    idle_timeout = 10parsecs\n'
             '}\n', [6], [("idle_timeout", "10parsecs")], option="10parsecs")
 
+    def test_check_bad_worker_log_rate_names_its_line(self):
+        for value, words in (("100/min", ["worker_log_rate", "100/min", "LINES/s"]),
+                             ("0/s burst 10", ["worker_log_rate", "between 1 and"])):
+            self.assert_error_at(
+                'runtime_dir = "{rt}"\n'
+                'service "web" {\n'
+                '    listen = { "127.0.0.1:{port}" }\n'
+                '    command = "socketnaut-hello --socket {socket}"\n'
+                '    worker_log_rate = "%s"\n'
+                '}\n' % value, [5], words, option="worker_log_rate")
+
     def test_check_bad_listen_address_names_its_line(self):
         self.assert_error_at(
             'runtime_dir = "{rt}"\n'
