@@ -76,9 +76,8 @@ control_close(struct control *c, const char *why)
 
 	control_log_tell(-1, 0, c);
 	if (why != NULL)
-		log_warnx(
-		    "service %s: worker %ld: control channel: %s, closing it",
-		    w->svc->conf->name, (long)w->pid, why);
+		worker_log(
+		    LOG_WARNING, w, "control channel: %s, closing it", why);
 	event_del(&c->rev);
 	event_del(&c->wev);
 	event_del(&c->more);
@@ -90,9 +89,8 @@ control_close(struct control *c, const char *why)
 	if (w->svc->conf->backend == BACKEND_AGENT && w->pid > 0 &&
 	    !w->exec_failed && w->state == WORKER_STARTING) {
 		/* It can no longer tell us where it listens. */
-		log_warnx(
-		    "service %s: worker %ld: control channel lost before ready, killing it",
-		    w->svc->conf->name, (long)w->pid);
+		worker_log(LOG_WARNING, w,
+		    "control channel lost before ready, killing it");
 		w->failed = 1;
 		worker_kill(w);
 	}
@@ -367,9 +365,8 @@ control_log_tell(evutil_socket_t fd, short events, void *arg)
 	(void)events;
 	if (c->suppressed == 0)
 		return;
-	log_warnx("service %s: worker %ld: %llu log line%s suppressed",
-	    c->w->svc->conf->name, (long)c->w->pid, c->suppressed,
-	    c->suppressed == 1 ? "" : "s");
+	worker_log(LOG_WARNING, c->w, "%llu log line%s suppressed",
+	    c->suppressed, c->suppressed == 1 ? "" : "s");
 	c->suppressed = 0;
 }
 
@@ -410,8 +407,7 @@ control_log(struct control *c, const struct sn_msg *m)
 		}
 		return;
 	}
-	log_at(pri, "service %s: worker %ld: %s", w->svc->conf->name,
-	    (long)w->pid, text);
+	worker_log(pri, w, "%s", text);
 }
 
 static void
@@ -432,8 +428,7 @@ control_ready(struct control *c, const struct sn_msg *m)
 	    sn_proto_field(m, "port", addr, sizeof addr) == -1)
 		addr[0] = '\0';
 	if (worker_reported_ready(w, addr, &cause) == -1) {
-		log_warnx("service %s: worker %ld: %s", w->svc->conf->name,
-		    (long)w->pid, cause);
+		worker_log(LOG_WARNING, w, "%s", cause);
 		free(cause);
 		w->failed = 1;
 		worker_kill(w);
@@ -466,8 +461,7 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 			control_close(c, "drained sent twice");
 			return (-1);
 		}
-		log_info("service %s: worker %ld: drained", w->svc->conf->name,
-		    (long)w->pid);
+		worker_log(LOG_INFO, w, "drained");
 		break;
 	default:
 		control_close(c, "unexpected message from a worker");
@@ -510,9 +504,7 @@ control_read(evutil_socket_t fd, short events, void *arg)
 	if (c->inlen < sizeof c->in) {
 		n = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
 		if (n == 0 || (n == -1 && errno == ECONNRESET)) {
-			log_debug(
-			    "service %s: worker %ld: control channel closed",
-			    c->w->svc->conf->name, (long)c->w->pid);
+			worker_log(LOG_DEBUG, c->w, "control channel closed");
 			control_close(c, NULL);
 			return;
 		}
