@@ -42,6 +42,7 @@ struct worker {
 	int               reaped;   /* the process is gone */
 	int               retiring; /* old generation: stop when idle */
 	int               termed;   /* SIGTERM sent */
+	int               cgroup;   /* runs in cgroup worker-SERIAL */
 	struct control   *control;
 	struct relay_head peers[CONTROL_PEER_BUCKETS];
 	struct event      timer; /* probe, ready or kill timer */
