@@ -391,6 +391,15 @@ class Daemon:
         if self.proc is None:
             return
         pids = [self.pid] + descendants(self.pid) if self.proc.poll() is None else []
+        if pids:
+            # The master first, so that its keeper removes the cgroups it made (bounded).
+            keepers = [p for p in pids if proc_comm(p) == "sn-keeper"]
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(5)
+                wait_until(lambda: not any(proc_alive(p) for p in keepers), 2)
+            except (OSError, AssertionError, subprocess.TimeoutExpired):
+                pass
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
