@@ -1,6 +1,6 @@
 """What a worker starts dies with it: after a worker restart, a reload, SIGTERM and SIGKILL of
 the master.  With a cgroup per worker everything does, daemons that setsid() away included;
-without one, what stays in the worker's process group does (socketnautd(8), WORKER CGROUPS)."""
+without one, what stays in the worker's process group does (socketnautd(8), "Descendants of workers")."""
 
 import os
 import random
