@@ -41,7 +41,7 @@ static char *cg_workers; /* cg_root/workers-PID */
 static struct cg_pending {
 	unsigned serial;
 	int      tries;
-} *pending;
+} * pending;
 static size_t       npending;
 static struct event pending_ev;
 
@@ -89,8 +89,8 @@ cgroup_unescape(char *s)
 	char *d = s;
 
 	for (; *s != '\0'; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
-		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
 			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
 			    (s[3] - '0'));
 			s += 3;
@@ -167,7 +167,8 @@ cgroup_find(char **cause)
 	n = strcmp(mroot, "/") == 0 ? 0 : strlen(mroot);
 	if (strncmp(cg, mroot, n) != 0 || (cg[n] != '/' && cg[n] != '\0'))
 		*cause = xasprintf(
-		    "our cgroup %s is not under the cgroup2 mount at %s", cg, mnt);
+		    "our cgroup %s is not under the cgroup2 mount at %s", cg,
+		    mnt);
 	else if (cg[n] == '\0' || strcmp(cg + n, "/") == 0)
 		dir = xstrdup(mnt);
 	else
@@ -244,7 +245,9 @@ cgroup_clean_stale(const char *root)
 			continue;
 		path = xasprintf("%s/%s", root, de->d_name);
 		if (cgroup_kill_tree(path, 500) == 1)
-			log_notice("cgroup %s: killed what a previous master left behind", path);
+			log_notice(
+			    "cgroup %s: killed what a previous master left behind",
+			    path);
 		free(path);
 	}
 	closedir(d);
@@ -286,8 +289,8 @@ cgroup_init(char **cause)
 	free(procs);
 	snprintf(pid, sizeof pid, "%ld", (long)getpid());
 	if (cgroup_write(master, "cgroup.procs", pid) == -1) {
-		*cause = xasprintf("cannot move into %s: %s", master,
-		    strerror(errno));
+		*cause = xasprintf(
+		    "cannot move into %s: %s", master, strerror(errno));
 		goto fail;
 	}
 	free(master);
@@ -384,7 +387,10 @@ cgroup_pending_cb(evutil_socket_t fd, short events, void *arg)
 			continue;
 		}
 		if (pending[i].tries >= RMDIR_TRIES)
-			log_warnx("cgroup %s/worker-%u: still populated after %dms, left in place", cg_workers, pending[i].serial, RMDIR_TRIES * RMDIR_RETRY_MS);
+			log_warnx(
+			    "cgroup %s/worker-%u: still populated after %dms, left in place",
+			    cg_workers, pending[i].serial,
+			    RMDIR_TRIES * RMDIR_RETRY_MS);
 		pending[i] = pending[--npending];
 	}
 	if (npending > 0)

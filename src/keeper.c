@@ -127,7 +127,10 @@ keeper_main(int fd)
 	}
 	had = cgroup_shutdown();
 	if (killed > 0 || had == 1)
-		log_notice("keeper: the master is gone; killed %zu worker process group%s%s", killed, killed == 1 ? "" : "s", had == 1 ? " and the workers' cgroups" : "");
+		log_notice(
+		    "keeper: the master is gone; killed %zu worker process group%s%s",
+		    killed, killed == 1 ? "" : "s",
+		    had == 1 ? " and the workers' cgroups" : "");
 	_exit(0);
 }
 
@@ -199,7 +202,9 @@ keeper_reaped(pid_t pid, int status)
 {
 	if (pid != keeper_pid || keeper_pid == -1)
 		return (0);
-	log_warnx("keeper %ld exited (status %d): worker descendants may outlive a killed master", (long)pid, status);
+	log_warnx(
+	    "keeper %ld exited (status %d): worker descendants may outlive a killed master",
+	    (long)pid, status);
 	close(keeper_fd);
 	keeper_fd = -1;
 	keeper_pid = -1;
