@@ -214,6 +214,25 @@ class DescendantsWithoutCgroupTest(Scenarios, harness.DaemonTest):
         self.assertIn("worker cgroups: off", d.log())
 
 
+class KeeperTest(harness.DaemonTest):
+
+    def test_keeper_holds_only_its_pipe_and_outlives_a_sigterm_to_the_process_group(self):
+        d = self.start_daemon([harness.hello(worker_count=1)], min_ready=1)
+        (keeper,) = [p for p in harness.children(d.pid) if harness.proc_comm(p) == "sn-keeper"]
+        fds = dict((int(fd), os.readlink("/proc/%d/fd/%s" % (keeper, fd)))
+                   for fd in os.listdir("/proc/%d/fd" % keeper))
+        self.assertEqual([f[:5] for n, f in fds.items() if n > 2], ["pipe:"],
+                         "the keeper holds more than its pipe: %s" % fds)
+        with open("/proc/%d/status" % keeper) as f:
+            ignored = int([l for l in f if l.startswith("SigIgn:")][0].split()[1], 16)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self.assertTrue(ignored & (1 << (sig - 1)), "the keeper does not ignore %s" % sig)
+        os.killpg(d.pid, signal.SIGTERM)  # as a terminal's or an init script's stop would
+        self.assertEqual(d.proc.wait(15), 0)
+        harness.wait_until(lambda: not harness.proc_alive(keeper), 5,
+                           what="the keeper to exit with the master")
+
+
 class CgroupConfigTest(harness.DaemonTest):
 
     def check_error(self, text, line):
