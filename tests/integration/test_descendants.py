@@ -233,6 +233,20 @@ class KeeperTest(harness.DaemonTest):
                            what="the keeper to exit with the master")
 
 
+    def test_a_killed_keeper_is_logged_and_the_master_carries_on(self):
+        d = self.start_daemon([harness.hello(worker_count=1)], min_ready=1)
+        (keeper,) = [p for p in harness.children(d.pid) if harness.proc_comm(p) == "sn-keeper"]
+        (old,) = d.workers()
+        os.kill(keeper, signal.SIGKILL)
+        harness.wait_until(lambda: "keeper %d exited" % keeper in d.log(), 5,
+                           what="the master to log the keeper's death")
+        os.kill(old, signal.SIGKILL)
+        harness.wait_until(lambda: d.workers() and old not in d.workers(), 10,
+                           what="a new worker")
+        harness.http_ok(self, d.port)
+        self.stop_daemon(d)
+
+
 class CgroupConfigTest(harness.DaemonTest):
 
     def check_error(self, text, line):
