@@ -185,6 +185,23 @@ static cfg_opt_t health_opts[] = { CFG_STR("type", "tcp", CFGF_NONE),
 	CFG_INT("rise", 2, CFGF_NONE), CFG_INT("fall", 3, CFGF_NONE),
 	CFG_END() };
 
+/* worker_cgroup: "auto" (1) or "off" (0). */
+static int
+cb_cgroup(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (strcmp(value, "auto") == 0)
+		*(long *)result = 1;
+	else if (strcmp(value, "off") == 0)
+		*(long *)result = 0;
+	else {
+		config_error(cfg->line,
+		    "%s: unknown value \"%s\" (expected auto or off)",
+		    opt->name, value);
+		*(long *)result = 1;
+	}
+	return (0);
+}
+
 static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 					"listen", NULL, CFGF_NODEFAULT),
 	CFG_INT("backlog", 511, CFGF_NONE),
@@ -200,6 +217,8 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_STR("directory", NULL, CFGF_NODEFAULT),
 	CFG_STR("user", NULL, CFGF_NODEFAULT),
 	CFG_STR("group", NULL, CFGF_NODEFAULT),
+	CFG_BOOL("no_new_privileges", cfg_true, CFGF_NONE),
+	CFG_INT_CB("worker_cgroup", 1, CFGF_NODEFAULT, cb_cgroup),
 	CFG_INT_CB("connect_timeout", 5000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("ready_timeout", 30000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("queue_timeout", 30000, CFGF_NONE, cb_duration),
@@ -219,6 +238,7 @@ static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 	CFG_STR("group", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("shutdown_timeout", 30000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("kill_timeout", 5000, CFGF_NONE, cb_duration),
+	CFG_INT_CB("worker_cgroup", 1, CFGF_NONE, cb_cgroup),
 	CFG_SEC("service", service_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END() };
@@ -590,6 +610,10 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 			    "directory %s is not a directory", sc->directory);
 	}
 	service_ids(sc, sec, root);
+	sc->no_new_privs = cfg_getbool(sec, "no_new_privileges");
+	sc->cgroup = cfg_size(sec, "worker_cgroup") > 0
+	    ? (int)cfg_getint(sec, "worker_cgroup")
+	    : conf->worker_cgroup;
 	service_command(sc, sec);
 	service_workers(sc, sec);
 	service_env(sc, sec);
@@ -653,6 +677,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 	}
 	conf->shutdown_timeout = cfg_getint(root, "shutdown_timeout");
 	conf->kill_timeout = cfg_getint(root, "kill_timeout");
+	conf->worker_cgroup = (int)cfg_getint(root, "worker_cgroup");
 
 	n = cfg_size(root, "service");
 	if (n == 0)

@@ -45,6 +45,8 @@ struct sn_service_conf {
 	uid_t           uid;
 	gid_t           gid;
 	int             switch_ids;
+	int             no_new_privs; /* PR_SET_NO_NEW_PRIVS in workers */
+	int             cgroup;       /* a cgroup per worker, if available */
 
 	int min_workers;
 	int max_workers;
@@ -74,6 +76,7 @@ struct sn_config {
 	char                   *runtime_dir;
 	long long               shutdown_timeout;
 	long long               kill_timeout;
+	int                     worker_cgroup; /* auto (1) or off (0) */
 	struct sn_service_conf *services;
 	size_t                  nservices;
 };

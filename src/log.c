@@ -119,6 +119,14 @@ log_reopen(void)
 	log_info("log file reopened");
 }
 
+/* The log file's descriptor, for a child that closes all others; or -1. */
+int
+log_fd(void)
+{
+	return (log_kind == LOG_TO_FILE && log_file != NULL ? fileno(log_file)
+							    : -1);
+}
+
 void
 log_setlevel(int level)
 {

@@ -8,6 +8,7 @@ int         log_open(const char *target, char **cause);
 void        log_setlevel(int level);
 int         log_getlevel(void);
 void        log_reopen(void);
+int         log_fd(void);
 int         log_level_parse(const char *name);
 const char *log_level_name(int level);
 

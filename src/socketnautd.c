@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
+#include "keeper.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "service.h"
@@ -291,6 +293,8 @@ daemon_reap(void)
 	int             status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (keeper_reaped(pid, status))
+			continue;
 		TAILQ_FOREACH (svc, &services, entry) {
 			TAILQ_FOREACH (w, &svc->workers, entry) {
 				if (w->pid == pid && worker_alive(w))
@@ -364,6 +368,34 @@ raise_nofile(void)
 	}
 }
 
+/*
+ * Before any worker exists: a cgroup per worker if we may (worker_cgroup,
+ * read at startup only), then the keeper, which must be forked after the
+ * move into master/ and before any listener is opened.
+ */
+static void
+daemon_contain(void)
+{
+	char *cause;
+
+	if (!conf->worker_cgroup)
+		log_info("worker cgroups: off (worker_cgroup = off)");
+	else if (cgroup_init(&cause) == -1) {
+		log_notice(
+		    "worker cgroups: off (%s); descendants that leave a worker's process group can outlive it",
+		    cause);
+		free(cause);
+	} else
+		log_notice(
+		    "worker cgroups: on, workers in %s", cgroup_workers_path());
+	if (keeper_start(&cause) == -1) {
+		log_warnx(
+		    "keeper: %s; worker descendants may outlive a killed master",
+		    cause);
+		free(cause);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -413,6 +445,7 @@ main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	daemon_contain();
 	raise_nofile();
 	sdnotify_init();
 	if ((sn_base = event_base_new()) == NULL)
@@ -461,6 +494,7 @@ main(int argc, char **argv)
 	free(garbage);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_del(&sigev[i]);
+	cgroup_shutdown();
 	event_base_free(sn_base);
 	config_unref(conf);
 	return (ch);

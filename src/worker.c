@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "health.h"
+#include "cgroup.h"
+#include "keeper.h"
 #include "log.h"
 #include "service.h"
 #include "socketnautd.h"
@@ -53,6 +55,8 @@ enum exec_stage {
 	STAGE_IDS,
 	STAGE_EXEC,
 	STAGE_FDS,
+	STAGE_CGROUP,
+	STAGE_PRIVS,
 };
 
 static const char *stage_names[] = {
@@ -60,10 +64,12 @@ static const char *stage_names[] = {
 	"cannot switch user for",
 	"cannot execute",
 	"cannot set up descriptors for",
+	"cannot join its cgroup to run",
+	"cannot set no_new_privs for",
 };
 
 static void worker_child_fail(int, enum exec_stage) __attribute__((noreturn));
-static void worker_child(struct worker *, char **, int *, int, int, pid_t)
+static void worker_child(struct worker *, char **, int *, int, int, pid_t, int)
     __attribute__((noreturn));
 static void worker_probe(evutil_socket_t, short, void *);
 static void worker_exec_report(evutil_socket_t, short, void *);
@@ -229,7 +235,7 @@ worker_child_fail(int pipefd, enum exec_stage stage)
 /* In the child: everything between fork and exec. */
 static void
 worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
-    pid_t master)
+    pid_t master, int cgfd)
 {
 	struct sn_service_conf *sc = w->svc->conf;
 	struct sigaction        sa;
@@ -240,6 +246,9 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 	setsid();
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != master)
 		_exit(127);
+	/* Into its own cgroup before anything can fork: "0" is ourselves. */
+	if (cgfd != -1 && (write(cgfd, "0", 1) != 1 || close(cgfd) == -1))
+		worker_child_fail(pipefd, STAGE_CGROUP);
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
@@ -276,7 +285,10 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 		if (setresgid(sc->gid, sc->gid, sc->gid) == -1 ||
 		    setresuid(sc->uid, sc->uid, sc->uid) == -1)
 			worker_child_fail(pipefd, STAGE_IDS);
-	}
+	} else if (geteuid() == 0 && setgroups(0, NULL) == -1)
+		worker_child_fail(pipefd, STAGE_IDS); /* not the master's */
+	if (sc->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		worker_child_fail(pipefd, STAGE_PRIVS);
 	env = worker_env(w);
 	/* Last, once every fd is in place: the original fd limit. */
 	if (worker_nofile.rlim_max != 0 &&
@@ -361,6 +373,40 @@ worker_address(struct worker *w, int *actfd)
 	return (0);
 }
 
+/* A cgroup of its own when the daemon has them and the service wants it. */
+static void
+worker_cgroup(struct worker *w, int *cgfd)
+{
+	char *cause;
+
+	if (!w->svc->conf->cgroup || cgroup_workers_path() == NULL)
+		return;
+	if (cgroup_worker_create(w->serial, cgfd, &cause) == -1) {
+		log_warnx(
+		    "service %s: worker serial %u: runs without a cgroup: %s",
+		    w->svc->conf->name, w->serial, cause);
+		free(cause);
+		return;
+	}
+	w->cgroup = 1;
+}
+
+/*
+ * Every signal to a worker goes through here: to its process group (it is
+ * a session leader, see worker_child), so that its children get it too,
+ * and SIGKILL to its cgroup as well, which children that left the group
+ * cannot leave.  Before the child's setsid() there is no group yet: the
+ * process alone then; once it is reaped, never the bare pid again.
+ */
+static void
+worker_signal(struct worker *w, int sig)
+{
+	if (kill(-w->pid, sig) == -1 && errno == ESRCH && !w->reaped)
+		kill(w->pid, sig);
+	if (sig == SIGKILL && w->cgroup)
+		cgroup_worker_kill(w->serial);
+}
+
 struct worker *
 worker_spawn(struct service *svc, int slot, char **cause)
 {
@@ -370,7 +416,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	sigset_t                all, old;
 	char                  **argv;
 	int                     actfd, pipefd[2], ctl[2] = { -1, -1 };
-	int                     pass[2], npass = 0;
+	int                     pass[2], npass = 0, cgfd = -1;
 	size_t                  i, n;
 	pid_t                   master = getpid();
 
@@ -424,13 +470,20 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		pass[npass++] = actfd;
 	if (ctl[1] != -1)
 		pass[npass++] = ctl[1];
+	worker_cgroup(w, &cgfd);
 
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	w->pid = fork();
 	if (w->pid == 0)
-		worker_child(w, argv, pass, npass, pipefd[1], master);
+		worker_child(w, argv, pass, npass, pipefd[1], master, cgfd);
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (cgfd != -1)
+		close(cgfd);
+	if (w->pid > 0)
+		keeper_track(w->pid);
+	else if (w->cgroup)
+		cgroup_worker_remove(w->serial);
 	close(pipefd[1]);
 	if (ctl[1] != -1)
 		close(ctl[1]);
@@ -488,7 +541,7 @@ worker_exec_report(evutil_socket_t fd, short events, void *arg)
 	}
 	close(fd);
 	w->execfd = -1;
-	if (n == sizeof rep && rep.stage >= 0 && rep.stage <= STAGE_FDS) {
+	if (n == sizeof rep && rep.stage >= 0 && rep.stage <= STAGE_PRIVS) {
 		w->exec_failed = 1;
 		worker_log(LOG_ERR, w, "%s %s: %s", stage_names[rep.stage],
 		    rep.stage == STAGE_CHDIR ? w->svc->conf->directory
@@ -662,7 +715,7 @@ worker_stop(struct worker *w, const char *why)
 	    (was == WORKER_READY || was == WORKER_DRAINING))
 		control_drain(w->control);
 	else {
-		kill(w->pid, SIGTERM);
+		worker_signal(w, SIGTERM);
 		w->termed = 1;
 	}
 	worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
@@ -789,7 +842,7 @@ worker_kill(struct worker *w)
 		return;
 	worker_set_state(w, WORKER_STOPPING);
 	event_del(&w->timer);
-	kill(w->pid, SIGKILL);
+	worker_signal(w, SIGKILL);
 }
 
 static void
@@ -803,7 +856,7 @@ worker_kill_timer(evutil_socket_t fd, short events, void *arg)
 		worker_log(LOG_INFO, w,
 		    "still running %lldms after the drain request, sending SIGTERM",
 		    w->svc->conf->kill_timeout);
-		kill(w->pid, SIGTERM);
+		worker_signal(w, SIGTERM);
 		w->termed = 1;
 		worker_timer(w, worker_kill_timer, w->svc->conf->kill_timeout);
 		return;
@@ -838,6 +891,11 @@ worker_exited(struct worker *w, int status)
 	long long age = now_ms() - w->started;
 	int       expected = w->state == WORKER_STOPPING;
 
+	w->reaped = 1;
+	worker_signal(w, SIGKILL); /* what it left behind */
+	if (w->cgroup)
+		cgroup_worker_remove(w->serial);
+	keeper_untrack(w->pid);
 	if (w->exec_failed)
 		; /* the exec report said why */
 	else if (WIFEXITED(status))

@@ -52,7 +52,9 @@ struct worker {
 	int               exec_failed;
 	int               failed; /* killed for not getting ready */
 	int               was_ready;
+	int               reaped; /* the process is gone */
 	int               termed; /* SIGTERM sent */
+	int               cgroup; /* runs in cgroup worker-SERIAL */
 	struct control   *control;
 	struct health    *health; /* active checks, if configured */
 	struct relay_head peers[CONTROL_PEER_BUCKETS];

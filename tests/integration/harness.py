@@ -148,6 +148,15 @@ def proc_state(pid):
     return data[data.rindex(")") + 2:].split()[0]
 
 
+def proc_comm(pid):
+    """The command name of pid (/proc/PID/comm), or None."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def proc_alive(pid):
     """True if pid exists and is not a zombie."""
     state = proc_state(pid)
@@ -301,13 +310,17 @@ class Daemon:
         self.proc = None
         self.pid = None
 
-    def start(self, nofile=None, env=None, debug=DEBUG):
-        """Start the daemon (foreground, own session), stdout and stderr to the log file."""
+    def start(self, nofile=None, env=None, debug=DEBUG, preexec=None):
+        """Start the daemon (foreground, own session), stdout and stderr to the log file;
+        `preexec` runs in the child before exec (e.g. to set groups or a cgroup)."""
         args = [DAEMON, "-c", self.config_path] + (["-d"] if debug else [])
+        extra = preexec
 
         def preexec():
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            if extra is not None:
+                extra()
 
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -341,8 +354,9 @@ class Daemon:
                              % (host, port, timeout))
 
     def workers(self):
-        """Live child processes of the daemon (its workers), sorted."""
-        return children(self.pid) if self.alive() else []
+        """Live child processes of the daemon (its workers, not its keeper), sorted."""
+        return [p for p in children(self.pid) if proc_comm(p) != "sn-keeper"] \
+            if self.alive() else []
 
     def wait_workers(self, count, timeout=10, what=None):
         """Wait (bounded) until the daemon has exactly `count` workers; returns their pids."""
@@ -382,6 +396,15 @@ class Daemon:
         if self.proc is None:
             return
         pids = [self.pid] + descendants(self.pid) if self.proc.poll() is None else []
+        if pids:
+            # The master first, so that its keeper removes the cgroups it made (bounded).
+            keepers = [p for p in pids if proc_comm(p) == "sn-keeper"]
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(5)
+                wait_until(lambda: not any(proc_alive(p) for p in keepers), 2)
+            except (OSError, AssertionError, subprocess.TimeoutExpired):
+                pass
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -445,11 +468,11 @@ class DaemonTest(unittest.TestCase):
         return p
 
     def start_daemon(self, services, global_opts=None, wait=True, nofile=None, env=None,
-                     name="socketnaut", min_ready=None):
+                     name="socketnaut", min_ready=None, preexec=None):
         """Write the config, start socketnautd, wait until every service's port answers."""
         d = Daemon(self.tmp, services, global_opts, name=name)
         self.daemons.append(d)
-        d.start(nofile=nofile, env=env)
+        d.start(nofile=nofile, env=env, preexec=preexec)
         if wait:
             for svc in d.services:
                 if svc.get("port"):
