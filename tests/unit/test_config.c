@@ -376,12 +376,15 @@ START_TEST(lexer_corners_are_read_as_libconfuse_reads_them)
 		 "  listen = { \"127.0.0.1:18080\" } /* a\n"
 		 "  comment */ command = \"/bin/sh -c \\\n"
 		 "    'exit 0'\"\n"
-		 "  env = { \"A=${NO_SUCH_VAR_XYZ:-x}\" }\n"
+		 "  env = { \"A=${NO_SUCH_VAR_XYZ:-x}\", \"B=\\${HOME}\",\n"
+		 "    \"C=\xff\xfe not UTF-8\" } # \xc3\x28\n"
 		 "}\n",
 	    &out);
 	ck_assert_msg(c != NULL, "%s", out);
 	ck_assert_str_eq(c->log_target, "/tmp/a//b.log");
 	ck_assert_str_eq(c->services[0].env[0], "A=x");
+	ck_assert_str_eq(c->services[0].env[1], "B=${HOME}");
+	ck_assert_str_eq(c->services[0].env[2], "C=\xff\xfe not UTF-8");
 	ck_assert_int_eq(c->services[0].line, 3);
 	config_unref(c);
 	free(out);
