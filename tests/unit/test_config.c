@@ -483,6 +483,11 @@ config_suite(void)
 	tcase_add_test(tc, duplicate_service_name_names_both_lines);
 	tcase_add_test(tc, same_address_twice_in_one_service_is_reported);
 	tcase_add_test(tc, directory_fifo_and_huge_file_are_refused);
+	suite_add_tcase(s, tc);
+	/* A hang guard, not a speed test: sanitizers and a loaded host. */
+	tc = tcase_create("scale");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, ten_thousand_services_load);
 	suite_add_tcase(s, tc);
 	return (s);
