@@ -49,9 +49,11 @@ static struct {
 	struct line_rec *lines; /* open addressing, a power of two */
 	size_t           linecap;
 	size_t           nlines;
-	int          *seclines; /* each service section's line, from the scan */
-	size_t        nseclines;
-	cfg_value_t **secs; /* service sections taken from libconfuse */
+	/* Each service section's line, from config_scan. */
+	int   *seclines;
+	size_t nseclines;
+	/* Service sections cb_section took from libconfuse. */
+	cfg_value_t **secs;
 	size_t        nsecs;
 } load;
 
@@ -171,7 +173,8 @@ cb_record(cfg_t *cfg, cfg_opt_t *opt)
 /*
  * Validator run as each service section closes: take the section out of
  * libconfuse's list, which looks through every earlier section for the
- * same title before it adds one (quadratic); config_load puts them back.
+ * same title before it adds one (quadratic). config_sections_restore puts
+ * them back; config_names_unique finds duplicate titles instead.
  */
 static int
 cb_section(cfg_t *cfg, cfg_opt_t *opt)
