@@ -12,9 +12,11 @@
 #include <confuse.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +29,33 @@
 #define WORKERS_MAX      4096
 #define LOG_RATE_MAX     1000000 /* worker_log_rate, lines */
 
-/* Where each option was set: libconfuse keeps no line per option. */
+/*
+ * Where each option was set, keyed by section and option name (libconfuse
+ * keeps no line per option); a section's own line is under SECTION_KEY.
+ * A hash table, so that looking a line up does not grow with the file.
+ */
 struct line_rec {
 	const cfg_t *sec;
 	const char  *name;
 	int          line;
 };
 
+#define SECTION_KEY     "{"
+#define CONFIG_SIZE_MAX (16 * 1024 * 1024)
+
 /* State of one config_load() call; the callbacks have no user pointer. */
 static struct {
 	const char      *path;
 	int              errors;
-	struct line_rec *lines;
+	struct line_rec *lines; /* open addressing, a power of two */
+	size_t           linecap;
 	size_t           nlines;
+	/* Each service section's line, from config_scan. */
+	int   *seclines;
+	size_t nseclines;
+	/* Service sections cb_section took from libconfuse. */
+	cfg_value_t **secs;
+	size_t        nsecs;
 } load;
 
 static void
@@ -74,59 +90,109 @@ cb_error(cfg_t *cfg, const char *fmt, va_list ap)
 	free(msg);
 }
 
-/*
- * The line a service section opens on: libconfuse only knows where it
- * closed, so look for `service "name"` in the file itself.
- */
-static int
-title_line(cfg_t *sec)
+static size_t
+line_hash(const cfg_t *sec, const char *name)
 {
-	FILE  *f;
-	char  *buf = NULL, *p, *want;
-	size_t cap = 0;
-	int    n = 0, found = 0;
+	uint64_t h = (uint64_t)(uintptr_t)sec * 0x9e3779b97f4a7c15ULL;
 
-	if ((f = fopen(load.path, "re")) == NULL)
-		return (sec->line);
-	want = xasprintf("\"%s\"", cfg_title(sec));
-	while (getline(&buf, &cap, f) != -1) {
-		n++;
-		p = buf + strspn(buf, " \t");
-		if (strncmp(p, "service", 7) == 0 &&
-		    strstr(p + 7, want) == p + 7 + strspn(p + 7, " \t")) {
-			found = n;
-			break;
-		}
+	for (; *name != '\0'; name++)
+		h = (h ^ (unsigned char)*name) * 0x100000001b3ULL;
+	return ((size_t)(h ^ (h >> 29)));
+}
+
+/* The slot of (sec, name): its record, or the empty slot it would take. */
+static struct line_rec *
+line_slot(const cfg_t *sec, const char *name)
+{
+	struct line_rec *r;
+	size_t           i = line_hash(sec, name) & (load.linecap - 1);
+
+	for (;;) {
+		r = &load.lines[i];
+		if (r->sec == NULL ||
+		    (r->sec == sec && strcmp(r->name, name) == 0))
+			return (r);
+		i = (i + 1) & (load.linecap - 1);
 	}
-	free(buf);
-	free(want);
-	fclose(f);
-	return (found ? found : sec->line);
+}
+
+/* Remember that name was set in sec on line; a later setting wins. */
+static void
+line_set(const cfg_t *sec, const char *name, int line)
+{
+	struct line_rec *old = load.lines, *r;
+	size_t           i, oldcap = load.linecap;
+
+	if ((load.nlines + 1) * 2 > load.linecap) {
+		load.linecap = oldcap == 0 ? 64 : oldcap * 2;
+		load.lines = xcalloc(load.linecap, sizeof *load.lines);
+		for (i = 0; i < oldcap; i++) {
+			if (old[i].sec != NULL)
+				*line_slot(old[i].sec, old[i].name) = old[i];
+		}
+		free(old);
+	}
+	r = line_slot(sec, name);
+	if (r->sec == NULL) {
+		r->sec = sec;
+		r->name = name;
+		load.nlines++;
+	}
+	r->line = line;
 }
 
 static int
+line_get(const cfg_t *sec, const char *name)
+{
+	struct line_rec *r;
+
+	if (load.linecap == 0)
+		return (0);
+	r = line_slot(sec, name);
+	return (r->sec != NULL ? r->line : 0);
+}
+
+/* The line an option was set on, or its section's own line. */
+static int
 line_of(cfg_t *sec, const char *name)
 {
-	size_t i;
+	int line;
 
-	for (i = load.nlines; i > 0; i--) {
-		if (load.lines[i - 1].sec == sec &&
-		    strcmp(load.lines[i - 1].name, name) == 0)
-			return (load.lines[i - 1].line);
-	}
-	return (sec->title != NULL ? title_line(sec) : 0);
+	if ((line = line_get(sec, name)) != 0)
+		return (line);
+	return (line_get(sec, SECTION_KEY));
 }
 
 /* Validator run for every option as it is set: remember its line. */
 static int
 cb_record(cfg_t *cfg, cfg_opt_t *opt)
 {
-	load.lines =
-	    xreallocarray(load.lines, load.nlines + 1, sizeof *load.lines);
-	load.lines[load.nlines].sec = cfg;
-	load.lines[load.nlines].name = opt->name;
-	load.lines[load.nlines].line = cfg->line;
-	load.nlines++;
+	line_set(cfg, opt->name, cfg->line);
+	return (0);
+}
+
+/*
+ * Validator run as each service section closes: take the section out of
+ * libconfuse's list, which looks through every earlier section for the
+ * same title before it adds one (quadratic). config_sections_restore puts
+ * them back; config_names_unique finds duplicate titles instead.
+ */
+static int
+cb_section(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_value_t *val;
+	size_t       k = load.nsecs;
+
+	(void)cfg;
+	if (opt->nvalues == 0)
+		return (0);
+	val = opt->values[--opt->nvalues];
+	if ((k & (k - 1)) == 0)
+		load.secs = xreallocarray(
+		    load.secs, k == 0 ? 1 : k * 2, sizeof *load.secs);
+	load.secs[load.nsecs++] = val;
+	line_set(val->section, SECTION_KEY,
+	    k < load.nseclines ? load.seclines[k] : val->section->line);
 	return (0);
 }
 
@@ -313,10 +379,98 @@ service_name_valid(const char *name)
 	return (name[0] != '.');
 }
 
+/* One listening address of a service, for finding the same one twice. */
+struct listen_use {
+	const struct sn_addr         *addr;
+	const struct sn_service_conf *sc;
+	int                           line;
+	size_t order; /* services first, then addresses */
+};
+
 static int
-addr_equal(const struct sn_addr *a, const struct sn_addr *b)
+addr_cmp(const struct sn_addr *a, const struct sn_addr *b)
 {
-	return (a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0);
+	if (a->len != b->len)
+		return (a->len < b->len ? -1 : 1);
+	return (memcmp(&a->ss, &b->ss, a->len));
+}
+
+static int
+listen_use_cmp(const void *va, const void *vb)
+{
+	const struct listen_use *a = va, *b = vb;
+	int                      c;
+
+	if ((c = addr_cmp(a->addr, b->addr)) != 0)
+		return (c);
+	return (a->order < b->order ? -1 : a->order > b->order);
+}
+
+/* The same address twice, in one service or two: sorted, not all pairs. */
+static void
+config_listen_unique(struct sn_config *conf, cfg_t *root)
+{
+	struct listen_use *u;
+	size_t             i, j, n = 0;
+	int                line;
+	char               buf[ADDRSTRLEN];
+
+	for (i = 0; i < conf->nservices; i++)
+		n += conf->services[i].nlisten;
+	u = xcalloc(n + 1, sizeof *u);
+	n = 0;
+	for (i = 0; i < conf->nservices; i++) {
+		line = line_of(cfg_getnsec(root, "service", i), "listen");
+		for (j = 0; j < conf->services[i].nlisten; j++) {
+			u[n].addr = &conf->services[i].listen[j];
+			u[n].sc = &conf->services[i];
+			u[n].line = line;
+			u[n].order = n;
+			n++;
+		}
+	}
+	qsort(u, n, sizeof *u, listen_use_cmp);
+	for (i = 1; i < n; i++) {
+		if (addr_cmp(u[i - 1].addr, u[i].addr) != 0)
+			continue;
+		config_error(u[i].line,
+		    "listen: %s is already used by service \"%s\"",
+		    addr_str(
+			(struct sockaddr *)&u[i].addr->ss, buf, sizeof buf),
+		    u[i - 1].sc->name);
+	}
+	free(u);
+}
+
+static int
+service_name_cmp(const void *va, const void *vb)
+{
+	const struct sn_service_conf *const *a = va, *const *b = vb;
+	int                                  c;
+
+	if ((c = strcmp((*a)->name, (*b)->name)) != 0)
+		return (c);
+	return ((*a)->line < (*b)->line ? -1 : (*a)->line > (*b)->line);
+}
+
+/* Each service name once: sorted, so loading stays n log n. */
+static void
+config_names_unique(struct sn_config *conf)
+{
+	struct sn_service_conf **v;
+	size_t                   i;
+
+	v = xcalloc(conf->nservices + 1, sizeof *v);
+	for (i = 0; i < conf->nservices; i++)
+		v[i] = &conf->services[i];
+	qsort(v, conf->nservices, sizeof *v, service_name_cmp);
+	for (i = 1; i < conf->nservices; i++) {
+		if (strcmp(v[i - 1]->name, v[i]->name) == 0)
+			config_error(v[i]->line,
+			    "service \"%s\" is already defined on line %d",
+			    v[i]->name, v[i - 1]->line);
+	}
+	free(v);
 }
 
 static char **
@@ -522,10 +676,10 @@ service_env(struct sn_service_conf *sc, cfg_t *sec)
 }
 
 static void
-service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
+service_listen(struct sn_service_conf *sc, cfg_t *sec)
 {
 	struct sn_addr *addrs;
-	size_t          i, j, k, n;
+	size_t          i, n;
 	char           *cause;
 	int             line = line_of(sec, "listen");
 
@@ -547,26 +701,6 @@ service_listen(struct sn_config *conf, struct sn_service_conf *sc, cfg_t *sec)
 		free(addrs);
 		sc->nlisten += n;
 	}
-	/* The same address twice, in this service or an earlier one. */
-	for (i = 0; i < sc->nlisten; i++) {
-		for (k = 0; k <= conf->nservices; k++) {
-			struct sn_service_conf *o = &conf->services[k];
-			size_t                  lim = o == sc ? i : o->nlisten;
-
-			for (j = 0; j < lim; j++) {
-				char buf[ADDRSTRLEN];
-
-				if (!addr_equal(&sc->listen[i], &o->listen[j]))
-					continue;
-				config_error(line,
-				    "listen: %s is already used by service \"%s\"",
-				    addr_str(
-					(struct sockaddr *)&sc->listen[i].ss,
-					buf, sizeof buf),
-				    o->name);
-			}
-		}
-	}
 }
 
 static void service_health(struct sn_service_conf *, cfg_t *);
@@ -579,7 +713,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	struct sockaddr_un      sun;
 
 	sc->name = xstrdup(cfg_title(sec));
-	sc->line = title_line(sec);
+	sc->line = line_get(sec, SECTION_KEY);
 	if (!service_name_valid(sc->name))
 		config_error(sc->line,
 		    "service name \"%s\" must be 1 to %d letters, digits, '_', '.' or '-'",
@@ -617,7 +751,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	service_command(sc, sec);
 	service_workers(sc, sec);
 	service_env(sc, sec);
-	service_listen(conf, sc, sec);
+	service_listen(sc, sec);
 
 	duration_min(sec, "workers_checking_interval", 10);
 	duration_min(sec, "connect_timeout", 1);
@@ -685,50 +819,216 @@ config_build(struct sn_config *conf, cfg_t *root)
 	conf->services = xcalloc(n + 1, sizeof *conf->services);
 	for (i = 0; i < n; i++)
 		service_build(conf, root, cfg_getnsec(root, "service", i));
+	config_names_unique(conf);
+	config_listen_unique(conf, root);
+}
+
+/* The whole file, if it is a regular file of at most CONFIG_SIZE_MAX. */
+static char *
+config_read(const char *path, size_t *lenp)
+{
+	struct stat st;
+	char       *buf = NULL;
+	size_t      len = 0, cap;
+	ssize_t     n;
+	int         fd;
+
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		config_error(0, "%s", strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		config_error(0, "%s",
+		    S_ISDIR(st.st_mode) ? "a directory, not a file"
+					: "not a regular file");
+		goto fail;
+	}
+	cap = st.st_size < CONFIG_SIZE_MAX ? (size_t)st.st_size + 1
+					   : CONFIG_SIZE_MAX + 1;
+	buf = xcalloc(cap + 1, 1);
+	while (len <= CONFIG_SIZE_MAX) {
+		if (len == cap) {
+			/* The file grew while we read it. */
+			cap = cap * 2 > CONFIG_SIZE_MAX ? CONFIG_SIZE_MAX + 1
+							: cap * 2;
+			buf = xreallocarray(buf, cap + 1, 1);
+		}
+		if ((n = read(fd, buf + len, cap - len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			config_error(0, "%s", strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += n;
+	}
+	if (len > CONFIG_SIZE_MAX) {
+		config_error(0, "larger than %d MiB", CONFIG_SIZE_MAX >> 20);
+		goto fail;
+	}
+	buf[len] = '\0';
+	close(fd);
+	*lenp = len;
+	return (buf);
+fail:
+	free(buf);
+	if (fd != -1)
+		close(fd);
+	return (NULL);
+}
+
+/* A quoted string at *pp: step to its closing quote, or say why not. */
+static int
+config_scan_string(char **pp, const char *end, int *line)
+{
+	char *p = *pp, *q, quote = *p;
+	int   start = *line;
+
+	for (p++; p < end && *p != quote; p++) {
+		if (*p == '\\' && p + 1 < end) {
+			/* A backslash at the end of a line continues it. */
+			if (*++p == '\n')
+				(*line)++;
+		} else if (*p == '\n') {
+			break;
+		} else if (quote == '"' && p[0] == '$' && p[1] == '{' &&
+		    (q = memchr(p, '}', end - p)) != NULL) {
+			/* libconfuse's ${VAR}: it runs to the next '}'. */
+			if (memchr(p, '\n', q - p) != NULL)
+				break;
+			p = q;
+		}
+	}
+	if (p >= end || *p != quote) {
+		config_error(start,
+		    "the string opened on this line is not closed on it (end a line with \\ to continue a string)");
+		return (-1);
+	}
+	*pp = p;
+	return (0);
+}
+
+/* A comment at *pp: blank it out but for its newlines. */
+static int
+config_scan_comment(char **pp, const char *end, int *line)
+{
+	char *p = *pp;
+	int   start = *line;
+
+	if (p[0] != '/' || p[1] != '*') {
+		for (; p < end && *p != '\n'; p++)
+			*p = ' ';
+		*pp = p - 1;
+		return (0);
+	}
+	p[0] = p[1] = ' ';
+	for (p += 2; p < end && !(p[0] == '*' && p[1] == '/'); p++) {
+		if (*p == '\n')
+			(*line)++;
+		else
+			*p = ' ';
+	}
+	if (p >= end) {
+		config_error(start,
+		    "comment /* is not closed: everything after it would be ignored");
+		return (-1);
+	}
+	p[0] = p[1] = ' ';
+	*pp = p + 1;
+	return (0);
+}
+
+/* Note a '{' or '}', and the line of each service section as it opens. */
+static void
+config_scan_brace(char c, int line, int *depth, const int tokline[2],
+    const int tokstr[2], int *opened)
+{
+	if (c == '}') {
+		if (*depth > 0)
+			(*depth)--;
+		return;
+	}
+	if ((*depth)++ > 0)
+		return;
+	/* `name "title" {`: the section starts at its name. */
+	if (tokstr[0] && tokstr[1])
+		line = tokline[1];
+	*opened = line;
+	if (tokstr[0] && tokstr[1]) {
+		if ((load.nseclines & (load.nseclines - 1)) == 0)
+			load.seclines = xreallocarray(load.seclines,
+			    load.nseclines == 0 ? 1 : load.nseclines * 2,
+			    sizeof *load.seclines);
+		load.seclines[load.nseclines++] = line;
+	}
 }
 
 /*
- * The file with its comments blanked out, newlines kept: libconfuse 3.3
- * miscounts lines after a comment, and every message here names a line.
+ * Walk the text as libconfuse's lexer will, blank out its comments (their
+ * newlines kept: libconfuse 3.3 miscounts lines after a comment, and every
+ * message here names a line) and refuse what libconfuse would silently cut
+ * short: a NUL byte, an unclosed comment or string, a section that the end
+ * of the file closes.
  */
-static char *
-config_read(const char *path)
+static int
+config_scan(char *buf, size_t len)
 {
-	FILE  *f;
-	char  *buf = NULL, *p, quote = 0;
-	size_t len = 0;
+	char *p, *q, *end = buf + len;
+	int   line = 1, depth = 0, opened = 0, inword = 0, str, c;
+	int   tokline[2] = { 0, 0 }, tokstr[2] = { 0, 0 };
 
-	if ((f = fopen(path, "re")) == NULL)
-		return (NULL);
-	if (getdelim(&buf, &len, '\0', f) == -1) {
-		free(buf);
-		buf = xstrdup("");
+	if ((q = memchr(buf, '\0', len)) != NULL) {
+		for (p = buf; p < q; p++)
+			line += *p == '\n';
+		config_error(
+		    line, "NUL byte: everything after it would be ignored");
+		return (-1);
 	}
-	fclose(f);
-	for (p = buf; *p != '\0'; p++) {
-		if (quote != 0) {
-			if (*p == '\\' && quote == '"' && p[1] != '\0')
-				p++;
-			else if (*p == quote)
-				quote = 0;
-		} else if (*p == '"' || *p == '\'') {
-			quote = *p;
-		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-			for (; *p != '\0' && *p != '\n'; p++)
-				*p = ' ';
-			if (*p == '\0')
-				break;
-		} else if (p[0] == '/' && p[1] == '*') {
-			for (; *p != '\0' && !(p[0] == '*' && p[1] == '/'); p++)
-				if (*p != '\n')
-					*p = ' ';
-			if (*p == '\0')
-				break;
-			p[0] = p[1] = ' ';
-			p++;
+	for (p = buf; p < end; p++) {
+		c = (unsigned char)*p;
+		if (c == '\n' || c == ' ' || c == '\t' || c == '\r') {
+			line += c == '\n';
+			inword = 0;
+			continue;
 		}
+		/* A comment, unless // or / * is inside a word. */
+		if (c == '#' ||
+		    (!inword && c == '/' && (p[1] == '/' || p[1] == '*'))) {
+			if (config_scan_comment(&p, end, &line) == -1)
+				return (-1);
+			inword = 0;
+			continue;
+		}
+		if (inword && strchr("\"'={}()+,*", c) == NULL)
+			continue;
+		str = 1;
+		inword = 0;
+		if (c == '"' || c == '\'') {
+			if (config_scan_string(&p, end, &line) == -1)
+				return (-1);
+		} else if (c == '$' && p[1] == '{' &&
+		    (q = memchr(p, '}', end - p)) != NULL &&
+		    memchr(p, '\n', q - p) == NULL)
+			p = q;
+		else if (strchr("={}()+,*", c) != NULL) {
+			str = 0;
+			if (c == '{' || c == '}')
+				config_scan_brace(
+				    c, line, &depth, tokline, tokstr, &opened);
+		} else
+			inword = 1;
+		tokline[1] = tokline[0];
+		tokstr[1] = tokstr[0];
+		tokline[0] = line;
+		tokstr[0] = str;
 	}
-	return (buf);
+	if (depth > 0)
+		config_error(opened,
+		    "section opened here is not closed: a } is missing");
+	return (0);
 }
 
 /* Register cb_record on every option of a section, recursively. */
@@ -740,9 +1040,12 @@ record_lines(cfg_t *cfg, cfg_opt_t *opts, const char *prefix)
 	for (; opts->name != NULL; opts++) {
 		name = prefix == NULL ? xstrdup(opts->name)
 				      : xasprintf("%s|%s", prefix, opts->name);
-		if (opts->type == CFGT_SEC)
+		if (opts->type == CFGT_SEC) {
 			record_lines(cfg, opts->subopts, name);
-		else
+			/* Only the titled, repeated service sections. */
+			if (opts->flags & CFGF_TITLE)
+				cfg_set_validate_func(cfg, name, cb_section);
+		} else
 			cfg_set_validate_func(cfg, name, cb_record);
 		free(name);
 	}
@@ -790,13 +1093,31 @@ service_health(struct sn_service_conf *sc, cfg_t *sec)
 		    h->timeout, h->interval);
 }
 
+/* Give libconfuse back the sections cb_section took, so cfg_free has them. */
+static void
+config_sections_restore(cfg_t *cfg)
+{
+	cfg_opt_t *opt = cfg_getopt(cfg, "service");
+	size_t     i, n = load.nsecs + opt->nvalues;
+
+	load.secs = xreallocarray(load.secs, n + 1, sizeof *load.secs);
+	for (i = 0; i < opt->nvalues; i++)
+		load.secs[load.nsecs + i] = opt->values[i];
+	free(opt->values);
+	opt->values = load.secs;
+	opt->nvalues = n;
+	load.secs = NULL;
+	load.nsecs = 0;
+}
+
 struct sn_config *
 config_load(const char *path)
 {
 	struct sn_config *conf;
 	cfg_t            *cfg;
 	char             *text;
-	int               rc = CFG_FILE_ERROR;
+	size_t            len;
+	int               rc = CFG_PARSE_ERROR;
 
 	memset(&load, 0, sizeof load);
 	load.path = path;
@@ -807,20 +1128,22 @@ config_load(const char *path)
 	conf = xcalloc(1, sizeof *conf);
 	conf->refs = 1;
 	conf->path = xstrdup(path);
-	if ((text = config_read(path)) != NULL) {
-		cfg->filename = xstrdup(path);
-		cfg->line = 1;
-		rc = cfg_parse_buf(cfg, text);
+	if ((text = config_read(path, &len)) != NULL) {
+		if (config_scan(text, len) == 0) {
+			cfg->filename = xstrdup(path);
+			cfg->line = 1;
+			rc = cfg_parse_buf(cfg, text);
+		}
 		free(text);
 	}
-	if (rc == CFG_FILE_ERROR)
-		config_error(0, "%s", strerror(errno));
-	else if (rc == CFG_SUCCESS)
+	config_sections_restore(cfg);
+	if (rc == CFG_SUCCESS)
 		config_build(conf, cfg);
 	else if (load.errors == 0)
 		config_error(0, "cannot parse");
 	cfg_free(cfg);
 	free(load.lines);
+	free(load.seclines);
 	if (load.errors > 0) {
 		log_errorx("%s: %d error%s", path, load.errors,
 		    load.errors == 1 ? "" : "s");

@@ -209,16 +209,49 @@ daemon_listens_on(const struct sn_addr *addr)
 	return (0);
 }
 
-static struct service *
-daemon_find(const char *name)
+static int
+daemon_name_cmp(const void *va, const void *vb)
 {
-	struct service *svc;
+	const struct service *const *a = va, *const *b = vb;
 
+	return (strcmp((*a)->conf->name, (*b)->conf->name));
+}
+
+static int
+daemon_key_cmp(const void *key, const void *vb)
+{
+	const struct service *const *b = vb;
+
+	return (strcmp(key, (*b)->conf->name));
+}
+
+/* The running services sorted by name: a reload of n services is n log n. */
+static struct service **
+daemon_index(size_t *np)
+{
+	struct service *svc, **v;
+	size_t          n = 0;
+
+	TAILQ_FOREACH (svc, &services, entry)
+		n++;
+	v = xcalloc(n + 1, sizeof *v);
+	n = 0;
 	TAILQ_FOREACH (svc, &services, entry) {
-		if (!svc->removed && strcmp(svc->conf->name, name) == 0)
-			return (svc);
+		if (!svc->removed)
+			v[n++] = svc;
 	}
-	return (NULL);
+	qsort(v, n, sizeof *v, daemon_name_cmp);
+	*np = n;
+	return (v);
+}
+
+static struct service *
+daemon_find(struct service **index, size_t n, const char *name)
+{
+	struct service **found;
+
+	found = bsearch(name, index, n, sizeof *index, daemon_key_cmp);
+	return (found != NULL ? *found : NULL);
 }
 
 /*
@@ -230,9 +263,9 @@ static void
 daemon_reload(void)
 {
 	struct sn_config *nconf;
-	struct service   *svc;
+	struct service   *svc, **index;
 	char             *cause;
-	size_t            i;
+	size_t            i, n;
 
 	log_notice("reloading %s", conf->path);
 	sdnotify("RELOADING=1");
@@ -244,8 +277,10 @@ daemon_reload(void)
 	/* Removed services first: their addresses may go to new ones. */
 	TAILQ_FOREACH (svc, &services, entry)
 		svc->seen = 0;
+	index = daemon_index(&n);
 	for (i = 0; i < nconf->nservices; i++) {
-		if ((svc = daemon_find(nconf->services[i].name)) != NULL)
+		if ((svc = daemon_find(index, n, nconf->services[i].name)) !=
+		    NULL)
 			svc->seen = 1;
 	}
 	TAILQ_FOREACH (svc, &services, entry) {
@@ -256,8 +291,11 @@ daemon_reload(void)
 			service_stop(svc, 0);
 		}
 	}
+	/* Still right: nconf's names are unique; one stopped above matched
+	 * none. */
 	for (i = 0; i < nconf->nservices; i++) {
-		if ((svc = daemon_find(nconf->services[i].name)) != NULL) {
+		if ((svc = daemon_find(index, n, nconf->services[i].name)) !=
+		    NULL) {
 			service_reload(svc, nconf, &nconf->services[i]);
 			continue;
 		}
@@ -270,6 +308,7 @@ daemon_reload(void)
 			service_stop(svc, 1);
 		}
 	}
+	free(index);
 	if (!debug_flag && strcmp(conf->log_target, nconf->log_target) != 0 &&
 	    log_open(nconf->log_target, &cause) == -1) {
 		log_warnx("log_target: %s", cause);

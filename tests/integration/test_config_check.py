@@ -1,6 +1,7 @@
 """`socketnautd -t`: configuration OK, or each error as FILE:LINE: message and exit 1."""
 
 import os
+import resource
 import subprocess
 import unittest
 
@@ -181,6 +182,90 @@ class ConfigCheckTest(harness.DaemonTest):
             '    idle_timeout = 10parsecs\n'
             '}\n', [4], ["/nonexistent/x"])
         self.assertIn("t.conf:5:", err, "the second error (line 5) is not reported")
+
+    TWO_SERVICES = (
+        'runtime_dir = "{rt}"\n'
+        'service "a" {\n'
+        '    listen = { "127.0.0.1:{port}" }\n'
+        '    command = "socketnaut-hello --socket {socket}"\n'
+        '}\n'
+        '%s'
+        'service "b" {\n'
+        '    listen = { "127.0.0.1:1" }\n'
+        '    command = "socketnaut-hello --socket {socket}"\n'
+        '%s')
+
+    def test_check_unclosed_comment_names_the_line_it_opens_on(self):
+        self.assert_error_at(self.TWO_SERVICES % ("/* service b is off for now\n", "}\n"),
+                             [6], ["/*", "not closed"], option="/*")
+
+    def test_check_nul_byte_names_its_line(self):
+        self.assert_error_at(self.TWO_SERVICES % ("\n  \0\n", "}\n"), [7], ["NUL"])
+
+    def test_check_missing_final_brace_names_the_line_of_the_section(self):
+        self.assert_error_at(self.TWO_SERVICES % ("", ""), [6], ["not closed", "}"],
+                             option='service "b"')
+
+    def test_check_unterminated_string_names_its_line(self):
+        text = self.TWO_SERVICES % ("", "}\n")
+        text = text.replace('"127.0.0.1:1"', '"127.0.0.1:1')
+        self.assert_error_at(text, [7], ["string", "not closed"], option="127.0.0.1:1")
+
+    def test_check_stray_brace_and_untitled_section_name_their_lines(self):
+        self.assert_error_at(self.TWO_SERVICES % ("}\n", "}\n"), [6], ["closing brace"])
+        self.assert_error_at(self.TWO_SERVICES % ("{\n", "}\n"), [6], ["{"])
+        text = self.TWO_SERVICES % ("", "}\n")
+        self.assert_error_at(text.replace('service "b"', "service"), [6], ["title"])
+
+    def test_check_same_service_name_twice_names_both_lines(self):
+        text = (self.TWO_SERVICES % ("", "}\n")).replace('service "b"', 'service "a"')
+        self.assert_error_at(text, [6], ['"a"', "line 2"], option='service "a"')
+
+    def test_check_directory_fifo_and_huge_file_are_refused_without_hanging(self):
+        rc, out, err = harness.run_check(self.tmp)
+        self.assertEqual(rc, 1, "stderr:\n" + err)
+        self.assertIn("directory", err)
+        fifo = self.path("fifo.conf")
+        os.mkfifo(fifo)
+        try:
+            rc, out, err = harness.run_check(fifo, timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("socketnautd -t hangs on a FIFO")
+        self.assertEqual(rc, 1, "stderr:\n" + err)
+        self.assertIn("not a regular file", err)
+        path = self.write_config(self.TWO_SERVICES % ("", "}\n") + "#" * (17 << 20) + "\n")
+        rc, out, err = harness.run_check(path, timeout=30)
+        self.assertEqual(rc, 1, "stderr:\n" + err)
+        self.assertIn("larger than 16 MiB", err)
+
+    def many_services(self, n):
+        """-t of n services; returns the CPU seconds it took (a hang guard of 60 s)."""
+        lines = ['runtime_dir = "%s"\n' % self.path("run")]
+        for i in range(n):
+            lines.append('service "s%d" {\n    listen = { "127.0.0.1:%d" }\n'
+                         '    command = "/bin/true {socket}"\n    max_workers = 2\n}\n'
+                         % (i, 10000 + i))
+        path = self.path("many-%d.conf" % n)
+        with open(path, "w") as f:
+            f.write("".join(lines))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            rc, out, err = harness.run_check(path, timeout=60)
+        except subprocess.TimeoutExpired:
+            self.fail("-t of %d services did not finish within 60 s" % n)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.assertEqual(rc, 0, "stderr:\n" + err[-2000:])
+        self.assertIn("configuration OK", out)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    def test_check_of_many_services_grows_linearly(self):
+        # CPU time, not wall time, and the best of two runs: other tests share the machine.
+        # Linear loading takes about 2x for twice the services; quadratic about 4x.
+        small = min(self.many_services(10000) for _ in range(2))
+        large = min(self.many_services(20000) for _ in range(2))
+        self.assertLess(large, 3 * max(small, 0.05),
+                        "-t CPU time: %.2f s for 10,000 services, %.2f s for 20,000"
+                        % (small, large))
 
     def test_startup_with_missing_worker_binary_exits_1_naming_the_path(self):
         path = self.write_config(

@@ -13,9 +13,11 @@ import unittest
 import harness
 
 
-def request_pid(port, timeout=15):
-    r = harness.http(port, path="/pid", timeout=timeout)
-    return r.status, r.text.strip()
+def wait_ready(d, n):
+    """The n workers' pids once each has been seen ready (a signal sent earlier could reach
+    a worker before its handler is set)."""
+    harness.wait_until(lambda: d.log().count(": ready at ") >= n, 10, what="%d ready" % n)
+    return d.wait_workers(n)
 
 
 class WorkerHealthTest(harness.DaemonTest):
@@ -47,7 +49,7 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def test_tcp_worker_that_closed_its_listener_is_replaced_and_no_client_fails(self):
         d = self.start_daemon([self.pyworker("unlisten", backend="tcp", worker_count=2)])
-        before = d.wait_workers(2)
+        before = wait_ready(d, 2)
         os.kill(before[0], signal.SIGUSR1)
         time.sleep(0.2)
         for _ in range(8):
@@ -228,7 +230,7 @@ class ActiveCheckTest(harness.DaemonTest):
     def test_tcp_check_finds_a_worker_that_closed_its_listener_without_any_client(self):
         d = self.start_checked({"type": "tcp", "interval": "100ms", "timeout": "100ms",
                                 "fall": 2}, backend="tcp")
-        pids = d.wait_workers(2)
+        pids = wait_ready(d, 2)
         os.kill(pids[0], signal.SIGUSR1)
         harness.wait_until(lambda: "out of rotation" in d.log(), 10,
                            what="the tcp check to notice")

@@ -93,6 +93,29 @@ class LifecycleTest(harness.DaemonTest):
         self.assertEqual(d.workers(), before, "workers changed after a failed reload")
         self.stop_daemon(d)
 
+    def test_sighup_with_a_file_cut_short_keeps_every_service(self):
+        # An unclosed /*, a NUL byte, a missing final }: each used to drop service b
+        # silently on reload; each must fail the reload and name its line.
+        d = self.start_daemon([harness.hello(name="a", worker_count=1),
+                               harness.hello(name="b", worker_count=1)], min_ready=2)
+        good = open(d.config_path).read()
+        b_line = good.splitlines().index('service "b" {') + 1
+        before = d.workers()
+        cuts = [(good.replace('service "b"', '/* off\nservice "b"'), "comment"),
+                (good.replace('service "b"', '\0\nservice "b"'), "NUL byte"),
+                (good.rstrip().rstrip("}"), "not closed")]
+        for n, (text, what) in enumerate(cuts, 1):
+            with open(d.config_path, "w") as f:
+                f.write(text)
+            d.proc.send_signal(signal.SIGHUP)
+            harness.wait_until(lambda: d.log().count("reload failed") >= n, 10,
+                               what="reload failure %d (%s)" % (n, what))
+            self.assertRegex(d.log(), r"socketnaut\.conf:%d: [^\n]*%s" % (b_line, what))
+            harness.http_ok(self, d.ports["b"])
+        self.assertNotIn("no longer configured", d.log())
+        self.assertEqual(d.workers(), before, "workers changed after a failed reload")
+        self.stop_daemon(d)
+
     def test_sighup_adds_and_removes_services(self):
         d = self.start_daemon([harness.hello(name="a", worker_count=1)], min_ready=1)
         port_b = harness.free_port()

@@ -2,6 +2,8 @@
  * The configuration: a good file loads into the expected structures, and
  * every validation error is reported as file:line with a readable reason.
  */
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,17 +36,16 @@ teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-/* Load text as a config file; *out gets what was logged. */
-/* Load text as the whole config file; *out gets what was logged. */
+/* Load len bytes as the whole config file; *out gets what was logged. */
 static struct sn_config *
-load_raw(const char *text, char **out)
+load_bytes(const char *text, size_t len, char **out)
 {
 	struct sn_config *c;
 	FILE             *f;
 	long              n;
 
 	f = fopen(cpath, "w");
-	fputs(text, f);
+	fwrite(text, 1, len, f);
 	fclose(f);
 	truncate(lpath, 0);
 	c = config_load(cpath);
@@ -56,6 +57,13 @@ load_raw(const char *text, char **out)
 	fread(*out, 1, n, f);
 	fclose(f);
 	return (c);
+}
+
+/* Load text as the whole config file; *out gets what was logged. */
+static struct sn_config *
+load_raw(const char *text, char **out)
+{
+	return (load_bytes(text, strlen(text), out));
 }
 
 /* Load text after a runtime_dir line of the test's own. */
@@ -302,6 +310,149 @@ START_TEST(unreadable_file_is_reported)
 }
 END_TEST
 
+/* The file fails to load with msg on the given line of the whole file. */
+static void
+assert_raw_error(const char *text, size_t len, int line, const char *msg)
+{
+	struct sn_config *c;
+	char             *out, want[512];
+
+	c = load_bytes(text, len, &out);
+	ck_assert_msg(c == NULL, "config accepted: %s", text);
+	if (line > 0)
+		snprintf(want, sizeof want, "%s:%d: %s", cpath, line, msg);
+	else
+		snprintf(want, sizeof want, "%s: %s", cpath, msg);
+	ck_assert_msg(strstr(out, want) != NULL, "no \"%s\" in: %s", want, out);
+	free(out);
+}
+
+#define SVC_B "service \"b\" {\n  listen = { \"127.0.0.1:18081\" }\n" SVC_CMD
+
+START_TEST(unclosed_comment_names_the_line_it_opens_on)
+{
+	assert_error(SVC_HEAD SVC_CMD "}\n/* the rest\n\n" SVC_B "}\n", 5,
+	    "comment /* is not closed");
+}
+END_TEST
+
+START_TEST(nul_byte_names_its_line)
+{
+	const char text[] = "runtime_dir = \"/tmp\"\n" SVC_HEAD SVC_CMD
+			    "}\n\n  \0\n" SVC_B "}\n";
+
+	assert_raw_error(text, sizeof text - 1, 7, "NUL byte");
+}
+END_TEST
+
+START_TEST(missing_final_brace_names_the_section_line)
+{
+	assert_error(SVC_HEAD SVC_CMD "}\n# b\n" SVC_B, 6,
+	    "section opened here is not closed");
+	/* A section's title may be on a line of its own. */
+	assert_error(SVC_HEAD SVC_CMD "}\nservice\n  \"b\"\n{\n"
+				      "  listen = { \"127.0.0.1:18081\" }\n",
+	    5, "section opened here is not closed");
+}
+END_TEST
+
+START_TEST(unterminated_string_names_its_line)
+{
+	assert_error(SVC_HEAD "  command = \"/bin/sh\n}\n" SVC_B "}\n", 3,
+	    "string opened on this line is not closed");
+	assert_error(SVC_HEAD SVC_CMD "  user = 'root\n}\n", 4,
+	    "string opened on this line is not closed");
+}
+END_TEST
+
+START_TEST(lexer_corners_are_read_as_libconfuse_reads_them)
+{
+	struct sn_config *c;
+	char             *out;
+
+	/* // inside a word is no comment; \ ends a line inside a string. */
+	c = load("log_target = /tmp/a//b.log\n"
+		 "service web {\n"
+		 "  listen = { \"127.0.0.1:18080\" } /* a\n"
+		 "  comment */ command = \"/bin/sh -c \\\n"
+		 "    'exit 0'\"\n"
+		 "  env = { \"A=${NO_SUCH_VAR_XYZ:-x}\", \"B=\\${HOME}\",\n"
+		 "    \"C=\xff\xfe not UTF-8\" } # \xc3\x28\n"
+		 "}\n",
+	    &out);
+	ck_assert_msg(c != NULL, "%s", out);
+	ck_assert_str_eq(c->log_target, "/tmp/a//b.log");
+	ck_assert_str_eq(c->services[0].env[0], "A=x");
+	ck_assert_str_eq(c->services[0].env[1], "B=${HOME}");
+	ck_assert_str_eq(c->services[0].env[2], "C=\xff\xfe not UTF-8");
+	ck_assert_int_eq(c->services[0].line, 3);
+	config_unref(c);
+	free(out);
+}
+END_TEST
+
+START_TEST(duplicate_service_name_names_both_lines)
+{
+	assert_error(SVC_HEAD SVC_CMD "}\n"
+				      "service \"web\" {\n  listen = { "
+				      "\"127.0.0.1:18081\" }\n" SVC_CMD "}\n",
+	    5, "service \"web\" is already defined on line 2");
+}
+END_TEST
+
+START_TEST(same_address_twice_in_one_service_is_reported)
+{
+	assert_error("service \"web\" {\n" SVC_CMD
+		     "  listen = { \"127.0.0.1:18080\", \"127.0.0.1:18080\" }\n"
+		     "}\n",
+	    3, "127.0.0.1:18080 is already used by service \"web\"");
+}
+END_TEST
+
+START_TEST(directory_fifo_and_huge_file_are_refused)
+{
+	struct sn_config *c;
+	char              fifo[300], *big;
+	size_t            n = 16 * 1024 * 1024 + 1;
+
+	snprintf(fifo, sizeof fifo, "%s/fifo.conf", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	/* Opening a FIFO without a writer must not block. */
+	ck_assert_ptr_null(config_load(fifo));
+	ck_assert_ptr_null(config_load(dir));
+	big = malloc(n);
+	memset(big, '#', n);
+	assert_raw_error(big, n, 0, "larger than 16 MiB");
+	free(big);
+	c = config_load("/dev/null");
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
+START_TEST(ten_thousand_services_load)
+{
+	struct sn_config *c;
+	char             *text, *out;
+	size_t            i, len = 0, cap = 10000 * 160;
+
+	text = malloc(cap);
+	len += snprintf(text, cap, "runtime_dir = \"%s/run\"\n", dir);
+	for (i = 0; i < 10000; i++)
+		len += snprintf(text + len, cap - len,
+		    "service \"s%zu\" {\n  listen = { \"127.0.0.1:%zu\" }\n"
+		    "  command = \"/bin/sh\"\n  max_workers = 2\n}\n",
+		    i, 10000 + i);
+	c = load_bytes(text, len, &out);
+	ck_assert_msg(c != NULL, "%s", out);
+	ck_assert_int_eq(c->nservices, 10000);
+	ck_assert_str_eq(c->services[9999].name, "s9999");
+	ck_assert_int_eq(c->services[9999].line, 2 + 9999 * 5);
+	config_unref(c);
+	free(out);
+	free(text);
+}
+END_TEST
+
 Suite *
 config_suite(void)
 {
@@ -324,6 +475,20 @@ config_suite(void)
 	tcase_add_test(tc, every_error_in_a_file_is_reported);
 	tcase_add_test(tc, comments_do_not_shift_line_numbers);
 	tcase_add_test(tc, unreadable_file_is_reported);
+	tcase_add_test(tc, unclosed_comment_names_the_line_it_opens_on);
+	tcase_add_test(tc, nul_byte_names_its_line);
+	tcase_add_test(tc, missing_final_brace_names_the_section_line);
+	tcase_add_test(tc, unterminated_string_names_its_line);
+	tcase_add_test(tc, lexer_corners_are_read_as_libconfuse_reads_them);
+	tcase_add_test(tc, duplicate_service_name_names_both_lines);
+	tcase_add_test(tc, same_address_twice_in_one_service_is_reported);
+	tcase_add_test(tc, directory_fifo_and_huge_file_are_refused);
+	suite_add_tcase(s, tc);
+	/* A hang guard, not a speed test: sanitizers and a loaded host. */
+	tc = tcase_create("scale");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, ten_thousand_services_load);
 	suite_add_tcase(s, tc);
 	return (s);
 }
