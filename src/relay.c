@@ -454,8 +454,7 @@ relay_timeout(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
-	log_warnx("service %s: client waited %lldms for a worker, closing",
-	    r->svc->conf->name, r->svc->conf->queue_timeout);
+	service_queue_timeout(r->svc);
 	relay_close(r, NULL);
 }
 

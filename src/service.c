@@ -361,6 +361,25 @@ service_fd_exhausted(struct service *svc)
 	}
 }
 
+/*
+ * A client waited queue_timeout for a worker.  One line a second at most,
+ * with the count: an outage must not turn every client into a log line.
+ */
+void
+service_queue_timeout(struct service *svc)
+{
+	long long now = now_coarse_ms();
+
+	svc->queue_timeouts++;
+	if (now - svc->queue_warned < 1000)
+		return;
+	log_warnx("service %s: %lu client%s waited %lldms for a worker, closed",
+	    svc->conf->name, svc->queue_timeouts,
+	    svc->queue_timeouts == 1 ? "" : "s", svc->conf->queue_timeout);
+	svc->queue_timeouts = 0;
+	svc->queue_warned = now;
+}
+
 /* Dispatch the clients that waited for any worker. */
 static void
 service_drain_queue(struct service *svc)

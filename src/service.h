@@ -33,9 +33,11 @@ struct service {
 	int                     removed;   /* by a reload: free once stopped */
 	int                     seen;      /* in the file being reloaded */
 	long long               fd_warned; /* ms: EMFILE last logged */
-	const struct timeval   *idle_tv;   /* libevent common timeout */
-	struct event            check;     /* workers_checking_interval */
-	struct event            watch;     /* stall_timeout */
+	long long               queue_warned;   /* ms: queue_timeout logged */
+	unsigned long           queue_timeouts; /* since then */
+	const struct timeval   *idle_tv;        /* libevent common timeout */
+	struct event            check;          /* workers_checking_interval */
+	struct event            watch;          /* stall_timeout */
 	struct event            respawn;
 	struct event            shutdown;
 };
@@ -59,6 +61,7 @@ service_accepted(struct service *, int fd, const struct sockaddr *, socklen_t);
 void      service_dispatch(struct service *, struct relay *);
 void      service_connect_failed(struct relay *, int error);
 void      service_relay_done(struct service *);
+void      service_queue_timeout(struct service *);
 void      service_fd_exhausted(struct service *);
 void      service_worker_ready(struct service *, struct worker *);
 void      service_worker_gone(struct service *, struct worker *);
