@@ -104,6 +104,21 @@ class EdgeTest(harness.DaemonTest):
         self.assertLess(time.monotonic() - t0, 5, "the client waited for queue_timeout")
         self.stop_daemon(d)
 
+    def test_clients_timing_out_in_the_queue_make_one_log_line_not_one_each(self):
+        go, marker = self.path("go"), self.path("marker")
+        d = self.start_daemon([{"name": "web", "worker_count": 1, "control": False,
+                                "queue_timeout": "300ms", "ready_timeout": "30s",
+                                "command": [harness.PYTHON, harness.PYWORKER, "slowhttp",
+                                            go, marker]}])
+        conns = [harness.connect(d.port) for _ in range(20)]
+        for c in conns:
+            c.settimeout(5)
+            self.assertEqual(c.recv(10), b"", "a queued client was not closed")
+            c.close()
+        self.assertEqual(d.log().count("for a worker, closed"), 1, d.log())
+        self.assertTrue(d.alive())
+        self.stop_daemon(d)
+
     def test_agent_pointing_the_master_at_its_own_listener_is_refused(self):
         port = harness.free_port()
         d = self.start_daemon([{"name": "web", "worker_count": 1, "backend": "agent",
