@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "relay.h"
+#include "sockdir.h"
 #include "worker.h"
 
 struct listener {
@@ -26,6 +27,7 @@ struct service {
 	struct sn_service_conf *conf;
 	struct listener        *listeners;
 	size_t                  nlisteners;
+	struct sockdir         *sockdir; /* held open; NULL with backend tcp */
 	int                     accepting; /* listener events are added */
 	struct worker_head      workers;
 	int                     online; /* STARTING + READY, this generation */

@@ -13,6 +13,7 @@
 #include "util.h"
 
 struct service;
+struct sockdir;
 
 enum worker_state {
 	WORKER_STARTING, /* forked, not accepting connections yet */
@@ -30,6 +31,8 @@ struct worker {
 	unsigned          serial; /* unique in the daemon: socket name */
 	unsigned          generation;
 	char             *sockpath; /* unix backend */
+	struct sockdir   *dir;      /* its service's socket directory */
+	int               pinfd;    /* O_PATH fd of its socket (sockdir.c) */
 	int               port;     /* tcp backend */
 	struct sn_addr    addr;     /* where relays connect */
 	int               nconns;   /* relays assigned to it */
