@@ -43,7 +43,8 @@ sockdir_owner(uid_t uid)
 	struct passwd *pw = getpwuid(uid);
 
 	if (pw != NULL)
-		return (xasprintf("uid %lu (%s)", (unsigned long)uid, pw->pw_name));
+		return (
+		    xasprintf("uid %lu (%s)", (unsigned long)uid, pw->pw_name));
 	return (xasprintf("uid %lu", (unsigned long)uid));
 }
 
@@ -62,10 +63,13 @@ sockdir_trusted(const struct stat *st, const char *path, int last, char **cause)
 	char       *owner;
 
 	if (last && (st->st_uid != me || w != 0))
-		why = "others could replace what socketnautd puts there: it must be owned by socketnautd's user and writable by nobody else";
-	else if (!last && ((st->st_uid != 0 && st->st_uid != me) ||
-			      (w != 0 && (st->st_mode & S_ISVTX) == 0)))
-		why = "others could rename what is below it: it must be owned by root or socketnautd's user and writable by nobody else (or sticky)";
+		why =
+		    "others could replace what socketnautd puts there: it must be owned by socketnautd's user and writable by nobody else";
+	else if (!last &&
+	    ((st->st_uid != 0 && st->st_uid != me) ||
+		(w != 0 && (st->st_mode & S_ISVTX) == 0)))
+		why =
+		    "others could rename what is below it: it must be owned by root or socketnautd's user and writable by nobody else (or sticky)";
 	if (why == NULL)
 		return (0);
 	owner = sockdir_owner(st->st_uid);
@@ -119,7 +123,9 @@ sockdir_link(int fd, const char *c, const char *shown, char **cause)
 		return (NULL);
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		*cause = xasprintf("%s is a symbolic link owned by uid %lu: refusing to follow it", shown, (unsigned long)st.st_uid);
+		*cause = xasprintf(
+		    "%s is a symbolic link owned by uid %lu: refusing to follow it",
+		    shown, (unsigned long)st.st_uid);
 		return (NULL);
 	}
 	if ((n = readlinkat(fd, c, buf, sizeof buf - 1)) == -1) {
@@ -172,19 +178,24 @@ sockdir_walk(const char *path, int create, int *missing, char **cause)
 			*missing = 1;
 			goto out;
 		}
-		if (nfd == -1 && (errno == ELOOP || errno == ENOTDIR) && !last) {
-			if ((target = sockdir_link(fd, c, shown, cause)) == NULL)
+		if (nfd == -1 && (errno == ELOOP || errno == ENOTDIR) &&
+		    !last) {
+			if ((target = sockdir_link(fd, c, shown, cause)) ==
+			    NULL)
 				goto fail;
 			if (++links > SOCKDIR_MAXLINKS) {
 				free(target);
-				*cause = xasprintf("%s: %s", path, strerror(ELOOP));
+				*cause =
+				    xasprintf("%s: %s", path, strerror(ELOOP));
 				goto fail;
 			}
-			c = xasprintf("%s/%s", target, rest == NULL ? "" : rest);
+			c = xasprintf(
+			    "%s/%s", target, rest == NULL ? "" : rest);
 			if (*target == '/') {
 				close(fd);
 				if ((fd = open("/", SOCKDIR_OPEN)) == -1) {
-					*cause = xasprintf("/: %s", strerror(errno));
+					*cause =
+					    xasprintf("/: %s", strerror(errno));
 					free(target);
 					goto fail;
 				}
@@ -198,7 +209,9 @@ sockdir_walk(const char *path, int create, int *missing, char **cause)
 			continue;
 		}
 		if (nfd == -1 && (errno == ELOOP || errno == ENOTDIR)) {
-			*cause = xasprintf("%s is a symbolic link or not a directory: refusing it", shown);
+			*cause = xasprintf(
+			    "%s is a symbolic link or not a directory: refusing it",
+			    shown);
 			goto fail;
 		}
 		if (nfd == -1) {
@@ -238,8 +251,8 @@ sockdir_check(const char *runtime_dir, char **cause)
 	if ((fd = sockdir_walk(runtime_dir, 0, &missing, cause)) == -1)
 		return (-1);
 	if (missing && faccessat(fd, ".", W_OK | X_OK, 0) == -1) {
-		*cause = xasprintf("cannot create %s: %s", runtime_dir,
-		    strerror(errno));
+		*cause = xasprintf(
+		    "cannot create %s: %s", runtime_dir, strerror(errno));
 		close(fd);
 		return (-1);
 	}
@@ -311,7 +324,9 @@ sockdir_open(const char *runtime_dir, const char *name, int give, uid_t uid,
 	}
 	if ((d->fd = openat(d->parent, name, SOCKDIR_OPEN)) == -1) {
 		if (errno == ELOOP || errno == ENOTDIR)
-			*cause = xasprintf("%s is a symbolic link or not a directory: refusing it (remove it)", d->path);
+			*cause = xasprintf(
+			    "%s is a symbolic link or not a directory: refusing it (remove it)",
+			    d->path);
 		else
 			*cause = xasprintf("%s: %s", d->path, strerror(errno));
 		goto fail;
@@ -322,7 +337,9 @@ sockdir_open(const char *runtime_dir, const char *name, int give, uid_t uid,
 	}
 	if (st.st_uid != geteuid() && (!give || st.st_uid != uid)) {
 		owner = sockdir_owner(st.st_uid);
-		*cause = xasprintf("%s is owned by %s with mode %04o, not by socketnautd's user or the workers': refusing it (remove it)", d->path, owner, (unsigned)(st.st_mode & 07777));
+		*cause = xasprintf(
+		    "%s is owned by %s with mode %04o, not by socketnautd's user or the workers': refusing it (remove it)",
+		    d->path, owner, (unsigned)(st.st_mode & 07777));
 		free(owner);
 		goto fail;
 	}
@@ -395,9 +412,9 @@ sockdir_child(const struct sockdir *d, const char *path)
 	size_t      n = strlen(d->path);
 	const char *name = path + n + 1;
 
-	if (strncmp(path, d->path, n) != 0 || path[n] != '/' ||
-	    *name == '\0' || strchr(name, '/') != NULL ||
-	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+	if (strncmp(path, d->path, n) != 0 || path[n] != '/' || *name == '\0' ||
+	    strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0)
 		return (NULL);
 	return (name);
 }
@@ -419,8 +436,8 @@ sockdir_unlink(const struct sockdir *d, const char *name)
  * when the socket is ours (a worker running as our own user).
  */
 int
-sockdir_pin(const struct sockdir *d, const char *name, uid_t owner,
-    int *pinfd, struct sn_addr *addr, char **cause)
+sockdir_pin(const struct sockdir *d, const char *name, uid_t owner, int *pinfd,
+    struct sn_addr *addr, char **cause)
 {
 	struct sockaddr_un *sun = (struct sockaddr_un *)&addr->ss;
 	struct stat         st;
@@ -440,13 +457,17 @@ sockdir_pin(const struct sockdir *d, const char *name, uid_t owner,
 	else if (!S_ISSOCK(st.st_mode))
 		why = "not a socket: refusing it";
 	else if (st.st_uid != owner) {
-		*cause = xasprintf("%s/%s is owned by uid %lu, not the worker's uid %lu: refusing it", d->path, name, (unsigned long)st.st_uid, (unsigned long)owner);
+		*cause = xasprintf(
+		    "%s/%s is owned by uid %lu, not the worker's uid %lu: refusing it",
+		    d->path, name, (unsigned long)st.st_uid,
+		    (unsigned long)owner);
 		close(fd);
 		return (-1);
 	} else if (st.st_nlink != 1)
 		why = "a socket with other links: refusing it";
 	else if (!d->proc && owner != geteuid())
-		why = "a socket of another user, and /proc is not mounted: socketnautd connects to it only through /proc/self/fd";
+		why =
+		    "a socket of another user, and /proc is not mounted: socketnautd connects to it only through /proc/self/fd";
 	if (why != NULL) {
 		*cause = xasprintf("%s/%s is %s", d->path, name, why);
 		close(fd);

@@ -9,7 +9,7 @@
 /* A service's socket directory, held open; refcounted (service, workers). */
 struct sockdir;
 
-int sockdir_check(const char *runtime_dir, char **cause);
+int             sockdir_check(const char *runtime_dir, char **cause);
 struct sockdir *sockdir_open(const char *runtime_dir, const char *name,
     int give, uid_t uid, gid_t gid, int clean, char **cause);
 int             sockdir_give(struct sockdir *, uid_t uid, gid_t gid, char **);

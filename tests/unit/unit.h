@@ -8,5 +8,6 @@ Suite *util_suite(void);
 Suite *config_suite(void);
 Suite *pick_suite(void);
 Suite *proto_suite(void);
+Suite *sockdir_suite(void);
 
 #endif

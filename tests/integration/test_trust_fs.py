@@ -1,0 +1,310 @@
+"""The filesystem is not trusted: socketnautd never connects through a path a worker can
+replace (its sockets are pinned by inode), never uses a runtime directory others can write,
+and never follows a symlink in its runtime directory (issue 7, items 1 to 3).
+
+The bait is a Unix socket only root can reach (0600 in a 0700 directory), served by the
+test itself: it records every connection and the connecting process's uid (SO_PEERCRED).
+"""
+
+import os
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+
+AGENT = os.path.join(harness.ROOT, "agents", "python", "socketnaut_agent.py")
+
+# A worker run as the throwaway user.  Slot 0 is the attacker (mode in $EVIL_MODE), every
+# other slot a plain HTTP server on its socket.  Modes: "symlink" (its socket is a symlink to
+# the bait from the start), "swap" (serves one request, then replaces its socket by that
+# symlink and writes $SWAPPED),
+# "agent" (backend agent: reports a symlink in its directory as its address).
+WORKER = r'''
+import os, socket, socketserver, sys, threading, time
+from http.server import BaseHTTPRequestHandler
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+swapped = []
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"served by slot %s\n" % os.environ["SOCKETNAUT_WORKER"].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if evil and mode == "swap" and not swapped:
+            swapped.append(1)
+            os.unlink(path)
+            os.symlink(bait, path)
+            with open(os.environ["SWAPPED"], "w") as f:
+                f.write("swapped\n")
+    def address_string(self):
+        return "unix"
+    def log_message(self, *args):
+        pass
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+mode, bait = os.environ["EVIL_MODE"], os.environ["BAIT"]
+evil = os.environ["SOCKETNAUT_WORKER"] == "0"
+if mode == "agent":
+    import socketnaut_agent
+    agent = socketnaut_agent.ServiceAgent()
+    path = os.path.join(os.environ["SOCKDIR"], "w%d.sock" % os.getpid())
+    if evil:
+        os.symlink(bait, path)
+        agent.ready(address=path)
+        time.sleep(120)
+        sys.exit(0)
+    server = Server(path, Handler)
+    agent.ready(address=path)
+    server.serve_forever()
+path = os.environ["SOCKETNAUT_SOCKET"]
+if evil and mode == "symlink":
+    os.symlink(bait, path)
+    time.sleep(120)
+    sys.exit(0)
+server = Server(path, Handler)
+server.serve_forever()
+'''
+
+
+class Bait:
+    """A root-only Unix socket that records who connects (uid from SO_PEERCRED)."""
+
+    def __init__(self, directory):
+        os.makedirs(directory, mode=0o700)
+        os.chmod(directory, 0o700)
+        self.path = os.path.join(directory, "root.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o600)
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.peers = []
+        self.done = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        for _ in range(100000):
+            if self.done:
+                return
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                   struct.calcsize("3i"))
+            self.peers.append(struct.unpack("3i", cred))
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nbait\n")
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self):
+        self.done = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: a throwaway user and a root-only socket")
+class WorkerSocketTest(harness.DaemonTest):
+    """Item 1: a worker that puts a symlink where its socket should be reaches nothing."""
+
+    def setUp(self):
+        super().setUp()
+        self.user = harness.throwaway_user(self)
+        self.hello = harness.public_copy(self, harness.HELLO)
+        self.worker = self.write_file("evil_worker.py", WORKER, 0o755)
+        harness.public_copy(self, AGENT)
+        self.bait = Bait(self.path("secret"))
+        self.addCleanup(self.bait.close)
+        os.mkdir(self.path("out"))
+        os.chown(self.path("out"), self.user.pw_uid, self.user.pw_gid)
+
+    def service(self, mode, **kw):
+        svc = {"name": "web", "worker_count": 2, "user": self.user.pw_name,
+               "command": [harness.PYTHON, self.worker], "ready_timeout": "10s",
+               "env": ["EVIL_MODE=" + mode, "BAIT=" + self.bait.path,
+                       "SOCKDIR=" + self.path("run", "web"),
+                       "SWAPPED=" + self.path("out", "swapped")]}
+        svc.update(kw)
+        return svc
+
+    def requests(self, port, n):
+        """n requests, one connection each: (served bodies, clean closes)."""
+        served, closed = [], 0
+        for _ in range(n):
+            try:
+                r = harness.http(port, timeout=20)
+            except (harness.IncompleteResponse, ConnectionResetError):
+                closed += 1
+                continue
+            self.assertEqual(r.status, 200, r.body)
+            served.append(r.body)
+        return served, closed
+
+    def assert_bait_untouched(self):
+        self.assertEqual(self.bait.peers, [],
+                         "the master connected to the root-only socket (pid, uid, gid)")
+
+    def test_symlink_instead_of_socket_is_refused_and_never_connected(self):
+        d = self.start_daemon([self.service("symlink")])
+        harness.wait_until(lambda: "symbolic link, not a socket" in d.log(), 15,
+                           what="the symlink refused in the log")
+        served, _ = self.requests(d.port, 6)
+        self.assertTrue(served, "no request served by the healthy worker")
+        self.assertTrue(all(b"slot 1" in body for body in served), served)
+        self.assert_bait_untouched()
+        self.assertRegex(d.log(), r"service web: worker \d+: .*/run/web/\d+\.sock is a "
+                                  r"symbolic link, not a socket: refusing it; killing it")
+        self.stop_daemon(d)
+
+    def test_socket_swapped_for_symlink_after_ready_is_not_followed(self):
+        d = self.start_daemon([self.service("swap")], min_ready=2)
+        for _ in range(40):
+            self.requests(d.port, 1)
+            if os.path.exists(self.path("out", "swapped")):
+                break
+        self.assertTrue(os.path.exists(self.path("out", "swapped")), "slot 0 never served")
+        served, closed = self.requests(d.port, 8)
+        self.assertEqual(closed, 0)
+        # Slot 0 keeps serving on the socket it bound: the pinned inode, not the symlink.
+        self.assertTrue(any(b"slot 0" in body for body in served), served)
+        self.assert_bait_untouched()
+        self.stop_daemon(d)
+
+    def test_agent_reporting_a_symlink_is_refused_and_never_connected(self):
+        d = self.start_daemon([self.service("agent", backend="agent")])
+        harness.wait_until(lambda: "symbolic link, not a socket" in d.log(), 15,
+                           what="the reported symlink refused in the log")
+        served, _ = self.requests(d.port, 6)
+        self.assertTrue(served, "no request served by the healthy agent worker")
+        self.assertTrue(all(b"slot 1" in body for body in served), served)
+        self.assert_bait_untouched()
+        self.assertRegex(d.log(), r"service web: worker \d+: ready: .*/run/web/w\d+\.sock is "
+                                  r"a symbolic link, not a socket: refusing it")
+        self.stop_daemon(d)
+
+    def test_agent_address_outside_its_directory_is_refused(self):
+        d = self.start_daemon([self.service("agent", backend="agent",
+                                            env=["EVIL_MODE=agent", "BAIT=" + self.bait.path,
+                                                 "SOCKDIR=" + self.path("run", "web", "."),
+                                                 "SWAPPED=/nonexistent"])])
+        harness.wait_until(lambda: "is not a name in" in d.log(), 15,
+                           what="the address refused in the log")
+        self.assert_bait_untouched()
+        self.stop_daemon(d)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: a throwaway user owns the directory")
+class RuntimeDirTest(harness.DaemonTest):
+    """Items 2 and 3: a runtime directory others can write, or a symlink in it, is refused."""
+
+    def setUp(self):
+        super().setUp()
+        self.user = harness.throwaway_user(self)
+
+    def assert_refused(self, d, *needles):
+        try:
+            rc = d.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.fail("socketnautd kept running")
+        self.assertEqual(rc, 1)
+        for needle in needles:
+            self.assertIn(needle, d.log())
+
+    def test_runtime_dir_created_by_another_user_is_refused(self):
+        run = self.path("run")
+        os.mkdir(run)
+        os.chown(run, self.user.pw_uid, self.user.pw_gid)
+        os.chmod(run, 0o777)
+        d = self.start_daemon([harness.hello(worker_count=1)], wait=False)
+        owner = "is owned by uid %d (%s) with mode 0777" % (self.user.pw_uid,
+                                                           self.user.pw_name)
+        self.assert_refused(d, "runtime_dir: %s %s" % (run, owner))
+        self.assertEqual(os.listdir(run), [])
+        rc, _, err = harness.run_check(d.config_path)
+        self.assertEqual(rc, 1)
+        self.assertIn("%s %s" % (run, owner), err)
+
+    def test_world_writable_runtime_dir_is_refused_even_if_sticky_or_ours(self):
+        run = self.path("run")
+        os.mkdir(run)
+        os.chmod(run, 0o1777)
+        d = self.start_daemon([harness.hello(worker_count=1)], wait=False)
+        self.assert_refused(d, "runtime_dir: %s is owned by uid 0 (root) with mode 1777" % run)
+
+    def test_default_runtime_dir_of_a_user_taken_by_another_is_refused(self):
+        """The non-root default /tmp/socketnautd-UID, made (0777) by another user first."""
+        runner = harness.throwaway_user(self, prefix="snr")
+        run = "/tmp/socketnautd-%d" % runner.pw_uid
+        shutil.rmtree(run, ignore_errors=True)
+        os.mkdir(run)
+        self.addCleanup(shutil.rmtree, run, True)
+        os.chown(run, self.user.pw_uid, self.user.pw_gid)
+        os.chmod(run, 0o777)
+        daemon = harness.public_copy(self, harness.DAEMON)
+        hello = harness.public_copy(self, harness.HELLO)
+        conf = self.write_file("t.conf", 'service "web" {\n  listen = { "127.0.0.1:%d" }\n'
+                               '  command = "%s --socket {socket}"\n}\n'
+                               % (harness.free_port(), hello))
+        env = harness.daemon_env()
+        env.pop("XDG_RUNTIME_DIR", None)
+
+        def as_runner():
+            os.setgroups([])
+            os.setgid(runner.pw_gid)
+            os.setuid(runner.pw_uid)
+
+        for args in (["-t"], ["-d"]):
+            p = subprocess.run([daemon] + args + ["-c", conf], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=20, env=env, cwd=self.tmp,
+                               preexec_fn=as_runner)
+            err = p.stderr.decode(errors="replace")
+            self.assertEqual(p.returncode, 1, err)
+            self.assertIn("%s is owned by uid %d (%s) with mode 0777"
+                          % (run, self.user.pw_uid, self.user.pw_name), err)
+        self.assertEqual(os.listdir(run), [])
+
+    def test_service_dir_symlink_is_refused_and_its_target_untouched(self):
+        run, other = self.path("run"), self.path("other")
+        os.mkdir(run, 0o755)
+        os.mkdir(other, 0o750)
+        os.chmod(other, 0o750)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(os.path.join(other, "x.sock"))
+        self.write_file("other/notes.sock", "keep me\n")
+        os.symlink(other, os.path.join(run, "web"))
+        before = {n: os.lstat(os.path.join(other, n)) for n in os.listdir(other)}
+        st = os.stat(other)
+        d = self.start_daemon([harness.hello(worker_count=1, user=self.user.pw_name)],
+                              wait=False)
+        self.assert_refused(d, "service web: %s/web is a symbolic link or not a directory: "
+                               "refusing it" % run)
+        after = os.stat(other)
+        self.assertEqual((after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)),
+                         (st.st_uid, st.st_gid, 0o750))
+        self.assertEqual(sorted(os.listdir(other)), sorted(before))
+        for name, was in before.items():
+            now = os.lstat(os.path.join(other, name))
+            self.assertEqual((now.st_ino, now.st_uid, now.st_mode),
+                             (was.st_ino, was.st_uid, was.st_mode), name)
+        self.assertTrue(os.path.islink(os.path.join(run, "web")))
+
+
+if __name__ == "__main__":
+    unittest.main()
