@@ -29,8 +29,8 @@
 
 struct sockdir {
 	int   refs;
-	int   parent; /* the runtime directory */
-	int   fd;     /* runtime_dir/name */
+	int   fd; /* runtime_dir/name */
+	char *runtime_dir;
 	char *name;
 	char *path;
 	int   proc; /* /proc/self/fd/N reaches our fds */
@@ -310,19 +310,26 @@ sockdir_open(const char *runtime_dir, const char *name, int give, uid_t uid,
 	struct sockdir *d;
 	struct stat     st;
 	char           *owner;
+	int             parent;
 
 	d = xcalloc(1, sizeof *d);
 	d->refs = 1;
-	d->fd = -1;
+	d->runtime_dir = xstrdup(runtime_dir);
 	d->name = xstrdup(name);
 	d->path = xasprintf("%s/%s", runtime_dir, name);
-	if ((d->parent = sockdir_walk(runtime_dir, 1, NULL, cause)) == -1)
-		goto fail;
-	if (mkdirat(d->parent, name, 0700) == -1 && errno != EEXIST) {
-		*cause = xasprintf("%s: %s", d->path, strerror(errno));
+	if ((parent = sockdir_walk(runtime_dir, 1, NULL, cause)) == -1) {
+		d->fd = -1;
 		goto fail;
 	}
-	if ((d->fd = openat(d->parent, name, SOCKDIR_OPEN)) == -1) {
+	if (mkdirat(parent, name, 0700) == -1 && errno != EEXIST) {
+		*cause = xasprintf("%s: %s", d->path, strerror(errno));
+		close(parent);
+		d->fd = -1;
+		goto fail;
+	}
+	d->fd = openat(parent, name, SOCKDIR_OPEN);
+	close(parent);
+	if (d->fd == -1) {
 		if (errno == ELOOP || errno == ENOTDIR)
 			*cause = xasprintf(
 			    "%s is a symbolic link or not a directory: refusing it (remove it)",
@@ -384,19 +391,35 @@ sockdir_unref(struct sockdir *d)
 		return;
 	if (d->fd != -1)
 		close(d->fd);
-	if (d->parent != -1)
-		close(d->parent);
+	free(d->runtime_dir);
 	free(d->name);
 	free(d->path);
 	free(d);
 }
 
-/* Remove the directory if it is empty (the service is gone). */
+/*
+ * Remove the directory if it is empty (the service is gone), and only if
+ * the name still leads to the directory we hold.
+ */
 void
 sockdir_remove(struct sockdir *d)
 {
-	if (d != NULL && d->parent != -1)
-		unlinkat(d->parent, d->name, AT_REMOVEDIR);
+	struct stat a, b;
+	char       *cause;
+	int         parent, missing;
+
+	if (d == NULL || d->fd == -1 || fstat(d->fd, &a) == -1)
+		return;
+	if ((parent = sockdir_walk(d->runtime_dir, 0, &missing, &cause)) ==
+	    -1) {
+		free(cause);
+		return;
+	}
+	if (!missing &&
+	    fstatat(parent, d->name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		unlinkat(parent, d->name, AT_REMOVEDIR);
+	close(parent);
 }
 
 const char *

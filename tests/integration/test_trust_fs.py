@@ -23,7 +23,7 @@ AGENT = os.path.join(harness.ROOT, "agents", "python", "socketnaut_agent.py")
 # A worker run as the throwaway user.  Slot 0 is the attacker (mode in $EVIL_MODE), every
 # other slot a plain HTTP server on its socket.  Modes: "symlink" (its socket is a symlink to
 # the bait from the start), "swap" (serves one request, then replaces its socket by that
-# symlink and writes $SWAPPED),
+# symlink and writes $SWAPPED), "activation-swap" (the same on the socket the master made),
 # "agent" (backend agent: reports a symlink in its directory as its address).
 WORKER = r'''
 import os, socket, socketserver, sys, threading, time
@@ -39,7 +39,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        if evil and mode == "swap" and not swapped:
+        if evil and mode in ("swap", "activation-swap") and not swapped:
             swapped.append(1)
             os.unlink(path)
             os.symlink(bait, path)
@@ -72,7 +72,11 @@ if evil and mode == "symlink":
     os.symlink(bait, path)
     time.sleep(120)
     sys.exit(0)
-server = Server(path, Handler)
+if mode == "activation-swap":
+    server = Server(path, Handler, bind_and_activate=False)
+    server.socket = socket.socket(fileno=3)
+else:
+    server = Server(path, Handler)
 server.serve_forever()
 '''
 
@@ -162,38 +166,57 @@ class WorkerSocketTest(harness.DaemonTest):
 
     def test_symlink_instead_of_socket_is_refused_and_never_connected(self):
         d = self.start_daemon([self.service("symlink")])
-        harness.wait_until(lambda: "symbolic link, not a socket" in d.log(), 15,
-                           what="the symlink refused in the log")
+        harness.wait_until(lambda: "ready at" in d.log(), 15, what="a ready worker")
         served, _ = self.requests(d.port, 6)
+        self.assert_bait_untouched()
         self.assertTrue(served, "no request served by the healthy worker")
         self.assertTrue(all(b"slot 1" in body for body in served), served)
-        self.assert_bait_untouched()
         self.assertRegex(d.log(), r"service web: worker \d+: .*/run/web/\d+\.sock is a "
                                   r"symbolic link, not a socket: refusing it; killing it")
         self.stop_daemon(d)
 
     def test_socket_swapped_for_symlink_after_ready_is_not_followed(self):
         d = self.start_daemon([self.service("swap")], min_ready=2)
+        self.swap_after_serving(d)
+        self.stop_daemon(d)
+
+    def swap_after_serving(self, d):
         for _ in range(40):
             self.requests(d.port, 1)
             if os.path.exists(self.path("out", "swapped")):
                 break
         self.assertTrue(os.path.exists(self.path("out", "swapped")), "slot 0 never served")
         served, closed = self.requests(d.port, 8)
-        self.assertEqual(closed, 0)
-        # Slot 0 keeps serving on the socket it bound: the pinned inode, not the symlink.
-        self.assertTrue(any(b"slot 0" in body for body in served), served)
         self.assert_bait_untouched()
+        self.assertEqual(closed, 0)
+        # Slot 0 keeps serving on its socket: the pinned inode, not the symlink.
+        self.assertTrue(any(b"slot 0" in body for body in served), served)
+
+    def test_activation_socket_is_handed_to_the_worker_user(self):
+        d = self.start_daemon([harness.hello(worker_count=1, user=self.user.pw_name,
+                                             socket_activation=True,
+                                             command=self.hello + " --socket {socket}")],
+                              min_ready=1)
+        harness.http_ok(self, d.port)
+        (sock,) = [n for n in os.listdir(self.path("run", "web")) if n.endswith(".sock")]
+        st = os.lstat(self.path("run", "web", sock))
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual((st.st_uid, st.st_gid), (self.user.pw_uid, self.user.pw_gid))
+        self.stop_daemon(d)
+
+    def test_activation_socket_swapped_for_symlink_is_not_followed(self):
+        d = self.start_daemon([self.service("activation-swap", socket_activation=True)],
+                              min_ready=2)
+        self.swap_after_serving(d)
         self.stop_daemon(d)
 
     def test_agent_reporting_a_symlink_is_refused_and_never_connected(self):
         d = self.start_daemon([self.service("agent", backend="agent")])
-        harness.wait_until(lambda: "symbolic link, not a socket" in d.log(), 15,
-                           what="the reported symlink refused in the log")
+        harness.wait_until(lambda: "ready at" in d.log(), 15, what="a ready worker")
         served, _ = self.requests(d.port, 6)
+        self.assert_bait_untouched()
         self.assertTrue(served, "no request served by the healthy agent worker")
         self.assertTrue(all(b"slot 1" in body for body in served), served)
-        self.assert_bait_untouched()
         self.assertRegex(d.log(), r"service web: worker \d+: ready: .*/run/web/w\d+\.sock is "
                                   r"a symbolic link, not a socket: refusing it")
         self.stop_daemon(d)

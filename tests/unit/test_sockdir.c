@@ -79,8 +79,8 @@ static void
 assert_cause(char *cause, const char *want)
 {
 	ck_assert_ptr_nonnull(cause);
-	ck_assert_msg(strstr(cause, want) != NULL, "no \"%s\" in \"%s\"", want,
-	    cause);
+	ck_assert_msg(
+	    strstr(cause, want) != NULL, "no \"%s\" in \"%s\"", want, cause);
 	free(cause);
 }
 
@@ -191,7 +191,8 @@ START_TEST(symlinked_service_dir_is_refused_and_target_untouched)
 	ck_assert_int_ne(fd = open(file, O_CREAT | O_WRONLY, 0644), -1);
 	close(fd);
 	ck_assert_int_eq(symlink(other, svc), 0);
-	ck_assert_ptr_null(sockdir_open(run, "web", 1, NOBODY, NOBODY, 1, &cause));
+	ck_assert_ptr_null(
+	    sockdir_open(run, "web", 1, NOBODY, NOBODY, 1, &cause));
 	assert_cause(cause, "symbolic link");
 	ck_assert_int_eq(stat(other, &st), 0);
 	ck_assert_int_eq(st.st_mode & 07777, 0750);
@@ -274,7 +275,8 @@ START_TEST(pin_reaches_the_socket_it_checked_never_a_symlink)
 
 	d = sockdir_open(run, "web", 0, 0, 0, 0, &cause);
 	ck_assert_ptr_nonnull(d);
-	ck_assert_int_eq(sockdir_pin(d, "1.sock", geteuid(), &pin, &a, &cause), 0);
+	ck_assert_int_eq(
+	    sockdir_pin(d, "1.sock", geteuid(), &pin, &a, &cause), 0);
 	efd = listener(evil);
 	/* A symlink where the socket should be, even to a real socket. */
 	ck_assert_int_eq(symlink(evil, p), 0);
@@ -289,7 +291,8 @@ START_TEST(pin_reaches_the_socket_it_checked_never_a_symlink)
 	assert_cause(cause, "not a socket");
 	/* A real socket: pinned; replacing it afterwards changes nothing. */
 	lfd = listener(p);
-	ck_assert_int_eq(sockdir_pin(d, "1.sock", geteuid(), &pin, &a, &cause), 1);
+	ck_assert_int_eq(
+	    sockdir_pin(d, "1.sock", geteuid(), &pin, &a, &cause), 1);
 	ck_assert_int_ne(pin, -1);
 	ck_assert(lands_on(&a, lfd));
 	ck_assert_int_eq(unlink(p), 0);
@@ -388,9 +391,10 @@ sockdir_suite(void)
 	tcase_add_test(tc, writable_runtime_dir_is_refused_with_owner_and_mode);
 	tcase_add_test(tc, foreign_runtime_dir_is_refused);
 	tcase_add_test(tc, writable_ancestor_is_refused_unless_sticky);
+	tcase_add_test(tc,
+	    symlinked_runtime_dir_is_refused_trusted_ancestor_link_followed);
 	tcase_add_test(
-	    tc, symlinked_runtime_dir_is_refused_trusted_ancestor_link_followed);
-	tcase_add_test(tc, symlinked_service_dir_is_refused_and_target_untouched);
+	    tc, symlinked_service_dir_is_refused_and_target_untouched);
 	tcase_add_test(tc, foreign_service_dir_is_refused_unless_the_workers);
 	tcase_add_test(tc, clean_removes_stale_sockets_only);
 	tcase_add_test(tc, pin_reaches_the_socket_it_checked_never_a_symlink);
