@@ -33,7 +33,8 @@ struct sockdir {
 	char *runtime_dir;
 	char *name;
 	char *path;
-	int   proc; /* /proc/self/fd/N reaches our fds */
+	uid_t owner; /* whom it was handed to */
+	int   proc;  /* /proc/self/fd/N reaches our fds */
 };
 
 /* "uid 1001 (alice)" for messages. */
@@ -354,11 +355,12 @@ sockdir_open(const char *runtime_dir, const char *name, int give, uid_t uid,
 		*cause = xasprintf("%s: %s", d->path, strerror(errno));
 		goto fail;
 	}
+	d->owner = geteuid();
+	d->proc = sockdir_proc_works(d->fd);
 	if (give && sockdir_give(d, uid, gid, cause) == -1)
 		goto fail;
 	if (clean)
 		sockdir_clean(d->fd);
-	d->proc = sockdir_proc_works(d->fd);
 	return (d);
 fail:
 	sockdir_unref(d);
@@ -369,10 +371,17 @@ fail:
 int
 sockdir_give(struct sockdir *d, uid_t uid, gid_t gid, char **cause)
 {
+	if (!d->proc && uid != geteuid()) {
+		*cause = xasprintf(
+		    "%s: /proc is not mounted, and socketnautd reaches the sockets of workers of another user only through /proc/self/fd: mount /proc, or use backend tcp",
+		    d->path);
+		return (-1);
+	}
 	if (fchown(d->fd, uid, gid) == -1) {
 		*cause = xasprintf("%s: %s", d->path, strerror(errno));
 		return (-1);
 	}
+	d->owner = uid;
 	return (0);
 }
 
@@ -456,7 +465,7 @@ sockdir_unlink(const struct sockdir *d, const char *name)
  * link.  Returns 1 with an O_PATH fd in *pinfd and in addr the address
  * that reaches exactly that inode; 0 while name does not exist; -1 with
  * cause when it is refused.  Without /proc the path itself is used, only
- * when the socket is ours (a worker running as our own user).
+ * when the directory is ours (workers running as our own user).
  */
 int
 sockdir_pin(const struct sockdir *d, const char *name, uid_t owner, int *pinfd,
@@ -488,9 +497,9 @@ sockdir_pin(const struct sockdir *d, const char *name, uid_t owner, int *pinfd,
 		return (-1);
 	} else if (st.st_nlink != 1)
 		why = "a socket with other links: refusing it";
-	else if (!d->proc && owner != geteuid())
+	else if (!d->proc && d->owner != geteuid())
 		why =
-		    "a socket of another user, and /proc is not mounted: socketnautd connects to it only through /proc/self/fd";
+		    "in a directory of another user, and /proc is not mounted: socketnautd connects to it only through /proc/self/fd";
 	if (why != NULL) {
 		*cause = xasprintf("%s/%s is %s", d->path, name, why);
 		close(fd);

@@ -331,3 +331,44 @@ class RuntimeDirTest(harness.DaemonTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                     "needs root and unshare(1): the daemon runs where /proc is not mounted")
+class NoProcTest(harness.DaemonTest):
+    """Without /proc the pin cannot be connected through: workers of another user are refused
+    a Unix socket; workers of the daemon's own user still work (they could reach nothing
+    more than the daemon itself)."""
+
+    def start_without_proc(self, services):
+        d = harness.Daemon(self.tmp, services)
+        self.daemons.append(d)
+        args = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'umount -l /proc && exec "$@"', "sh", harness.DAEMON, "-d", "-c", d.config_path]
+        with open(d.log_path, "ab") as log:
+            d.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                      env=harness.daemon_env(), cwd=self.tmp,
+                                      start_new_session=True)
+        d.pid = d.proc.pid
+        harness._live_groups.add(d.pid)
+        return d
+
+    def test_worker_of_another_user_is_refused_a_unix_socket(self):
+        user = harness.throwaway_user(self)
+        hello = harness.public_copy(self, harness.HELLO)
+        d = self.start_without_proc([harness.hello(worker_count=1, user=user.pw_name,
+                                                   command=hello + " --socket {socket}")])
+        try:
+            rc = d.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.fail("socketnautd kept running without /proc")
+        self.assertEqual(rc, 1)
+        self.assertRegex(d.log(), r"service web: .*/run/web: /proc is not mounted, and "
+                                  r"socketnautd reaches the sockets of workers of another "
+                                  r"user only through /proc/self/fd")
+
+    def test_worker_of_the_daemons_user_still_serves(self):
+        d = self.start_without_proc([harness.hello(worker_count=1)])
+        d.wait_listening()
+        harness.http_ok(self, d.port)
+        self.stop_daemon(d)
