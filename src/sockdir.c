@@ -157,8 +157,11 @@ sockdir_walk(const char *path, int create, int *missing, char **cause)
 		*cause = xasprintf("/: %s", strerror(errno));
 		return (-1);
 	}
-	if (fstat(fd, &st) == -1)
-		st.st_mode = S_IWOTH; /* cannot happen; refuse if it does */
+	if (fstat(fd, &st) == -1) {
+		*cause = xasprintf("/: %s", strerror(errno));
+		close(fd);
+		return (-1);
+	}
 	if (sockdir_trusted(&st, "/", !sockdir_more(path), cause) == -1) {
 		close(fd);
 		return (-1);
