@@ -9,8 +9,9 @@
 
 #include "config.h"
 #include "relay.h"
-#include "sockdir.h"
 #include "worker.h"
+
+struct sockdir;
 
 struct listener {
 	struct service *svc;
