@@ -8,6 +8,7 @@ test itself: it records every connection and the connecting process's uid (SO_PE
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -269,6 +270,19 @@ class RuntimeDirTest(harness.DaemonTest):
         os.chmod(run, 0o1777)
         d = self.start_daemon([harness.hello(worker_count=1)], wait=False)
         self.assert_refused(d, "runtime_dir: %s is owned by uid 0 (root) with mode 1777" % run)
+
+    def test_reload_refuses_a_runtime_dir_made_writable_and_keeps_serving(self):
+        d = self.start_daemon([harness.hello(worker_count=1)], min_ready=1)
+        harness.http_ok(self, d.port)
+        os.chmod(d.runtime_dir, 0o777)
+        d.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "reload failed" in d.log(), 10, what="the reload refused")
+        self.assertIn("runtime_dir: %s is owned by uid 0 (root) with mode 0777"
+                      % d.runtime_dir, d.log())
+        self.assertNotIn("starting worker generation", d.log())
+        harness.http_ok(self, d.port)
+        os.chmod(d.runtime_dir, 0o755)
+        self.stop_daemon(d)
 
     def test_default_runtime_dir_of_a_user_taken_by_another_is_refused(self):
         """The non-root default /tmp/socketnautd-UID, made (0777) by another user first."""
