@@ -7,6 +7,7 @@ test itself: it records every connection and the connecting process's uid (SO_PE
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -161,6 +162,9 @@ class WorkerSocketTest(harness.DaemonTest):
             served.append(r.body)
         return served, closed
 
+    def wait_log(self, d, pattern):
+        harness.wait_until(lambda: re.search(pattern, d.log()), 15, what="log /%s/" % pattern)
+
     def assert_bait_untouched(self):
         self.assertEqual(self.bait.peers, [],
                          "the master connected to the root-only socket (pid, uid, gid)")
@@ -172,8 +176,8 @@ class WorkerSocketTest(harness.DaemonTest):
         self.assert_bait_untouched()
         self.assertTrue(served, "no request served by the healthy worker")
         self.assertTrue(all(b"slot 1" in body for body in served), served)
-        self.assertRegex(d.log(), r"service web: worker \d+: .*/run/web/\d+\.sock is a "
-                                  r"symbolic link, not a socket: refusing it; killing it")
+        self.wait_log(d, r"service web: worker \d+: .*/run/web/\d+\.sock is a "
+                         r"symbolic link, not a socket: refusing it; killing it")
         self.stop_daemon(d)
 
     def test_socket_swapped_for_symlink_after_ready_is_not_followed(self):
@@ -182,10 +186,11 @@ class WorkerSocketTest(harness.DaemonTest):
         self.stop_daemon(d)
 
     def swap_after_serving(self, d):
-        for _ in range(40):
+        for _ in range(150):  # until slot 0 is ready and served once: at most ~15 s
             self.requests(d.port, 1)
             if os.path.exists(self.path("out", "swapped")):
                 break
+            time.sleep(0.1)
         self.assertTrue(os.path.exists(self.path("out", "swapped")), "slot 0 never served")
         served, closed = self.requests(d.port, 8)
         self.assert_bait_untouched()
@@ -218,8 +223,8 @@ class WorkerSocketTest(harness.DaemonTest):
         self.assert_bait_untouched()
         self.assertTrue(served, "no request served by the healthy agent worker")
         self.assertTrue(all(b"slot 1" in body for body in served), served)
-        self.assertRegex(d.log(), r"service web: worker \d+: ready: .*/run/web/w\d+\.sock is "
-                                  r"a symbolic link, not a socket: refusing it")
+        self.wait_log(d, r"service web: worker \d+: ready: .*/run/web/w\d+\.sock is "
+                         r"a symbolic link, not a socket: refusing it")
         self.stop_daemon(d)
 
     def test_agent_address_outside_its_directory_is_refused(self):
