@@ -289,6 +289,27 @@ class RuntimeDirTest(harness.DaemonTest):
         os.chmod(d.runtime_dir, 0o755)
         self.stop_daemon(d)
 
+    def test_reload_to_another_user_hands_the_held_directory_over(self):
+        other = harness.throwaway_user(self, prefix="sno")
+        hello = harness.public_copy(self, harness.HELLO)
+        d = self.start_daemon([harness.hello(worker_count=1, user=self.user.pw_name,
+                                             command=hello + " --socket {socket}")],
+                              min_ready=1)
+        harness.http_ok(self, d.port)
+        svcdir = os.path.join(d.runtime_dir, "web")
+        self.assertEqual(os.stat(svcdir).st_uid, self.user.pw_uid)
+        cfg = open(d.config_path).read().replace('"%s"' % self.user.pw_name,
+                                                 '"%s"' % other.pw_name)
+        with open(d.config_path, "w") as f:
+            f.write(cfg)
+        d.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "generation 1" in d.log() and d.log().count("ready at") >= 2,
+                           15, what="the new generation ready")
+        st = os.stat(svcdir)
+        self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (other.pw_uid, 0o700))
+        harness.http_ok(self, d.port)
+        self.stop_daemon(d)
+
     def test_default_runtime_dir_of_a_user_taken_by_another_is_refused(self):
         """The non-root default /tmp/socketnautd-UID, made (0777) by another user first."""
         runner = harness.throwaway_user(self, prefix="snr")
