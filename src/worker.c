@@ -218,13 +218,6 @@ worker_sockname(const struct worker *w)
 	return (strrchr(w->sockpath, '/') + 1);
 }
 
-/* Whose the worker's socket must be: the user the worker runs as. */
-static uid_t
-worker_uid(const struct worker *w)
-{
-	return (w->svc->conf->switch_ids ? w->svc->conf->uid : geteuid());
-}
-
 /*
  * Pin the worker's socket (sockdir_pin): from then on relays and probes
  * reach that inode only.  Returns 1, 0 while it does not exist, -1 with
@@ -363,6 +356,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w->serial = worker_serial++; /* daemon-wide: names never reused */
 	w->generation = svc->generation;
 	w->probefd = w->execfd = w->pinfd = -1;
+	w->uid = sc->switch_ids ? sc->uid : geteuid();
 	if (sc->backend != BACKEND_TCP)
 		w->dir = sockdir_ref(svc->sockdir);
 	TAILQ_INIT(&w->waiting);
@@ -553,8 +547,7 @@ worker_probe_pin(struct worker *w)
 	char *cause;
 	int   rc;
 
-	if ((rc = worker_pin(w, worker_sockname(w), worker_uid(w), &cause)) !=
-	    -1)
+	if ((rc = worker_pin(w, worker_sockname(w), w->uid, &cause)) != -1)
 		return (rc);
 	log_warnx("service %s: worker %ld: %s; killing it", w->svc->conf->name,
 	    (long)w->pid, cause);
@@ -643,7 +636,7 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 				addr, sc->sockdir);
 			return (-1);
 		}
-		if ((rc = worker_pin(w, name, worker_uid(w), &why)) != 1) {
+		if ((rc = worker_pin(w, name, w->uid, &why)) != 1) {
 			*cause = rc == 0
 			    ? xasprintf("ready: unix:%s does not exist", addr)
 			    : xasprintf("ready: %s", why);

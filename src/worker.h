@@ -33,6 +33,7 @@ struct worker {
 	char             *sockpath; /* unix backend */
 	struct sockdir   *dir;      /* its service's socket directory */
 	int               pinfd;    /* O_PATH fd of its socket (sockdir.c) */
+	uid_t             uid;      /* it runs as: owner of its socket */
 	int               port;     /* tcp backend */
 	struct sn_addr    addr;     /* where relays connect */
 	int               nconns;   /* relays assigned to it */
