@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "sockdir.h"
 
 #define SERVICE_NAME_MAX 32
 #define WORKERS_MAX      4096
@@ -329,39 +330,6 @@ config_default_runtime_dir(void)
 	snprintf(
 	    buf, sizeof buf, "/tmp/socketnautd-%lu", (unsigned long)geteuid());
 	return (buf);
-}
-
-/* The directory exists and is writable, or its nearest parent is. */
-static int
-dir_usable(const char *path, char **cause)
-{
-	struct stat st;
-	char       *p, *slash;
-
-	p = xstrdup(path);
-	for (;;) {
-		if (stat(p, &st) == 0) {
-			if (!S_ISDIR(st.st_mode)) {
-				*cause = xasprintf("%s is not a directory", p);
-				break;
-			}
-			if (access(p, W_OK | X_OK) == -1) {
-				*cause = xasprintf("%s is not writable: %s", p,
-				    strerror(errno));
-				break;
-			}
-			free(p);
-			return (0);
-		}
-		if (errno != ENOENT || (slash = strrchr(p, '/')) == NULL ||
-		    slash == p) {
-			*cause = xasprintf("%s: %s", p, strerror(errno));
-			break;
-		}
-		*slash = '\0';
-	}
-	free(p);
-	return (-1);
 }
 
 static int
@@ -804,7 +772,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 	if (conf->runtime_dir[0] != '/')
 		config_error(line_of(root, "runtime_dir"),
 		    "runtime_dir must be an absolute path");
-	else if (dir_usable(conf->runtime_dir, &cause) == -1) {
+	else if (sockdir_check(conf->runtime_dir, &cause) == -1) {
 		config_error(
 		    line_of(root, "runtime_dir"), "runtime_dir: %s", cause);
 		free(cause);

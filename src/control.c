@@ -89,10 +89,7 @@ control_close(struct control *c, const char *why)
 	if (w->svc->conf->backend == BACKEND_AGENT && w->pid > 0 &&
 	    !w->exec_failed && w->state == WORKER_STARTING) {
 		/* It can no longer tell us where it listens. */
-		worker_log(LOG_WARNING, w,
-		    "control channel lost before ready, killing it");
-		w->failed = 1;
-		worker_kill(w);
+		worker_give_up(w, "control channel lost before ready");
 	}
 }
 
@@ -428,10 +425,8 @@ control_ready(struct control *c, const struct sn_msg *m)
 	    sn_proto_field(m, "port", addr, sizeof addr) == -1)
 		addr[0] = '\0';
 	if (worker_reported_ready(w, addr, &cause) == -1) {
-		worker_log(LOG_WARNING, w, "%s", cause);
+		worker_give_up(w, "%s", cause);
 		free(cause);
-		w->failed = 1;
-		worker_kill(w);
 	}
 }
 

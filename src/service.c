@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "service.h"
+#include "sockdir.h"
 #include "socketnautd.h"
 
 #define ACCEPT_PAUSE_MS  100
@@ -102,44 +103,32 @@ service_listening(struct service *svc, int on)
 		listener_enable(&svc->listeners[i], on);
 }
 
-/* The socket directory: 0700, owned by the worker user, emptied of stale
- * sockets. */
+/*
+ * The socket directory (sockdir.c), held open for the service's life; on
+ * reload the one held is reused when its path did not change.
+ */
 static int
 service_sockdir(struct service *svc, int clean, char **cause)
 {
 	struct sn_service_conf *sc = svc->conf;
-	char                   *path, *p;
-	DIR                    *d;
-	struct dirent          *de;
-	size_t                  n;
+	struct sockdir         *d;
+	char                   *why;
 
-	path = xstrdup(sc->sockdir);
-	for (p = path + 1; (p = strchr(p, '/')) != NULL; p++) {
-		*p = '\0';
-		if (mkdir(path, 0755) == -1 && errno != EEXIST)
-			goto fail;
-		*p = '/';
+	if (svc->sockdir != NULL &&
+	    strcmp(sockdir_path(svc->sockdir), sc->sockdir) == 0)
+		return (sockdir_give(svc->sockdir,
+		    sc->switch_ids ? sc->uid : geteuid(),
+		    sc->switch_ids ? sc->gid : getegid(), cause));
+	d = sockdir_open(svc->owner->runtime_dir, sc->name, sc->switch_ids,
+	    sc->uid, sc->gid, clean, &why);
+	if (d == NULL) {
+		*cause = xasprintf("service %s: %s", sc->name, why);
+		free(why);
+		return (-1);
 	}
-	if (mkdir(path, 0700) == -1 && errno != EEXIST)
-		goto fail;
-	if (chmod(path, 0700) == -1 ||
-	    (sc->switch_ids && chown(path, sc->uid, sc->gid) == -1))
-		goto fail;
-	if (clean && (d = opendir(path)) != NULL) {
-		while ((de = readdir(d)) != NULL) {
-			n = strlen(de->d_name);
-			if (n > 5 && strcmp(de->d_name + n - 5, ".sock") == 0)
-				unlinkat(dirfd(d), de->d_name, 0);
-		}
-		closedir(d);
-	}
-	free(path);
+	sockdir_unref(svc->sockdir);
+	svc->sockdir = d;
 	return (0);
-fail:
-	*cause =
-	    xasprintf("service %s: %s: %s", sc->name, path, strerror(errno));
-	free(path);
-	return (-1);
 }
 
 int
@@ -513,18 +502,16 @@ service_reload(
 {
 	struct sn_config *old = svc->owner;
 	char             *cause;
-	int               newdir;
 
 	if (!listen_equal(svc->conf, sc))
 		log_warnx(
 		    "service %s: listen or backlog changed: restart socketnautd to apply it; keeping the current listeners",
 		    sc->name);
-	newdir = strcmp(svc->conf->sockdir, sc->sockdir) != 0;
 	config_ref(owner);
 	svc->owner = owner;
 	svc->conf = sc;
 	service_idle_tv(svc);
-	if (sc->backend != BACKEND_TCP && newdir &&
+	if (sc->backend != BACKEND_TCP &&
 	    service_sockdir(svc, 0, &cause) == -1) {
 		log_warnx("%s", cause);
 		free(cause);
@@ -767,8 +754,8 @@ service_free(struct service *svc)
 		worker_abandon(w);
 	for (i = 0; i < svc->nlisteners; i++)
 		listener_close(&svc->listeners[i]);
-	if (svc->conf->backend != BACKEND_TCP)
-		rmdir(svc->conf->sockdir);
+	sockdir_remove(svc->sockdir);
+	sockdir_unref(svc->sockdir);
 	event_del(&svc->check);
 	event_del(&svc->watch);
 	event_del(&svc->respawn);

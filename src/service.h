@@ -12,12 +12,15 @@
 #include "relay.h"
 #include "worker.h"
 
+struct sockdir;
+
 struct service {
 	TAILQ_ENTRY(service) entry;
 	struct sn_config       *owner; /* holds conf; refcounted */
 	struct sn_service_conf *conf;
 	struct listener        *listeners;
 	size_t                  nlisteners;
+	struct sockdir         *sockdir; /* held open; NULL with backend tcp */
 	int                     accepting; /* listeners enabled */
 	struct worker_head      workers;
 	int                     online; /* STARTING + READY, this generation */

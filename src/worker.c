@@ -27,6 +27,7 @@
 #include "keeper.h"
 #include "log.h"
 #include "service.h"
+#include "sockdir.h"
 #include "socketnautd.h"
 #include "worker.h"
 
@@ -298,6 +299,54 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 	worker_child_fail(pipefd, STAGE_EXEC);
 }
 
+/* The name of the worker's socket in its directory. */
+static const char *
+worker_sockname(const struct worker *w)
+{
+	return (strrchr(w->sockpath, '/') + 1);
+}
+
+/*
+ * Pin the worker's socket (sockdir_pin): from then on relays and probes
+ * reach that inode only.  Returns 1, 0 while it does not exist, -1 with
+ * cause when it is refused.
+ */
+static int
+worker_pin(struct worker *w, const char *name, uid_t owner, char **cause)
+{
+	struct sn_addr a;
+	int            fd, rc;
+
+	if ((rc = sockdir_pin(w->dir, name, owner, &fd, &a, cause)) != 1)
+		return (rc);
+	if (w->pinfd != -1)
+		close(w->pinfd);
+	w->pinfd = fd;
+	w->addr = a;
+	return (1);
+}
+
+/* Socket activation: pin the socket we just bound, then hand it over. */
+static int
+worker_pin_bound(struct worker *w)
+{
+	struct sn_service_conf *sc = w->svc->conf;
+	char                   *cause = NULL;
+
+	if (worker_pin(w, worker_sockname(w), geteuid(), &cause) != 1) {
+		log_warnx("service %s: %s/%s: %s", sc->name,
+		    sockdir_path(w->dir), worker_sockname(w),
+		    cause != NULL ? cause : "gone right after bind");
+		free(cause);
+		errno = EPERM;
+		return (-1);
+	}
+	if (sc->switch_ids &&
+	    sockdir_pin_give(w->pinfd, sc->uid, sc->gid) == -1)
+		return (-1);
+	return (0);
+}
+
 /* Bind and listen on the worker's address ourselves (socket activation). */
 static int
 worker_listen(struct worker *w)
@@ -312,8 +361,7 @@ worker_listen(struct worker *w)
 		close(fd);
 		return (-1);
 	}
-	if (w->svc->conf->switch_ids && w->sockpath != NULL &&
-	    chown(w->sockpath, w->svc->conf->uid, w->svc->conf->gid) == -1) {
+	if (w->sockpath != NULL && worker_pin_bound(w) == -1) {
 		close(fd);
 		return (-1);
 	}
@@ -362,11 +410,15 @@ worker_address(struct worker *w, int *actfd)
 			*actfd = -1;
 		return (0);
 	}
-	w->sockpath = xasprintf("%s/%u.sock", sc->sockdir, w->serial);
+	if (w->dir == NULL) {
+		errno = ENOENT; /* no socket directory: see the log */
+		return (-1);
+	}
+	w->sockpath = xasprintf("%s/%u.sock", sockdir_path(w->dir), w->serial);
 	sun->sun_family = AF_UNIX;
 	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", w->sockpath);
 	w->addr.len = sizeof *sun;
-	if (unlink(w->sockpath) == -1 && errno != ENOENT)
+	if (sockdir_unlink(w->dir, worker_sockname(w)) == -1)
 		return (-1);
 	if (sc->activation && (*actfd = worker_listen(w)) == -1)
 		return (-1);
@@ -426,7 +478,10 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w->serial = worker_serial++; /* daemon-wide: names never reused */
 	w->generation = svc->generation;
 	w->state = WORKER_NEW;
-	w->probefd = w->execfd = -1;
+	w->probefd = w->execfd = w->pinfd = -1;
+	w->uid = sc->switch_ids ? sc->uid : geteuid();
+	if (sc->backend != BACKEND_TCP)
+		w->dir = sockdir_ref(svc->sockdir);
 	TAILQ_INIT(&w->waiting);
 	for (i = 0; i < CONTROL_PEER_BUCKETS; i++)
 		TAILQ_INIT(&w->peers[i]);
@@ -603,10 +658,27 @@ worker_set_ready(struct worker *w, const char *how)
 		close(w->probefd);
 		w->probefd = -1;
 	}
-	worker_log(LOG_INFO, w, "ready at %s after %lldms (%s)",
-	    addr_str((struct sockaddr *)&w->addr.ss, buf, sizeof buf),
+	if (w->sockpath != NULL)
+		snprintf(buf, sizeof buf, "unix:%s", w->sockpath);
+	else
+		addr_str((struct sockaddr *)&w->addr.ss, buf, sizeof buf);
+	worker_log(LOG_INFO, w, "ready at %s after %lldms (%s)", buf,
 	    now_ms() - w->started, how);
 	worker_set_state(w, WORKER_READY);
+}
+
+/* Pin the socket the worker made; one it may not use is the end of it. */
+static int
+worker_probe_pin(struct worker *w)
+{
+	char *cause;
+	int   rc;
+
+	if ((rc = worker_pin(w, worker_sockname(w), w->uid, &cause)) != -1)
+		return (rc);
+	worker_give_up(w, "%s", cause);
+	free(cause);
+	return (-1);
 }
 
 static void
@@ -614,23 +686,29 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 {
 	struct worker *w = arg;
 	long long      age = now_ms() - w->started, next;
+	int            pinned = 1;
 
 	(void)fd;
 	(void)events;
 	if (w->state != WORKER_STARTING)
 		return;
+	if (w->svc->conf->backend == BACKEND_UNIX && w->pinfd == -1 &&
+	    (pinned = worker_probe_pin(w)) == -1)
+		return;
 	if (w->svc->conf->backend != BACKEND_AGENT &&
-	    (w->svc->conf->activation || worker_accepts(w))) {
+	    (w->svc->conf->activation || (pinned && worker_accepts(w)))) {
 		worker_set_ready(w,
 		    w->svc->conf->activation ? "socket activation"
 					     : "accepts connections");
 		return;
 	}
+	if (pinned && w->pinfd != -1 && !w->svc->conf->activation) {
+		/* Not accepting yet: pin again, it may bind anew. */
+		close(w->pinfd);
+		w->pinfd = -1;
+	}
 	if (age >= w->svc->conf->ready_timeout) {
-		worker_log(
-		    LOG_WARNING, w, "not ready after %lldms, killing it", age);
-		w->failed = 1;
-		worker_kill(w);
+		worker_give_up(w, "not ready after %lldms", age);
 		return;
 	}
 	/* Often while a worker is young, as most start fast; then 5 a second.
@@ -654,12 +732,16 @@ int
 worker_reported_ready(struct worker *w, const char *addr, char **cause)
 {
 	struct sn_service_conf *sc = w->svc->conf;
-	struct sockaddr_un     *sun = (struct sockaddr_un *)&w->addr.ss;
 	struct sn_addr          a;
-	size_t                  n = strlen(sc->sockdir);
+	const char             *name;
+	char                   *why;
+	int                     rc;
 
 	if (w->state != WORKER_STARTING)
 		return (0);
+	if (sc->backend == BACKEND_UNIX && w->pinfd == -1 &&
+	    worker_probe_pin(w) != 1)
+		return (0); /* not there yet (the probe goes on), or killed */
 	if (sc->backend != BACKEND_AGENT) {
 		worker_set_ready(w, "reported ready");
 		return (0);
@@ -667,17 +749,23 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 	if (strncmp(addr, "unix:", 5) == 0) {
 		/* Only in its own socket directory: never someone else's. */
 		addr += 5;
-		if (strncmp(addr, sc->sockdir, n) != 0 || addr[n] != '/' ||
-		    strstr(addr, "/../") != NULL ||
-		    strlen(addr) >= sizeof sun->sun_path) {
-			*cause = xasprintf(
-			    "ready: unix:%s is not in %s/", addr, sc->sockdir);
+		if (w->dir == NULL ||
+		    (name = sockdir_child(w->dir, addr)) == NULL) {
+			*cause =
+			    xasprintf("ready: unix:%s is not a name in %s/",
+				addr, sc->sockdir);
 			return (-1);
 		}
-		memset(&w->addr, 0, sizeof w->addr);
-		sun->sun_family = AF_UNIX;
-		snprintf(sun->sun_path, sizeof sun->sun_path, "%s", addr);
-		w->addr.len = sizeof *sun;
+		if ((rc = worker_pin(w, name, w->uid, &why)) != 1) {
+			*cause = rc == 0
+			    ? xasprintf("ready: unix:%s does not exist", addr)
+			    : xasprintf("ready: %s", why);
+			if (rc == -1)
+				free(why);
+			return (-1);
+		}
+		free(w->sockpath);
+		w->sockpath = xstrdup(addr);
 	} else {
 		if (addr_parse_numeric(addr, &a, cause) == -1)
 			return (-1);
@@ -834,6 +922,26 @@ worker_check_result(struct worker *w, int ok, const char *why)
 		worker_unhealthy(w, why);
 }
 
+/*
+ * A worker that failed to start (not ready in time, an address or socket
+ * it may not use, its channel lost): killed, and its exit backed off.
+ */
+void
+worker_give_up(struct worker *w, const char *fmt, ...)
+{
+	va_list ap;
+	char   *why;
+
+	va_start(ap, fmt);
+	if (vasprintf(&why, fmt, ap) == -1)
+		why = NULL;
+	va_end(ap);
+	worker_log(LOG_WARNING, w, "%s; killing it", why != NULL ? why : fmt);
+	free(why);
+	w->failed = 1;
+	worker_kill(w);
+}
+
 /* Kill at once; the exit is handled when it is reaped. */
 void
 worker_kill(struct worker *w)
@@ -915,8 +1023,8 @@ worker_exited(struct worker *w, int status)
 	worker_set_state(w, WORKER_STOPPING);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
-	if (w->sockpath != NULL)
-		unlink(w->sockpath);
+	if (w->sockpath != NULL && w->dir != NULL)
+		sockdir_unlink(w->dir, worker_sockname(w));
 	/* Freed by the caller, or by the last relay to let go of it. */
 	worker_set_state(w, WORKER_EXITED);
 }
@@ -957,6 +1065,9 @@ worker_free(struct worker *w)
 	}
 	if (w->probefd != -1)
 		close(w->probefd);
+	if (w->pinfd != -1)
+		close(w->pinfd);
+	sockdir_unref(w->dir);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
 	health_stop(w);

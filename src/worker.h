@@ -13,6 +13,7 @@
 #include "util.h"
 
 struct service;
+struct sockdir;
 
 /*
  * starting -> ready <-> unhealthy -> stopping -> exited; ready -> draining
@@ -38,6 +39,9 @@ struct worker {
 	unsigned          serial; /* unique in the daemon: socket name */
 	unsigned          generation;
 	char             *sockpath; /* unix backend */
+	struct sockdir   *dir;      /* its service's socket directory */
+	int               pinfd;    /* O_PATH fd of its socket (sockdir.c) */
+	uid_t             uid;      /* it runs as: owner of its socket */
 	int               port;     /* tcp backend */
 	struct sn_addr    addr;     /* where relays connect */
 	int               nconns;   /* relays assigned to it */
@@ -71,9 +75,11 @@ int            worker_alive(const struct worker *);
 void           worker_stop(struct worker *, const char *why);
 void           worker_retire(struct worker *, long long ms);
 void           worker_kill(struct worker *);
-int            worker_failed_start(const struct worker *);
-void           worker_exited(struct worker *, int status);
-void           worker_release(struct worker *);
+void           worker_give_up(struct worker *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int  worker_failed_start(const struct worker *);
+void worker_exited(struct worker *, int status);
+void worker_release(struct worker *);
 int  worker_reported_ready(struct worker *, const char *addr, char **cause);
 void worker_connect_failed(struct worker *, int error);
 void worker_connected(struct worker *);

@@ -263,7 +263,7 @@ START_TEST(unusable_runtime_dir_is_reported)
 	    &out);
 	ck_assert_ptr_null(c);
 	snprintf(want, sizeof want,
-	    "%s:1: runtime_dir: /etc/hostname/run: Not a directory", cpath);
+	    "%s:1: runtime_dir: /etc/hostname is not a directory", cpath);
 	ck_assert_msg(strstr(out, want) != NULL, "no \"%s\" in: %s", want, out);
 	free(out);
 }

@@ -9,5 +9,6 @@ Suite *config_suite(void);
 Suite *pick_suite(void);
 Suite *proto_suite(void);
 Suite *control_suite(void);
+Suite *sockdir_suite(void);
 
 #endif

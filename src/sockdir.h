@@ -1,0 +1,26 @@
+/* Runtime and socket directories: created, checked, never followed. */
+#ifndef SN_SOCKDIR_H
+#define SN_SOCKDIR_H
+
+#include <sys/types.h>
+
+#include "util.h"
+
+/* A service's socket directory, held open; refcounted (service, workers). */
+struct sockdir;
+
+int             sockdir_check(const char *runtime_dir, char **cause);
+struct sockdir *sockdir_open(const char *runtime_dir, const char *name,
+    int give, uid_t uid, gid_t gid, int clean, char **cause);
+int             sockdir_give(struct sockdir *, uid_t uid, gid_t gid, char **);
+struct sockdir *sockdir_ref(struct sockdir *);
+void            sockdir_unref(struct sockdir *);
+void            sockdir_remove(struct sockdir *);
+const char     *sockdir_path(const struct sockdir *);
+const char     *sockdir_child(const struct sockdir *, const char *path);
+int             sockdir_unlink(const struct sockdir *, const char *name);
+int sockdir_pin(const struct sockdir *, const char *name, uid_t owner,
+    int *pinfd, struct sn_addr *addr, char **cause);
+int sockdir_pin_give(int pinfd, uid_t uid, gid_t gid);
+
+#endif
