@@ -295,6 +295,10 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_INT_CB("shutdown_timeout", 0, CFGF_NODEFAULT, cb_duration),
 	CFG_INT_CB("kill_timeout", 0, CFGF_NODEFAULT, cb_duration),
 	CFG_INT("max_connections", 0, CFGF_NONE),
+	CFG_INT("worker_concurrency", 0, CFGF_NONE),
+	CFG_INT("spawn_concurrency", 0, CFGF_NODEFAULT),
+	CFG_INT("spare_workers", 0, CFGF_NONE),
+	CFG_INT("max_queue", 0, CFGF_NONE),
 	CFG_STR("worker_log_rate", "100/s", CFGF_NONE), CFG_END() };
 
 static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
@@ -598,11 +602,10 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 	}
 }
 
+/* min_workers and max_workers, or worker_count for both. */
 static void
-service_workers(struct sn_service_conf *sc, cfg_t *sec)
+service_pool_bounds(struct sn_service_conf *sc, cfg_t *sec, long ncpu)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-
 	if (cfg_size(sec, "worker_count") > 0) {
 		int_range(sec, "worker_count", 1, WORKERS_MAX);
 		sc->min_workers = sc->max_workers =
@@ -623,6 +626,32 @@ service_workers(struct sn_service_conf *sc, cfg_t *sec)
 		if (sc->max_workers < sc->min_workers)
 			sc->max_workers = sc->min_workers;
 	}
+}
+
+static void
+service_workers(struct sn_service_conf *sc, cfg_t *sec)
+{
+	static long ncpu;
+
+	if (ncpu == 0) /* sysconf reads a file each time */
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	service_pool_bounds(sc, sec, ncpu);
+	int_range(sec, "worker_concurrency", 0, 1000000);
+	sc->worker_concurrency = (int)cfg_getint(sec, "worker_concurrency");
+	sc->spawn_concurrency = ncpu > 0 ? (int)ncpu : 1;
+	if (cfg_size(sec, "spawn_concurrency") > 0) {
+		int_range(sec, "spawn_concurrency", 1, WORKERS_MAX);
+		sc->spawn_concurrency =
+		    (int)cfg_getint(sec, "spawn_concurrency");
+	}
+	int_range(sec, "spare_workers", 0, WORKERS_MAX);
+	sc->spare_workers = (int)cfg_getint(sec, "spare_workers");
+	if (sc->spare_workers > sc->max_workers)
+		config_error(line_of(sec, "spare_workers"),
+		    "spare_workers (%d) is greater than max_workers (%d)",
+		    sc->spare_workers, sc->max_workers);
+	int_range(sec, "max_queue", 0, 1000000);
+	sc->max_queue = (int)cfg_getint(sec, "max_queue");
 }
 
 static void

@@ -51,6 +51,10 @@ struct sn_service_conf {
 	int min_workers;
 	int max_workers;
 	int max_connections;
+	int worker_concurrency; /* connections a worker is given; 0: see pick */
+	int spawn_concurrency;  /* workers starting at once, at most */
+	int spare_workers;      /* idle ready workers kept above demand */
+	int max_queue; /* queued clients before accepts pause; 0: any */
 	int log_rate;  /* worker log lines a second */
 	int log_burst; /* and at once */
 

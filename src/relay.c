@@ -97,13 +97,14 @@ relay_new(
 	return (r);
 }
 
-/* Park the client on a waiting list; queue_timeout runs from its queueing. */
+/* Queue the client in its service; queue_timeout runs from its queueing. */
 void
-relay_wait(struct relay *r, struct relay_head *list)
+relay_wait(struct relay *r)
 {
 	relay_unwait(r);
-	TAILQ_INSERT_TAIL(list, r, entry);
-	r->waitlist = list;
+	TAILQ_INSERT_TAIL(&r->svc->queue, r, entry);
+	r->svc->nqueued++;
+	r->waiting = 1;
 	r->state = RELAY_QUEUED;
 	relay_timer(r, relay_timeout,
 	    r->svc->conf->queue_timeout - (relay_now() - r->queued));
@@ -112,9 +113,10 @@ relay_wait(struct relay *r, struct relay_head *list)
 void
 relay_unwait(struct relay *r)
 {
-	if (r->waitlist != NULL) {
-		TAILQ_REMOVE(r->waitlist, r, entry);
-		r->waitlist = NULL;
+	if (r->waiting) {
+		TAILQ_REMOVE(&r->svc->queue, r, entry);
+		r->svc->nqueued--;
+		r->waiting = 0;
 	}
 }
 
@@ -333,7 +335,7 @@ relay_try_connect(struct relay *r)
 		if (r->wfd == -1 && (errno == EMFILE || errno == ENFILE)) {
 			/* Out of fds: the client waits for one to free up. */
 			relay_detach(r);
-			relay_wait(r, &r->svc->queue);
+			relay_wait(r);
 			service_fd_exhausted(r->svc);
 			return;
 		}
@@ -396,15 +398,6 @@ void
 relay_retry_later(struct relay *r)
 {
 	relay_timer(r, relay_connect_retry, RELAY_RETRY_MS);
-}
-
-/* The worker this client waited for is gone: choose again. */
-void
-relay_redispatch(struct relay *r)
-{
-	relay_unwait(r);
-	relay_detach(r);
-	service_dispatch(r->svc, r);
 }
 
 /* Connect the client to the ready worker the pool assigned it. */

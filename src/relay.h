@@ -37,33 +37,33 @@ enum relay_state {
 };
 
 struct relay {
-	TAILQ_ENTRY(relay) entry; /* on a waiting list while QUEUED */
+	TAILQ_ENTRY(relay) entry; /* on the service's queue while waiting */
 	TAILQ_ENTRY(relay) all;   /* the service's relays */
 	TAILQ_ENTRY(relay) keyed; /* peer-info index of its worker */
-	struct relay_head *waitlist;
-	struct service    *svc;
-	struct worker     *worker;
-	struct worker     *peer_worker;
-	uint32_t           key;   /* the worker's view of our address */
-	int                named; /* control_bind() named our end */
-	enum relay_state   state;
-	short              cmask; /* events cev waits for while OPEN */
-	short              wmask;
-	unsigned           awaiting : 1; /* sent to the worker, no reply yet */
-	unsigned           replied : 1;  /* the worker sent a byte */
-	unsigned           keep : 1; /* keep a copy of what the client sent */
-	int                attempts;
-	unsigned           tried[RELAY_ATTEMPTS]; /* serials that failed it */
-	int                cfd;
-	int                wfd;
-	long long          accepted; /* ms */
-	long long          queued;   /* ms: queue_timeout runs from here */
-	long long          since;    /* ms: connect started */
-	long long          last_active;
-	char              *replay;    /* what the client sent, while kept */
-	size_t             replaylen; /* bytes the client sent before a reply */
-	struct relay_half  up;        /* client to worker */
-	struct relay_half  down;      /* worker to client */
+	struct service   *svc;
+	struct worker    *worker;
+	struct worker    *peer_worker;
+	uint32_t          key;   /* the worker's view of our address */
+	int               named; /* control_bind() named our end */
+	enum relay_state  state;
+	short             cmask; /* events cev waits for while OPEN */
+	short             wmask;
+	unsigned          awaiting : 1; /* sent to the worker, no reply yet */
+	unsigned          replied : 1;  /* the worker sent a byte */
+	unsigned          keep : 1;    /* keep a copy of what the client sent */
+	unsigned          waiting : 1; /* on the service's queue */
+	int               attempts;
+	unsigned          tried[RELAY_ATTEMPTS]; /* serials that failed it */
+	int               cfd;
+	int               wfd;
+	long long         accepted; /* ms */
+	long long         queued;   /* ms: queue_timeout runs from here */
+	long long         since;    /* ms: connect started */
+	long long         last_active;
+	char             *replay;    /* what the client sent, while kept */
+	size_t            replaylen; /* bytes the client sent before a reply */
+	struct relay_half up;        /* client to worker */
+	struct relay_half down;      /* worker to client */
 	/*
 	 * Two events: cev is the client's (a plain timer while the client
 	 * waits for a worker), wev the worker connection's.
@@ -80,11 +80,10 @@ TAILQ_HEAD(relay_head, relay);
 
 struct relay *
 relay_new(struct service *, int fd, const struct sockaddr *peer, socklen_t len);
-void        relay_wait(struct relay *, struct relay_head *list);
+void        relay_wait(struct relay *);
 void        relay_unwait(struct relay *);
 void        relay_connect(struct relay *);
 void        relay_retry_later(struct relay *);
-void        relay_redispatch(struct relay *);
 int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);
 void        relay_close(struct relay *, const char *why);

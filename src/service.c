@@ -177,45 +177,97 @@ relay_tried(const struct relay *r, const struct worker *w)
 	return (0);
 }
 
+/* The pool may still start workers (max_workers, back-off, shutdown). */
+static int
+service_may_grow(const struct service *svc)
+{
+	return (svc->online < svc->conf->max_workers && !svc->stopping &&
+	    now_ms() >= svc->backoff_until);
+}
+
 /*
- * Choose a worker for a connection: the ready or starting worker with the
- * fewest connections (ready wins a tie), never one out of rotation or one
- * this client already failed to reach; ask for a new one when there is
- * none or that one is busy and the pool may still grow.  Until the current
- * generation has a ready worker, a ready one of the previous generation
- * (before a reload) serves rather than making clients wait.
+ * Whether a ready worker of the current generation may be given one more
+ * client.  With worker_concurrency, while it has fewer than that; without,
+ * a worker with a client is busy while the pool may still grow
+ * (Socketnaut's rule: the client waits for a new worker or a free one),
+ * and any worker has room at max_workers.
+ */
+static int
+service_room(const struct service *svc, const struct worker *w, int grow)
+{
+	if (svc->conf->worker_concurrency > 0)
+		return (w->nconns < svc->conf->worker_concurrency);
+	return (w->nconns == 0 || !grow);
+}
+
+/*
+ * Workers to start now: enough for the queue (one per queued client, or
+ * per worker_concurrency clients) beyond those starting, spare_workers
+ * idle ones above demand, min_workers in all; never more than
+ * spawn_concurrency starting at once or max_workers online.
+ */
+static int
+service_spawn_count(const struct service *svc, int busy, int queued)
+{
+	const struct sn_service_conf *sc = svc->conf;
+	int starting = svc->online - svc->ready, want, n;
+
+	if (svc->stopping || now_ms() < svc->backoff_until)
+		return (0);
+	want = sc->worker_concurrency > 0
+	    ? (queued + sc->worker_concurrency - 1) / sc->worker_concurrency
+	    : queued;
+	want += busy + sc->spare_workers;
+	if (want < sc->min_workers)
+		want = sc->min_workers;
+	if (want > sc->max_workers)
+		want = sc->max_workers;
+	n = want - svc->online;
+	if (n > sc->spawn_concurrency - starting)
+		n = sc->spawn_concurrency - starting;
+	return (n > 0 ? n : 0);
+}
+
+/*
+ * Choose a worker for a client (r may be NULL: only the spawn count is
+ * wanted): the ready worker with room and the fewest connections, never
+ * one out of rotation or one this client failed to reach.  Starting
+ * workers are never chosen (late binding): a client with no worker waits
+ * in the service's queue for the first one that becomes ready or frees a
+ * slot.  Until the current generation has a ready worker, a ready one of
+ * the previous generation (before a reload) serves.
  */
 struct pick
 service_pick(const struct service *svc, const struct relay *r)
 {
 	struct pick    p = { NULL, 0 };
 	struct worker *w, *old = NULL;
+	int            grow = service_may_grow(svc), busy = 0;
 
 	TAILQ_FOREACH (w, &svc->workers, entry) {
-		if (relay_tried(r, w))
+		if (w->state != WORKER_READY)
 			continue;
 		if (w->generation != svc->generation) {
-			if (w->state == WORKER_READY &&
+			if (!relay_tried(r, w) &&
 			    (old == NULL || w->nconns < old->nconns))
 				old = w;
 			continue;
 		}
-		if (w->state != WORKER_READY && w->state != WORKER_STARTING)
+		if (w->nconns > 0)
+			busy++;
+		if (r == NULL || relay_tried(r, w) ||
+		    !service_room(svc, w, grow))
 			continue;
-		if (p.worker == NULL || w->nconns < p.worker->nconns ||
-		    (w->nconns == p.worker->nconns &&
-			w->state == WORKER_READY &&
-			p.worker->state == WORKER_STARTING))
+		if (p.worker == NULL || w->nconns < p.worker->nconns)
 			p.worker = w;
 	}
-	p.spawn = (p.worker == NULL || p.worker->nconns > 0) &&
-	    svc->online < svc->conf->max_workers && !svc->stopping &&
-	    now_ms() >= svc->backoff_until;
-	if (old != NULL &&
-	    (p.worker == NULL || p.worker->state != WORKER_READY)) {
+	if (p.worker == NULL && old != NULL && svc->ready == 0)
 		p.worker = old;
-		p.spawn = p.spawn && svc->online == 0;
-	}
+	if (p.worker != NULL && p.worker->nconns == 0 &&
+	    p.worker->generation == svc->generation)
+		busy++;
+	p.spawn = service_spawn_count(
+	    svc, busy, svc->nqueued + (r != NULL && p.worker == NULL));
 	return (p);
 }
 
@@ -246,41 +298,45 @@ service_spawn_one(struct service *svc)
 	return (w);
 }
 
-/* Give a client a worker now, or a place to wait for one. */
+/* Start n workers (the pool's policy decided how many). */
+static void
+service_spawn(struct service *svc, int n)
+{
+	while (n-- > 0 && service_spawn_one(svc) != NULL)
+		;
+}
+
+/* Give a client a worker now, or a place in the queue. */
 void
 service_dispatch(struct service *svc, struct relay *r)
 {
-	struct pick    p = service_pick(svc, r);
-	struct worker *w;
+	struct pick p = service_pick(svc, r);
 
-	if (p.spawn && (w = service_spawn_one(svc)) != NULL) {
-		service_attach(r, w);
-		relay_wait(r, &w->waiting);
-		return;
-	}
 	if (p.worker != NULL) {
 		service_attach(r, p.worker);
-		if (p.worker->state == WORKER_READY)
-			relay_connect(r);
-		else
-			relay_wait(r, &p.worker->waiting);
-		return;
-	}
-	if (svc->stopping && svc->online == 0) {
+		relay_connect(r);
+	} else if (svc->stopping && svc->online == 0) {
 		relay_close(r, "shutting down");
 		return;
-	}
-	relay_wait(r, &svc->queue);
+	} else
+		relay_wait(r);
+	service_spawn(svc, p.spawn);
 }
 
-/* Accept again when max_connections leaves room (0: no limit). */
+/*
+ * Accept while max_connections and max_queue leave room (0: no limit);
+ * beyond them new clients wait in the kernel's listen backlog.
+ */
 static void
-service_accept_if_room(struct service *svc)
+service_update_accepting(struct service *svc)
 {
-	if (!svc->accepting && !svc->stopping &&
-	    (svc->conf->max_connections == 0 ||
-		svc->nconns < svc->conf->max_connections))
-		service_listening(svc, 1);
+	const struct sn_service_conf *sc = svc->conf;
+
+	service_listening(svc,
+	    !svc->stopping &&
+		(sc->max_connections == 0 ||
+		    svc->nconns < sc->max_connections) &&
+		(sc->max_queue == 0 || svc->nqueued < sc->max_queue));
 }
 
 /* A listener accepted a client: it is ours until it closes. */
@@ -289,9 +345,7 @@ service_accepted(
     struct service *svc, int fd, const struct sockaddr *sa, socklen_t len)
 {
 	service_dispatch(svc, relay_new(svc, fd, sa, len));
-	if (svc->conf->max_connections > 0 &&
-	    svc->nconns >= svc->conf->max_connections)
-		service_listening(svc, 0);
+	service_update_accepting(svc);
 }
 
 /*
@@ -313,7 +367,7 @@ service_connect_failed(struct relay *r, int error)
 		r->attempts++;
 		p = service_pick(svc, r);
 		r->attempts--;
-		if (p.worker == NULL || p.worker->state != WORKER_READY) {
+		if (p.worker == NULL) {
 			relay_retry_later(r);
 			return;
 		}
@@ -369,45 +423,59 @@ service_queue_timeout(struct service *svc)
 	svc->queue_warned = now;
 }
 
-/* Dispatch the clients that waited for any worker. */
+/*
+ * Give queued clients, oldest first, to the workers that have room; stop
+ * at the first one no worker can take (those behind it wait too), unless
+ * it only excluded workers it failed to reach.
+ */
 static void
 service_drain_queue(struct service *svc)
 {
-	struct relay *r;
-	int           n = 0;
+	struct relay *r, *next;
+	struct pick   p;
 
-	TAILQ_FOREACH (r, &svc->queue, entry)
-		n++;
-	while (n-- > 0 && (r = TAILQ_FIRST(&svc->queue)) != NULL)
-		relay_redispatch(r);
+	for (r = TAILQ_FIRST(&svc->queue); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, entry);
+		p = service_pick(svc, r);
+		if (p.worker == NULL) {
+			if (r->attempts == 0)
+				break;
+			continue;
+		}
+		relay_unwait(r);
+		service_attach(r, p.worker);
+		relay_connect(r);
+	}
+	service_update_accepting(svc);
 }
 
-/* A worker joined the rotation: the clients waiting for it, then the queue. */
+/* A ready worker let go of a client: the head of the queue may take it. */
+void
+service_slot_freed(struct service *svc)
+{
+	if (svc->nqueued > 0)
+		service_drain_queue(svc);
+}
+
+/* A worker joined the rotation: the queue, then the pool's size. */
 void
 service_worker_ready(struct service *svc, struct worker *w)
 {
-	struct relay *r;
-
 	if (w->generation == svc->generation &&
 	    svc->ready >= svc->conf->min_workers)
 		service_retire(svc);
-	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
-		relay_connect(r);
 	service_drain_queue(svc);
+	service_maintain(svc);
 }
 
 /*
- * A worker left the rotation (unhealthy, stopping or dead): its waiting
- * clients choose again, and the pool starts a replacement if it is below
- * its minimum.
+ * A worker left the rotation or stopped starting (unhealthy, stopping or
+ * dead): the pool starts a replacement if demand wants one.
  */
 void
 service_worker_gone(struct service *svc, struct worker *w)
 {
-	struct relay *r;
-
-	while ((r = TAILQ_FIRST(&w->waiting)) != NULL)
-		relay_redispatch(r);
+	(void)w;
 	service_maintain(svc);
 }
 
@@ -532,30 +600,31 @@ service_reload(
 	if (sc->min_workers == 0)
 		service_retire(svc);
 	service_maintain(svc);
-	service_accept_if_room(svc);
+	service_update_accepting(svc);
 	return (0);
 }
 
-/* Keep min_workers online, as soon as the back-off allows. */
+/*
+ * Start the workers demand wants (min_workers, the queue, spare_workers),
+ * as soon as the back-off allows.
+ */
 static void
 service_maintain(struct service *svc)
 {
-	long long wait;
+	struct pick p;
+	long long   wait;
 
-	/* Below the minimum, or clients wait and no worker is coming. */
-	if (svc->stopping ||
-	    (svc->online >= svc->conf->min_workers &&
-		(svc->online > 0 || TAILQ_EMPTY(&svc->queue))))
+	if (svc->stopping)
 		return;
 	if ((wait = svc->backoff_until - now_ms()) > 0) {
-		if (!evtimer_pending(&svc->respawn, NULL))
+		if ((svc->online < svc->conf->min_workers ||
+			svc->nqueued > 0) &&
+		    !evtimer_pending(&svc->respawn, NULL))
 			ms_timer(&svc->respawn, wait);
 		return;
 	}
-	while (svc->online < svc->conf->min_workers) {
-		if (service_spawn_one(svc) == NULL)
-			break;
-	}
+	p = service_pick(svc, NULL);
+	service_spawn(svc, p.spawn);
 }
 
 static void
@@ -627,16 +696,28 @@ service_watch(evutil_socket_t fd, short events, void *arg)
 	service_watch_start(svc);
 }
 
-/* Every workers_checking_interval: stop idle workers above min_workers. */
+/*
+ * Every workers_checking_interval: stop idle workers above what the pool
+ * keeps (min_workers, and spare_workers idle ones above the busy).
+ */
 static void
 service_check(evutil_socket_t fd, short events, void *arg)
 {
 	struct service *svc = arg;
 	struct worker  *w, *prev;
-	int             excess = svc->ready - svc->conf->min_workers;
+	int             busy = 0, keep, excess;
 
 	(void)fd;
 	(void)events;
+	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (worker_in_rotation(w) && w->nconns > 0 &&
+		    w->generation == svc->generation)
+			busy++;
+	}
+	keep = busy + svc->conf->spare_workers;
+	if (keep < svc->conf->min_workers)
+		keep = svc->conf->min_workers;
+	excess = svc->ready - keep;
 	for (w = TAILQ_LAST(&svc->workers, worker_head);
 	     w != NULL && excess > 0; w = prev) {
 		prev = TAILQ_PREV(w, worker_head, entry);
@@ -723,7 +804,7 @@ service_relay_done(struct service *svc)
 			daemon_check();
 		return;
 	}
-	service_accept_if_room(svc);
+	service_update_accepting(svc);
 }
 
 /* Stopped: no worker process and no connection left. */

@@ -30,6 +30,7 @@ struct service {
 	struct relay_head       queue;    /* clients with no worker yet */
 	struct relay_head       relays;   /* every client of the service */
 	int                     nconns;   /* relays alive, queued included */
+	int                     nqueued;  /* relays on the queue */
 	int                     failures; /* quick exits in a row */
 	long long               backoff_until; /* ms */
 	int                     stopping;
@@ -65,6 +66,7 @@ void      service_dispatch(struct service *, struct relay *);
 void      service_connect_failed(struct relay *, int error);
 void      service_relay_done(struct service *);
 void      service_queue_timeout(struct service *);
+void      service_slot_freed(struct service *);
 void      service_fd_exhausted(struct service *);
 void      service_worker_ready(struct service *, struct worker *);
 void      service_worker_gone(struct service *, struct worker *);

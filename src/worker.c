@@ -482,7 +482,6 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w->uid = sc->switch_ids ? sc->uid : geteuid();
 	if (sc->backend != BACKEND_TCP)
 		w->dir = sockdir_ref(svc->sockdir);
-	TAILQ_INIT(&w->waiting);
 	for (i = 0; i < CONTROL_PEER_BUCKETS; i++)
 		TAILQ_INIT(&w->peers[i]);
 	evtimer_assign(&w->timer, sn_base, worker_probe, w);
@@ -1019,7 +1018,7 @@ worker_exited(struct worker *w, int status)
 		close(w->probefd);
 		w->probefd = -1;
 	}
-	/* Out of the pool first: its waiting clients go elsewhere. */
+	/* Out of the pool first, so the pool can replace it. */
 	worker_set_state(w, WORKER_STOPPING);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
@@ -1033,7 +1032,10 @@ worker_exited(struct worker *w, int status)
 void
 worker_release(struct worker *w)
 {
-	if (--w->nconns > 0)
+	--w->nconns;
+	if (w->state == WORKER_READY)
+		service_slot_freed(w->svc);
+	if (w->nconns > 0)
 		return;
 	if (w->state == WORKER_EXITED)
 		worker_free(w);

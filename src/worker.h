@@ -46,7 +46,6 @@ struct worker {
 	struct sn_addr    addr;     /* where relays connect */
 	int               nconns;   /* relays assigned to it */
 	int               awaiting; /* relays waiting for its reply */
-	struct relay_head waiting;  /* relays waiting for readiness */
 	long long         started;  /* ms */
 	long long         progress; /* ms: bytes last moved to or from it */
 	unsigned long     served;   /* connections it answered */

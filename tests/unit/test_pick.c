@@ -12,15 +12,19 @@ static struct sn_service_conf sc;
 static struct service         svc;
 static struct worker          pool[8];
 
+static struct relay client;
+
 static void
 setup(void)
 {
 	memset(&sc, 0, sizeof sc);
 	memset(&svc, 0, sizeof svc);
 	memset(pool, 0, sizeof pool);
+	memset(&client, 0, sizeof client);
 	sc.name = "web";
 	sc.min_workers = 1;
 	sc.max_workers = 3;
+	sc.spawn_concurrency = 4;
 	svc.conf = &sc;
 	TAILQ_INIT(&svc.workers);
 }
@@ -28,102 +32,143 @@ setup(void)
 static struct worker *
 add(enum worker_state state, int nconns)
 {
-	struct worker *w = &pool[svc.online + 1 < 8 ? svc.online : 7];
+	struct worker *w;
 	int            i;
 
-	for (i = 0; i < 8 && pool[i].svc != NULL; i++)
+	for (i = 0; i < 7 && pool[i].svc != NULL; i++)
 		;
 	w = &pool[i];
 	w->svc = &svc;
+	w->serial = i + 1;
 	w->state = state;
 	w->nconns = nconns;
 	TAILQ_INSERT_TAIL(&svc.workers, w, entry);
 	if (state == WORKER_READY || state == WORKER_STARTING)
 		svc.online++;
+	if (state == WORKER_READY)
+		svc.ready++;
 	return (w);
 }
 
-START_TEST(empty_pool_spawns_a_worker)
+START_TEST(empty_pool_queues_the_client_and_starts_a_worker)
 {
-	struct pick p = service_pick(&svc, NULL);
+	struct pick p = service_pick(&svc, &client);
 
 	ck_assert_ptr_null(p.worker);
 	ck_assert_int_eq(p.spawn, 1);
 }
 END_TEST
 
-START_TEST(idle_worker_takes_the_connection_without_spawning)
+START_TEST(idle_worker_takes_the_client_without_spawning)
 {
 	struct worker *w = add(WORKER_READY, 0);
-	struct pick    p = service_pick(&svc, NULL);
+	struct pick    p = service_pick(&svc, &client);
 
 	ck_assert_ptr_eq(p.worker, w);
 	ck_assert_int_eq(p.spawn, 0);
 }
 END_TEST
 
-START_TEST(least_connections_wins)
+START_TEST(least_connections_wins_at_max_workers)
 {
 	struct pick    p;
 	struct worker *b;
 
-	sc.max_workers = 3;
 	add(WORKER_READY, 5);
 	b = add(WORKER_READY, 2);
 	add(WORKER_READY, 3);
-	p = service_pick(&svc, NULL);
+	p = service_pick(&svc, &client);
 	ck_assert_ptr_eq(p.worker, b);
 	ck_assert_int_eq(p.spawn, 0); /* the pool is full */
 }
 END_TEST
 
-START_TEST(busy_pool_below_max_grows)
+START_TEST(below_max_a_busy_worker_has_no_room_the_client_queues_the_pool_grows)
 {
 	struct pick p;
 
 	add(WORKER_READY, 1);
-	add(WORKER_READY, 4);
-	p = service_pick(&svc, NULL);
-	ck_assert_ptr_nonnull(p.worker);
-	ck_assert_int_eq(p.spawn, 1);
-}
-END_TEST
-
-START_TEST(ready_beats_starting_on_a_tie_and_starting_can_be_chosen)
-{
-	struct pick    p;
-	struct worker *s, *r;
-
-	s = add(WORKER_STARTING, 0);
-	r = add(WORKER_READY, 0);
-	p = service_pick(&svc, NULL);
-	ck_assert_ptr_eq(p.worker, r);
-	r->nconns = 2;
-	p = service_pick(&svc, NULL);
-	ck_assert_ptr_eq(p.worker, s);
-	ck_assert_int_eq(p.spawn, 0);
-}
-END_TEST
-
-START_TEST(stopping_and_exited_workers_are_never_chosen)
-{
-	struct pick p;
-
-	add(WORKER_STOPPING, 0);
-	add(WORKER_EXITED, 0);
-	p = service_pick(&svc, NULL);
+	p = service_pick(&svc, &client);
 	ck_assert_ptr_null(p.worker);
 	ck_assert_int_eq(p.spawn, 1);
 }
 END_TEST
 
-START_TEST(unhealthy_and_draining_workers_are_never_chosen)
+START_TEST(starting_workers_are_never_chosen_and_count_against_the_queue)
 {
 	struct pick p;
 
+	add(WORKER_STARTING, 0);
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_null(p.worker);
+	ck_assert_int_eq(p.spawn, 0); /* the starting one is for it */
+	svc.nqueued = 1;
+	p = service_pick(&svc, &client);
+	ck_assert_int_eq(p.spawn, 1); /* a second queued client */
+}
+END_TEST
+
+START_TEST(worker_concurrency_bounds_the_clients_a_worker_is_given)
+{
+	struct pick    p;
+	struct worker *w;
+
+	sc.max_workers = 1;
+	sc.worker_concurrency = 1;
+	w = add(WORKER_READY, 1);
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_null(p.worker);
+	ck_assert_int_eq(p.spawn, 0); /* at max_workers */
+	sc.worker_concurrency = 2;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_eq(p.worker, w);
+}
+END_TEST
+
+START_TEST(starts_follow_the_queue_bounded_by_spawn_concurrency)
+{
+	struct pick p;
+
+	sc.max_workers = 20;
+	sc.spawn_concurrency = 2;
+	svc.nqueued = 10;
+	p = service_pick(&svc, NULL);
+	ck_assert_int_eq(p.spawn, 2);
+	add(WORKER_STARTING, 0);
+	p = service_pick(&svc, NULL);
+	ck_assert_int_eq(p.spawn, 1);
+	sc.worker_concurrency = 5; /* 10 queued need 2 workers */
+	sc.spawn_concurrency = 8;
+	p = service_pick(&svc, NULL);
+	ck_assert_int_eq(p.spawn, 1);
+}
+END_TEST
+
+START_TEST(spare_workers_are_kept_above_the_busy_ones)
+{
+	struct pick p;
+
+	sc.max_workers = 10;
+	sc.spare_workers = 2;
+	add(WORKER_READY, 1);
+	p = service_pick(&svc, NULL);
+	ck_assert_int_eq(p.spawn, 2);
+	add(WORKER_READY, 0);
+	add(WORKER_READY, 0);
+	p = service_pick(&svc, NULL);
+	ck_assert_int_eq(p.spawn, 0);
+}
+END_TEST
+
+START_TEST(workers_out_of_rotation_are_never_chosen)
+{
+	struct pick p;
+
+	add(WORKER_STOPPING, 0);
+	add(WORKER_EXITED, 0);
 	add(WORKER_UNHEALTHY, 0);
 	add(WORKER_DRAINING, 0);
-	p = service_pick(&svc, NULL);
+	p = service_pick(&svc, &client);
 	ck_assert_ptr_null(p.worker);
 	ck_assert_int_eq(p.spawn, 1);
 }
@@ -131,22 +176,21 @@ END_TEST
 
 START_TEST(a_worker_the_client_failed_to_reach_is_not_chosen_again)
 {
-	struct worker *a = add(WORKER_READY, 0), *b = add(WORKER_READY, 3);
-	struct relay   r;
+	struct worker *a, *b;
 	struct pick    p;
 
-	memset(&r, 0, sizeof r);
-	a->serial = 7;
-	b->serial = 8;
-	r.tried[0] = 7;
-	r.attempts = 1;
-	p = service_pick(&svc, &r);
+	a = add(WORKER_READY, 0);
+	b = add(WORKER_READY, 3);
+	add(WORKER_READY, 3);
+	client.tried[0] = a->serial;
+	client.attempts = 1;
+	p = service_pick(&svc, &client);
 	ck_assert_ptr_eq(p.worker, b);
-	r.tried[1] = 8;
-	r.attempts = 2;
-	p = service_pick(&svc, &r);
+	client.tried[1] = b->serial;
+	client.tried[2] = b->serial + 1;
+	client.attempts = 3;
+	p = service_pick(&svc, &client);
 	ck_assert_ptr_null(p.worker);
-	ck_assert_int_eq(p.spawn, 1);
 }
 END_TEST
 
@@ -155,11 +199,11 @@ START_TEST(no_spawn_during_backoff_or_shutdown)
 	struct pick p;
 
 	svc.backoff_until = now_ms() + 60000;
-	p = service_pick(&svc, NULL);
+	p = service_pick(&svc, &client);
 	ck_assert_int_eq(p.spawn, 0);
 	svc.backoff_until = 0;
 	svc.stopping = 1;
-	p = service_pick(&svc, NULL);
+	p = service_pick(&svc, &client);
 	ck_assert_int_eq(p.spawn, 0);
 }
 END_TEST
@@ -183,14 +227,19 @@ pick_suite(void)
 	TCase *tc = tcase_create("policy");
 
 	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, empty_pool_spawns_a_worker);
-	tcase_add_test(tc, idle_worker_takes_the_connection_without_spawning);
-	tcase_add_test(tc, least_connections_wins);
-	tcase_add_test(tc, busy_pool_below_max_grows);
+	tcase_add_test(tc, empty_pool_queues_the_client_and_starts_a_worker);
+	tcase_add_test(tc, idle_worker_takes_the_client_without_spawning);
+	tcase_add_test(tc, least_connections_wins_at_max_workers);
+	tcase_add_test(tc,
+	    below_max_a_busy_worker_has_no_room_the_client_queues_the_pool_grows);
 	tcase_add_test(
-	    tc, ready_beats_starting_on_a_tie_and_starting_can_be_chosen);
-	tcase_add_test(tc, stopping_and_exited_workers_are_never_chosen);
-	tcase_add_test(tc, unhealthy_and_draining_workers_are_never_chosen);
+	    tc, starting_workers_are_never_chosen_and_count_against_the_queue);
+	tcase_add_test(
+	    tc, worker_concurrency_bounds_the_clients_a_worker_is_given);
+	tcase_add_test(
+	    tc, starts_follow_the_queue_bounded_by_spawn_concurrency);
+	tcase_add_test(tc, spare_workers_are_kept_above_the_busy_ones);
+	tcase_add_test(tc, workers_out_of_rotation_are_never_chosen);
 	tcase_add_test(
 	    tc, a_worker_the_client_failed_to_reach_is_not_chosen_again);
 	tcase_add_test(tc, no_spawn_during_backoff_or_shutdown);

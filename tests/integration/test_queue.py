@@ -1,0 +1,175 @@
+"""Late binding: a client with no worker waits in the service's queue and goes to the first
+worker that becomes ready or frees a slot (oldest first), never to a worker still starting;
+worker_concurrency, spawn_concurrency, spare_workers and max_queue bound what the pool does."""
+
+import os
+import re
+import threading
+import time
+import unittest
+
+import harness
+
+
+def slow_after_first(tmp, seconds):
+    """A worker command: the first start serves at once, later ones start `seconds` late."""
+    script = os.path.join(tmp, "slowstart.sh")
+    with open(script, "w") as f:
+        f.write('#!/bin/sh\nif [ -e "$FIRST" ]; then sleep %s; fi\n: > "$FIRST"\n'
+                'exec socketnaut-hello --socket "$1"\n' % seconds)
+    os.chmod(script, 0o755)
+    return script
+
+
+class Timed(threading.Thread):
+    """One request in a thread; records when it ended and what it got."""
+
+    def __init__(self, port, path):
+        super().__init__()
+        self.port, self.path = port, path
+        self.result = self.ended = None
+
+    def run(self):
+        try:
+            r = harness.http(self.port, path=self.path, timeout=30)
+            self.result = (r.status, r.text.strip())
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.result = repr(e)
+        self.ended = time.monotonic()
+
+
+class QueueTest(harness.DaemonTest):
+
+    def test_queued_client_goes_to_the_first_free_worker_not_a_starting_one(self):
+        script = slow_after_first(self.tmp, 4)
+        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
+                                "command": script + " {socket}",
+                                "env": ["FIRST=" + self.path("first")]}])
+        first = d.wait_workers(1)[0]
+        busy = Timed(d.port, "/sleep?ms=1000")
+        busy.start()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        waiting = Timed(d.port, "/pid")
+        waiting.start()
+        busy.join(30)
+        waiting.join(30)
+        self.assertEqual(busy.result[0], 200)
+        self.assertEqual(waiting.result, (200, str(first)),
+                         "the queued client did not go to the worker that freed first")
+        self.assertLess(waiting.ended - t0, 3.0, "the client waited for the starting worker")
+        self.stop_daemon(d)
+
+    def test_a_freed_slot_takes_the_head_of_the_queue_in_fifo_order(self):
+        d = self.start_daemon([harness.hello(worker_count=1, worker_concurrency=1)])
+        d.wait_workers(1)
+        holder = Timed(d.port, "/sleep?ms=600")
+        holder.start()
+        time.sleep(0.2)
+        queued = []
+        for _ in range(4):
+            t = Timed(d.port, "/sleep?ms=100")
+            t.start()
+            queued.append(t)
+            time.sleep(0.05)
+        for t in [holder] + queued:
+            t.join(30)
+        self.assertEqual([t.result[0] for t in queued], [200] * 4)
+        ends = [t.ended for t in queued]
+        self.assertEqual(ends, sorted(ends), "queued clients were not served oldest first")
+        self.stop_daemon(d)
+
+    def test_worker_concurrency_1_never_gives_a_worker_a_second_connection(self):
+        d = self.start_daemon([harness.hello(worker_count=2, worker_concurrency=1)])
+        pids = d.wait_workers(2)
+        clients = [Timed(d.port, "/sleep?ms=300") for _ in range(6)]
+        for t in clients:
+            t.start()
+        most = 0
+        deadline = time.monotonic() + 10
+        while any(t.is_alive() for t in clients) and time.monotonic() < deadline:
+            for pid in pids:
+                socks = sum(1 for fd in os.listdir("/proc/%d/fd" % pid)
+                            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"))
+                most = max(most, socks - 2)  # less its listener and control channel
+            time.sleep(0.01)
+        for t in clients:
+            t.join(30)
+        self.assertEqual([t.result[0] for t in clients], [200] * 6)
+        self.assertEqual(most, 1, "a worker held %d client connections at once" % most)
+        self.stop_daemon(d)
+
+    def test_spawn_concurrency_is_never_exceeded(self):
+        script = slow_after_first(self.tmp, 0.5)
+        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 6,
+                                "spawn_concurrency": 2, "worker_concurrency": 1,
+                                "command": script + " {socket}",
+                                "env": ["FIRST=" + self.path("first")]}])
+        d.wait_workers(1)
+        clients = [Timed(d.port, "/sleep?ms=1500") for _ in range(6)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(30)
+        self.assertEqual([t.result[0] for t in clients], [200] * 6)
+        starting, most, started = set(), 0, 0
+        for line in d.log().splitlines():
+            m = re.search(r"worker (\d+): (started|ready at)", line)
+            if not m:
+                continue
+            if m.group(2) == "started":
+                starting.add(m.group(1))
+                started += 1
+            else:
+                starting.discard(m.group(1))
+            most = max(most, len(starting))
+        self.assertGreaterEqual(started, 4, "the pool did not grow")
+        self.assertLessEqual(most, 2, "more than spawn_concurrency workers started at once")
+        self.stop_daemon(d)
+
+    def test_spare_workers_are_kept_above_the_busy_ones_and_extra_ones_reaped(self):
+        d = self.start_daemon([harness.hello(min_workers=1, max_workers=5, spare_workers=2,
+                                             workers_checking_interval="200ms")])
+        d.wait_workers(2, what="2 spare workers at rest")
+        busy = [Timed(d.port, "/sleep?ms=1500") for _ in range(2)]
+        for t in busy:
+            t.start()
+        d.wait_workers(4, what="2 busy + 2 spare")
+        for t in busy:
+            t.join(30)
+        d.wait_workers(2, timeout=10, what="the extra idle workers reaped")
+        self.stop_daemon(d)
+
+    def test_max_queue_leaves_further_clients_in_the_kernel_backlog(self):
+        go, marker = self.path("go"), self.path("marker")
+        d = self.start_daemon([{"name": "web", "worker_count": 1, "control": False,
+                                "max_queue": 2, "queue_timeout": "20s",
+                                "command": [harness.PYTHON, harness.PYWORKER, "slowhttp",
+                                            go, marker]}])
+        conns = []
+        for _ in range(5):
+            c = harness.Conn(d.port, timeout=20)
+            c.sock.sendall(harness.build_request("GET", "/"))
+            conns.append(c)
+        # Two queued in the daemon, three left in the listen backlog.
+        harness.wait_until(lambda: listen_queue(d.port) == 3, 5,
+                           what="three clients in the kernel backlog")
+        open(go, "w").close()
+        for c in conns:
+            self.assertEqual(c.read_response().status, 200)
+            c.close()
+        self.stop_daemon(d)
+
+
+def listen_queue(port):
+    """Connections waiting in the accept queue of the listener on 127.0.0.1:port."""
+    with open("/proc/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+if __name__ == "__main__":
+    unittest.main()
