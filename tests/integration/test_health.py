@@ -52,7 +52,7 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def test_removing_a_workers_socket_file_does_not_break_it(self):
         d = self.start_daemon([harness.hello(worker_count=2)])
-        before = d.wait_workers(2)
+        before = wait_ready(d, 2)
         for sock in glob.glob(os.path.join(d.runtime_dir, "web", "*.sock")):
             os.unlink(sock)
         self.assertEqual([harness.http(d.port).status for _ in range(6)], [200] * 6)
@@ -74,7 +74,7 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def test_stopped_worker_is_found_stalled_its_unread_clients_move_and_it_is_replaced(self):
         d = self.start_daemon([harness.hello(worker_count=2, stall_timeout="1s")])
-        before = d.wait_workers(2)
+        before = wait_ready(d, 2)
         os.kill(before[0], signal.SIGSTOP)
         self.addCleanup(lambda: os.kill(before[0], signal.SIGCONT)
                         if harness.proc_alive(before[0]) else None)
@@ -103,7 +103,7 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def test_slow_but_progressing_worker_is_not_judged_stalled(self):
         d = self.start_daemon([harness.hello(worker_count=2, stall_timeout="300ms")])
-        before = d.wait_workers(2)
+        before = wait_ready(d, 2)
         # 40 bytes over 2 s: never 300 ms without a byte.
         r = harness.http(d.port, path="/drip?n=40&ms=50", timeout=10)
         self.assertEqual((r.status, len(r.body)), (200, 40))
@@ -113,7 +113,7 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def test_worker_that_served_and_was_killed_is_replaced_at_once_every_time(self):
         d = self.start_daemon([harness.hello(worker_count=2)])
-        d.wait_workers(2)
+        wait_ready(d, 2)
         worst = 0.0
         for _ in range(7):
             pids = d.wait_workers(2)
@@ -137,7 +137,7 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def test_killing_workers_under_load_fails_at_most_the_requests_in_flight(self):
         d = self.start_daemon([harness.hello(min_workers=2, max_workers=4)])
-        d.wait_workers(2)
+        wait_ready(d, 2)
         stop = threading.Event()
         counts = {"ok": 0, "failed": 0}
         lock = threading.Lock()
@@ -201,7 +201,7 @@ class ActiveCheckTest(harness.DaemonTest):
     def test_failing_http_check_takes_a_worker_out_and_passing_checks_bring_it_back(self):
         d = self.start_checked({"type": "http", "path": "/health", "expect": 200,
                                 "interval": "100ms", "timeout": "100ms", "rise": 2, "fall": 2})
-        pids = d.wait_workers(2)
+        pids = wait_ready(d, 2)
         sick = pids[0]
         flag = self.path("flag.%d" % sick)
         open(flag, "w").close()
@@ -231,7 +231,7 @@ class ActiveCheckTest(harness.DaemonTest):
     def test_worker_failing_checks_for_shutdown_timeout_is_replaced(self):
         d = self.start_checked({"type": "http", "path": "/health", "interval": "100ms",
                                 "timeout": "100ms", "fall": 1}, shutdown_timeout="1s")
-        pids = d.wait_workers(2)
+        pids = wait_ready(d, 2)
         open(self.path("flag.%d" % pids[0]), "w").close()
         harness.wait_until(lambda: not harness.proc_alive(pids[0]), 10,
                            what="the unhealthy worker to be stopped")
