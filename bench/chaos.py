@@ -7,7 +7,7 @@ Runs socketnautd (build/socketnautd, min_workers 2, max_workers 4, the bundled e
 on its Unix socket) under `wrk -cN` twice, keep-alive and `Connection: close`, and SIGKILLs one
 worker every --every seconds.  Before each kill it counts the connections the worker holds
 (its socket descriptors other than its listener and control channel): each of those can have
-at most one request in flight, so their sum bounds the requests the kills may cost.  It
+at most one request in flight (those still in its accept queue included), so their sum bounds the requests the kills may cost.  It
 reports wrk's failures against that bound and how long the pool took to be back at
 min_workers after each kill (median and worst).  Needs wrk (Debian package wrk)."""
 
@@ -53,15 +53,23 @@ def alive(pid):
 
 
 def connections(pid):
-    """Socket descriptors of a worker, less its listener and control channel."""
-    n = 0
+    """Client connections a worker holds: its socket descriptors less its listener and
+    control channel, plus those waiting in its listener's accept queue (ss's Recv-Q)."""
+    inodes = set()
     try:
         for fd in os.listdir("/proc/%d/fd" % pid):
-            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
-                n += 1
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
     except OSError:
         return 0
-    return max(n - 2, 0)
+    backlog = 0
+    out = subprocess.run(["ss", "-xln"], capture_output=True, text=True).stdout
+    for line in out.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 6 and f[5] in inodes:
+            backlog += int(f[2])
+    return max(len(inodes) - 2, 0) + backlog
 
 
 def run(args, close):
