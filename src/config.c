@@ -227,22 +227,39 @@ cb_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return (0);
 }
 
+/* One keyword of a closed list; the first is the fallback after an error. */
+struct keyword {
+	const char *name;
+	long        value;
+};
+
+static int
+keyword_parse(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
+    const struct keyword *kw, const char *what, const char *expected)
+{
+	const struct keyword *k;
+
+	for (k = kw; k->name != NULL; k++) {
+		if (strcmp(value, k->name) == 0) {
+			*(long *)result = k->value;
+			return (0);
+		}
+	}
+	config_error(cfg->line, "%s: unknown %s \"%s\" (expected %s)",
+	    opt->name, what, value, expected);
+	*(long *)result = kw->value;
+	return (0);
+}
+
 static int
 cb_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	if (strcmp(value, "unix") == 0)
-		*(long *)result = BACKEND_UNIX;
-	else if (strcmp(value, "tcp") == 0)
-		*(long *)result = BACKEND_TCP;
-	else if (strcmp(value, "agent") == 0)
-		*(long *)result = BACKEND_AGENT;
-	else {
-		config_error(cfg->line,
-		    "%s: unknown backend \"%s\" (expected unix, tcp or agent)",
-		    opt->name, value);
-		*(long *)result = BACKEND_UNIX;
-	}
-	return (0);
+	static const struct keyword kw[] = { { "unix", BACKEND_UNIX },
+		{ "tcp", BACKEND_TCP }, { "agent", BACKEND_AGENT },
+		{ NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "backend", "unix, tcp or agent"));
 }
 
 static cfg_opt_t health_opts[] = { CFG_STR("type", "tcp", CFGF_NONE),
@@ -256,17 +273,11 @@ static cfg_opt_t health_opts[] = { CFG_STR("type", "tcp", CFGF_NONE),
 static int
 cb_cgroup(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	if (strcmp(value, "auto") == 0)
-		*(long *)result = 1;
-	else if (strcmp(value, "off") == 0)
-		*(long *)result = 0;
-	else {
-		config_error(cfg->line,
-		    "%s: unknown value \"%s\" (expected auto or off)",
-		    opt->name, value);
-		*(long *)result = 1;
-	}
-	return (0);
+	static const struct keyword kw[] = { { "auto", 1 }, { "off", 0 },
+		{ NULL, 0 } };
+
+	return (
+	    keyword_parse(cfg, opt, value, result, kw, "value", "auto or off"));
 }
 
 static cfg_opt_t service_opts[] = { CFG_STR_LIST(

@@ -71,17 +71,14 @@ def greet(s, outdir):
         os.rename(tmp, os.path.join(outdir, "conn-%d.bin" % n))
 
 
-def slowhttp(go, marker):
-    for _ in range(3000):
-        if os.path.exists(go):
-            break
-        time.sleep(0.02)
-    s = listen()
-    with open(marker, "w") as f:
-        f.write(str(os.getpid()))
-    body = b"slow-start ok\n"
+def serve_http(s, answer):
+    """Answer each HTTP request on listener s with answer(request) -> (status, body), one
+    connection at a time, until the listener is closed."""
     while True:
-        c, _ = s.accept()
+        try:
+            c, _ = s.accept()
+        except OSError:
+            return
         try:
             c.settimeout(10)
             data = b""
@@ -91,12 +88,24 @@ def slowhttp(go, marker):
                     break
                 data += d
             if data:
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                          % (len(body), body))
+                status, body = answer(data)
+                c.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                          % (status, len(body), body))
         except OSError:
             pass
         finally:
             c.close()
+
+
+def slowhttp(go, marker):
+    for _ in range(3000):
+        if os.path.exists(go):
+            break
+        time.sleep(0.02)
+    s = listen()
+    with open(marker, "w") as f:
+        f.write(str(os.getpid()))
+    serve_http(s, lambda data: (b"200 OK", b"slow-start ok\n"))
 
 
 def unlisten(flag=None):
@@ -109,30 +118,14 @@ def unlisten(flag=None):
         s.listen(64)
     signal.signal(signal.SIGUSR1, lambda *_: s.close())
     body = str(os.getpid()).encode()
-    while True:
-        try:
-            c, _ = s.accept()
-        except OSError:
-            break
-        try:
-            c.settimeout(10)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                d = c.recv(65536)
-                if not d:
-                    break
-                data += d
-            status = b"200 OK"
-            if flag and data.startswith(b"GET /health ") and \
-                    os.path.exists("%s.%d" % (flag, os.getpid())):
-                status = b"503 Service Unavailable"
-            if data:
-                c.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                          % (status, len(body), body))
-        except OSError:
-            pass
-        finally:
-            c.close()
+
+    def answer(data):
+        if flag and data.startswith(b"GET /health ") and \
+                os.path.exists("%s.%d" % (flag, os.getpid())):
+            return b"503 Service Unavailable", body
+        return b"200 OK", body
+
+    serve_http(s, answer)
     for _ in range(600):
         time.sleep(1)
 
