@@ -5,12 +5,15 @@
 // main thread (default 100) before it is answered, so one process serves at
 // most 1000 / DELAY requests per second and spends that time on a CPU.
 //
-//   node node-worker.mjs [--delay MS] [--socket PATH | --port N]
+//   node node-worker.mjs [--delay MS] [--trace FILE] [--socket PATH | --port N]
 //
 // With neither --socket nor --port it listens on $SOCKETNAUT_SOCKET (the
 // Unix socket socketnautd gives a worker).  An existing socket path is
 // replaced.  Routes: GET / (13-byte body), POST /echo (the request body,
-// sent back once it has all arrived); anything else is 404.
+// sent back once it has all arrived); anything else is 404.  --trace FILE
+// appends "PID START END" (ms since the epoch: handler entered, response
+// finished) for every request, one write(2) each to a file opened with
+// O_APPEND, so that many workers can share it.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -18,13 +21,15 @@ import process from 'node:process';
 
 function usage(msg) {
 	process.stderr.write(`node-worker: ${msg}\n` +
-	    'usage: node node-worker.mjs [--delay MS] [--socket PATH | --port N]\n');
+	    'usage: node node-worker.mjs [--delay MS] [--trace FILE] ' +
+	    '[--socket PATH | --port N]\n');
 	process.exit(2);
 }
 
 let delay = 100;
 let socketPath = null;
 let port = null;
+let tracePath = null;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
 	const a = argv[i];
@@ -35,6 +40,8 @@ for (let i = 0; i < argv.length; i++) {
 		delay = Number(v);
 		if (!Number.isInteger(delay) || delay < 0 || delay > 60000)
 			usage('--delay: 0..60000');
+	} else if (a === '--trace') {
+		tracePath = v;
 	} else if (a === '--socket') {
 		socketPath = v;
 	} else if (a === '--port') {
@@ -60,7 +67,20 @@ function block(ms) {
 
 const hello = Buffer.from('Hello, World\n');
 
+let traceFd = null;
+if (tracePath !== null) {
+	try {
+		traceFd = fs.openSync(tracePath, 'a');
+	} catch (err) {
+		usage(`${tracePath}: ${err.message}`);
+	}
+}
+
 const server = http.createServer((req, res) => {
+	const start = Date.now();
+	if (traceFd !== null)
+		res.on('finish', () => fs.writeSync(traceFd,
+		    `${process.pid} ${start} ${Date.now()}\n`));
 	block(delay);
 	if (req.method === 'GET' && req.url === '/') {
 		res.writeHead(200, {

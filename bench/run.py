@@ -42,7 +42,9 @@ LABEL = {"socketnautd": "socketnautd", "haproxy": "HAProxy",
          "nginx": "nginx", "direct": "direct"}
 BULK_SIZE = 1 << 20
 ALL_SCEN = ["ka", "close", "bulk", "idle", "burst", "burst-node"]
-DEFAULT_SCEN = ALL_SCEN
+# burst-node is opt-in (--only burst-node): it starts 5 systems a round, two
+# of them with 100 Node processes each, about 3 minutes a round on 2 cores
+DEFAULT_SCEN = ["ka", "close", "bulk", "idle", "burst"]
 
 
 def log(msg):
@@ -259,6 +261,25 @@ def wait_http(addr, proc, what, timeout=15.0):
         what, timeout, tail(proc.bench_log) if proc else ""))
 
 
+def wait_accept(path, proc, what, timeout=30.0):
+    """Wait until the Unix socket path accepts a connection."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError("%s exited with status %s:\n%s" % (
+                what, proc.returncode, tail(proc.bench_log)))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            try:
+                s.connect(path)
+                return
+            except OSError:
+                pass
+        time.sleep(0.02)
+    raise BenchError("%s not accepting after %.0fs:\n%s" % (
+        what, timeout, tail(proc.bench_log)))
+
+
 class Notify:
     """A NOTIFY_SOCKET for socketnautd: READY=1 and STATUS= lines, drained
     by a thread so the daemon never finds the socket full."""
@@ -335,7 +356,8 @@ class Bench:
             path = os.path.join(d, "be%d.sock" % i)
             if kind == "node":
                 argv = [node_binary(), NODE_WORKER, "--socket", path,
-                        "--delay", str(delay)]
+                        "--delay", str(delay),
+                        "--trace", os.path.join(d, "trace.log")]
             else:
                 argv = [BACKEND, "--socket", path]
                 if delay:
@@ -362,8 +384,14 @@ class Bench:
                 raise BenchError("node workers did not bind their socket "
                                  "in time")
             self.last_starts = starts
+            # one GET on each would busy-wait 100 ms per worker, in series:
+            # check that each accepts, and GET only the first
+            for p, path in zip(procs, paths):
+                wait_accept(path, p, "node worker on " + path)
+            wait_http(paths[0], procs[0], "node worker on " + paths[0])
+            return procs, paths
         for p, path in zip(procs, paths):
-            wait_http(path, p, "%s backend on %s" % (kind, path), 60.0)
+            wait_http(path, p, "bench-backend on " + path)
         return procs, paths
 
     def backends_tcp(self, port, count):
@@ -421,8 +449,9 @@ class Bench:
                           kind="c", options=None):
         if kind == "node":
             # the seed's own set-up: the worker on unix:{socket}
-            cmd = "%s %s --socket {socket} --delay %d" % (
-                node_binary(), NODE_WORKER, delay)
+            cmd = "%s %s --socket {socket} --delay %d --trace %s" % (
+                node_binary(), NODE_WORKER, delay,
+                os.path.join(d, "trace.log"))
         elif self.args.socket_activation:
             cmd = BACKEND   # it takes fd 3 (LISTEN_FDS)
         else:
@@ -761,12 +790,15 @@ def node_label(t, args):
     return "%s %d" % (LABEL[name], n)
 
 
-def proc_start_wall(pid, btime, hz):
-    """Wall-clock time (s) at which pid was started, from /proc."""
+def proc_start_wall(pid, hz):
+    """Wall-clock time (s) at which pid was started: /proc gives clock
+    ticks since boot (CLOCK_BOOTTIME; btime in /proc/stat is only whole
+    seconds)."""
     with open("/proc/%d/stat" % pid, "rb") as f:
         data = f.read()
     rest = data[data.rfind(b")") + 2:].split()
-    return btime + int(rest[19]) / hz
+    since = time.clock_gettime(time.CLOCK_BOOTTIME) - int(rest[19]) / hz
+    return time.time() - since
 
 
 def sampler_main(master, match):
@@ -783,9 +815,6 @@ def sampler_main(master, match):
     import json
     stop = []
     signal.signal(signal.SIGTERM, lambda s, f: stop.append(s))
-    with open("/proc/stat") as f:
-        btime = next(int(line.split()[1]) for line in f
-                     if line.startswith("btime"))
     hz = os.sysconf("SC_CLK_TCK")
     seen = {}
     first = True
@@ -801,7 +830,7 @@ def sampler_main(master, match):
                     with open("/proc/%d/cmdline" % pid, "rb") as f:
                         argv = f.read().decode("utf-8", "replace") \
                             .split("\0")
-                    start = proc_start_wall(pid, btime, hz)
+                    start = proc_start_wall(pid, hz)
                     cpu = cpu_ns(pid)
                 except (OSError, ValueError, IndexError):
                     continue
@@ -888,6 +917,43 @@ def daemon_log_since(path, offset):
         return ""
 
 
+def trace_stats(path, t0, t1, ready, pre):
+    """Read node-worker.mjs --trace lines of the burst [t0, t1] (wall
+    clock, s).  ready: {pid: time its socket was bound} of the workers
+    started during the burst; pre: pids running before it.  Returns the
+    requests the pre-started workers served, the median time (after t0)
+    at which they finished their last request, and the share of the ready
+    workers' time (from t0 or their start to t1) not spent in a request."""
+    busy, last, reqs = {}, {}, {}
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    pid, a, b = (int(x) for x in line.split())
+                except ValueError:
+                    continue
+                a, b = a / 1000.0, b / 1000.0
+                if a < t0 - 0.05:
+                    continue        # the driver's readiness GET
+                busy[pid] = busy.get(pid, 0.0) + min(b, t1) - max(a, t0)
+                last[pid] = max(last.get(pid, t0), b)
+                reqs[pid] = reqs.get(pid, 0) + 1
+    except OSError:
+        return None
+    avail = used = 0.0
+    for pid in list(pre) + list(ready):
+        since = t0 if pid in pre else ready[pid]
+        if since is None or since >= t1:
+            continue
+        avail += t1 - max(t0, since)
+        used += min(busy.get(pid, 0.0), t1 - max(t0, since))
+    pre_last = [last[p] - t0 for p in pre if p in last]
+    return {"pre_reqs": sum(reqs.get(p, 0) for p in pre),
+            "pre_done": statistics.median(pre_last) if pre_last else None,
+            "idle": 1.0 - used / avail if avail else None,
+            "served": sum(reqs.values())}
+
+
 def run_burst_node(bench, t, rnd, args, nadd, notes):
     """One Node burst against system t (NODE_SYSTEMS); returns nothing,
     records into nadd(metric, system, value)."""
@@ -918,10 +984,16 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
             cpu_before = {p.pid: cpu_ns(p.pid) for p in h["backends"]}
         t_wall0 = time.time()
         r = burst_test(h["port"], args.burst, args.burst_size, timeout=180)
+        t_wall1 = time.time()
+        trace = os.path.join(h["dir"], "trace.log")
         if t == "socketnautd":
             time.sleep(0.1)
             seen = sampler.finish()
             sampler = None
+            ts = trace_stats(trace, t_wall0, t_wall1,
+                             {p: e["ready"] for p, e in seen.items()
+                              if not e["pre"]},
+                             {p for p, e in seen.items() if e["pre"]})
             new = [e for e in seen.values() if not e["pre"]]
             start_cpu = sum(e["ready_cpu"] for e in new
                             if e["ready_cpu"] is not None)
@@ -942,6 +1014,9 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
                 nadd("ready_max", t, max(ready_ms) / 1000.0)
             if bound:
                 nadd("last_bound", t, max(bound))
+            if new:
+                nadd("last_start", t,
+                     max(e["start"] for e in new) - t_wall0)
             warn = [line for line in text.splitlines()
                     if line.startswith(("warning:", "error:"))]
             extra = (", peak %d workers, %d started (daemon: ready after "
@@ -960,6 +1035,7 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
         else:
             worker_cpu = sum(cpu_ns(pid) - c for pid, c in
                              cpu_before.items()) / 1e9
+            ts = trace_stats(trace, t_wall0, t_wall1, {}, set(cpu_before))
             start_cpu = sum(c for c, _ in starts)
             nadd("peak", t, len(h["backends"]))
             nadd("start_cpu_ahead", t, start_cpu)
@@ -971,6 +1047,17 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
                          worker_cpu))
         nadd("wall", t, r["wall"])
         nadd("errors", t, r["errors"])
+        if ts:
+            nadd("pre_reqs", t, ts["pre_reqs"])
+            if ts["pre_done"] is not None:
+                nadd("pre_done", t, ts["pre_done"])
+            if ts["idle"] is not None:
+                nadd("idle", t, 100.0 * ts["idle"])
+            extra += (", workers up before the burst served %d requests, "
+                      "last one done %.2f s in (median); ready workers "
+                      "idle %.0f%% of the time" % (
+                          ts["pre_reqs"], ts["pre_done"] or 0.0,
+                          100.0 * (ts["idle"] or 0.0)))
         log("  %-11s node burst %.2f s, %d errors%s%s" % (
             t, r["wall"], r["errors"],
             " %r" % r["kinds"] if r["kinds"] else "", extra))
@@ -995,10 +1082,18 @@ def node_table(nres, args):
              "(exec → socket bound)", fmt_s, med),
             ("ready_med", "start → ready, median (daemon log)", fmt_s, med),
             ("ready_max", "start → ready, max (daemon log)", fmt_s, med),
+            ("last_start", "last new worker started, after burst start",
+             fmt_s, med),
             ("last_bound", "last new worker bound its socket, "
              "after burst start", fmt_s, med),
             ("worker_cpu", "CPU of all workers during the burst", fmt_s,
-             med)]
+             med),
+            ("pre_reqs", "requests served by the workers up before the "
+             "burst", fmt_int, med),
+            ("pre_done", "those workers' last request done, after burst "
+             "start (median)", fmt_s, med),
+            ("idle", "ready workers' time not in a request, during the "
+             "burst", fmt_pct, med)]
     head = ["Node burst"] + [node_label(t, args) for t in NODE_SYSTEMS]
     rows = []
     for key, title, fmt, agg in spec:
@@ -1268,6 +1363,10 @@ def fmt_s(v):
     return "%.2f s" % v
 
 
+def fmt_pct(v):
+    return "%.0f %%" % v
+
+
 def fmt_int(v):
     return "%d" % v
 
@@ -1397,7 +1496,7 @@ def main():
                     help="second fixed pool, measured once (0: skip)")
     ap.add_argument("--only", default="",
                     help="comma list of scenarios: ka,close,bulk,idle,burst,"
-                    "burst-node (default: all)")
+                    "burst-node (default: all but burst-node)")
     ap.add_argument("--node-min", type=int, default=10,
                     help="burst-node: socketnautd min_workers (default 10)")
     ap.add_argument("--node-max", type=int, default=100,
@@ -1488,7 +1587,10 @@ def main():
             order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
             load.append(loadavg())
             log("round %d/%d: %s (load average %s)" % (
-                rnd + 1, args.rounds, ", ".join(order), load[-1]))
+                rnd + 1, args.rounds, ", ".join(
+                    order if scen - {"burst-node"} else
+                    NODE_SYSTEMS[rnd % 5:] + NODE_SYSTEMS[:rnd % 5]),
+                load[-1]))
             if scen & {"ka", "close", "bulk", "idle"}:
                 # every system runs for the whole round; each scenario then
                 # visits them back to back, so noise from other jobs on the
