@@ -917,14 +917,13 @@ def daemon_log_since(path, offset):
         return ""
 
 
-def trace_stats(path, t0, t1, ready, pre):
-    """Read node-worker.mjs --trace lines of the burst [t0, t1] (wall
-    clock, s).  ready: {pid: time its socket was bound} of the workers
-    started during the burst; pre: pids running before it.  Returns the
-    requests the pre-started workers served, the median time (after t0)
-    at which they finished their last request, and the share of the ready
-    workers' time (from t0 or their start to t1) not spent in a request."""
-    busy, last, reqs = {}, {}, {}
+def trace_stats(path, t0, pre):
+    """Read the node-worker.mjs --trace lines of a burst that started at t0
+    (wall clock, s); pre: pids of the workers running before it.  Returns
+    (times in s after t0) when the first request of the burst reached any
+    worker's handler, the requests the pre-started workers served and the
+    medians of their first request and of their last request's end."""
+    first, last, reqs = {}, {}, {}
     try:
         with open(path) as f:
             for line in f:
@@ -935,22 +934,17 @@ def trace_stats(path, t0, t1, ready, pre):
                 a, b = a / 1000.0, b / 1000.0
                 if a < t0 - 0.05:
                     continue        # the driver's readiness GET
-                busy[pid] = busy.get(pid, 0.0) + min(b, t1) - max(a, t0)
-                last[pid] = max(last.get(pid, t0), b)
+                first[pid] = min(first.get(pid, a), a)
+                last[pid] = max(last.get(pid, b), b)
                 reqs[pid] = reqs.get(pid, 0) + 1
     except OSError:
         return None
-    avail = used = 0.0
-    for pid in list(pre) + list(ready):
-        since = t0 if pid in pre else ready[pid]
-        if since is None or since >= t1:
-            continue
-        avail += t1 - max(t0, since)
-        used += min(busy.get(pid, 0.0), t1 - max(t0, since))
+    pre_first = [first[p] - t0 for p in pre if p in first]
     pre_last = [last[p] - t0 for p in pre if p in last]
     return {"pre_reqs": sum(reqs.get(p, 0) for p in pre),
+            "first": min(first.values()) - t0 if first else None,
+            "pre_first": statistics.median(pre_first) if pre_first else None,
             "pre_done": statistics.median(pre_last) if pre_last else None,
-            "idle": 1.0 - used / avail if avail else None,
             "served": sum(reqs.values())}
 
 
@@ -984,15 +978,12 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
             cpu_before = {p.pid: cpu_ns(p.pid) for p in h["backends"]}
         t_wall0 = time.time()
         r = burst_test(h["port"], args.burst, args.burst_size, timeout=180)
-        t_wall1 = time.time()
         trace = os.path.join(h["dir"], "trace.log")
         if t == "socketnautd":
             time.sleep(0.1)
             seen = sampler.finish()
             sampler = None
-            ts = trace_stats(trace, t_wall0, t_wall1,
-                             {p: e["ready"] for p, e in seen.items()
-                              if not e["pre"]},
+            ts = trace_stats(trace, t_wall0,
                              {p for p, e in seen.items() if e["pre"]})
             new = [e for e in seen.values() if not e["pre"]]
             start_cpu = sum(e["ready_cpu"] for e in new
@@ -1035,7 +1026,7 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
         else:
             worker_cpu = sum(cpu_ns(pid) - c for pid, c in
                              cpu_before.items()) / 1e9
-            ts = trace_stats(trace, t_wall0, t_wall1, {}, set(cpu_before))
+            ts = trace_stats(trace, t_wall0, set(cpu_before))
             start_cpu = sum(c for c, _ in starts)
             nadd("peak", t, len(h["backends"]))
             nadd("start_cpu_ahead", t, start_cpu)
@@ -1049,15 +1040,14 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
         nadd("errors", t, r["errors"])
         if ts:
             nadd("pre_reqs", t, ts["pre_reqs"])
-            if ts["pre_done"] is not None:
-                nadd("pre_done", t, ts["pre_done"])
-            if ts["idle"] is not None:
-                nadd("idle", t, 100.0 * ts["idle"])
-            extra += (", workers up before the burst served %d requests, "
-                      "last one done %.2f s in (median); ready workers "
-                      "idle %.0f%% of the time" % (
-                          ts["pre_reqs"], ts["pre_done"] or 0.0,
-                          100.0 * (ts["idle"] or 0.0)))
+            for k in ("first", "pre_first", "pre_done"):
+                if ts[k] is not None:
+                    nadd(k, t, ts[k])
+            extra += (", first request handled %.2f s in; workers up "
+                      "before the burst served %d requests, first %.2f s "
+                      "in, last done %.2f s in (medians)" % (
+                          ts["first"] or 0.0, ts["pre_reqs"],
+                          ts["pre_first"] or 0.0, ts["pre_done"] or 0.0))
         log("  %-11s node burst %.2f s, %d errors%s%s" % (
             t, r["wall"], r["errors"],
             " %r" % r["kinds"] if r["kinds"] else "", extra))
@@ -1088,12 +1078,14 @@ def node_table(nres, args):
              "after burst start", fmt_s, med),
             ("worker_cpu", "CPU of all workers during the burst", fmt_s,
              med),
+            ("first", "first request reached a worker's handler, after "
+             "burst start", fmt_s, med),
             ("pre_reqs", "requests served by the workers up before the "
              "burst", fmt_int, med),
-            ("pre_done", "those workers' last request done, after burst "
+            ("pre_first", "those workers' first request, after burst "
              "start (median)", fmt_s, med),
-            ("idle", "ready workers' time not in a request, during the "
-             "burst", fmt_pct, med)]
+            ("pre_done", "those workers' last request done, after burst "
+             "start (median)", fmt_s, med)]
     head = ["Node burst"] + [node_label(t, args) for t in NODE_SYSTEMS]
     rows = []
     for key, title, fmt, agg in spec:
@@ -1361,10 +1353,6 @@ def fmt_kib(v):
 
 def fmt_s(v):
     return "%.2f s" % v
-
-
-def fmt_pct(v):
-    return "%.0f %%" % v
 
 
 def fmt_int(v):
