@@ -726,15 +726,19 @@ async def _burst(port, n, size, timeout):
             b"Content-Type: application/octet-stream\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size)
 
+    conn_at, sent_at = [], []
+
     async def one(i):
         off = (i * 61) % 4096
         body = base[off:off + size]
         reader, writer = await asyncio.open_connection("127.0.0.1", port,
                                                        limit=1 << 20)
+        conn_at.append(time.monotonic())
         try:
             writer.write(head)
             writer.write(body)
             await writer.drain()
+            sent_at.append(time.monotonic())
             rhead = await reader.readuntil(b"\r\n\r\n")
             m = re.search(rb"Content-Length: (\d+)", rhead)
             if not rhead.startswith(b"HTTP/1.1 200") or not m:
@@ -760,12 +764,19 @@ async def _burst(port, n, size, timeout):
     for r in results:
         if r != "ok":
             kinds[r] = kinds.get(r, 0) + 1
-    return wall, kinds
+    # when the client had connected every socket, and had handed half and
+    # all of the request bodies to the kernel (drain: the proxy reads them)
+    conn = max(conn_at) - t0 if conn_at else None
+    sent = sorted(x - t0 for x in sent_at)
+    return wall, kinds, conn, sent
 
 
 def burst_test(port, n, size, timeout):
-    wall, kinds = asyncio.run(_burst(port, n, size, timeout))
-    return {"wall": wall, "errors": sum(kinds.values()), "kinds": kinds}
+    wall, kinds, conn, sent = asyncio.run(_burst(port, n, size, timeout))
+    return {"wall": wall, "errors": sum(kinds.values()), "kinds": kinds,
+            "connected": conn,
+            "sent_half": sent[len(sent) // 2] if sent else None,
+            "sent_all": sent[-1] if len(sent) == n else None}
 
 
 # --------------------------------------------------------------------------
@@ -976,8 +987,10 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
             cpu_before = None
         else:
             cpu_before = {p.pid: cpu_ns(p.pid) for p in h["backends"]}
+        proxy_cpu0 = cpu_ns(h["pid"])
         t_wall0 = time.time()
         r = burst_test(h["port"], args.burst, args.burst_size, timeout=180)
+        nadd("proxy_cpu", t, (cpu_ns(h["pid"]) - proxy_cpu0) / 1e9)
         trace = os.path.join(h["dir"], "trace.log")
         if t == "socketnautd":
             time.sleep(0.1)
@@ -1038,6 +1051,12 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
                          worker_cpu))
         nadd("wall", t, r["wall"])
         nadd("errors", t, r["errors"])
+        for k in ("connected", "sent_half", "sent_all"):
+            if r[k] is not None:
+                nadd(k, t, r[k])
+        extra += ", client: all connected %s, half the bodies sent %s, " \
+            "all %s" % tuple("%.2f s" % r[k] if r[k] is not None else "–"
+                             for k in ("connected", "sent_half", "sent_all"))
         if ts:
             nadd("pre_reqs", t, ts["pre_reqs"])
             for k in ("first", "pre_first", "pre_done"):
@@ -1077,6 +1096,14 @@ def node_table(nres, args):
             ("last_bound", "last new worker bound its socket, "
              "after burst start", fmt_s, med),
             ("worker_cpu", "CPU of all workers during the burst", fmt_s,
+             med),
+            ("proxy_cpu", "proxy CPU during the burst (socketnautd's "
+             "master, HAProxy, nginx's worker)", fmt_s, med),
+            ("connected", "client: every connection established, after "
+             "burst start", fmt_s, med),
+            ("sent_half", "client: half the request bodies sent (drained)",
+             fmt_s, med),
+            ("sent_all", "client: every request body sent (drained)", fmt_s,
              med),
             ("first", "first request reached a worker's handler, after "
              "burst start", fmt_s, med),
