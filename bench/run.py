@@ -919,6 +919,22 @@ class Sampler:
         self.p.wait(timeout=5)
 
 
+def listen_overflows():
+    """The kernel's count of connections dropped because a listen queue
+    was full (TcpExt ListenOverflows, whole machine): the client's SYN is
+    then retried 1 s, 3 s, 7 s ... later."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2]):
+            if head.startswith("TcpExt:"):
+                d = dict(zip(head.split()[1:], vals.split()[1:]))
+                return int(d["ListenOverflows"])
+    except (OSError, KeyError, ValueError):
+        pass
+    return None
+
+
 def daemon_log_since(path, offset):
     try:
         with open(path, "rb") as f:
@@ -988,9 +1004,13 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
         else:
             cpu_before = {p.pid: cpu_ns(p.pid) for p in h["backends"]}
         proxy_cpu0 = cpu_ns(h["pid"])
+        ovf0 = listen_overflows()
         t_wall0 = time.time()
         r = burst_test(h["port"], args.burst, args.burst_size, timeout=180)
         nadd("proxy_cpu", t, (cpu_ns(h["pid"]) - proxy_cpu0) / 1e9)
+        ovf1 = listen_overflows()
+        if ovf0 is not None and ovf1 is not None:
+            nadd("overflows", t, ovf1 - ovf0)
         trace = os.path.join(h["dir"], "trace.log")
         if t == "socketnautd":
             time.sleep(0.1)
@@ -1067,6 +1087,8 @@ def run_burst_node(bench, t, rnd, args, nadd, notes):
                       "in, last done %.2f s in (medians)" % (
                           ts["first"] or 0.0, ts["pre_reqs"],
                           ts["pre_first"] or 0.0, ts["pre_done"] or 0.0))
+        if ovf0 is not None and ovf1 is not None:
+            extra += ", %d listen queue overflows" % (ovf1 - ovf0)
         log("  %-11s node burst %.2f s, %d errors%s%s" % (
             t, r["wall"], r["errors"],
             " %r" % r["kinds"] if r["kinds"] else "", extra))
@@ -1099,6 +1121,8 @@ def node_table(nres, args):
              med),
             ("proxy_cpu", "proxy CPU during the burst (socketnautd's "
              "master, HAProxy, nginx's worker)", fmt_s, med),
+            ("overflows", "listen queue overflows during the burst "
+             "(TcpExt ListenOverflows, whole machine)", fmt_int, med),
             ("connected", "client: every connection established, after "
              "burst start", fmt_s, med),
             ("sent_half", "client: half the request bodies sent (drained)",
