@@ -32,6 +32,7 @@ BUILD = os.path.join(ROOT, "build")
 SOCKETNAUTD = os.path.join(BUILD, "socketnautd")
 BACKEND = os.path.join(BUILD, "bench-backend")
 BACKEND_SRC = os.path.join(BENCH, "backend.c")
+NODE_WORKER = os.path.join(BENCH, "node-worker.mjs")
 SUMMARY_LUA = os.path.join(BENCH, "summary.lua")
 RESULTS = os.path.join(BENCH, "RESULTS.md")
 
@@ -40,6 +41,10 @@ PROXIES = ["socketnautd", "haproxy", "nginx"]
 LABEL = {"socketnautd": "socketnautd", "haproxy": "HAProxy",
          "nginx": "nginx", "direct": "direct"}
 BULK_SIZE = 1 << 20
+ALL_SCEN = ["ka", "close", "bulk", "idle", "burst", "burst-node"]
+# burst-node is opt-in (--only burst-node): it starts 5 systems a round, two
+# of them with 100 Node processes each, about 3 minutes a round on 2 cores
+DEFAULT_SCEN = ["ka", "close", "bulk", "idle", "burst"]
 
 
 def log(msg):
@@ -256,6 +261,25 @@ def wait_http(addr, proc, what, timeout=15.0):
         what, timeout, tail(proc.bench_log) if proc else ""))
 
 
+def wait_accept(path, proc, what, timeout=30.0):
+    """Wait until the Unix socket path accepts a connection."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError("%s exited with status %s:\n%s" % (
+                what, proc.returncode, tail(proc.bench_log)))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            try:
+                s.connect(path)
+                return
+            except OSError:
+                pass
+        time.sleep(0.02)
+    raise BenchError("%s not accepting after %.0fs:\n%s" % (
+        what, timeout, tail(proc.bench_log)))
+
+
 class Notify:
     """A NOTIFY_SOCKET for socketnautd: READY=1 and STATUS= lines, drained
     by a thread so the daemon never finds the socket full."""
@@ -321,15 +345,51 @@ class Bench:
 
     # -- backends --------------------------------------------------------
 
-    def backends_unix(self, d, count, delay=0):
+    def backends_unix(self, d, count, delay=0, kind="c"):
+        """count backends (bench-backend, or node-worker.mjs when kind is
+        "node") on Unix sockets in d.  For Node, self.last_starts gets each
+        process's CPU seconds and wall seconds from exec until its socket
+        was bound (its start-up cost, before any request)."""
         procs, paths = [], []
+        t0 = []
         for i in range(count):
             path = os.path.join(d, "be%d.sock" % i)
-            argv = [BACKEND, "--socket", path]
-            if delay:
-                argv += ["--delay", str(delay)]
-            procs.append(self.procs.start("backend", argv))
+            if kind == "node":
+                argv = [node_binary(), NODE_WORKER, "--socket", path,
+                        "--delay", str(delay),
+                        "--trace", os.path.join(d, "trace.log")]
+            else:
+                argv = [BACKEND, "--socket", path]
+                if delay:
+                    argv += ["--delay", str(delay)]
+            t0.append(time.monotonic())
+            procs.append(self.procs.start(
+                "node-worker" if kind == "node" else "backend", argv))
             paths.append(path)
+        if kind == "node":
+            # the path appears at bind(), listen() follows in the same tick;
+            # read the CPU then, before the GET below (which busy-waits)
+            starts = [None] * count
+            deadline = time.monotonic() + 60 + count * 0.5
+            while None in starts and time.monotonic() < deadline:
+                for i, (p, path) in enumerate(zip(procs, paths)):
+                    if starts[i] is None and os.path.exists(path):
+                        starts[i] = (cpu_ns(p.pid) / 1e9,
+                                     time.monotonic() - t0[i])
+                    elif starts[i] is None and p.poll() is not None:
+                        raise BenchError("node worker exited (%s):\n%s" % (
+                            p.returncode, tail(p.bench_log)))
+                time.sleep(0.005)
+            if None in starts:
+                raise BenchError("node workers did not bind their socket "
+                                 "in time")
+            self.last_starts = starts
+            # one GET on each would busy-wait 100 ms per worker, in series:
+            # check that each accepts, and GET only the first
+            for p, path in zip(procs, paths):
+                wait_accept(path, p, "node worker on " + path)
+            wait_http(paths[0], procs[0], "node worker on " + paths[0])
+            return procs, paths
         for p, path in zip(procs, paths):
             wait_http(path, p, "bench-backend on " + path)
         return procs, paths
@@ -354,20 +414,27 @@ class Bench:
 
     # -- the proxies -----------------------------------------------------
 
-    def start(self, target, pool=2, delay=0, autoscale=None):
-        """Start one system; returns (port, proxy pid or None, handle)."""
+    def start(self, target, pool=2, delay=0, autoscale=None, kind="c",
+              options=None):
+        """Start one system; returns (port, proxy pid or None, handle).
+        kind "node" puts bench/node-worker.mjs behind it instead of
+        bench-backend; options (socketnautd only) is a dict of extra
+        service settings, written as key = value."""
         d = self.newdir(target)
         port = free_port()
-        h = {"procs": [], "dir": d, "notify": None, "target": target}
+        h = {"procs": [], "dir": d, "notify": None, "target": target,
+             "backends": []}
         try:
             if target == "direct":
                 h["procs"] = self.backends_tcp(port, pool)
                 h["pid"] = None
             elif target == "socketnautd":
-                self.start_socketnautd(h, d, port, pool, delay, autoscale)
+                self.start_socketnautd(h, d, port, pool, delay, autoscale,
+                                       kind, options or {})
             else:
-                bprocs, paths = self.backends_unix(d, pool, delay)
+                bprocs, paths = self.backends_unix(d, pool, delay, kind)
                 h["procs"] = bprocs
+                h["backends"] = list(bprocs)
                 if target == "haproxy":
                     self.start_haproxy(h, d, port, paths)
                 else:
@@ -378,20 +445,29 @@ class Bench:
         h["port"] = port
         return h
 
-    def start_socketnautd(self, h, d, port, pool, delay, autoscale):
-        if self.args.socket_activation:
+    def start_socketnautd(self, h, d, port, pool, delay, autoscale,
+                          kind="c", options=None):
+        if kind == "node":
+            # the seed's own set-up: the worker on unix:{socket}
+            cmd = "%s %s --socket {socket} --delay %d --trace %s" % (
+                node_binary(), NODE_WORKER, delay,
+                os.path.join(d, "trace.log"))
+        elif self.args.socket_activation:
             cmd = BACKEND   # it takes fd 3 (LISTEN_FDS)
         else:
             cmd = "%s --socket {socket}" % BACKEND
-        if delay:
+        if delay and kind != "node":
             cmd += " --delay %d" % delay
         if autoscale:
             sizing = "min_workers = %d\n    max_workers = %d" % autoscale
         else:
             sizing = "worker_count = %d" % pool
         extra = "".join("\n    " + line for line in self.args.sn_conf)
+        extra += "".join("\n    %s = %s" % kv
+                         for kv in (options or {}).items())
         activation = ("\n    socket_activation = true"
-                      if self.args.socket_activation else "")
+                      if self.args.socket_activation and kind != "node"
+                      else "")
         conf = os.path.join(d, "socketnaut.conf")
         with open(conf, "w") as f:
             f.write(f"""# written by bench/run.py
@@ -650,15 +726,19 @@ async def _burst(port, n, size, timeout):
             b"Content-Type: application/octet-stream\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size)
 
+    conn_at, sent_at = [], []
+
     async def one(i):
         off = (i * 61) % 4096
         body = base[off:off + size]
         reader, writer = await asyncio.open_connection("127.0.0.1", port,
                                                        limit=1 << 20)
+        conn_at.append(time.monotonic())
         try:
             writer.write(head)
             writer.write(body)
             await writer.drain()
+            sent_at.append(time.monotonic())
             rhead = await reader.readuntil(b"\r\n\r\n")
             m = re.search(rb"Content-Length: (\d+)", rhead)
             if not rhead.startswith(b"HTTP/1.1 200") or not m:
@@ -684,12 +764,408 @@ async def _burst(port, n, size, timeout):
     for r in results:
         if r != "ok":
             kinds[r] = kinds.get(r, 0) + 1
-    return wall, kinds
+    # when the client had connected every socket, and had handed half and
+    # all of the request bodies to the kernel (drain: the proxy reads them)
+    conn = max(conn_at) - t0 if conn_at else None
+    sent = sorted(x - t0 for x in sent_at)
+    return wall, kinds, conn, sent
 
 
 def burst_test(port, n, size, timeout):
-    wall, kinds = asyncio.run(_burst(port, n, size, timeout))
-    return {"wall": wall, "errors": sum(kinds.values()), "kinds": kinds}
+    wall, kinds, conn, sent = asyncio.run(_burst(port, n, size, timeout))
+    return {"wall": wall, "errors": sum(kinds.values()), "kinds": kinds,
+            "connected": conn,
+            "sent_half": sent[len(sent) // 2] if sent else None,
+            "sent_all": sent[-1] if len(sent) == n else None}
+
+
+# --------------------------------------------------------------------------
+# burst-node: the seed's showcase, Node workers that block 100 ms a request
+
+NODE_SYSTEMS = ["socketnautd", "haproxy-100", "haproxy-10", "nginx-100",
+                "nginx-10"]
+
+
+def node_binary():
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node:
+        raise BenchError("burst-node needs node (apt-get install nodejs)")
+    return node
+
+
+def node_label(t, args):
+    if t == "socketnautd":
+        return "socketnautd %d→%d" % (args.node_min, args.node_max)
+    name, n = t.split("-")
+    n = args.burst_ref_pool if n == "100" else args.burst_ref_small_pool
+    return "%s %d" % (LABEL[name], n)
+
+
+def proc_start_wall(pid, hz):
+    """Wall-clock time (s) at which pid was started: /proc gives clock
+    ticks since boot (CLOCK_BOOTTIME; btime in /proc/stat is only whole
+    seconds)."""
+    with open("/proc/%d/stat" % pid, "rb") as f:
+        data = f.read()
+    rest = data[data.rfind(b")") + 2:].split()
+    since = time.clock_gettime(time.CLOCK_BOOTTIME) - int(rest[19]) / hz
+    return time.time() - since
+
+
+def sampler_main(master, match):
+    """bench/run.py --sample-workers PID MATCH: run as a process of its own
+    (so that it takes no GIL from the burst client) while socketnautd
+    serves a burst.  Every 0.1 s it lists master's children whose command
+    line holds MATCH (the workers) and reads their CPU time; every 5 ms it
+    checks whether a starting worker has bound its socket (the argument
+    after --socket; a file newer than the process).  The workers seen in
+    the first scan were started before the burst.  Prints "scanning" after
+    the first scan; on SIGTERM (or after 15 minutes) prints one line of
+    JSON: per worker, whether it predates the burst, its start time, when
+    its socket was bound and its CPU time then and at the end."""
+    import json
+    stop = []
+    signal.signal(signal.SIGTERM, lambda s, f: stop.append(s))
+    hz = os.sysconf("SC_CLK_TCK")
+    seen = {}
+    first = True
+    next_scan = 0.0
+    deadline = time.monotonic() + 900
+    while not stop and time.monotonic() < deadline:
+        now = time.monotonic()
+        if now >= next_scan:
+            for pid, ppid in proc_table().items():
+                if ppid != master or pid in seen:
+                    continue
+                try:
+                    with open("/proc/%d/cmdline" % pid, "rb") as f:
+                        argv = f.read().decode("utf-8", "replace") \
+                            .split("\0")
+                    start = proc_start_wall(pid, hz)
+                    cpu = cpu_ns(pid)
+                except (OSError, ValueError, IndexError):
+                    continue
+                if not any(match in a for a in argv):
+                    continue
+                sock = argv[argv.index("--socket") + 1] \
+                    if "--socket" in argv[:-1] else None
+                seen[pid] = {"pre": first, "start": start, "sock": sock,
+                             "base_cpu": cpu / 1e9 if first else 0.0,
+                             "cpu": cpu / 1e9,
+                             "ready": start if first else None,
+                             "ready_cpu": None}
+            for pid, e in seen.items():
+                try:
+                    e["cpu"] = cpu_ns(pid) / 1e9
+                except (OSError, ValueError, IndexError):
+                    pass        # exited: keep its last reading
+            if first:
+                print("scanning", flush=True)
+            first = False
+            next_scan = now + 0.1
+        for pid, e in seen.items():
+            if e["ready"] is not None or not e["sock"]:
+                continue
+            try:
+                st = os.stat(e["sock"])
+            except OSError:
+                continue
+            # clock ticks are 10 ms: a path older than that is the
+            # socket of an earlier worker in the same slot
+            if st.st_mtime >= e["start"] - 0.02:
+                e["ready"] = time.time()
+                try:
+                    e["ready_cpu"] = cpu_ns(pid) / 1e9
+                except (OSError, ValueError, IndexError):
+                    pass
+        time.sleep(0.005)
+    print(json.dumps({str(k): v for k, v in seen.items()}), flush=True)
+    return 0
+
+
+class Sampler:
+    """The --sample-workers process for one burst."""
+
+    def __init__(self, master):
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--sample-workers",
+             str(master), os.path.basename(NODE_WORKER)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            start_new_session=True, text=True)
+        sel = selectors.DefaultSelector()
+        sel.register(self.p.stdout, selectors.EVENT_READ)
+        ok = sel.select(timeout=10)
+        sel.close()
+        if not ok or self.p.stdout.readline().strip() != "scanning":
+            self.kill()
+            raise BenchError("worker sampler did not start")
+
+    def finish(self):
+        import json
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise BenchError("worker sampler did not answer")
+        return {int(k): v for k, v in json.loads(out).items()}
+
+    def kill(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.p.wait(timeout=5)
+
+
+def listen_overflows():
+    """The kernel's count of connections dropped because a listen queue
+    was full (TcpExt ListenOverflows, whole machine): the client's SYN is
+    then retried 1 s, 3 s, 7 s ... later."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2]):
+            if head.startswith("TcpExt:"):
+                d = dict(zip(head.split()[1:], vals.split()[1:]))
+                return int(d["ListenOverflows"])
+    except (OSError, KeyError, ValueError):
+        pass
+    return None
+
+
+def daemon_log_since(path, offset):
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def trace_stats(path, t0, pre):
+    """Read the node-worker.mjs --trace lines of a burst that started at t0
+    (wall clock, s); pre: pids of the workers running before it.  Returns
+    (times in s after t0) when the first request of the burst reached any
+    worker's handler, the requests the pre-started workers served and the
+    medians of their first request and of their last request's end."""
+    first, last, reqs = {}, {}, {}
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    pid, a, b = (int(x) for x in line.split())
+                except ValueError:
+                    continue
+                a, b = a / 1000.0, b / 1000.0
+                if a < t0 - 0.05:
+                    continue        # the driver's readiness GET
+                first[pid] = min(first.get(pid, a), a)
+                last[pid] = max(last.get(pid, b), b)
+                reqs[pid] = reqs.get(pid, 0) + 1
+    except OSError:
+        return None
+    pre_first = [first[p] - t0 for p in pre if p in first]
+    pre_last = [last[p] - t0 for p in pre if p in last]
+    return {"pre_reqs": sum(reqs.get(p, 0) for p in pre),
+            "first": min(first.values()) - t0 if first else None,
+            "pre_first": statistics.median(pre_first) if pre_first else None,
+            "pre_done": statistics.median(pre_last) if pre_last else None,
+            "served": sum(reqs.values())}
+
+
+def run_burst_node(bench, t, rnd, args, nadd, notes):
+    """One Node burst against system t (NODE_SYSTEMS); returns nothing,
+    records into nadd(metric, system, value)."""
+    kind = "node"
+    if t == "socketnautd":
+        h = bench.start(t, delay=args.burst_delay, kind=kind,
+                        autoscale=(args.node_min, args.node_max),
+                        options=args.sn_opt)
+    else:
+        name, n = t.split("-")
+        pool = args.burst_ref_pool if n == "100" else \
+            args.burst_ref_small_pool
+        h = bench.start(name, pool=pool, delay=args.burst_delay, kind=kind)
+        starts = bench.last_starts
+    sampler = None
+    try:
+        extra = ""
+        if t == "socketnautd":
+            # let the minimum pool settle (it is up: READY=1 came)
+            time.sleep(0.5)
+            h["notify"].reset_peaks()
+            master = h["pid"]
+            logpath = h["procs"][0].bench_log
+            log_off = os.path.getsize(logpath)
+            sampler = Sampler(master)
+            cpu_before = None
+        else:
+            cpu_before = {p.pid: cpu_ns(p.pid) for p in h["backends"]}
+        proxy_cpu0 = cpu_ns(h["pid"])
+        ovf0 = listen_overflows()
+        t_wall0 = time.time()
+        r = burst_test(h["port"], args.burst, args.burst_size, timeout=180)
+        nadd("proxy_cpu", t, (cpu_ns(h["pid"]) - proxy_cpu0) / 1e9)
+        ovf1 = listen_overflows()
+        if ovf0 is not None and ovf1 is not None:
+            nadd("overflows", t, ovf1 - ovf0)
+        trace = os.path.join(h["dir"], "trace.log")
+        if t == "socketnautd":
+            time.sleep(0.1)
+            seen = sampler.finish()
+            sampler = None
+            ts = trace_stats(trace, t_wall0,
+                             {p for p, e in seen.items() if e["pre"]})
+            new = [e for e in seen.values() if not e["pre"]]
+            start_cpu = sum(e["ready_cpu"] for e in new
+                            if e["ready_cpu"] is not None)
+            worker_cpu = sum(e["cpu"] - e["base_cpu"] for e in seen.values())
+            peak = h["notify"].max_online
+            text = daemon_log_since(logpath, log_off)
+            ready_ms = [int(m) for m in re.findall(
+                r"worker \d+: ready at .* after (\d+)ms", text)]
+            nstarted = len(re.findall(r"worker \d+: started \(slot", text))
+            bound = [e["ready"] - t_wall0 for e in new
+                     if e["ready"] is not None]
+            nadd("peak", t, peak)
+            nadd("started", t, nstarted)
+            nadd("start_cpu", t, start_cpu)
+            nadd("worker_cpu", t, worker_cpu)
+            if ready_ms:
+                nadd("ready_med", t, statistics.median(ready_ms) / 1000.0)
+                nadd("ready_max", t, max(ready_ms) / 1000.0)
+            if bound:
+                nadd("last_bound", t, max(bound))
+            if new:
+                nadd("last_start", t,
+                     max(e["start"] for e in new) - t_wall0)
+            warn = [line for line in text.splitlines()
+                    if line.startswith(("warning:", "error:"))]
+            extra = (", peak %d workers, %d started (daemon: ready after "
+                     "%s ms median, %s ms max; last socket bound %.2f s "
+                     "into the burst), start CPU %.2f s, worker CPU %.2f s"
+                     % (peak, nstarted,
+                        "%.0f" % statistics.median(ready_ms)
+                        if ready_ms else "–",
+                        "%d" % max(ready_ms) if ready_ms else "–",
+                        max(bound) if bound else 0.0, start_cpu,
+                        worker_cpu))
+            if warn:
+                notes.append("round %d: socketnautd (Node) logged %d "
+                             "warnings, first: %s" % (rnd + 1, len(warn),
+                                                      warn[0]))
+        else:
+            worker_cpu = sum(cpu_ns(pid) - c for pid, c in
+                             cpu_before.items()) / 1e9
+            ts = trace_stats(trace, t_wall0, set(cpu_before))
+            start_cpu = sum(c for c, _ in starts)
+            nadd("peak", t, len(h["backends"]))
+            nadd("start_cpu_ahead", t, start_cpu)
+            nadd("worker_cpu", t, worker_cpu)
+            extra = (", %d workers started in advance (start CPU %.2f s, "
+                     "%.0f ms median each), worker CPU %.2f s" % (
+                         len(starts), start_cpu,
+                         1000 * statistics.median(c for c, _ in starts),
+                         worker_cpu))
+        nadd("wall", t, r["wall"])
+        nadd("errors", t, r["errors"])
+        for k in ("connected", "sent_half", "sent_all"):
+            if r[k] is not None:
+                nadd(k, t, r[k])
+        extra += ", client: all connected %s, half the bodies sent %s, " \
+            "all %s" % tuple("%.2f s" % r[k] if r[k] is not None else "–"
+                             for k in ("connected", "sent_half", "sent_all"))
+        if ts:
+            nadd("pre_reqs", t, ts["pre_reqs"])
+            for k in ("first", "pre_first", "pre_done"):
+                if ts[k] is not None:
+                    nadd(k, t, ts[k])
+            extra += (", first request handled %.2f s in; workers up "
+                      "before the burst served %d requests, first %.2f s "
+                      "in, last done %.2f s in (medians)" % (
+                          ts["first"] or 0.0, ts["pre_reqs"],
+                          ts["pre_first"] or 0.0, ts["pre_done"] or 0.0))
+        if ovf0 is not None and ovf1 is not None:
+            extra += ", %d listen queue overflows" % (ovf1 - ovf0)
+        log("  %-11s node burst %.2f s, %d errors%s%s" % (
+            t, r["wall"], r["errors"],
+            " %r" % r["kinds"] if r["kinds"] else "", extra))
+        if r["errors"]:
+            notes.append("round %d: %s: Node burst errors %r" % (
+                rnd + 1, node_label(t, args), r["kinds"]))
+        check_alive(h, t, "node burst")
+    finally:
+        if sampler:
+            sampler.kill()
+        bench.stop(h)
+
+
+def node_table(nres, args):
+    spec = [("wall", "wall time (↓)", fmt_s, med),
+            ("errors", "errors (worst round)", fmt_int, max),
+            ("peak", "peak workers online", fmt_int, med),
+            ("started", "workers started during the burst", fmt_int, med),
+            ("start_cpu", "CPU of those starts (exec → socket bound)",
+             fmt_s, med),
+            ("start_cpu_ahead", "CPU of the pool's starts, in advance "
+             "(exec → socket bound)", fmt_s, med),
+            ("ready_med", "start → ready, median (daemon log)", fmt_s, med),
+            ("ready_max", "start → ready, max (daemon log)", fmt_s, med),
+            ("last_start", "last new worker started, after burst start",
+             fmt_s, med),
+            ("last_bound", "last new worker bound its socket, "
+             "after burst start", fmt_s, med),
+            ("worker_cpu", "CPU of all workers during the burst", fmt_s,
+             med),
+            ("proxy_cpu", "proxy CPU during the burst (socketnautd's "
+             "master, HAProxy, nginx's worker)", fmt_s, med),
+            ("overflows", "listen queue overflows during the burst "
+             "(TcpExt ListenOverflows, whole machine)", fmt_int, med),
+            ("connected", "client: every connection established, after "
+             "burst start", fmt_s, med),
+            ("sent_half", "client: half the request bodies sent (drained)",
+             fmt_s, med),
+            ("sent_all", "client: every request body sent (drained)", fmt_s,
+             med),
+            ("first", "first request reached a worker's handler, after "
+             "burst start", fmt_s, med),
+            ("pre_reqs", "requests served by the workers up before the "
+             "burst", fmt_int, med),
+            ("pre_first", "those workers' first request, after burst "
+             "start (median)", fmt_s, med),
+            ("pre_done", "those workers' last request done, after burst "
+             "start (median)", fmt_s, med)]
+    head = ["Node burst"] + [node_label(t, args) for t in NODE_SYSTEMS]
+    rows = []
+    for key, title, fmt, agg in spec:
+        vals = nres.get(key, {})
+        if not vals:
+            continue
+        rows.append([title] + [fmt(agg(vals[t])) if vals.get(t) else "–"
+                               for t in NODE_SYSTEMS])
+    wall = {t: med(nres.get("wall", {}).get(t, [])) for t in NODE_SYSTEMS}
+    rows.append(["socketnautd ÷ this (wall)"] + [
+        ratio(wall["socketnautd"], wall[t]) for t in NODE_SYSTEMS])
+    lines = [md_table(head, rows), ""]
+    sn, hp = wall["socketnautd"], wall["haproxy-100"]
+    errs = nres.get("errors", {}).get("socketnautd", [])
+    if sn is not None and hp:
+        met = sn <= 1.3 * hp and errs and max(errs) == 0
+        lines.append("Issue 8 target: socketnautd (autoscaling from %d) "
+                     "≤ 1.3× HAProxy with %d Node workers started in "
+                     "advance, 0 errors: %.2f× → %s." % (
+                         args.node_min, args.burst_ref_pool, sn / hp,
+                         "met" if met else "NOT met"))
+        lines.append("")
+    lines.append("Every round (round 1 / round 2 / ...): " + "; ".join(
+        "%s %s" % (node_label(t, args), " / ".join(
+            "%s (%d err)" % (fmt_s(w), e) for w, e in zip(
+                nres.get("wall", {}).get(t, []),
+                nres.get("errors", {}).get(t, []))))
+        for t in NODE_SYSTEMS if nres.get("wall", {}).get(t)) + ".")
+    return "\n".join(lines)
 
 
 def loadavg():
@@ -778,6 +1254,9 @@ def ensure_tools(args):
         need.append("wrk")
     if not shutil.which("cc"):
         need.append("gcc")
+    if "burst-node" in args.scen and not (shutil.which("node") or
+                                          shutil.which("nodejs")):
+        need.append("nodejs")
     if not need:
         return
     if args.no_install:
@@ -1055,7 +1534,17 @@ def main():
     ap.add_argument("--burst-ref-small-pool", type=int, default=10,
                     help="second fixed pool, measured once (0: skip)")
     ap.add_argument("--only", default="",
-                    help="comma list of scenarios: ka,close,bulk,idle,burst")
+                    help="comma list of scenarios: ka,close,bulk,idle,burst,"
+                    "burst-node (default: all but burst-node)")
+    ap.add_argument("--node-min", type=int, default=10,
+                    help="burst-node: socketnautd min_workers (default 10)")
+    ap.add_argument("--node-max", type=int, default=100,
+                    help="burst-node: socketnautd max_workers (default 100)")
+    ap.add_argument("--sn-opt", action="append", default=[],
+                    metavar="KEY=VALUE", help="burst-node only: extra "
+                    "setting for socketnautd's service block, written as "
+                    "'KEY = VALUE', e.g. --sn-opt worker_concurrency=1 "
+                    "(repeatable)")
     ap.add_argument("--ref-bufsize", type=int, default=0,
                     help="HAProxy tune.bufsize and nginx proxy_buffer_size "
                     "in bytes (default: their own defaults, 16 KiB)")
@@ -1076,11 +1565,26 @@ def main():
                          ("burst_delay", 0, 60000),
                          ("burst_ref_pool", 1, 1000),
                          ("burst_ref_small_pool", 0, 1000),
+                         ("node_min", 0, 1000), ("node_max", 1, 1000),
                          ("ref_bufsize", 0, 1 << 24)):
         if not lo <= getattr(args, name) <= hi:
             ap.error("--%s: %d..%d" % (name.replace("_", "-"), lo, hi))
-    scen = set(args.only.split(",")) if args.only else \
-        {"ka", "close", "bulk", "idle", "burst"}
+    if args.node_min > args.node_max:
+        ap.error("--node-min is above --node-max")
+    opts = {}
+    for kv in args.sn_opt:
+        k, sep, v = kv.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*", k.strip()) or \
+                not v.strip():
+            ap.error("--sn-opt %r: KEY=VALUE" % kv)
+        opts[k.strip()] = v.strip()
+    args.sn_opt = opts
+    scen = set(args.only.split(",")) if args.only else set(DEFAULT_SCEN)
+    unknown = scen - set(ALL_SCEN)
+    if unknown:
+        ap.error("--only: unknown %s (known: %s)" % (
+            ",".join(sorted(unknown)), ",".join(ALL_SCEN)))
+    args.scen = scen
 
     t_start = time.monotonic()
 
@@ -1107,18 +1611,25 @@ def main():
                          "(apt-get install libnginx-mod-stream)")
     bench.nginx_module = m
     res = {}
+    nres = {}
     notes = []
     load = []
 
     def add(key, target, value):
         res.setdefault(key, {}).setdefault(target, []).append(value)
 
+    def nadd(key, target, value):
+        nres.setdefault(key, {}).setdefault(target, []).append(value)
+
     try:
         for rnd in range(args.rounds):
             order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
             load.append(loadavg())
             log("round %d/%d: %s (load average %s)" % (
-                rnd + 1, args.rounds, ", ".join(order), load[-1]))
+                rnd + 1, args.rounds, ", ".join(
+                    order if scen - {"burst-node"} else
+                    NODE_SYSTEMS[rnd % 5:] + NODE_SYSTEMS[:rnd % 5]),
+                load[-1]))
             if scen & {"ka", "close", "bulk", "idle"}:
                 # every system runs for the whole round; each scenario then
                 # visits them back to back, so noise from other jobs on the
@@ -1173,6 +1684,14 @@ def main():
                                 rnd + 1, LABEL[t], r["kinds"]))
                     finally:
                         bench.stop(h)
+            if "burst-node" in scen:
+                norder = NODE_SYSTEMS[rnd % 5:] + NODE_SYSTEMS[:rnd % 5]
+                if scen - {"burst-node"}:
+                    load[-1] += " (before burst-node: %s)" % loadavg()
+                for t in norder:
+                    if t.endswith("-10") and args.burst_ref_small_pool == 0:
+                        continue
+                    run_burst_node(bench, t, rnd, args, nadd, notes)
         small = {}
         if "burst" in scen and args.burst_ref_small_pool > 0:
             for t in ["haproxy", "nginx"]:
@@ -1199,35 +1718,36 @@ def main():
             log("kept " + tmp)
 
     elapsed = time.monotonic() - t_start
-    head, rows = build_table(res, args)
     lines = ["# socketnautd benchmark results", "",
              "Written by `make bench` (bench/run.py); see bench/README for "
              "what each row measures.", "",
              "## Machine", ""]
     for k, v in machine():
         lines.append("- %s: %s" % (k, v))
-    lines += ["", "## Results (medians of %d alternating rounds)" %
-              args.rounds, "",
-              md_table(head, rows), ""]
-    lines.append(
-        "Ratios are socketnautd ÷ reference: above 1 is better for ↑ rows, "
-        "below 1 is better for ↓ rows; \"best\" is the better of HAProxy "
-        "and nginx.  All systems front the same bench-backend: socketnautd "
-        "with `worker_count = 2`, HAProxy/nginx with 2 backend processes "
-        "on Unix sockets, direct = 2 backend processes sharing one TCP port "
-        "(SO_REUSEPORT).")
-    lines.append("")
-    lines.append(
-        "Settings: wrk -t1; keep-alive -c%d -d%ds --latency on `GET /`; "
-        "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d -d%ds "
-        "`GET /bytes?n=%d`; idle %d connections from one Python client; "
-        "burst %d concurrent `POST /echo` of %d bytes, backends "
-        "`--delay %d`, socketnautd min_workers = 10, max_workers = 100, "
-        "HAProxy/nginx a fixed pool of %d backends (every round)." % (
-            args.conns, args.ka_seconds, args.conns, args.seconds,
-            args.bulk_conns, args.seconds, BULK_SIZE, args.idle_conns,
-            args.burst, args.burst_size, args.burst_delay,
-            args.burst_ref_pool))
+    if res:
+        head, rows = build_table(res, args)
+        lines += ["", "## Results (medians of %d alternating rounds)" %
+                  args.rounds, "",
+                  md_table(head, rows), ""]
+        lines.append(
+            "Ratios are socketnautd ÷ reference: above 1 is better for ↑ "
+            "rows, below 1 is better for ↓ rows; \"best\" is the better of "
+            "HAProxy and nginx.  All systems front the same bench-backend: "
+            "socketnautd with `worker_count = 2`, HAProxy/nginx with 2 "
+            "backend processes on Unix sockets, direct = 2 backend processes "
+            "sharing one TCP port (SO_REUSEPORT).")
+        lines.append("")
+        lines.append(
+            "Settings: wrk -t1; keep-alive -c%d -d%ds --latency on `GET /`; "
+            "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d -d%ds "
+            "`GET /bytes?n=%d`; idle %d connections from one Python client; "
+            "burst %d concurrent `POST /echo` of %d bytes, backends "
+            "`--delay %d`, socketnautd min_workers = 10, max_workers = 100, "
+            "HAProxy/nginx a fixed pool of %d backends (every round)." % (
+                args.conns, args.ka_seconds, args.conns, args.seconds,
+                args.bulk_conns, args.seconds, BULK_SIZE, args.idle_conns,
+                args.burst, args.burst_size, args.burst_delay,
+                args.burst_ref_pool))
     if small:
         lines += ["", "Burst with a fixed pool of %d backends (no "
                   "autoscaling, one run each): %s." % (
@@ -1241,6 +1761,32 @@ def main():
     if args.sn_conf:
         lines += ["", "socketnautd service block additions (--sn-conf): " +
                   "; ".join("`%s`" % c for c in args.sn_conf) + "."]
+    if nres:
+        lines += ["", "## Burst with Node workers (burst-node, medians of "
+                  "%d alternating rounds)" % args.rounds, "",
+                  "%d concurrent `POST /echo` of %d bytes; every worker is "
+                  "bench/node-worker.mjs (plain Node HTTP server, busy-waits "
+                  "%d ms per request) on a Unix socket.  socketnautd: "
+                  "min_workers = %d, max_workers = %d, command `node "
+                  "node-worker.mjs --socket {socket}`%s.  HAProxy/nginx: a "
+                  "fixed pool of Node processes started before the burst, "
+                  "as in the C burst." % (
+                      args.burst, args.burst_size, args.burst_delay,
+                      args.node_min, args.node_max,
+                      "; service options (--sn-opt): " + "; ".join(
+                          "`%s = %s`" % kv for kv in args.sn_opt.items())
+                      if args.sn_opt else ""), "",
+                  node_table(nres, args), "",
+                  "CPU is user + system time from /proc (schedstat) of the "
+                  "Node processes only.  A start's CPU is what the process "
+                  "used from exec until its socket file appeared (bind; "
+                  "listen follows in the same tick), read every 5 ms by a "
+                  "separate sampler process for socketnautd, in the driver "
+                  "for the pools started in advance.  \"CPU of all workers "
+                  "during the burst\" includes those starts and the busy-"
+                  "waiting, which runs until each 100 ms of wall time has "
+                  "passed, so it is about cores × wall time whenever "
+                  "workers are busy: it is not work done."]
     if args.ref_bufsize:
         lines += ["", "HAProxy `tune.bufsize` and nginx `proxy_buffer_size` "
                   "set to %d bytes (--ref-bufsize)." % args.ref_bufsize]
@@ -1251,8 +1797,11 @@ def main():
               "%s; at the end: %s.  The machine may be shared: the "
               "per-round figures below show how noisy it was." % (
                   "; ".join(load), loadavg())]
-    lines += ["", "## Every round (round 1 / round 2 / ...)", "",
-              spread_table(res), ""]
+    if res:
+        lines += ["", "## Every round (round 1 / round 2 / ...)", "",
+                  spread_table(res), ""]
+    else:
+        lines.append("")
     if notes:
         lines += ["## Errors seen", ""] + ["- " + n for n in notes] + [""]
     lines.append("Whole run: %.0f s." % elapsed)
@@ -1265,6 +1814,8 @@ def main():
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--sample-workers"] and len(sys.argv) == 4:
+        sys.exit(sampler_main(int(sys.argv[2]), sys.argv[3]))
     try:
         sys.exit(main())
     except BenchError as e:
