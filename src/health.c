@@ -23,16 +23,18 @@
 
 struct health {
 	struct worker *w;
-	int            fd;
-	int            passes;   /* in a row */
-	int            failures; /* in a row */
-	size_t         sent;
-	size_t         got;
-	char           reply[HEALTH_REPLY_MAX];
-	char          *request;
-	size_t         reqlen;
-	struct event   io;
-	struct event   timer;
+	struct sn_health_conf
+		     conf; /* as the worker started: reloads leave it */
+	int          fd;
+	int          passes;   /* in a row */
+	int          failures; /* in a row */
+	size_t       sent;
+	size_t       got;
+	char         reply[HEALTH_REPLY_MAX];
+	char        *request;
+	size_t       reqlen;
+	struct event io;
+	struct event timer;
 };
 
 static void health_run(evutil_socket_t, short, void *);
@@ -41,7 +43,7 @@ static void health_io(evutil_socket_t, short, void *);
 static const struct sn_health_conf *
 health_conf(const struct health *h)
 {
-	return (&h->w->svc->conf->health);
+	return (&h->conf);
 }
 
 /* Wait for what the check needs next, within the check's timeout. */
@@ -90,7 +92,9 @@ health_done(struct health *h, int ok, const char *why)
 	health_schedule(h, hc->interval);
 	if (ok) {
 		h->failures = 0;
-		if (++h->passes >= hc->rise && w->state == WORKER_UNHEALTHY) {
+		if (h->passes < hc->rise)
+			h->passes++;
+		if (h->passes >= hc->rise && w->state == WORKER_UNHEALTHY) {
 			snprintf(msg, sizeof msg, "%d check%s passed",
 			    h->passes, h->passes == 1 ? "" : "s");
 			worker_check_result(w, 1, msg);
@@ -98,7 +102,9 @@ health_done(struct health *h, int ok, const char *why)
 		return;
 	}
 	h->passes = 0;
-	if (++h->failures >= hc->fall && w->state == WORKER_READY) {
+	if (h->failures < hc->fall)
+		h->failures++;
+	if (h->failures >= hc->fall && w->state == WORKER_READY) {
 		snprintf(msg, sizeof msg, "%d check%s failed, last: %s",
 		    h->failures, h->failures == 1 ? "" : "s", why);
 		worker_check_result(w, 0, msg);
@@ -227,6 +233,8 @@ health_start(struct worker *w)
 		return;
 	h = xcalloc(1, sizeof *h);
 	h->w = w;
+	h->conf = *hc;
+	h->conf.path = NULL; /* only the request below uses it */
 	h->fd = -1;
 	if (hc->http) {
 		h->request = xasprintf(

@@ -214,14 +214,35 @@ relay_close(struct relay *r, const char *why)
 }
 
 /*
- * Whether the client can go to another worker without any risk that this
- * one acted on its request: the worker sent nothing back and, on a Unix
- * socket, left what it was sent unread (SIOCOUTQ), or it was sent nothing.
+ * What the worker has not read of what it was sent, as the kernel counts
+ * it (SIOCOUTQ: buffer space, so at least the bytes); -1 when it cannot
+ * tell (TCP: loopback acknowledges what the worker has not read).
+ */
+int
+relay_unread(const struct relay *r)
+{
+	int unread;
+
+	if (r->state != RELAY_OPEN || r->worker == NULL ||
+	    r->worker->addr.ss.ss_family != AF_UNIX ||
+	    ioctl(r->wfd, SIOCOUTQ, &unread) == -1)
+		return (-1);
+	return (unread);
+}
+
+/*
+ * Whether the client can go to another worker without the risk that this
+ * one acted on its request: the worker sent nothing back and left every
+ * byte it was sent unread (on a Unix socket the kernel still holds at
+ * least that much for it), or it was sent nothing.  The kernel counts
+ * buffer space, not bytes, so a worker that read a first part and then
+ * stalled can pass for one that read nothing; socketnaut.conf(5) says so.
  */
 int
 relay_replayable(struct relay *r)
 {
-	int unread = 0;
+	size_t sent;
+	int    unread;
 
 	if (r->state != RELAY_OPEN || r->replied || r->up.done)
 		return (0);
@@ -229,7 +250,9 @@ relay_replayable(struct relay *r)
 		return (1);
 	if (!r->keep)
 		return (0);
-	return (ioctl(r->wfd, SIOCOUTQ, &unread) == 0 && unread > 0);
+	sent = r->replaylen - (r->up.buf != NULL ? r->up.len - r->up.off : 0);
+	unread = relay_unread(r);
+	return (unread > 0 && (size_t)unread >= sent);
 }
 
 /*

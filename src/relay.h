@@ -84,6 +84,7 @@ void        relay_wait(struct relay *);
 void        relay_unwait(struct relay *);
 void        relay_connect(struct relay *);
 void        relay_retry_later(struct relay *);
+int         relay_unread(const struct relay *);
 int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);
 void        relay_close(struct relay *, const char *why);

@@ -27,6 +27,7 @@
 #define BACKOFF_MAX_MS   30000
 
 static void service_check(evutil_socket_t, short, void *);
+static void service_drain_cb(evutil_socket_t, short, void *);
 static void service_watch(evutil_socket_t, short, void *);
 static void service_respawn(evutil_socket_t, short, void *);
 static void service_shutdown_timeout(evutil_socket_t, short, void *);
@@ -82,11 +83,12 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 	TAILQ_INIT(&svc->workers);
 	TAILQ_INIT(&svc->queue);
 	TAILQ_INIT(&svc->relays);
-	svc->slots = xcalloc(sc->max_workers, 1);
+	svc->slots = xcalloc(SERVICE_SLOTS(sc), 1);
 	service_idle_tv(svc);
 	evtimer_assign(&svc->check, sn_base, service_check, svc);
 	evtimer_assign(&svc->watch, sn_base, service_watch, svc);
 	evtimer_assign(&svc->respawn, sn_base, service_respawn, svc);
+	event_assign(&svc->drain, sn_base, -1, 0, service_drain_cb, svc);
 	evtimer_assign(&svc->shutdown, sn_base, service_shutdown_timeout, svc);
 	return (svc);
 }
@@ -278,11 +280,11 @@ service_spawn_one(struct service *svc)
 	char          *cause;
 	int            slot;
 
-	for (slot = 0; slot < svc->conf->max_workers; slot++) {
+	for (slot = 0; slot < SERVICE_SLOTS(svc->conf); slot++) {
 		if (!svc->slots[slot])
 			break;
 	}
-	if (slot == svc->conf->max_workers)
+	if (slot == SERVICE_SLOTS(svc->conf))
 		return (NULL);
 	if ((w = worker_spawn(svc, slot, &cause)) == NULL) {
 		log_warnx("service %s: cannot start a worker: %s",
@@ -431,30 +433,49 @@ service_queue_timeout(struct service *svc)
 static void
 service_drain_queue(struct service *svc)
 {
-	struct relay *r, *next;
+	struct relay *r;
 	struct pick   p;
+	int           n = 2 * svc->nqueued + 1;
 
-	for (r = TAILQ_FIRST(&svc->queue); r != NULL; r = next) {
-		next = TAILQ_NEXT(r, entry);
+	r = TAILQ_FIRST(&svc->queue);
+	while (r != NULL && n-- > 0) {
 		p = service_pick(svc, r);
 		if (p.worker == NULL) {
 			if (r->attempts == 0)
 				break;
+			r = TAILQ_NEXT(r, entry); /* pick changed nothing */
 			continue;
 		}
 		relay_unwait(r);
 		service_attach(r, p.worker);
 		relay_connect(r);
+		/* Back in the queue: out of descriptors, or no worker left. */
+		if (r->state == RELAY_QUEUED)
+			break;
+		/* The connect may have changed the queue: start again. */
+		r = TAILQ_FIRST(&svc->queue);
 	}
 	service_update_accepting(svc);
 }
 
-/* A ready worker let go of a client: the head of the queue may take it. */
+static void
+service_drain_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	service_drain_queue(arg);
+}
+
+/*
+ * A ready worker let go of a client: the head of the queue may take it,
+ * once the current callback is over (the caller may be closing or moving
+ * a relay, or draining the queue itself).
+ */
 void
 service_slot_freed(struct service *svc)
 {
 	if (svc->nqueued > 0)
-		service_drain_queue(svc);
+		event_active(&svc->drain, EV_TIMEOUT, 0);
 }
 
 /* A worker joined the rotation: the queue, then the pool's size. */
@@ -587,7 +608,7 @@ service_reload(
 	config_unref(old);
 
 	free(svc->slots);
-	svc->slots = xcalloc(sc->max_workers, 1);
+	svc->slots = xcalloc(SERVICE_SLOTS(sc), 1);
 	svc->generation++;
 	svc->online = svc->ready = 0;
 	svc->failures = 0;
@@ -672,9 +693,25 @@ service_others_progress(
 }
 
 /*
+ * A client of w sent it bytes it has not read: it does not even read its
+ * requests (a server that holds a long poll reads it, then waits).
+ */
+static int
+service_unread_by(struct service *svc, struct worker *w)
+{
+	struct relay *r;
+
+	TAILQ_FOREACH (r, &svc->relays, all) {
+		if (r->worker == w && r->awaiting && relay_unread(r) > 0)
+			return (1);
+	}
+	return (0);
+}
+
+/*
  * Every quarter of stall_timeout: a worker with clients waiting for its
- * reply that has moved no byte for stall_timeout, while others serve, is
- * stalled.
+ * reply, that has moved no byte and used no CPU for stall_timeout and
+ * leaves requests unread, while others serve, is stalled.
  */
 static void
 service_watch(evutil_socket_t fd, short events, void *arg)
@@ -687,10 +724,14 @@ service_watch(evutil_socket_t fd, short events, void *arg)
 	(void)events;
 	for (w = TAILQ_FIRST(&svc->workers); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, entry);
-		if (!worker_in_rotation(w) || w->awaiting == 0 ||
+		if (!worker_in_rotation(w) || w->awaiting == 0)
+			continue;
+		/* A blocking server computing one long request is busy. */
+		if (worker_cpu_idle_ms(w, now) < svc->conf->stall_timeout ||
 		    now - w->progress < svc->conf->stall_timeout)
 			continue;
-		if (service_others_progress(svc, w, now))
+		if (service_others_progress(svc, w, now) &&
+		    service_unread_by(svc, w))
 			worker_stalled(w, now - w->progress);
 	}
 	service_watch_start(svc);
@@ -776,6 +817,7 @@ service_stop(struct service *svc, int now)
 		event_del(&svc->check);
 		event_del(&svc->watch);
 		event_del(&svc->respawn);
+		event_del(&svc->drain);
 		while (TAILQ_FIRST(&svc->queue) != NULL)
 			relay_close(TAILQ_FIRST(&svc->queue), "shutting down");
 		for (r = TAILQ_FIRST(&svc->relays); r != NULL; r = next) {
@@ -840,6 +882,7 @@ service_free(struct service *svc)
 	event_del(&svc->check);
 	event_del(&svc->watch);
 	event_del(&svc->respawn);
+	event_del(&svc->drain);
 	event_del(&svc->shutdown);
 	config_unref(svc->owner);
 	free(svc->listeners);

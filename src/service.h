@@ -14,6 +14,13 @@
 
 struct sockdir;
 
+/*
+ * {index} values: a worker keeps its slot until its process is gone, so a
+ * replacement started meanwhile (the other out of rotation, or exiting)
+ * takes another; online workers never exceed max_workers.
+ */
+#define SERVICE_SLOTS(sc) (2 * (sc)->max_workers)
+
 struct service {
 	TAILQ_ENTRY(service) entry;
 	struct sn_config       *owner; /* holds conf; refcounted */
@@ -25,7 +32,7 @@ struct service {
 	struct worker_head      workers;
 	int                     online; /* STARTING + READY, this generation */
 	int                     ready;  /* READY, this generation */
-	unsigned char          *slots;  /* slot in use, max_workers */
+	unsigned char          *slots;  /* held by a live worker process */
 	unsigned                generation;
 	struct relay_head       queue;    /* clients with no worker yet */
 	struct relay_head       relays;   /* every client of the service */
@@ -43,6 +50,7 @@ struct service {
 	struct event            check;          /* workers_checking_interval */
 	struct event            watch;          /* stall_timeout */
 	struct event            respawn;
+	struct event            drain; /* the queue, after a slot frees */
 	struct event            shutdown;
 };
 TAILQ_HEAD(service_head, service);

@@ -130,8 +130,8 @@ worker_set_state(struct worker *w, enum worker_state to)
 	if (w->generation == svc->generation) {
 		svc->online += state_online(to) - state_online(from);
 		svc->ready += (to == WORKER_READY) - (from == WORKER_READY);
-		if (state_online(to) != state_online(from))
-			svc->slots[w->slot] = state_online(to);
+		if (from == WORKER_NEW || to == WORKER_EXITED)
+			svc->slots[w->slot] = to != WORKER_EXITED;
 	}
 	if (to == WORKER_UNHEALTHY)
 		health_reset(w);
@@ -833,7 +833,7 @@ worker_retire(struct worker *w, long long ms)
 		worker_stop(w, "reload");
 		return;
 	}
-	if (w->state != WORKER_READY)
+	if (w->state != WORKER_READY && w->state != WORKER_UNHEALTHY)
 		return;
 	worker_set_state(w, WORKER_DRAINING);
 	if (w->nconns == 0)
@@ -909,11 +909,53 @@ worker_stalled(struct worker *w, long long idle_ms)
 	worker_kill(w);
 }
 
+/*
+ * How long the worker process has used no CPU, as far as the samples taken
+ * at each call (from /proc/PID/stat) tell.  The stall watch calls it only
+ * for workers that owe replies.
+ */
+long long
+worker_cpu_idle_ms(struct worker *w, long long now)
+{
+	unsigned long long utime, stime;
+	char               path[64], buf[512], *p;
+	ssize_t            n;
+	int                fd;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)w->pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return (now - w->cpu_since);
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return (now - w->cpu_since);
+	buf[n] = '\0';
+	/* Fields after the command, which may hold spaces and parentheses. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2,
+		"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+		&stime) != 2)
+		return (now - w->cpu_since);
+	if (w->cpu_since == 0 || utime + stime != w->cpu) {
+		w->cpu = utime + stime;
+		w->cpu_since = now;
+	}
+	return (now - w->cpu_since);
+}
+
 /* An active check's verdict (rise or fall reached). */
 void
 worker_check_result(struct worker *w, int ok, const char *why)
 {
+	struct service *svc = w->svc;
+
 	if (ok && w->state == WORKER_UNHEALTHY) {
+		/* Its replacement may have filled the pool meanwhile. */
+		if (w->generation != svc->generation ||
+		    svc->online >= svc->conf->max_workers) {
+			worker_stop(w, "healthy again, but replaced");
+			return;
+		}
 		worker_log(LOG_NOTICE, w, "healthy again (%s)", why);
 		event_del(&w->timer);
 		worker_set_state(w, WORKER_READY);

@@ -9,6 +9,8 @@ they listen on $SOCKETNAUT_SOCKET and serve one connection at a time.
                                  "slow-start ok"
   pyworker.py health FLAG        like unlisten, but GET /health answers 503 while the file
                                  FLAG.PID exists (PID: the worker's), else 200
+  pyworker.py spin               a blocking server: GET /spin?ms=N busy-waits N ms before it
+                                 answers (with its pid), one request at a time
   pyworker.py unlisten           answer each HTTP request with its pid, on $SOCKETNAUT_SOCKET or
                                  127.0.0.1:$PORT; on SIGUSR1 close the listening socket and
                                  stay alive, serving nothing
@@ -130,6 +132,19 @@ def unlisten(flag=None):
         time.sleep(1)
 
 
+def spin():
+    def answer(data):
+        ms = 0
+        if data.startswith(b"GET /spin?ms="):
+            ms = int(data[len(b"GET /spin?ms="):].split(b" ")[0])
+        end = time.monotonic() + ms / 1000.0
+        while time.monotonic() < end:
+            pass
+        return b"200 OK", str(os.getpid()).encode()
+
+    serve_http(listen(), answer)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "reverse":
@@ -140,6 +155,8 @@ def main():
         slowhttp(sys.argv[2], sys.argv[3])
     elif mode == "unlisten":
         unlisten()
+    elif mode == "spin":
+        spin()
     elif mode == "health":
         unlisten(sys.argv[2])
     else:

@@ -101,6 +101,47 @@ class WorkerHealthTest(harness.DaemonTest):
         self.assertIn("stalled", d.log())
         self.stop_daemon(d)
 
+    def test_worker_that_read_its_request_and_thinks_long_is_not_stalled(self):
+        # A long poll or a slow request: the request was read, the reply takes a while.  (With
+        # worker_concurrency 0, least-connections could queue the quick requests behind it
+        # in its socket, unread, and a worker that sleeps is then not told from a stopped
+        # one: worker_concurrency = 1 keeps them in the master's queue.)
+        d = self.start_daemon([harness.hello(worker_count=2, stall_timeout="300ms",
+                                             worker_concurrency=1)])
+        before = wait_ready(d, 2)
+        slow = harness.Conn(d.port, timeout=10)
+        slow.send(harness.build_request("GET", "/sleep?ms=1500"))
+        deadline = time.monotonic() + 1.4
+        for _ in range(1000):
+            if time.monotonic() >= deadline:
+                break
+            self.assertEqual(harness.http(d.port).status, 200)
+        self.assertEqual(slow.read_response().status, 200)
+        slow.close()
+        self.assertEqual(d.workers(), before)
+        self.assertNotIn("stalled", d.log())
+        self.stop_daemon(d)
+
+    def test_blocking_worker_computing_with_requests_queued_behind_it_is_not_stalled(self):
+        # Socketnaut's own showcase: a server that spins on one request at a time.  Clients
+        # queue unread in its socket, it moves no byte, but it uses CPU: it is busy.
+        d = self.start_daemon([self.pyworker("spin", worker_count=2, stall_timeout="300ms")])
+        before = wait_ready(d, 2)
+        spinning = harness.Conn(d.port, timeout=10)
+        spinning.send(harness.build_request("GET", "/spin?ms=1500"))
+        time.sleep(0.1)
+        queued = [harness.Conn(d.port, timeout=10) for _ in range(4)]
+        for c in queued:
+            c.send(harness.build_request("GET", "/"))
+        self.assertEqual(spinning.read_response().status, 200)
+        for c in queued:
+            self.assertEqual(c.read_response().status, 200)
+            c.close()
+        spinning.close()
+        self.assertEqual(d.workers(), before)
+        self.assertNotIn("stalled", d.log())
+        self.stop_daemon(d)
+
     def test_slow_but_progressing_worker_is_not_judged_stalled(self):
         d = self.start_daemon([harness.hello(worker_count=2, stall_timeout="300ms")])
         before = wait_ready(d, 2)
@@ -194,13 +235,16 @@ class ActiveCheckTest(harness.DaemonTest):
         return svc
 
     def start_checked(self, check, **opts):
-        svc = self.pyworker("health", self.path("flag"), worker_count=2, health_check=check,
-                            **opts)
+        if "min_workers" not in opts:
+            opts["worker_count"] = 2
+        svc = self.pyworker("health", self.path("flag"), health_check=check, **opts)
         return self.start_daemon([svc])
 
     def test_failing_http_check_takes_a_worker_out_and_passing_checks_bring_it_back(self):
+        # Room for it to come back: a replacement starts, the pool stays below max_workers.
         d = self.start_checked({"type": "http", "path": "/health", "expect": 200,
-                                "interval": "100ms", "timeout": "100ms", "rise": 2, "fall": 2})
+                                "interval": "100ms", "timeout": "100ms", "rise": 2, "fall": 2},
+                               min_workers=2, max_workers=3)
         pids = wait_ready(d, 2)
         sick = pids[0]
         flag = self.path("flag.%d" % sick)
