@@ -67,6 +67,20 @@ class ConfigCheckTest(harness.DaemonTest):
             '    command = "socketnaut-hello --socket {socket}"\n'
             '}\n', [4, 5], ["min_workers", "max_workers"], option="_workers")
 
+    def test_check_pool_options_out_of_range_name_their_lines(self):
+        for line, words in (('worker_concurrency = -1', ["worker_concurrency", "between"]),
+                            ('spawn_concurrency = 0', ["spawn_concurrency", "between"]),
+                            ('spare_workers = 9', ["spare_workers", "max_workers"]),
+                            ('max_queue = 2000000', ["max_queue", "between"])):
+            self.assert_error_at(
+                'runtime_dir = "{rt}"\n'
+                'service "web" {\n'
+                '    listen = { "127.0.0.1:{port}" }\n'
+                '    max_workers = 4\n'
+                '    %s\n'
+                '    command = "socketnaut-hello --socket {socket}"\n'
+                '}\n' % line, [5], words, option=line.split()[0])
+
     def test_check_unknown_option_names_its_line(self):
         self.assert_error_at(
             'runtime_dir = "{rt}"\n'
