@@ -372,6 +372,14 @@ class Daemon:
             raise AssertionError("%s; workers last seen: %s" % (e, seen)) from None
         return list(seen)
 
+    def wait_ready(self, count, timeout=10):
+        """Wait (bounded) until `count` workers have been seen ready, and there are `count`
+        workers; returns their pids.  (Workers that exist are not yet ready: a client that
+        comes earlier is queued or given to the ready ones.)"""
+        wait_until(lambda: self.log().count(": ready at ") >= count, timeout,
+                   what="%d workers ready" % count)
+        return self.wait_workers(count, timeout)
+
     def log(self):
         try:
             with open(self.log_path, "rb") as f:

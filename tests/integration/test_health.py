@@ -16,8 +16,7 @@ import harness
 def wait_ready(d, n):
     """The n workers' pids once each has been seen ready (a signal sent earlier could reach
     a worker before its handler is set)."""
-    harness.wait_until(lambda: d.log().count(": ready at ") >= n, 10, what="%d ready" % n)
-    return d.wait_workers(n)
+    return d.wait_ready(n)
 
 
 class WorkerHealthTest(harness.DaemonTest):
@@ -152,13 +151,18 @@ class WorkerHealthTest(harness.DaemonTest):
         self.assertNotIn("stalled", d.log())
         self.stop_daemon(d)
 
+    def ready_pair(self, d, seen):
+        """The two workers, once `seen` workers have been reported ready in all."""
+        harness.wait_until(lambda: d.log().count(": ready at ") >= seen, 10,
+                           what="the replacement ready")
+        return d.wait_workers(2)
+
     def test_worker_that_served_and_was_killed_is_replaced_at_once_every_time(self):
         d = self.start_daemon([harness.hello(worker_count=2)])
-        wait_ready(d, 2)
         worst = 0.0
-        for _ in range(7):
-            pids = d.wait_workers(2)
-            # Two keep-alive connections at once reach both workers.
+        for i in range(7):
+            # Both ready (the replacement too), so two connections at once reach both.
+            pids = self.ready_pair(d, 2 + i)
             conns = [harness.Conn(d.port) for _ in range(2)]
             for c in conns:
                 c.send(harness.build_request("GET", "/sleep?ms=50", keepalive=True))

@@ -20,7 +20,7 @@ class WorkerFailureTest(harness.DaemonTest):
 
     def test_kill9_of_worker_mid_response_closes_only_its_client_and_worker_is_replaced(self):
         d = self.start_daemon([harness.hello(worker_count=2)])
-        before = d.wait_workers(2)
+        before = d.wait_ready(2)
 
         # Two keep-alive connections; least-connections puts them on different workers,
         # and /pid on each tells which.
