@@ -179,12 +179,11 @@ relay_tried(const struct relay *r, const struct worker *w)
 	return (0);
 }
 
-/* The pool may still start workers (max_workers, back-off, shutdown). */
+/* Workers may be started now: no shutdown, no back-off running. */
 static int
-service_may_grow(const struct service *svc)
+service_may_start(const struct service *svc)
 {
-	return (svc->online < svc->conf->max_workers && !svc->stopping &&
-	    now_ms() >= svc->backoff_until);
+	return (!svc->stopping && now_ms() >= svc->backoff_until);
 }
 
 /*
@@ -214,8 +213,6 @@ service_spawn_count(const struct service *svc, int busy, int queued)
 	const struct sn_service_conf *sc = svc->conf;
 	int starting = svc->online - svc->ready, want, n;
 
-	if (svc->stopping || now_ms() < svc->backoff_until)
-		return (0);
 	want = sc->worker_concurrency > 0
 	    ? (queued + sc->worker_concurrency - 1) / sc->worker_concurrency
 	    : queued;
@@ -244,7 +241,8 @@ service_pick(const struct service *svc, const struct relay *r)
 {
 	struct pick    p = { NULL, 0 };
 	struct worker *w, *old = NULL;
-	int            grow = service_may_grow(svc), busy = 0;
+	int            start = service_may_start(svc), busy = 0;
+	int            grow = start && svc->online < svc->conf->max_workers;
 
 	TAILQ_FOREACH (w, &svc->workers, entry) {
 		if (w->state != WORKER_READY)
@@ -268,8 +266,9 @@ service_pick(const struct service *svc, const struct relay *r)
 	if (p.worker != NULL && p.worker->nconns == 0 &&
 	    p.worker->generation == svc->generation)
 		busy++;
-	p.spawn = service_spawn_count(
-	    svc, busy, svc->nqueued + (r != NULL && p.worker == NULL));
+	if (start)
+		p.spawn = service_spawn_count(
+		    svc, busy, svc->nqueued + (r != NULL && p.worker == NULL));
 	return (p);
 }
 
@@ -494,9 +493,8 @@ service_worker_ready(struct service *svc, struct worker *w)
  * dead): the pool starts a replacement if demand wants one.
  */
 void
-service_worker_gone(struct service *svc, struct worker *w)
+service_worker_gone(struct service *svc)
 {
-	(void)w;
 	service_maintain(svc);
 }
 

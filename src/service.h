@@ -77,7 +77,7 @@ void      service_queue_timeout(struct service *);
 void      service_slot_freed(struct service *);
 void      service_fd_exhausted(struct service *);
 void      service_worker_ready(struct service *, struct worker *);
-void      service_worker_gone(struct service *, struct worker *);
+void      service_worker_gone(struct service *);
 int       service_move_clients(struct service *, struct worker *);
 void      service_reap(struct service *, struct worker *, int status);
 int       service_stopped(const struct service *);

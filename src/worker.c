@@ -144,7 +144,7 @@ worker_set_state(struct worker *w, enum worker_state to)
 		health_start(w);
 		service_worker_ready(svc, w);
 	} else if (from == WORKER_READY || from == WORKER_STARTING)
-		service_worker_gone(svc, w);
+		service_worker_gone(svc);
 	daemon_status_changed();
 }
 
