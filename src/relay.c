@@ -335,7 +335,7 @@ relay_open(struct relay *r)
 		event_del(&r->wev);
 	worker_connected(r->worker);
 	r->state = RELAY_OPEN;
-	r->last_active = relay_now();
+	r->last_active = r->opened = relay_now();
 	/* Only a Unix worker can show it never read what it was sent. */
 	if (r->worker->addr.ss.ss_family != AF_UNIX)
 		relay_forget(r);
@@ -532,6 +532,8 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		else
 			relay_replied(r);
 		w = send(dst, scratch, n, MSG_NOSIGNAL);
+		if (w > 0)
+			h->total += w;
 		if (w > 0 && h == &r->up)
 			relay_sent(r);
 		if (w == n)
@@ -578,6 +580,7 @@ relay_flush(struct relay *r, struct relay_half *h, int dst)
 		return;
 	}
 	r->last_active = relay_now();
+	h->total += w;
 	if (h == &r->up)
 		relay_sent(r);
 	h->off += w;

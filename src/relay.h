@@ -20,6 +20,7 @@ struct relay_half {
 	char    *buf;
 	size_t   off;
 	size_t   len;
+	uint64_t total; /* bytes delivered to the destination */
 	unsigned done : 1; /* FIN passed on, or direction dropped */
 };
 
@@ -59,6 +60,7 @@ struct relay {
 	long long         accepted; /* ms */
 	long long         queued;   /* ms: queue_timeout runs from here */
 	long long         since;    /* ms: connect started */
+	long long         opened;   /* ms: worker connected, 0 before */
 	long long         last_active;
 	char             *replay;    /* what the client sent, while kept */
 	size_t            replaylen; /* bytes the client sent before a reply */

@@ -164,6 +164,7 @@ service_attach(struct relay *r, struct worker *w)
 {
 	r->worker = w;
 	w->nconns++;
+	w->accepted++;
 }
 
 /* This client already failed to reach that worker. */

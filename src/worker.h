@@ -51,6 +51,7 @@ struct worker {
 	unsigned long long cpu;       /* CPU ticks at the last sample */
 	long long          cpu_since; /* ms: CPU time last seen moving */
 	unsigned long      served;    /* connections it answered */
+	unsigned long      accepted;  /* connections given to it */
 	int                fails;     /* connect failures in a row */
 	int                probefd;
 	int                execfd; /* exec-failure pipe, -1 after */
