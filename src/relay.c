@@ -187,10 +187,13 @@ relay_close(struct relay *r, const char *why)
 
 	if (r->state == RELAY_CLOSING)
 		return;
-	if (why != NULL && r->worker != NULL)
+	/* Formatting the address costs a fifth of a connection's CPU. */
+	if (why == NULL || log_getlevel() < LOG_DEBUG)
+		;
+	else if (r->worker != NULL)
 		worker_log(LOG_DEBUG, r->worker, "client %s: %s",
 		    relay_peer(r, peer, sizeof peer), why);
-	else if (why != NULL)
+	else
 		log_debug("service %s: client %s: %s", svc->conf->name,
 		    relay_peer(r, peer, sizeof peer), why);
 	relay_unwait(r);
