@@ -17,7 +17,7 @@ WARN		= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 		  -Wmissing-prototypes -Wstrict-prototypes
 ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Iinclude \
 		  -DSN_CONFIG_PATH='"$(SYSCONFDIR)/socketnaut.conf"'
-LIBS		= $(shell $(PKG_CONFIG) --libs libevent libconfuse 2>/dev/null || echo -levent -lconfuse)
+LIBS		= $(shell $(PKG_CONFIG) --libs libevent libconfuse openssl 2>/dev/null || echo -levent -lconfuse -lssl -lcrypto)
 CHECK_LIBS	= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 ifeq ($(SANITIZE),1)
@@ -31,7 +31,7 @@ endif
 
 DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/health.c src/keeper.c \
 		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
-		  src/service.c src/sockdir.c src/util.c src/worker.c
+		  src/service.c src/sockdir.c src/tls.c src/util.c src/worker.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)

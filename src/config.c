@@ -22,9 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "config.h"
 #include "log.h"
 #include "sockdir.h"
+#include "tls.h"
 
 #define SERVICE_NAME_MAX 32
 #define WORKERS_MAX      4096
@@ -280,6 +283,44 @@ cb_cgroup(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	    keyword_parse(cfg, opt, value, result, kw, "value", "auto or off"));
 }
 
+/* verify_client: off, optional or required. */
+static int
+cb_verify(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const struct keyword kw[] = { { "off", TLS_VERIFY_OFF },
+		{ "optional", TLS_VERIFY_OPTIONAL },
+		{ "required", TLS_VERIFY_REQUIRED }, { NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "value", "off, optional or required"));
+}
+
+/* min_protocol: TLSv1.2 or TLSv1.3 (older ones are not offered at all). */
+static int
+cb_protocol(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const struct keyword kw[] = { { "TLSv1.2", TLS1_2_VERSION },
+		{ "TLSv1.3", TLS1_3_VERSION }, { NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "protocol", "TLSv1.2 or TLSv1.3"));
+}
+
+static cfg_opt_t tls_opts[] = { CFG_STR_LIST(
+				    "certificate", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("key", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("ocsp_response", NULL, CFGF_NODEFAULT),
+	CFG_INT_CB("min_protocol", TLS1_2_VERSION, CFGF_NONE, cb_protocol),
+	CFG_STR("ciphers", NULL, CFGF_NODEFAULT),
+	CFG_STR("ciphersuites", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("alpn", NULL, CFGF_NODEFAULT),
+	CFG_INT("session_cache", 20480, CFGF_NONE),
+	CFG_INT_CB("ticket_key_rotation", 3600000, CFGF_NONE, cb_duration),
+	CFG_STR("client_ca", NULL, CFGF_NODEFAULT),
+	CFG_INT_CB("verify_client", TLS_VERIFY_OFF, CFGF_NONE, cb_verify),
+	CFG_INT_CB("handshake_timeout", 10000, CFGF_NONE, cb_duration),
+	CFG_END() };
+
 static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 					"listen", NULL, CFGF_NODEFAULT),
 	CFG_INT("backlog", 511, CFGF_NONE),
@@ -310,7 +351,8 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_INT("spawn_concurrency", 0, CFGF_NODEFAULT),
 	CFG_INT("spare_workers", 0, CFGF_NONE),
 	CFG_INT("max_queue", 0, CFGF_NONE),
-	CFG_STR("worker_log_rate", "100/s", CFGF_NONE), CFG_END() };
+	CFG_STR("worker_log_rate", "100/s", CFGF_NONE),
+	CFG_SEC("tls", tls_opts, CFGF_NODEFAULT), CFG_END() };
 
 static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
@@ -712,6 +754,7 @@ service_listen(struct sn_service_conf *sc, cfg_t *sec)
 }
 
 static void service_health(struct sn_service_conf *, cfg_t *);
+static void service_tls(struct sn_service_conf *, cfg_t *);
 
 static void
 service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
@@ -788,6 +831,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 		    "service \"%s\": socket paths under %s would exceed %zu bytes; choose a shorter runtime_dir",
 		    sc->name, conf->runtime_dir, sizeof sun.sun_path - 1);
 	service_health(sc, sec);
+	service_tls(sc, sec);
 	conf->nservices++;
 }
 
@@ -1101,6 +1145,125 @@ service_health(struct sn_service_conf *sc, cfg_t *sec)
 		    h->timeout, h->interval);
 }
 
+static void
+config_warning(int, const char *, ...) __attribute__((format(printf, 2, 3)));
+
+/* A problem that does not stop the configuration: file:line: warning. */
+static void
+config_warning(int line, const char *fmt, ...)
+{
+	va_list ap;
+	char   *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatal("vasprintf");
+	va_end(ap);
+	log_warnx("%s:%d: %s", load.path, line, msg);
+	free(msg);
+}
+
+/* tls_new() reports each problem against the option it concerns. */
+static void
+tls_report(void *arg, const char *option, int error, const char *message)
+{
+	cfg_t *ts = arg;
+	int    line =
+            option != NULL ? line_of(ts, option) : line_get(ts, SECTION_KEY);
+
+	if (line == 0)
+		line = ts->line;
+	if (error)
+		config_error(line, "tls: %s", message);
+	else
+		config_warning(line, "tls: %s", message);
+}
+
+/* The ALPN names: 1 to 255 printable bytes each, at most 16. */
+static void
+tls_alpn_check(struct tls_conf *t, cfg_t *ts)
+{
+	size_t i, j, n;
+
+	t->alpn = list_copy(ts, "alpn");
+	if (argv_count(t->alpn) > 16)
+		config_error(
+		    line_of(ts, "alpn"), "tls: alpn: at most 16 protocols");
+	for (i = 0; t->alpn[i] != NULL; i++) {
+		n = strlen(t->alpn[i]);
+		for (j = 0; j < n; j++) {
+			if (t->alpn[i][j] <= 0x20 || t->alpn[i][j] >= 0x7f)
+				break;
+		}
+		if (n == 0 || n > 255 || j < n)
+			config_error(line_of(ts, "alpn"),
+			    "tls: alpn: \"%s\" must be 1 to 255 printable characters",
+			    t->alpn[i]);
+	}
+}
+
+/*
+ * The optional tls section: the options checked one by one, then the
+ * contexts built (files read, each key against its certificate), so that
+ * `-t` and a reload fail as a start would.
+ */
+static void
+service_tls(struct sn_service_conf *sc, cfg_t *sec)
+{
+	struct tls_conf *t;
+	cfg_t           *ts;
+	int              errors = load.errors;
+
+	if (cfg_size(sec, "tls") == 0)
+		return;
+	ts = cfg_getsec(sec, "tls");
+	t = sc->tls = xcalloc(1, sizeof *t);
+	t->certificates = list_copy(ts, "certificate");
+	t->keys = list_copy(ts, "key");
+	t->ocsp = list_copy(ts, "ocsp_response");
+	t->ncerts = argv_count(t->certificates);
+	if (t->ncerts == 0)
+		config_error(
+		    line_get(ts, SECTION_KEY), "tls: certificate is required");
+	else if (argv_count(t->keys) != t->ncerts)
+		config_error(line_of(ts, "key"),
+		    "tls: %zu key%s for %zu certificate%s: one key per certificate, in the same order",
+		    argv_count(t->keys), argv_count(t->keys) == 1 ? "" : "s",
+		    t->ncerts, t->ncerts == 1 ? "" : "s");
+	else if (t->ncerts > 64)
+		config_error(
+		    line_of(ts, "certificate"), "tls: at most 64 certificates");
+	if (argv_count(t->ocsp) > t->ncerts)
+		config_error(line_of(ts, "ocsp_response"),
+		    "tls: more ocsp_response files than certificates");
+	t->min_protocol = (int)cfg_getint(ts, "min_protocol");
+	if (cfg_size(ts, "ciphers") > 0)
+		t->ciphers = xstrdup(cfg_getstr(ts, "ciphers"));
+	if (cfg_size(ts, "ciphersuites") > 0)
+		t->ciphersuites = xstrdup(cfg_getstr(ts, "ciphersuites"));
+	tls_alpn_check(t, ts);
+	int_range(ts, "session_cache", 0, 10000000);
+	t->session_cache = cfg_getint(ts, "session_cache");
+	t->ticket_rotation = cfg_getint(ts, "ticket_key_rotation");
+	if (t->ticket_rotation != 0 &&
+	    (t->ticket_rotation < 1000 || t->ticket_rotation > 7 * 86400000LL))
+		config_error(line_of(ts, "ticket_key_rotation"),
+		    "tls: ticket_key_rotation must be 0 (no tickets) or between 1s and 7d");
+	t->verify_client = (enum tls_verify)cfg_getint(ts, "verify_client");
+	if (cfg_size(ts, "client_ca") > 0)
+		t->client_ca = xstrdup(cfg_getstr(ts, "client_ca"));
+	if (t->verify_client != TLS_VERIFY_OFF && t->client_ca == NULL)
+		config_error(line_of(ts, "verify_client"),
+		    "tls: verify_client needs client_ca (the CA that signs client certificates)");
+	if (t->verify_client == TLS_VERIFY_OFF && t->client_ca != NULL)
+		config_error(line_of(ts, "client_ca"),
+		    "tls: client_ca is set but verify_client is off");
+	duration_min(ts, "handshake_timeout", 100);
+	t->handshake_timeout = cfg_getint(ts, "handshake_timeout");
+	if (load.errors == errors)
+		t->tls = tls_new(t, sc->name, tls_report, ts);
+}
+
 /* Give libconfuse back the sections cb_section took, so cfg_free has them. */
 static void
 config_sections_restore(cfg_t *cfg)
@@ -1189,6 +1352,7 @@ config_unref(struct sn_config *conf)
 		free(sc->group);
 		free(sc->sockdir);
 		free(sc->health.path);
+		tls_conf_free(sc->tls);
 	}
 	free(conf->services);
 	free(conf->path);

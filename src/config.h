@@ -6,6 +6,8 @@
 
 #include "util.h"
 
+struct tls_conf;
+
 enum sn_backend {
 	BACKEND_UNIX,
 	BACKEND_TCP,
@@ -70,6 +72,8 @@ struct sn_service_conf {
 	long long             kill_timeout;
 
 	char *sockdir; /* runtime_dir/name */
+
+	struct tls_conf *tls; /* NULL: plain TCP */
 };
 
 struct sn_config {
