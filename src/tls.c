@@ -93,9 +93,8 @@ tls_ssl_error(char *buf, size_t len)
 	ERR_clear_error();
 }
 
-static void
-tls_report(tls_report_fn *report, void *arg, const char *option, int error,
-    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void tls_report(tls_report_fn *report, void *arg, const char *option,
+    int error, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void
 tls_report(tls_report_fn *report, void *arg, const char *option, int error,
@@ -216,8 +215,8 @@ tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 		if (!k->valid || RAND_bytes(iv, 16) != 1)
 			return (-1);
 		memcpy(name, k->name, sizeof k->name);
-		if (!EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes,
-			iv) ||
+		if (!EVP_EncryptInit_ex(
+			ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
 		    !tls_mac_init(hctx, k))
 			return (-1);
 		return (1);
@@ -375,8 +374,8 @@ tls_cert_dates(X509 *x, const char *path, tls_report_fn *report, void *arg)
 
 /* The leaf certificate and its key: readable, and a matching pair. */
 static int
-tls_pair_check(const char *cert, const char *key, tls_report_fn *report,
-    void *arg)
+tls_pair_check(
+    const char *cert, const char *key, tls_report_fn *report, void *arg)
 {
 	BIO      *b;
 	X509     *x = NULL;
@@ -399,8 +398,8 @@ tls_pair_check(const char *cert, const char *key, tls_report_fn *report,
 		return (-1);
 	}
 	if ((b = BIO_new_file(key, "r")) == NULL) {
-		tls_report(report, arg, "key", 1, "key %s: %s", key,
-		    strerror(errno));
+		tls_report(
+		    report, arg, "key", 1, "key %s: %s", key, strerror(errno));
 		ERR_clear_error();
 		goto done;
 	}
@@ -434,7 +433,7 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 {
 	STACK_OF(X509_NAME) * names;
 	char err[160];
-	int  mode = SSL_VERIFY_NONE;
+	int  mode = SSL_VERIFY_NONE, rc = 0;
 
 	SSL_CTX_set_ex_data(ctx, ctx_index, t);
 	SSL_CTX_set_min_proto_version(ctx, c->min_protocol);
@@ -449,7 +448,7 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 		tls_report(report, arg, "ciphers", 1,
 		    "ciphers \"%s\": no cipher OpenSSL knows (%s)", c->ciphers,
 		    err);
-		return (-1);
+		rc = -1;
 	}
 	if (c->ciphersuites != NULL &&
 	    !SSL_CTX_set_ciphersuites(ctx, c->ciphersuites)) {
@@ -457,8 +456,10 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 		tls_report(report, arg, "ciphersuites", 1,
 		    "ciphersuites \"%s\": not a list of TLS 1.3 suites (%s)",
 		    c->ciphersuites, err);
-		return (-1);
+		rc = -1;
 	}
+	if (rc == -1)
+		return (-1);
 	SSL_CTX_set_session_id_context(ctx, sid, SSL_MAX_SID_CTX_LENGTH);
 	if (c->session_cache > 0) {
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -499,8 +500,8 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 
 /* The certificate's OCSP response file: DER, and a successful response. */
 static int
-tls_ocsp_load(struct tls_cert *tc, const char *path, tls_report_fn *report,
-    void *arg)
+tls_ocsp_load(
+    struct tls_cert *tc, const char *path, tls_report_fn *report, void *arg)
 {
 	const unsigned char *p;
 	OCSP_RESPONSE       *resp;
@@ -542,7 +543,8 @@ tls_cert_load(struct tls *t, size_t i, const struct tls_conf *c,
 	if (tls_ctx_common(tc->ctx, t, c, sid, report, arg) == -1)
 		return (-1);
 	if (!SSL_CTX_use_certificate_chain_file(tc->ctx, c->certificates[i]) ||
-	    !SSL_CTX_use_PrivateKey_file(tc->ctx, c->keys[i], SSL_FILETYPE_PEM) ||
+	    !SSL_CTX_use_PrivateKey_file(
+		tc->ctx, c->keys[i], SSL_FILETYPE_PEM) ||
 	    !SSL_CTX_check_private_key(tc->ctx)) {
 		tls_ssl_error(err, sizeof err);
 		tls_report(report, arg, "certificate", 1,

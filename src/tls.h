@@ -22,17 +22,17 @@ enum tls_failure {
 
 /* A service's tls { } section, as config.c read it. */
 struct tls_conf {
-	char          **certificates; /* chain files; the first is the default */
-	char          **keys;         /* one per certificate */
-	char          **ocsp;         /* DER responses, one per certificate */
-	size_t          ncerts;
-	int             min_protocol; /* TLS1_2_VERSION or TLS1_3_VERSION */
-	char           *ciphers;      /* TLS 1.2; NULL: OpenSSL's default */
-	char           *ciphersuites; /* TLS 1.3; NULL: OpenSSL's default */
-	char          **alpn;         /* advertised, in preference order */
-	long            session_cache;   /* sessions kept; 0: no cache */
-	long long       ticket_rotation; /* ms; 0: no tickets */
-	char           *client_ca;
+	char    **certificates; /* chain files; the first is the default */
+	char    **keys;         /* one per certificate */
+	char    **ocsp;         /* DER responses, one per certificate */
+	size_t    ncerts;
+	int       min_protocol;    /* TLS1_2_VERSION or TLS1_3_VERSION */
+	char     *ciphers;         /* TLS 1.2; NULL: OpenSSL's default */
+	char     *ciphersuites;    /* TLS 1.3; NULL: OpenSSL's default */
+	char    **alpn;            /* advertised, in preference order */
+	long      session_cache;   /* sessions kept; 0: no cache */
+	long long ticket_rotation; /* ms; 0: no tickets */
+	char     *client_ca;
 	enum tls_verify verify_client;
 	long long       handshake_timeout; /* ms */
 	struct tls     *tls; /* the contexts built from all this */
@@ -49,8 +49,8 @@ struct tls_info {
 };
 
 /* A problem found while building contexts, and the option it concerns. */
-typedef void tls_report_fn(
-    void *arg, const char *option, int error, const char *message);
+typedef void
+tls_report_fn(void *arg, const char *option, int error, const char *message);
 
 #define TLS_EXPIRY_WARN_DAYS 14
 
@@ -67,12 +67,12 @@ struct tls_conn *tls_conn_new(struct tls *, int fd);
 void             tls_conn_free(struct tls_conn *);
 int              tls_conn_handshake(struct tls_conn *);
 ssize_t          tls_conn_read(struct tls_conn *, void *buf, size_t len);
-ssize_t tls_conn_write(struct tls_conn *, const void *buf, size_t len);
-void    tls_conn_close_notify(struct tls_conn *);
-short   tls_conn_want(const struct tls_conn *);
+ssize_t          tls_conn_write(struct tls_conn *, const void *buf, size_t len);
+void             tls_conn_close_notify(struct tls_conn *);
+short            tls_conn_want(const struct tls_conn *);
 enum tls_failure tls_conn_failure(const struct tls_conn *);
-const char *tls_conn_error(const struct tls_conn *);
-void        tls_conn_info(const struct tls_conn *, struct tls_info *);
+const char      *tls_conn_error(const struct tls_conn *);
+void             tls_conn_info(const struct tls_conn *, struct tls_info *);
 
 /* tls_conn_handshake() results. */
 #define TLS_HANDSHAKE_DONE 0
