@@ -24,6 +24,7 @@
 #include "relay.h"
 #include "service.h"
 #include "socketnautd.h"
+#include "tls.h"
 #include "worker.h"
 
 #define RELAY_SCRATCH    (64 * 1024)
@@ -38,6 +39,13 @@ static void relay_connected(evutil_socket_t, short, void *);
 static void relay_timeout(evutil_socket_t, short, void *);
 static void relay_connect_retry(evutil_socket_t, short, void *);
 static void relay_connect_failed(struct relay *, int);
+
+/* The client side, through TLS when the service terminates it. */
+static ssize_t relay_recv(struct relay *, int, void *, size_t);
+static ssize_t relay_send(struct relay *, int, const void *, size_t);
+static void    relay_shut_wr(struct relay *, int);
+static short   relay_tls_events(struct relay *, int, short);
+static void    relay_tls_close(struct relay *);
 
 /* Monotonic: a step of the wall clock neither expires nor extends timeouts. */
 static long long
@@ -206,6 +214,7 @@ relay_close(struct relay *r, const char *why)
 	free(r->down.buf);
 	free(r->replay);
 	r->up.buf = r->down.buf = r->replay = NULL;
+	relay_tls_close(r);
 	close(r->cfd);
 	if (r->wfd != -1)
 		close(r->wfd);
@@ -307,6 +316,7 @@ relay_update(struct relay *r)
 		wmask |= EV_READ;
 	if (r->up.buf != NULL)
 		wmask |= EV_WRITE;
+	cmask |= r->tlsmask;
 	if (cmask != r->cmask) {
 		if (r->cmask > 0)
 			event_del(&r->cev);
@@ -499,7 +509,8 @@ relay_half_done(struct relay *r, struct relay_half *h)
 void
 relay_finished(struct relay *r)
 {
-	if (r->state == RELAY_OPEN && r->down.done)
+	if ((r->state == RELAY_OPEN && r->down.done) ||
+	    r->state == RELAY_HANDSHAKE)
 		relay_close(r, "shutting down");
 }
 
@@ -527,14 +538,14 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 {
 	ssize_t n, w;
 
-	n = read(src, scratch, sizeof scratch);
+	n = relay_recv(r, src, scratch, sizeof scratch);
 	if (n > 0) {
 		r->last_active = relay_now();
 		if (h == &r->up)
 			relay_keep(r, scratch, n);
 		else
 			relay_replied(r);
-		w = send(dst, scratch, n, MSG_NOSIGNAL);
+		w = relay_send(r, dst, scratch, n);
 		if (w > 0)
 			h->total += w;
 		if (w > 0 && h == &r->up)
@@ -562,7 +573,7 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		 * the other direction is over too, close() sends the FIN.
 		 */
 		if (!(h == &r->up ? r->down.done : r->up.done))
-			shutdown(dst, SHUT_WR);
+			relay_shut_wr(r, dst);
 		relay_half_done(r, h);
 		return;
 	}
@@ -576,7 +587,7 @@ relay_flush(struct relay *r, struct relay_half *h, int dst)
 {
 	ssize_t w;
 
-	w = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
+	w = relay_send(r, dst, h->buf + h->off, h->len - h->off);
 	if (w == -1) {
 		if (errno != EAGAIN && errno != EINTR)
 			relay_half_done(r, h);
@@ -615,6 +626,8 @@ relay_io(struct relay *r, short events, int fd, int peer,
 {
 	if (relay_idle(r, events))
 		return;
+	if (r->tls != NULL && fd == r->cfd)
+		events = relay_tls_events(r, fd, events);
 	if ((events & EV_WRITE) && out->buf != NULL) {
 		relay_flush(r, out, fd);
 		if (r->state == RELAY_CLOSING)
@@ -644,4 +657,166 @@ relay_worker_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	relay_io(r, events, r->wfd, r->cfd, &r->up, &r->down);
+}
+
+/*
+ * TLS on the client side.  The handshake comes before the pool sees the
+ * client: one that never completes it (a scanner, a plaintext client, a
+ * slow one) holds no worker, no queue place and starts no worker, and
+ * the worker's first peer-info query already has SNI and ALPN.
+ */
+static ssize_t
+relay_recv(struct relay *r, int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (r->tls == NULL || fd != r->cfd)
+		return (read(fd, buf, len));
+	n = tls_conn_read(r->tls, buf, len);
+	/* A read that waits for the socket to take bytes (a key update). */
+	r->tlsmask =
+	    n == -1 && errno == EAGAIN && tls_conn_want(r->tls) == EV_WRITE
+	    ? EV_WRITE
+	    : 0;
+	return (n);
+}
+
+static ssize_t
+relay_send(struct relay *r, int fd, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (r->tls == NULL || fd != r->cfd)
+		return (send(fd, buf, len, MSG_NOSIGNAL));
+	n = tls_conn_write(r->tls, buf, len);
+	if (n == -1 && errno == EAGAIN && tls_conn_want(r->tls) == EV_READ)
+		r->tlsmask = EV_READ;
+	return (n);
+}
+
+/* What TLS waited for has come: let the operation that waited run. */
+static short
+relay_tls_events(struct relay *r, int fd, short events)
+{
+	(void)fd;
+	if (r->tlsmask == EV_WRITE && (events & EV_WRITE))
+		events |= EV_READ;
+	if (r->tlsmask == EV_READ && (events & EV_READ))
+		events |= EV_WRITE;
+	r->tlsmask = 0;
+	return (events);
+}
+
+/* The worker finished: close_notify, then the TCP half-close. */
+static void
+relay_shut_wr(struct relay *r, int fd)
+{
+	if (r->tls != NULL && fd == r->cfd)
+		tls_conn_close_notify(r->tls);
+	shutdown(fd, SHUT_WR);
+}
+
+static void relay_handshake_cb(evutil_socket_t, short, void *);
+
+/* Wait for what the handshake needs, within handshake_timeout. */
+static void
+relay_handshake_wait(struct relay *r)
+{
+	struct timeval tv;
+	long long      left;
+
+	left =
+	    r->svc->conf->tls->handshake_timeout - (relay_now() - r->accepted);
+	ms_to_tv(left > 0 ? left : 1, &tv);
+	event_del(&r->cev);
+	event_assign(&r->cev, sn_base, r->cfd, tls_conn_want(r->tls),
+	    relay_handshake_cb, r);
+	event_add(&r->cev, &tv);
+}
+
+/* TLS failures: one line per connection, at most 10 a second. */
+static struct control_bucket tls_log = { 0, 0, 10, 20 };
+
+/* Count and log a handshake that failed. */
+static void
+relay_handshake_failed(struct relay *r, const char *why)
+{
+	char peer[ADDRSTRLEN];
+
+	if (control_log_take(&tls_log, relay_now(), 0))
+		log_info("service %s: client %s: TLS handshake: %s",
+		    r->svc->conf->name, relay_peer(r, peer, sizeof peer), why);
+	relay_close(r, why);
+}
+
+static void
+relay_handshake_step(struct relay *r)
+{
+	const char *why;
+
+	switch (tls_conn_handshake(r->tls)) {
+	case TLS_HANDSHAKE_DONE:
+		event_del(&r->cev);
+		evtimer_assign(&r->cev, sn_base, relay_timeout, r);
+		r->state = RELAY_QUEUED;
+		r->queued = r->since = relay_now();
+		service_dispatch(r->svc, r);
+		return;
+	case TLS_HANDSHAKE_WANT:
+		relay_handshake_wait(r);
+		return;
+	}
+	why = tls_conn_error(r->tls);
+	relay_handshake_failed(r, why != NULL ? why : "failed");
+}
+
+static void
+relay_handshake_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay *r = arg;
+
+	(void)fd;
+	if (events & EV_TIMEOUT) {
+		relay_handshake_failed(r, "handshake timeout");
+		return;
+	}
+	relay_handshake_step(r);
+}
+
+/*
+ * A client of a TLS service: start its handshake (1), or say that the
+ * service has no TLS (0); the pool gets the client once it is done.
+ */
+int
+relay_handshake(struct relay *r)
+{
+	struct tls_conf *t = r->svc->conf->tls;
+
+	if (t == NULL || t->tls == NULL)
+		return (0);
+	r->state = RELAY_HANDSHAKE;
+	if ((r->tls = tls_conn_new(t->tls, r->cfd)) == NULL) {
+		relay_close(r, "cannot start TLS");
+		return (1);
+	}
+	relay_handshake_step(r);
+	return (1);
+}
+
+/* A TLS error is logged once, when the connection ends. */
+static void
+relay_tls_close(struct relay *r)
+{
+	const char *why;
+	char        peer[ADDRSTRLEN];
+
+	if (r->tls == NULL)
+		return;
+	if (r->state != RELAY_HANDSHAKE &&
+	    (why = tls_conn_error(r->tls)) != NULL &&
+	    control_log_take(&tls_log, relay_now(), 0))
+		log_info("service %s: client %s: TLS: %s", r->svc->conf->name,
+		    relay_peer(r, peer, sizeof peer), why);
+	tls_conn_free(r->tls);
+	r->tls = NULL;
 }

@@ -11,6 +11,7 @@
 #include <event2/event_struct.h>
 
 struct service;
+struct tls_conn;
 struct worker;
 
 #define RELAY_ATTEMPTS 5 /* workers a client may fail to reach */
@@ -25,13 +26,15 @@ struct relay_half {
 };
 
 /*
- * queued -> connecting -> open -> closing; connecting or open -> queued
+ * [handshake ->] queued -> connecting -> open -> closing; connecting or
+ * open -> queued
  * again when the pool moves the client to another worker.  A closing
  * relay holds no descriptor and no worker; it is freed once the current
  * callback is over, so no caller has to learn that it was.
  */
 enum relay_state {
-	RELAY_QUEUED, /* accepted, waiting for a worker */
+	RELAY_HANDSHAKE, /* tls: accepted, before any worker is involved */
+	RELAY_QUEUED,    /* accepted, waiting for a worker */
 	RELAY_CONNECTING,
 	RELAY_OPEN,
 	RELAY_CLOSING,
@@ -62,6 +65,8 @@ struct relay {
 	long long         since;    /* ms: connect started */
 	long long         opened;   /* ms: worker connected, 0 before */
 	long long         last_active;
+	struct tls_conn  *tls;       /* the client's TLS session, if any */
+	short             tlsmask;   /* events TLS waits for besides ours */
 	char             *replay;    /* what the client sent, while kept */
 	size_t            replaylen; /* bytes the client sent before a reply */
 	struct relay_half up;        /* client to worker */
@@ -91,6 +96,7 @@ int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);
 void        relay_close(struct relay *, const char *why);
 void        relay_finished(struct relay *);
+int         relay_handshake(struct relay *);
 const char *relay_peer(const struct relay *, char *buf, size_t len);
 
 #endif

@@ -346,7 +346,10 @@ void
 service_accepted(
     struct service *svc, int fd, const struct sockaddr *sa, socklen_t len)
 {
-	service_dispatch(svc, relay_new(svc, fd, sa, len));
+	struct relay *r = relay_new(svc, fd, sa, len);
+
+	if (!relay_handshake(r))
+		service_dispatch(svc, r);
 	service_update_accepting(svc);
 }
 

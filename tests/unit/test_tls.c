@@ -59,8 +59,7 @@ path(const char *name)
 	return (buf[i]);
 }
 
-static void
-sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 sh(const char *fmt, ...)
@@ -180,9 +179,8 @@ pair_run(struct pair *p, struct tls *t, const char *sni,
 	int i, s = TLS_HANDSHAKE_WANT, c = 0;
 
 	memset(p, 0, sizeof *p);
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
-			     p->fd),
-	    0);
+	ck_assert_int_eq(
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->fd), 0);
 	p->server = tls_conn_new(t, p->fd[0]);
 	ck_assert_ptr_nonnull(p->server);
 	p->cctx = SSL_CTX_new(TLS_client_method());
@@ -192,8 +190,8 @@ pair_run(struct pair *p, struct tls *t, const char *sni,
 
 		snprintf(cert, sizeof cert, "%s/%s.pem", dir, clientcert);
 		snprintf(key, sizeof key, "%s/%s.key", dir, clientcert);
-		ck_assert_int_eq(SSL_CTX_use_certificate_file(p->cctx, cert,
-				     SSL_FILETYPE_PEM),
+		ck_assert_int_eq(SSL_CTX_use_certificate_file(
+				     p->cctx, cert, SSL_FILETYPE_PEM),
 		    1);
 		ck_assert_int_eq(
 		    SSL_CTX_use_PrivateKey_file(p->cctx, key, SSL_FILETYPE_PEM),
@@ -212,7 +210,8 @@ pair_run(struct pair *p, struct tls *t, const char *sni,
 		if (c != 1) {
 			c = SSL_do_handshake(p->client);
 			if (c <= 0 &&
-			    SSL_get_error(p->client, c) != SSL_ERROR_WANT_READ &&
+			    SSL_get_error(p->client, c) !=
+				SSL_ERROR_WANT_READ &&
 			    SSL_get_error(p->client, c) != SSL_ERROR_WANT_WRITE)
 				break;
 		}
@@ -236,8 +235,10 @@ pair_session(struct pair *p)
 	for (i = 0; i < 20 && n <= 0; i++)
 		n = SSL_read(p->client, buf, sizeof buf);
 	ck_assert_int_eq(n, 1);
-	ck_assert_int_eq(SSL_SESSION_has_ticket(SSL_get0_session(p->client)), 1);
-	ck_assert_int_eq(SSL_SESSION_is_resumable(SSL_get0_session(p->client)), 1);
+	ck_assert_int_eq(
+	    SSL_SESSION_has_ticket(SSL_get0_session(p->client)), 1);
+	ck_assert_int_eq(
+	    SSL_SESSION_is_resumable(SSL_get0_session(p->client)), 1);
 	return (SSL_get1_session(p->client));
 }
 
@@ -268,7 +269,7 @@ pair_cn(struct pair *p, char *buf, size_t len)
 
 START_TEST(key_not_matching_its_certificate_is_an_error_on_key)
 {
-	struct tls_conf *c = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 
 	free(c->keys[0]);
@@ -284,7 +285,7 @@ END_TEST
 
 START_TEST(missing_files_name_their_option_and_reason)
 {
-	struct tls_conf *c = conf((const char *[]) { "a", "b" }, 2);
+	struct tls_conf *c = conf((const char *[]){ "a", "b" }, 2);
 	struct reports   r = { 0 };
 
 	free(c->certificates[0]);
@@ -303,7 +304,7 @@ END_TEST
 
 START_TEST(expiring_and_expired_certificates_warn_but_load)
 {
-	struct tls_conf *c = conf((const char *[]) { "soon", "old", "a" }, 3);
+	struct tls_conf *c = conf((const char *[]){ "soon", "old", "a" }, 3);
 	struct reports   r = { 0 };
 
 	c->tls = tls_new(c, "web", record, &r);
@@ -313,15 +314,15 @@ START_TEST(expiring_and_expired_certificates_warn_but_load)
 	ck_assert_msg(strstr(r.text, "soon.pem expires in 2 days") != NULL ||
 		strstr(r.text, "soon.pem expires in 3 days") != NULL,
 	    "%s", r.text);
-	ck_assert_msg(strstr(r.text, "old.pem has expired") != NULL, "%s",
-	    r.text);
+	ck_assert_msg(
+	    strstr(r.text, "old.pem has expired") != NULL, "%s", r.text);
 	tls_conf_free(c);
 }
 END_TEST
 
 START_TEST(bad_cipher_lists_are_errors)
 {
-	struct tls_conf *c = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 
 	c->ciphers = xstrdup("NO-SUCH-CIPHER");
@@ -336,7 +337,7 @@ END_TEST
 
 START_TEST(sni_picks_exact_then_wildcard_then_the_first)
 {
-	struct tls_conf *c = conf((const char *[]) { "a", "b", "c" }, 3);
+	struct tls_conf *c = conf((const char *[]){ "a", "b", "c" }, 3);
 	struct reports   r = { 0 };
 	struct pair      p;
 	struct tls_info  info;
@@ -365,7 +366,7 @@ END_TEST
 
 START_TEST(alpn_follows_our_order_and_refuses_no_overlap)
 {
-	struct tls_conf *c = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 	struct pair      p;
 	struct tls_info  info;
@@ -375,8 +376,8 @@ START_TEST(alpn_follows_our_order_and_refuses_no_overlap)
 	c->alpn[1] = xstrdup("http/1.1");
 	c->tls = tls_new(c, "web", record, &r);
 	ck_assert_ptr_nonnull(c->tls);
-	pair_run(&p, c->tls, NULL,
-	    (const unsigned char *)"\x08http/1.1\x02h2", 12, NULL, NULL);
+	pair_run(&p, c->tls, NULL, (const unsigned char *)"\x08http/1.1\x02h2",
+	    12, NULL, NULL);
 	ck_assert(p.ok);
 	tls_conn_info(p.server, &info);
 	ck_assert_str_eq(info.alpn, "h2");
@@ -387,8 +388,9 @@ START_TEST(alpn_follows_our_order_and_refuses_no_overlap)
 	tls_conn_info(p.server, &info);
 	ck_assert_str_eq(info.alpn, "http/1.1");
 	pair_free(&p);
-	pair_run(&p, c->tls, NULL, (const unsigned char *)"\x03"
-							  "foo",
+	pair_run(&p, c->tls, NULL,
+	    (const unsigned char *)"\x03"
+				   "foo",
 	    4, NULL, NULL);
 	ck_assert(!p.ok);
 	ck_assert_int_eq(tls_conn_failure(p.server), TLS_FAILURE_PROTOCOL);
@@ -400,7 +402,7 @@ END_TEST
 /* A ticket resumes under its key and the next; after that, a full one. */
 START_TEST(tickets_resume_until_their_key_is_two_rotations_old)
 {
-	struct tls_conf *c = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 	struct pair      p;
 	SSL_SESSION     *s;
@@ -438,8 +440,8 @@ END_TEST
 /* A reload builds new contexts; tickets of the old ones still resume. */
 START_TEST(tickets_survive_a_rebuilt_context)
 {
-	struct tls_conf *c1 = conf((const char *[]) { "a" }, 1);
-	struct tls_conf *c2 = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c1 = conf((const char *[]){ "a" }, 1);
+	struct tls_conf *c2 = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 	struct pair      p;
 	SSL_SESSION     *s;
@@ -463,7 +465,7 @@ END_TEST
 /* An open connection keeps the contexts it began with. */
 START_TEST(a_connection_outlives_its_configuration)
 {
-	struct tls_conf *c = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 	struct pair      p;
 	char             buf[8];
@@ -484,7 +486,7 @@ END_TEST
 
 START_TEST(client_certificates_required_optional_and_their_subject)
 {
-	struct tls_conf *c = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 	struct pair      p;
 	struct tls_info  info;
@@ -510,7 +512,7 @@ START_TEST(client_certificates_required_optional_and_their_subject)
 	pair_free(&p);
 	tls_conf_free(c);
 
-	c = conf((const char *[]) { "a" }, 1);
+	c = conf((const char *[]){ "a" }, 1);
 	c->client_ca = xstrdup(path("ca.pem"));
 	c->verify_client = TLS_VERIFY_OPTIONAL;
 	c->tls = tls_new(c, "web", record, &r);
@@ -525,7 +527,7 @@ END_TEST
 
 START_TEST(plaintext_on_a_tls_socket_is_recognised)
 {
-	struct tls_conf *c = conf((const char *[]) { "a" }, 1);
+	struct tls_conf *c = conf((const char *[]){ "a" }, 1);
 	struct reports   r = { 0 };
 	struct tls_conn *t;
 	int              fd[2];
@@ -603,10 +605,18 @@ START_TEST(tls_section_errors_name_their_lines)
 	ck_assert_ptr_null(c);
 	snprintf(want, sizeof want, "t.conf:7: tls: 1 key for 2 certificates");
 	ck_assert_msg(strstr(out, want) != NULL, "%s", out);
-	ck_assert_msg(strstr(out, "t.conf:8: tls: verify_client needs client_ca") != NULL, "%s", out);
-	ck_assert_msg(strstr(out, "t.conf:9: min_protocol: unknown protocol \"TLSv1.0\"") != NULL, "%s", out);
-	ck_assert_msg(strstr(out, "t.conf:10: tls: alpn: \"bad name\"") != NULL, "%s", out);
-	ck_assert_msg(strstr(out, "t.conf:11: tls: ticket_key_rotation") != NULL, "%s", out);
+	ck_assert_msg(
+	    strstr(out, "t.conf:8: tls: verify_client needs client_ca") != NULL,
+	    "%s", out);
+	ck_assert_msg(
+	    strstr(out,
+		"t.conf:9: min_protocol: unknown protocol \"TLSv1.0\"") != NULL,
+	    "%s", out);
+	ck_assert_msg(strstr(out, "t.conf:10: tls: alpn: \"bad name\"") != NULL,
+	    "%s", out);
+	ck_assert_msg(
+	    strstr(out, "t.conf:11: tls: ticket_key_rotation") != NULL, "%s",
+	    out);
 	free(out);
 
 	snprintf(body, sizeof body,
