@@ -20,7 +20,7 @@ struct relay_half {
 	char    *buf;
 	size_t   off;
 	size_t   len;
-	uint64_t total; /* bytes delivered to the destination */
+	uint64_t total;    /* bytes delivered to the destination */
 	unsigned done : 1; /* FIN passed on, or direction dropped */
 };
 
