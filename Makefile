@@ -105,7 +105,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 lint:
-	@if command -v clang-format >/dev/null && [ -d .git ]; then \
+	@if command -v clang-format >/dev/null && [ -e .git ]; then \
 	    clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') && \
 	    echo "C sources: clang-format clean"; fi
 	@if command -v mandoc >/dev/null; then \
