@@ -65,6 +65,7 @@ static struct event         chan_ev, timer_ev;
 static struct service_head *upgrade_services;
 static upgrade_handover_cb  upgrade_cb;
 static long long            upgrade_kill_ms;
+static long long            upgrade_timeout_ms;
 static int                  from_upgrade; /* we are the new master */
 static int                  reported;     /* ... and said "R" */
 static char                 listen_pid[32];
@@ -340,11 +341,12 @@ upgrade_read(evutil_socket_t fd, short events, void *arg)
 	else if (n == (ssize_t)sizeof msg && msg[0] == 'E') {
 		memcpy(&err, msg + 1, sizeof err);
 		upgrade_fail("cannot execute %s: %s", self_path, strerror(err));
-	} else if (n == 0)
-		upgrade_fail(
-		    "the new master %ld stopped before it was ready (see its lines above)",
-		    (long)child);
-	else if (n == -1)
+	} else if (n == 0) {
+		/* It exits, most likely: its status says more, when reaped. */
+		upgrade_close_chan();
+		event_del(&timer_ev);
+		upgrade_timer(upgrade_kill_ms);
+	} else if (n == -1)
 		upgrade_fail(
 		    "reading from the new master: %s", strerror(errno));
 	else
@@ -363,9 +365,12 @@ upgrade_timeout(evutil_socket_t fd, short events, void *arg)
 		upgrade_close_chan();
 		sdnotify_hold(0);
 		sdnotify("READY=1");
-	} else if (state == UPGRADE_STARTING)
+	} else if (state == UPGRADE_STARTING && chan == -1)
+		upgrade_fail("the new master %ld closed its channel, not ready",
+		    (long)child);
+	else if (state == UPGRADE_STARTING)
 		upgrade_fail("the new master %ld was not ready after %lldms",
-		    (long)child, (long long)(intptr_t)arg);
+		    (long)child, upgrade_timeout_ms);
 	else if (state == UPGRADE_ABORTING && child != -1) {
 		log_warnx(
 		    "binary upgrade: new master %ld still running %lldms after SIGTERM, sending SIGKILL",
@@ -443,8 +448,8 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 	event_assign(
 	    &chan_ev, sn_base, chan, EV_READ | EV_PERSIST, upgrade_read, NULL);
 	event_add(&chan_ev, NULL);
-	evtimer_assign(
-	    &timer_ev, sn_base, upgrade_timeout, (void *)(intptr_t)timeout_ms);
+	evtimer_assign(&timer_ev, sn_base, upgrade_timeout, NULL);
+	upgrade_timeout_ms = timeout_ms;
 	upgrade_timer(timeout_ms);
 	state = UPGRADE_STARTING;
 	log_info(
