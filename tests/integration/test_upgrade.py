@@ -292,6 +292,29 @@ class UpgradeTest(harness.DaemonTest):
         self.assertTrue(self.served_by(d.port, 2) <= set(self.workers_of(new)))
         self.stop_master(new, self.workers_of(new), d.runtime_dir)
 
+    def test_upgraded_master_upgrades_again(self):
+        d = self.start_daemon([harness.hello(worker_count=1)])
+        d.wait_ready(1)
+        d.proc.send_signal(signal.SIGUSR2)
+        first = self.wait_new_master(d)
+        self.assertEqual(d.proc.wait(20), 0)
+        harness.wait_until(lambda: len(self.workers_of(first)) == 1, 10,
+                           what="the first new master's worker")
+        os.kill(first, signal.SIGUSR2)
+        second = harness.wait_until(
+            lambda: [p for p in harness.children(first)
+                     if harness.proc_comm(p) == harness.proc_comm(first)], 15,
+            what="a second new master")[0]
+        self.addCleanup(self.kill_master, second)
+        harness.wait_until(lambda: not harness.proc_alive(first), 20,
+                           what="the first new master to hand over and exit")
+        self.wait_log(d, r"binary upgrade: new master %d is serving" % second)
+        second_workers = self.workers_of(second)
+        self.assertEqual(len(second_workers), 1)
+        self.assertEqual(self.served_by(d.port, 2), set(second_workers))
+        self.assertNotRegex(d.log(), r"workers in \S*/master/workers-")
+        self.stop_master(second, second_workers, d.runtime_dir)
+
     def test_upgrade_timeout_below_one_second_is_a_config_error(self):
         path = self.write_file("bad.conf", harness.render_config(
             {"runtime_dir": self.path("run"), "upgrade_timeout": harness.Raw("500ms")},
