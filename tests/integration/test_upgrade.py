@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import threading
@@ -314,6 +315,52 @@ class UpgradeTest(harness.DaemonTest):
         self.assertEqual(self.served_by(d.port, 2), set(second_workers))
         self.assertNotRegex(d.log(), r"workers in \S*/master/workers-")
         self.stop_master(second, second_workers, d.runtime_dir)
+
+    def test_sockets_passed_as_systemd_does_are_used_and_unknown_ones_closed(self):
+        port, other = harness.free_port(), harness.free_port()
+        d = harness.Daemon(self.tmp, [harness.hello(worker_count=1,
+                                                    listen=["127.0.0.1:%d" % port])])
+        self.daemons.append(d)
+        socks = []
+        for p in (port, other):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", p))
+            s.listen(16)
+            socks.append(s)
+        # A client that connects before the daemon exists waits in the passed socket's
+        # backlog: the same kernel socket serves it.
+        early = harness.Conn(port, timeout=20)
+        early.send(harness.build_request("GET", "/"))
+        fds = [s.fileno() for s in socks]
+
+        def place():
+            tmp = [os.dup(fd) for fd in fds]
+            for i, fd in enumerate(tmp):
+                os.dup2(fd, 3 + i)
+
+        args = ["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', harness.DAEMON,
+                "-c", d.config_path]
+        env = harness.daemon_env({"LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:spare"})
+        with open(d.log_path, "ab") as log:
+            d.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                      env=env, cwd=self.tmp, start_new_session=True,
+                                      preexec_fn=place, pass_fds=(3, 4))
+        d.pid = d.proc.pid
+        harness._live_groups.add(d.pid)
+        for s in socks:
+            s.close()
+        r = early.read_response()
+        early.close()
+        self.assertEqual(r.status, 200)
+        (worker,) = d.wait_ready(1)
+        self.assertEqual(self.served_by(port, 2), {worker})
+        log = d.log()
+        self.assertIn("service web: listening on 127.0.0.1:%d (passed to us)" % port, log)
+        self.assertIn("passed socket 127.0.0.1:%d is no listen address of ours: closed"
+                      % other, log)
+        self.assertFalse(harness.port_open(other), "the unknown passed socket still listens")
+        self.stop_daemon(d)
 
     def test_upgrade_timeout_below_one_second_is_a_config_error(self):
         path = self.write_file("bad.conf", harness.render_config(
