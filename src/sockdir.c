@@ -282,6 +282,7 @@ sockdir_clean(int fd, const char *prefix)
 			close(dfd);
 		return;
 	}
+	rewinddir(d); /* the offset is shared with fd: read before */
 	while ((de = readdir(d)) != NULL) {
 		n = strlen(de->d_name);
 		if (n <= 5 || strcmp(de->d_name + n - 5, ".sock") != 0 ||

@@ -273,6 +273,41 @@ class UpgradeTest(harness.DaemonTest):
         self.assertEqual(self.served_by(d.port, 2), {worker})
         self.stop_daemon(d)
 
+    def test_new_master_ignoring_sigterm_is_killed_and_the_sockets_it_left_removed(self):
+        binary = os.path.join(self.tmp, "bin", "socketnautd")
+        os.makedirs(os.path.dirname(binary))
+        shutil.copy2(harness.DAEMON, binary)
+        d = self.start_from(binary, [harness.hello(worker_count=1)],
+                            {"upgrade_timeout": harness.Raw("1s"),
+                             "kill_timeout": harness.Raw("1s")})
+        (worker,) = d.wait_ready(1)
+        mine = self.sockets(d.runtime_dir)
+        # A "new master" that leaves a worker socket named as its own would be, and ignores
+        # SIGTERM.
+        script = binary + ".new"
+        with open(script, "w") as f:
+            f.write("#!%s\n"
+                    "import os, signal, socket, time\n"
+                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                    "s = socket.socket(socket.AF_UNIX)\n"
+                    "s.bind(os.path.join(%r, 'web', '%%d-0.sock' %% os.getpid()))\n"
+                    "time.sleep(60)\n" % (harness.PYTHON, d.runtime_dir))
+        os.chmod(script, 0o755)
+        os.rename(script, binary)
+        d.proc.send_signal(signal.SIGUSR2)
+        new = self.wait_new_master(d)
+        harness.wait_until(lambda: "%d-0.sock" % new in self.sockets(d.runtime_dir), 10,
+                           what="the new master's socket")
+        self.wait_log(d, r"binary upgrade failed: the new master %d was not ready after "
+                         r"1000ms" % new)
+        self.wait_log(d, r"binary upgrade: new master %d still running 1000ms after SIGTERM, "
+                         r"sending SIGKILL" % new)
+        self.wait_log(d, r"binary upgrade: the new master %d was killed by signal 9" % new)
+        self.assertEqual(self.sockets(d.runtime_dir), mine)
+        self.assertEqual(d.workers(), [worker])
+        self.assertEqual(self.served_by(d.port, 2), {worker})
+        self.stop_daemon(d)
+
     def test_second_usr2_during_upgrade_is_ignored(self):
         d = self.start_daemon([harness.hello(worker_count=1)])
         (worker,) = d.wait_ready(1)
