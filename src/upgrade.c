@@ -107,8 +107,8 @@ upgrade_init(int argc, char **argv)
 	const char *v = getenv(UPGRADE_ENV);
 	char       *end;
 	long        fd;
-	int         i, type;
-	socklen_t   len = sizeof type;
+	int         i, type, acc = 1;
+	socklen_t   len = sizeof type, alen = sizeof acc;
 
 	self_argv = xcalloc(argc + 1, sizeof *self_argv);
 	for (i = 0; i < argc; i++)
@@ -121,7 +121,9 @@ upgrade_init(int argc, char **argv)
 	if (errno != 0 || *end != '\0' || fd < UPGRADE_FIRST_FD ||
 	    fd > INT_MAX ||
 	    getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
-	    type != SOCK_STREAM)
+	    type != SOCK_STREAM ||
+	    getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) == -1 ||
+	    acc)
 		log_warnx("%s=%s is not a socket we were given: ignored",
 		    UPGRADE_ENV, v);
 	else {

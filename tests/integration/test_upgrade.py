@@ -313,7 +313,7 @@ class UpgradeTest(harness.DaemonTest):
         (worker,) = d.wait_ready(1)
         text = open(d.config_path).read().replace(
             '"socketnaut-hello --socket {socket}"',
-            "{ \"sh\", \"-c\", \"sleep 1.5; exec socketnaut-hello --socket \\\"$0\\\"\", "
+            "{ \"sh\", \"-c\", \"sleep 3; exec socketnaut-hello --socket \\\"$0\\\"\", "
             "\"{socket}\" }")
         with open(d.config_path, "w") as f:
             f.write(text)
