@@ -894,8 +894,9 @@ service_free(struct service *svc)
 		worker_abandon(w);
 	for (i = 0; i < svc->nlisteners; i++)
 		listener_close(&svc->listeners[i]);
-	if (!upgrade_handed_over())
-		sockdir_remove(svc->sockdir); /* the new master's too */
+	/* Shared with the other master of an upgrade: not ours to remove. */
+	if (!upgrade_handed_over() && !upgrade_holding())
+		sockdir_remove(svc->sockdir);
 	sockdir_unref(svc->sockdir);
 	event_del(&svc->check);
 	event_del(&svc->watch);

@@ -308,6 +308,27 @@ class UpgradeTest(harness.DaemonTest):
         self.assertEqual(self.served_by(d.port, 2), {worker})
         self.stop_daemon(d)
 
+    def test_new_master_failing_its_start_leaves_the_old_ones_empty_directory(self):
+        d = self.start_daemon([harness.hello(min_workers=0, max_workers=1)])
+        web = os.path.join(d.runtime_dir, "web")
+        self.assertEqual(os.listdir(web), [])  # no worker yet: an empty directory
+        # The new master's second service cannot listen: it stops what it started, exits 1.
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        with open(d.config_path, "a") as f:
+            f.write('service "late" {\n    listen = { "127.0.0.1:%d" }\n'
+                    '    command = "socketnaut-hello --socket {socket}"\n}\n'
+                    % busy.getsockname()[1])
+        d.proc.send_signal(signal.SIGUSR2)
+        self.wait_log(d, r"binary upgrade failed: the new master \d+ exited with status 1")
+        self.assertTrue(os.path.isdir(web), "the new master removed the old one's directory")
+        r = harness.http_ok(self, d.port)  # a worker starts in it on demand
+        (worker,) = d.workers()
+        self.assertEqual(harness.hello_identity(r.body)[1], worker)
+        self.stop_daemon(d)
+
     def test_second_usr2_during_upgrade_is_ignored(self):
         d = self.start_daemon([harness.hello(worker_count=1)])
         (worker,) = d.wait_ready(1)
