@@ -321,6 +321,7 @@ static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 	CFG_INT_CB("shutdown_timeout", 30000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("kill_timeout", 5000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("worker_cgroup", 1, CFGF_NONE, cb_cgroup),
+	CFG_INT_CB("upgrade_timeout", 60000, CFGF_NONE, cb_duration),
 	CFG_SEC("service", service_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END() };
@@ -782,8 +783,8 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	    : conf->kill_timeout;
 
 	sc->sockdir = xasprintf("%s/%s", conf->runtime_dir, sc->name);
-	/* Room for "/<serial>.sock" with a 10-digit serial. */
-	if (strlen(sc->sockdir) + 17 > sizeof sun.sun_path)
+	/* Room for "/<pid>-<serial>.sock": 10 digits each. */
+	if (strlen(sc->sockdir) + 28 > sizeof sun.sun_path)
 		config_error(sc->line,
 		    "service \"%s\": socket paths under %s would exceed %zu bytes; choose a shorter runtime_dir",
 		    sc->name, conf->runtime_dir, sizeof sun.sun_path - 1);
@@ -820,6 +821,10 @@ config_build(struct sn_config *conf, cfg_t *root)
 	conf->shutdown_timeout = cfg_getint(root, "shutdown_timeout");
 	conf->kill_timeout = cfg_getint(root, "kill_timeout");
 	conf->worker_cgroup = (int)cfg_getint(root, "worker_cgroup");
+	conf->upgrade_timeout = cfg_getint(root, "upgrade_timeout");
+	if (conf->upgrade_timeout < 1000)
+		config_error(line_of(root, "upgrade_timeout"),
+		    "upgrade_timeout must be at least 1s");
 
 	n = cfg_size(root, "service");
 	if (n == 0)

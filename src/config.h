@@ -80,7 +80,8 @@ struct sn_config {
 	char                   *runtime_dir;
 	long long               shutdown_timeout;
 	long long               kill_timeout;
-	int                     worker_cgroup; /* auto (1) or off (0) */
+	int                     worker_cgroup;   /* auto (1) or off (0) */
+	long long               upgrade_timeout; /* new master ready within */
 	struct sn_service_conf *services;
 	size_t                  nservices;
 };

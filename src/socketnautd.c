@@ -21,6 +21,7 @@
 #include "sdnotify.h"
 #include "service.h"
 #include "socketnautd.h"
+#include "upgrade.h"
 
 #ifndef SN_CONFIG_PATH
 #define SN_CONFIG_PATH "/etc/socketnaut.conf"
@@ -72,7 +73,12 @@ daemon_status_changed(void)
 	if (ready && !ready_sent) {
 		ready_sent = 1;
 		log_info("every service has its minimum pool ready");
-		sdnotify("READY=1");
+		if (upgrade_child()) {
+			upgrade_ready();
+			TAILQ_FOREACH (svc, &services, entry)
+				service_update_accepting(svc);
+		} else
+			sdnotify("READY=1");
 	}
 }
 
@@ -114,6 +120,23 @@ daemon_stop(int now)
 	stopping = 1;
 	TAILQ_FOREACH (svc, &services, entry)
 		service_stop(svc, now);
+	daemon_maybe_exit();
+}
+
+/*
+ * The new master of a binary upgrade serves: stop accepting, drain as on
+ * SIGTERM, exit.  Hook for other files' state shared with the new master
+ * (admin socket, pid file): it is the new master's from now on.
+ */
+static void
+daemon_handover(pid_t new_master)
+{
+	struct service *svc;
+
+	(void)new_master;
+	stopping = 1;
+	TAILQ_FOREACH (svc, &services, entry)
+		service_handover(svc);
 	daemon_maybe_exit();
 }
 
@@ -332,7 +355,7 @@ daemon_reap(void)
 	int             status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (keeper_reaped(pid, status))
+		if (keeper_reaped(pid, status) || upgrade_reaped(pid, status))
 			continue;
 		TAILQ_FOREACH (svc, &services, entry) {
 			TAILQ_FOREACH (w, &svc->workers, entry) {
@@ -358,6 +381,7 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
+		upgrade_abort();
 		daemon_stop(stopping);
 		break;
 	case SIGCHLD:
@@ -369,6 +393,13 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 		break;
 	case SIGUSR1:
 		log_reopen();
+		break;
+	case SIGUSR2:
+		if (stopping && !upgrade_handed_over())
+			log_warnx("SIGUSR2: shutting down, no binary upgrade");
+		else
+			upgrade_start(&services, conf->upgrade_timeout,
+			    conf->kill_timeout, daemon_handover);
 		break;
 	}
 }
@@ -438,7 +469,8 @@ daemon_contain(void)
 int
 main(int argc, char **argv)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2,
+		SIGCHLD };
 	struct event     sigev[sizeof sigs / sizeof sigs[0]];
 	const char      *path = SN_CONFIG_PATH;
 	struct service  *svc;
@@ -446,6 +478,7 @@ main(int argc, char **argv)
 	int              ch, test = 0;
 	size_t           i;
 
+	upgrade_init(argc, argv); /* before getopt reorders argv */
 	while ((ch = getopt(argc, argv, "c:dhtV")) != -1) {
 		switch (ch) {
 		case 'c':
@@ -497,9 +530,11 @@ main(int argc, char **argv)
 		evsignal_add(&sigev[i], NULL);
 	}
 
-	log_notice("socketnautd %s starting with %s (%zu service%s)",
+	log_notice("socketnautd %s starting with %s (%zu service%s)%s",
 	    SOCKETNAUTD_VERSION, path, conf->nservices,
-	    conf->nservices == 1 ? "" : "s");
+	    conf->nservices == 1 ? "" : "s",
+	    upgrade_child() ? ", a binary upgrade" : "");
+	listener_inherit();
 	for (i = 0; i < conf->nservices; i++) {
 		svc = service_new(conf, &conf->services[i]);
 		TAILQ_INSERT_TAIL(&services, svc, entry);
@@ -510,6 +545,7 @@ main(int argc, char **argv)
 			break;
 		}
 	}
+	listener_inherit_done();
 	if (stopping) {
 		/* Startup failed: stop what did start, then exit 1. */
 		stopping = 0;
@@ -521,7 +557,9 @@ main(int argc, char **argv)
 		daemon_started = 1;
 		daemon_status_changed();
 		event_base_dispatch(sn_base);
-		log_notice("stopped");
+		log_notice(upgrade_handed_over()
+			? "stopped, the new master serves"
+			: "stopped");
 		ch = 0;
 	}
 
@@ -534,6 +572,7 @@ main(int argc, char **argv)
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_del(&sigev[i]);
 	cgroup_shutdown();
+	upgrade_free();
 	event_base_free(sn_base);
 	config_unref(conf);
 	return (ch);

@@ -414,7 +414,9 @@ worker_address(struct worker *w, int *actfd)
 		errno = ENOENT; /* no socket directory: see the log */
 		return (-1);
 	}
-	w->sockpath = xasprintf("%s/%u.sock", sockdir_path(w->dir), w->serial);
+	/* "MASTERPID-SERIAL": two masters share the directory in an upgrade. */
+	w->sockpath = xasprintf(
+	    "%s/%ld-%u.sock", sockdir_path(w->dir), (long)getpid(), w->serial);
 	sun->sun_family = AF_UNIX;
 	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", w->sockpath);
 	w->addr.len = sizeof *sun;
