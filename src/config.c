@@ -316,6 +316,7 @@ static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
 	CFG_STR("log_target", "stderr", CFGF_NONE),
 	CFG_STR("runtime_dir", NULL, CFGF_NODEFAULT),
+	CFG_STR("pid_file", NULL, CFGF_NODEFAULT),
 	CFG_STR("user", NULL, CFGF_NODEFAULT),
 	CFG_STR("group", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("shutdown_timeout", 30000, CFGF_NONE, cb_duration),
@@ -791,6 +792,98 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	conf->nservices++;
 }
 
+/*
+ * A file the daemon will append to or create: writable if it exists,
+ * else its directory must let us create it (what start would fail on).
+ */
+static void
+config_writable(cfg_t *root, const char *name, const char *path)
+{
+	char *dir, *slash;
+	int   fd;
+
+	fd =
+	    open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd != -1) {
+		close(fd);
+		return;
+	}
+	if (errno == ENOENT) {
+		dir = xstrdup(path);
+		slash = strrchr(dir, '/');
+		slash[slash == dir ? 1 : 0] = '\0';
+		if (access(dir, W_OK | X_OK) == 0) {
+			free(dir);
+			return;
+		}
+		config_error(line_of(root, name), "%s: cannot create %s: %s",
+		    name, path, strerror(errno));
+		free(dir);
+		return;
+	}
+	config_error(line_of(root, name), "%s: cannot write %s: %s", name, path,
+	    strerror(errno));
+}
+
+/* Whether this host has addr: bound with port 0, so a port in use passes. */
+static int
+config_addr_assignable(const struct sn_addr *a)
+{
+	struct sockaddr_storage ss = a->ss;
+	int                     fd, rc, saved;
+
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return (-1);
+	rc = bind(fd, (struct sockaddr *)&ss, a->len);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return (rc);
+}
+
+#define ASSIGNABLE_SEEN 16 /* distinct addresses remembered as checked */
+
+/* Every listen address must be one this host has (not 192.0.2.1). */
+static void
+config_listen_assignable(struct sn_config *conf, cfg_t *root)
+{
+	struct sn_addr seen[ASSIGNABLE_SEEN], a;
+	size_t         i, j, k, nseen = 0;
+	char           buf[ADDRSTRLEN];
+
+	for (i = 0; i < conf->nservices; i++) {
+		for (j = 0; j < conf->services[i].nlisten; j++) {
+			a = conf->services[i].listen[j];
+			if (a.ss.ss_family == AF_INET)
+				((struct sockaddr_in *)&a.ss)->sin_port = 0;
+			else
+				((struct sockaddr_in6 *)&a.ss)->sin6_port = 0;
+			for (k = 0; k < nseen; k++) {
+				if (addr_cmp(&seen[k], &a) == 0)
+					break;
+			}
+			if (k < nseen)
+				continue;
+			if (config_addr_assignable(&a) == -1) {
+				config_error(
+				    line_of(cfg_getnsec(root, "service", i),
+					"listen"),
+				    "listen: cannot bind %s: %s",
+				    addr_str((struct sockaddr *)&a.ss, buf,
+					sizeof buf),
+				    strerror(errno));
+				continue;
+			}
+			if (nseen < ASSIGNABLE_SEEN)
+				seen[nseen++] = a;
+		}
+	}
+}
+
 static void
 config_build(struct sn_config *conf, cfg_t *root)
 {
@@ -805,7 +898,17 @@ config_build(struct sn_config *conf, cfg_t *root)
 		config_error(line_of(root, "log_target"),
 		    "log_target must be stderr, syslog or an absolute file path, not \"%s\"",
 		    target);
+	else if (target[0] == '/')
+		config_writable(root, "log_target", target);
 	conf->log_target = xstrdup(target);
+	if (cfg_size(root, "pid_file") > 0) {
+		conf->pid_file = xstrdup(cfg_getstr(root, "pid_file"));
+		if (conf->pid_file[0] != '/')
+			config_error(line_of(root, "pid_file"),
+			    "pid_file must be an absolute path");
+		else
+			config_writable(root, "pid_file", conf->pid_file);
+	}
 	conf->runtime_dir = xstrdup(cfg_size(root, "runtime_dir") > 0
 		? cfg_getstr(root, "runtime_dir")
 		: config_default_runtime_dir());
@@ -829,6 +932,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 		service_build(conf, root, cfg_getnsec(root, "service", i));
 	config_names_unique(conf);
 	config_listen_unique(conf, root);
+	config_listen_assignable(conf, root);
 }
 
 /* The whole file, if it is a regular file of at most CONFIG_SIZE_MAX. */
@@ -1193,6 +1297,7 @@ config_unref(struct sn_config *conf)
 	free(conf->services);
 	free(conf->path);
 	free(conf->log_target);
+	free(conf->pid_file);
 	free(conf->runtime_dir);
 	free(conf);
 }

@@ -1,0 +1,89 @@
+/*
+ * The pid file (pid_file): locked with flock(2) from before the listeners
+ * are bound, so a second daemon on the same file refuses to start, and
+ * holding our pid once they are; at exit removed only if the file at that
+ * path is still the one we locked (a successor may have replaced it).
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pidfile.h"
+#include "util.h"
+
+static int   pidfile_fd = -1;
+static char *pidfile_path;
+
+/* Take the file, or say which process holds it. */
+int
+pidfile_lock(const char *path, char **cause)
+{
+	char    buf[32];
+	ssize_t n;
+	int     fd;
+
+	fd = open(
+	    path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+	if (fd == -1) {
+		*cause = xasprintf("pid_file %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK) {
+			n = pread(fd, buf, sizeof buf - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			buf[strcspn(buf, "\n")] = '\0';
+			*cause = xasprintf(
+			    "pid_file %s is held by a running socketnautd (pid %s)",
+			    path, buf[0] != '\0' ? buf : "unknown");
+		} else
+			*cause = xasprintf(
+			    "pid_file %s: flock: %s", path, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	pidfile_fd = fd;
+	pidfile_path = xstrdup(path);
+	return (0);
+}
+
+/* Our pid, once the listeners are bound. */
+int
+pidfile_write(char **cause)
+{
+	char buf[32];
+	int  len;
+
+	if (pidfile_fd == -1)
+		return (0);
+	len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(pidfile_fd, 0) == -1 ||
+	    pwrite(pidfile_fd, buf, len, 0) != len) {
+		*cause =
+		    xasprintf("pid_file %s: %s", pidfile_path, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+void
+pidfile_remove(void)
+{
+	struct stat ours, there;
+
+	if (pidfile_fd == -1)
+		return;
+	if (fstat(pidfile_fd, &ours) == 0 && lstat(pidfile_path, &there) == 0 &&
+	    ours.st_dev == there.st_dev && ours.st_ino == there.st_ino)
+		unlink(pidfile_path);
+	close(pidfile_fd);
+	pidfile_fd = -1;
+	free(pidfile_path);
+	pidfile_path = NULL;
+}
