@@ -152,3 +152,26 @@ class LogrotateTest(harness.DaemonTest):
         self.stop_daemon(d)
         with open(log) as f:
             self.assertIn("stopped", f.read(), "later lines went to the rotated file")
+
+
+class CheckEveryErrorTest(harness.DaemonTest):
+
+    def test_check_an_unknown_option_or_section_no_longer_hides_the_errors_after_it(self):
+        path = self.write_file("t.conf", (
+            'runtime_dir = "%s"\n'
+            'frobnicate = 1\n'
+            'service "web" {\n'
+            '    listen = { "127.0.0.1:%d" }\n'
+            '    tyop = "x"\n'
+            '    command = "socketnaut-hello --socket {socket}"\n'
+            '    nosuch_section { a = 1 }\n'
+            '    idle_timeout = 10parsecs\n'
+            '    backlog = 0\n'
+            '}\n') % (self.path("run"), harness.free_port()))
+        rc, out, err = harness.run_check(path)
+        self.assertEqual(rc, 1, err)
+        for line, words in ((2, 'unknown option "frobnicate"'), (5, 'unknown option "tyop"'),
+                            (7, 'unknown option "nosuch_section"'), (8, "idle_timeout"),
+                            (9, "backlog (0)")):
+            self.assertIn("t.conf:%d: %s" % (line, words), err)
+        self.assertIn("5 errors", err)
