@@ -24,14 +24,24 @@ static char *pidfile_path;
 int
 pidfile_lock(const char *path, char **cause)
 {
-	char    buf[32];
-	ssize_t n;
-	int     fd;
+	struct stat st;
+	char        buf[32];
+	ssize_t     n;
+	int         fd;
 
 	fd = open(
 	    path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
 	if (fd == -1) {
 		*cause = xasprintf("pid_file %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	/* Not a link to another file that a writable directory let in. */
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    st.st_uid != geteuid()) {
+		*cause = xasprintf(
+		    "pid_file %s: not a regular file of ours with one link",
+		    path);
+		close(fd);
 		return (-1);
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {

@@ -105,6 +105,17 @@ class PidFileTest(harness.DaemonTest):
         self.stop_daemon(d)
         self.assertFalse(os.path.exists(pidfile), "the pid file outlived the daemon")
 
+    def test_pid_file_that_is_a_hard_link_to_another_file_is_refused(self):
+        victim = self.write_file("victim", "precious\n")
+        pidfile = self.path("sn.pid")
+        os.link(victim, pidfile)
+        d = self.start_daemon([harness.hello(name="web", worker_count=1)],
+                              global_opts={"pid_file": pidfile}, wait=False)
+        self.assertEqual(d.proc.wait(10), 1)
+        self.assertIn("not a regular file of ours with one link", d.log())
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+
     def test_pid_file_replaced_by_another_is_not_removed_at_exit(self):
         pidfile = self.path("sn.pid")
         d = self.start_daemon([harness.hello(name="web", worker_count=1)],
