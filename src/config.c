@@ -1166,7 +1166,8 @@ struct scan {
 	enum scan_state state;
 	cfg_opt_t      *ctx[SCAN_DEPTH]; /* each open section's options */
 	int             depth;           /* sections open */
-	char           *name;            /* the statement's name */
+	char           *stmt;            /* where the statement starts */
+	char           *name;            /* its name, without quotes */
 	size_t          namelen;
 	int             nameline;
 	char           *skip;      /* an unknown section starts here */
@@ -1217,7 +1218,7 @@ scan_open_section(struct scan *st)
 
 	ctx = st->depth < SCAN_DEPTH ? st->ctx[st->depth] : NULL;
 	if (ctx != NULL && opt == NULL && st->skip == NULL) {
-		st->skip = st->name;
+		st->skip = st->stmt;
 		st->skipdepth = st->depth;
 	}
 	st->depth++;
@@ -1248,11 +1249,11 @@ scan_include(struct scan *st, char *buf, char *tok, char *tokend, int line)
 		inc->pattern =
 		    xasprintf("%.*s", (int)(tokend - tok - 2), tok + 1);
 		inc->line = st->nameline;
-		inc->start = st->name - buf;
+		inc->start = st->stmt - buf;
 		inc->end = tokend - buf;
 		inc->endline = line;
 	}
-	for (p = st->name; p < tokend; p++) {
+	for (p = st->stmt; p < tokend; p++) {
 		if (*p != '\n')
 			*p = ' ';
 	}
@@ -1266,9 +1267,12 @@ scan_token(
 {
 	switch (st->state) {
 	case SCAN_NAME:
-		if (kind == TOK_WORD) {
-			st->name = tok;
-			st->namelen = tokend - tok;
+		/* libconfuse takes a quoted name as well as a bare one. */
+		if (kind == TOK_WORD ||
+		    (kind == TOK_STRING && (*tok == '"' || *tok == '\''))) {
+			st->stmt = tok;
+			st->name = kind == TOK_WORD ? tok : tok + 1;
+			st->namelen = tokend - tok - (kind == TOK_WORD ? 0 : 2);
 			st->nameline = line;
 			st->state = SCAN_AFTER_NAME;
 		} else if (kind == '}' && st->depth > 0) {

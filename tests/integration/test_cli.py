@@ -178,11 +178,12 @@ class CheckEveryErrorTest(harness.DaemonTest):
             '    nosuch_section { a = 1 }\n'
             '    idle_timeout = 10parsecs\n'
             '    backlog = 0\n'
-            '}\n') % (self.path("run"), harness.free_port()))
+            '}\n'
+            '"quoted_typo" = 1\n') % (self.path("run"), harness.free_port()))
         rc, out, err = harness.run_check(path)
         self.assertEqual(rc, 1, err)
         for line, words in ((2, 'unknown option "frobnicate"'), (5, 'unknown option "tyop"'),
                             (7, 'unknown option "nosuch_section"'), (8, "idle_timeout"),
-                            (9, "backlog (0)")):
+                            (9, "backlog (0)"), (11, 'unknown option "quoted_typo"')):
             self.assertIn("t.conf:%d: %s" % (line, words), err)
-        self.assertIn("5 errors", err)
+        self.assertIn("6 errors", err)
