@@ -31,7 +31,8 @@ endif
 
 DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/health.c src/keeper.c \
 		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
-		  src/service.c src/sockdir.c src/upgrade.c src/util.c src/worker.c
+		  src/service.c src/sockdir.c src/upgrade.c src/util.c src/worker.c \
+		  src/output.c src/pidfile.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
@@ -141,6 +142,11 @@ install: all install-lib
 	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf"; \
 	else install -m 644 etc/socketnaut.conf \
 	    $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf; fi
+	install -d $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd ]; then \
+	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd"; \
+	else install -m 644 etc/logrotate.d/socketnautd \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd; fi
 
 uninstall: uninstall-lib
 	rm -f $(DESTDIR)$(SBINDIR)/socketnautd \
@@ -148,7 +154,8 @@ uninstall: uninstall-lib
 	    $(DESTDIR)$(MANDIR)/man8/socketnautd.8 \
 	    $(DESTDIR)$(MANDIR)/man5/socketnaut.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man7/socketnaut-agent.7 \
-	    $(DESTDIR)$(UNITDIR)/socketnautd.service
+	    $(DESTDIR)$(UNITDIR)/socketnautd.service \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd
 	@echo "$(DESTDIR)$(SYSCONFDIR)/socketnaut.conf left in place"
 
 clean:

@@ -78,6 +78,7 @@ struct sn_config {
 	int                     log_level;
 	char                   *log_target;
 	char                   *runtime_dir;
+	char                   *pid_file; /* NULL: none */
 	long long               shutdown_timeout;
 	long long               kill_timeout;
 	int                     worker_cgroup;   /* auto (1) or off (0) */

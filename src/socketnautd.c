@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "config.h"
 #include "keeper.h"
 #include "log.h"
+#include "pidfile.h"
 #include "sdnotify.h"
 #include "service.h"
 #include "socketnautd.h"
@@ -41,11 +43,37 @@ static struct event        collect_ev;
 static void              **garbage; /* freed once the callback is over */
 static size_t              ngarbage, garbage_cap;
 
+static const struct option long_opts[] = { { "config", 1, NULL, 'c' },
+	{ "debug", 0, NULL, 'd' }, { "help", 0, NULL, 'h' },
+	{ "test", 0, NULL, 't' }, { "version", 0, NULL, 'V' },
+	{ NULL, 0, NULL, 0 } };
+
+/* -h: every flag; a wrong command line: the same on stderr, exit 2. */
 static void __attribute__((noreturn)) usage(int status)
 {
-	fprintf(
-	    status ? stderr : stdout, "usage: socketnautd [-dhtV] [-c file]\n");
+	FILE *f = status ? stderr : stdout;
+
+	fprintf(f, "usage: socketnautd [-dhtV] [-c file]\n");
+	fprintf(f, "  -c, --config FILE  configuration file (default %s)\n",
+	    SN_CONFIG_PATH);
+	fprintf(f,
+	    "  -d, --debug        log at debug level to stderr, whatever the file says\n");
+	fprintf(f,
+	    "  -t, --test         check the configuration and what start needs, then exit\n");
+	fprintf(f, "  -V, --version      print the version and exit\n");
+	fprintf(f, "  -h, --help         print this help and exit\n");
 	exit(status);
+}
+
+static void
+daemon_pidfile(void)
+{
+	char *cause;
+
+	if (pidfile_write(&cause) == -1) {
+		log_warnx("%s", cause);
+		free(cause);
+	}
 }
 
 /* The pool changed: refresh systemd's status line, send READY=1 once. */
@@ -75,6 +103,7 @@ daemon_status_changed(void)
 		log_info("every service has its minimum pool ready");
 		if (upgrade_child()) {
 			upgrade_ready();
+			daemon_pidfile();
 			TAILQ_FOREACH (svc, &services, entry)
 				service_update_accepting(svc);
 		} else
@@ -479,7 +508,8 @@ main(int argc, char **argv)
 	size_t           i;
 
 	upgrade_init(argc, argv); /* before getopt reorders argv */
-	while ((ch = getopt(argc, argv, "c:dhtV")) != -1) {
+	while (
+	    (ch = getopt_long(argc, argv, "c:dhtV", long_opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
@@ -496,11 +526,11 @@ main(int argc, char **argv)
 		case 'h':
 			usage(0);
 		default:
-			usage(1);
+			usage(2);
 		}
 	}
 	if (optind != argc)
-		usage(1);
+		usage(2);
 
 	log_open("stderr", NULL);
 	if ((conf = config_load(path)) == NULL)
@@ -518,6 +548,15 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	daemon_contain();
+	/* Before binding: a second daemon on this pid file stops here. */
+	if (conf->pid_file != NULL &&
+	    pidfile_lock(conf->pid_file, &cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		cgroup_shutdown();
+		config_unref(conf);
+		return (1);
+	}
 	raise_nofile();
 	sdnotify_init();
 	if ((sn_base = event_base_new()) == NULL)
@@ -555,6 +594,11 @@ main(int argc, char **argv)
 		ch = 1;
 	} else {
 		daemon_started = 1;
+		/* A new master of an upgrade writes it when it takes over. */
+		if (!upgrade_child() && pidfile_write(&cause) == -1) {
+			log_warnx("%s", cause);
+			free(cause);
+		}
 		daemon_status_changed();
 		event_base_dispatch(sn_base);
 		log_notice(upgrade_handed_over()
@@ -572,6 +616,7 @@ main(int argc, char **argv)
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_del(&sigev[i]);
 	cgroup_shutdown();
+	pidfile_remove(upgrade_handed_over());
 	upgrade_free();
 	event_base_free(sn_base);
 	config_unref(conf);

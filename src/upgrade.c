@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pidfile.h"
 #include "sdnotify.h"
 #include "service.h"
 #include "sockdir.h"
@@ -70,7 +71,8 @@ static int                  from_upgrade; /* we are the new master */
 static int                  reported;     /* ... and said "R" */
 static char                 listen_pid[32];
 
-static void upgrade_exec(int *, int, int, char **) __attribute__((noreturn));
+static void
+upgrade_exec(int *, int, int, int, char **) __attribute__((noreturn));
 static void upgrade_child_fail(int) __attribute__((noreturn));
 
 /*
@@ -171,11 +173,11 @@ upgrade_child_fail(int fd)
 
 /* In the child: the fds in place (listeners from 3, then the channel). */
 static void
-upgrade_exec(int *fds, int n, int fd, char **env)
+upgrade_exec(int *fds, int n, int fd, int pfd, char **env)
 {
 	struct sigaction sa;
 	sigset_t         set;
-	int              sig, i, base = UPGRADE_FIRST_FD + n + 1;
+	int              sig, i, base = UPGRADE_FIRST_FD + n + 2;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
@@ -185,6 +187,9 @@ upgrade_exec(int *fds, int n, int fd, char **env)
 	sigprocmask(SIG_SETMASK, &set, NULL);
 	if ((fd = fcntl(fd, F_DUPFD_CLOEXEC, base)) == -1)
 		_exit(127);
+	/* Out of the way of the listeners' places before they are filled. */
+	if (pfd != -1 && (pfd = fcntl(pfd, F_DUPFD_CLOEXEC, base)) == -1)
+		upgrade_child_fail(fd);
 	for (i = 0; i < n; i++) {
 		if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, base)) == -1)
 			upgrade_child_fail(fd);
@@ -194,6 +199,9 @@ upgrade_exec(int *fds, int n, int fd, char **env)
 			upgrade_child_fail(fd);
 	}
 	if (dup2(fd, UPGRADE_FIRST_FD + n) == -1)
+		upgrade_child_fail(fd);
+	/* The pid file (and its lock) after the channel, if there is one. */
+	if (pfd != -1 && dup2(pfd, UPGRADE_FIRST_FD + n + 1) == -1)
 		upgrade_child_fail(fd);
 	syscall(SYS_close_range, base, ~0U, CLOSE_RANGE_CLOEXEC);
 	snprintf(
@@ -209,7 +217,8 @@ static int
 upgrade_env_ours(const char *e)
 {
 	return (strncmp(e, "LISTEN_", 7) == 0 ||
-	    strncmp(e, UPGRADE_ENV "=", sizeof UPGRADE_ENV) == 0);
+	    strncmp(e, UPGRADE_ENV "=", sizeof UPGRADE_ENV) == 0 ||
+	    strncmp(e, PIDFILE_ENV "=", sizeof PIDFILE_ENV) == 0);
 }
 
 /* The listeners to pass, and their services' names for LISTEN_FDNAMES. */
@@ -389,7 +398,7 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 	sigset_t all, old;
 	char   **env, *names;
 	int     *fds, n, sp[2];
-	size_t   i, k = 0;
+	size_t   i, k = 0, own;
 
 	if (state == UPGRADE_STARTING || state == UPGRADE_ABORTING) {
 		log_warnx(
@@ -416,15 +425,19 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 		return;
 	}
 	fds = upgrade_fds(&n, &names);
-	env = xcalloc(argv_count(environ) + 5, sizeof *env);
+	env = xcalloc(argv_count(environ) + 6, sizeof *env);
 	for (i = 0; environ[i] != NULL; i++) {
 		if (!upgrade_env_ours(environ[i]))
 			env[k++] = environ[i];
 	}
 	env[k++] = listen_pid; /* filled in by the child */
+	own = k;
 	env[k++] = xasprintf("LISTEN_FDS=%d", n);
 	env[k++] = xasprintf("LISTEN_FDNAMES=%s", names);
 	env[k++] = xasprintf("%s=%d", UPGRADE_ENV, UPGRADE_FIRST_FD + n);
+	if (pidfile_handle() != -1)
+		env[k++] =
+		    xasprintf("%s=%d", PIDFILE_ENV, UPGRADE_FIRST_FD + n + 1);
 	log_notice("binary upgrade: starting %s with %d listening socket%s",
 	    self_path, n, n == 1 ? "" : "s");
 
@@ -432,10 +445,10 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 	sigprocmask(SIG_BLOCK, &all, &old);
 	child = fork();
 	if (child == 0)
-		upgrade_exec(fds, n, sp[1], env);
+		upgrade_exec(fds, n, sp[1], pidfile_handle(), env);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sp[1]);
-	for (i = k - 3; i < k; i++)
+	for (i = own; i < k; i++)
 		free(env[i]);
 	free(env);
 	free(fds);

@@ -11,6 +11,7 @@ fail() { echo "install: FAIL: $*" >&2; exit 1; }
 make -C "$top" --no-print-directory -s install DESTDIR="$stage" PREFIX=/opt/sn \
     BUILD="${BUILD:-build}" >/dev/null
 for f in sbin/socketnautd bin/socketnaut-hello etc/socketnaut.conf \
+    etc/logrotate.d/socketnautd \
     share/man/man8/socketnautd.8 share/man/man5/socketnaut.conf.5 \
     share/man/man7/socketnaut-agent.7 share/man/man3/socketnaut.3 \
     lib/systemd/system/socketnautd.service include/socketnaut.h \

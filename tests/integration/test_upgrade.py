@@ -372,6 +372,32 @@ class UpgradeTest(harness.DaemonTest):
         self.assertNotRegex(d.log(), r"workers in \S*/master/workers-")
         self.stop_master(second, second_workers, d.runtime_dir)
 
+    def test_pid_file_names_the_new_master_and_stays_locked_across_the_upgrade(self):
+        pid_file = self.path("socketnautd.pid")
+        d = self.start_daemon([harness.hello(worker_count=1)], {"pid_file": pid_file})
+        d.wait_ready(1)
+        harness.wait_until(lambda: os.path.exists(pid_file), 10, what="the pid file")
+        with open(pid_file) as f:
+            self.assertEqual(int(f.read()), d.pid)
+        d.proc.send_signal(signal.SIGUSR2)
+        new = self.wait_new_master(d)
+        self.addCleanup(self.kill_master, new)
+        self.assertEqual(d.proc.wait(20), 0)
+        # the old master left the file to the new one, which wrote its pid into it
+        with open(pid_file) as f:
+            self.assertEqual(int(f.read()), new)
+        # and holds the old master's lock: a second daemon on the file is refused
+        other = harness.Daemon(self.tmp, [harness.hello(name="other")],
+                               {"pid_file": pid_file,
+                                "runtime_dir": self.path("run-other")}, name="other")
+        self.daemons.append(other)
+        other.start()
+        self.assertEqual(other.proc.wait(20), 1)
+        self.assertIn("held by a running socketnautd (pid %d)" % new, other.log())
+        workers = self.workers_of(new)
+        self.stop_master(new, workers, d.runtime_dir)
+        self.assertFalse(os.path.exists(pid_file), "the new master left its pid file")
+
     def test_sockets_passed_as_systemd_does_are_used_and_unknown_ones_closed(self):
         port, other = harness.free_port(), harness.free_port()
         d = harness.Daemon(self.tmp, [harness.hello(worker_count=1,
