@@ -318,7 +318,7 @@ class NodePackageDaemonTest(harness.DaemonTest):
 
     def test_shipped_example_configurations_run_from_the_tree(self):
         """examples/node-{esm,cjs}/*.conf pass -t and, on free ports, serve from the source
-        tree (examples/node_modules links the package)."""
+        tree (examples/node_modules links the package); the redirect worker answers 301."""
         services = []
         for kind in ("esm", "cjs"):
             conf = os.path.join(EXAMPLES, "node-" + kind, "node-%s.conf" % kind)
@@ -326,20 +326,26 @@ class NodePackageDaemonTest(harness.DaemonTest):
             self.assertEqual(rc, 0, err)
             with open(conf) as f:
                 text = f.read()
-            for block in re.findall(r'^service "([^"]+)" \{(.*?)^\}', text, re.M | re.S):
-                name, body = block
+            for name, body in re.findall(r'^service "([^"]+)" \{(.*?)^\}', text, re.M | re.S):
                 command = re.search(r'^\s*command\s*=\s*"node ([^"]*)"', body, re.M).group(1)
                 self.assertRegex(body, r'(?m)^\s*backend\s*=\s*"agent"')
-                env = re.findall(r'"(NODE_PATH=[^"]*)"', body)
+                env = re.search(r'^\s*env\s*=\s*\{([^}]*)\}', body, re.M)
                 services.append({"name": name, "directory": harness.ROOT,
                                  "command": [NODE, command], "backend": "agent",
                                  "worker_count": 1, "ready_timeout": "20s",
-                                 "env": env or None})
-        self.assertEqual(len(services), 4)
+                                 "env": re.findall(r'"([^"]*)"', env.group(1)) if env else None})
+        self.assertEqual(sorted(s["name"] for s in services),
+                         ["node-cjs-express", "node-cjs-hello", "node-esm-express",
+                          "node-esm-hello", "node-esm-redirect"])
         if not os.path.isdir(EXPRESS):
             services = [s for s in services if not s["name"].endswith("express")]
         d = self.start_daemon(services)
         for svc in services:
+            if svc["name"].endswith("redirect"):
+                r = harness.http(d.ports[svc["name"]], path="/x?y=1", timeout=20)
+                self.assertEqual(r.status, 301, r)
+                self.assertEqual(r.headers.get("location"), "https://localhost:8443/x?y=1")
+                continue
             greeting = "Hello from Express!" if svc["name"].endswith("express") else \
                 "Hello, World!"
             self.assert_answers_with_client_address(d, svc["name"], greeting)
