@@ -398,10 +398,10 @@ function createServiceAgent(options) {
 /*
  * The module's own logger, as Socketnaut exports one: through the worker's
  * agent into the daemon's log once createServiceAgent has made one with a
- * control channel, else to stderr (which socketnautd logs too).
+ * control channel that works, else to stderr (which socketnautd logs too).
  */
 const log = makeLogger((n, text) => {
-    if (serviceAgent && serviceAgent.enabled) return serviceAgent._sendLog(n, text);
+    if (serviceAgent && serviceAgent.enabled && serviceAgent._sendLog(n, text)) return true;
     process.stderr.write(`<${Level[n]}> ${new Date().toISOString()} ${process.pid} - ${text}\n`);
     return true;
 });
