@@ -31,7 +31,9 @@ endif
 
 DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/health.c src/keeper.c \
 		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
-		  src/service.c src/sockdir.c src/tls.c src/util.c src/worker.c
+		  src/service.c src/sockdir.c src/upgrade.c src/util.c src/worker.c \
+		  src/output.c src/pidfile.c
+DAEMON_SRCS	+= src/tls.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
@@ -105,9 +107,12 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 lint:
-	@if command -v clang-format >/dev/null && [ -d .git ]; then \
+	@if command -v clang-format >/dev/null && [ -e .git ]; then \
 	    clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') && \
 	    echo "C sources: clang-format clean"; fi
+	@if command -v mypy >/dev/null; then \
+	    mypy --strict --python-version 3.8 agents/python/socketnaut_agent.py; \
+	else echo "mypy not installed: the Python agent's types not checked"; fi
 	@if command -v mandoc >/dev/null; then \
 	    mandoc -T lint -W warning man/*.[0-9] && echo "man pages: lint clean"; \
 	else echo "mandoc not installed: man pages not linted"; fi
@@ -124,7 +129,7 @@ lint:
 	    echo "systemd unit: systemd-analyze verify clean"; \
 	else echo "systemd-analyze not installed: unit not verified"; fi
 
-install: all install-lib
+install: all install-lib install-agents
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 	    $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
@@ -141,14 +146,20 @@ install: all install-lib
 	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf"; \
 	else install -m 644 etc/socketnaut.conf \
 	    $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf; fi
+	install -d $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd ]; then \
+	    echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd"; \
+	else install -m 644 etc/logrotate.d/socketnautd \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd; fi
 
-uninstall: uninstall-lib
+uninstall: uninstall-lib uninstall-agents
 	rm -f $(DESTDIR)$(SBINDIR)/socketnautd \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello \
 	    $(DESTDIR)$(MANDIR)/man8/socketnautd.8 \
 	    $(DESTDIR)$(MANDIR)/man5/socketnaut.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man7/socketnaut-agent.7 \
-	    $(DESTDIR)$(UNITDIR)/socketnautd.service
+	    $(DESTDIR)$(UNITDIR)/socketnautd.service \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/socketnautd
 	@echo "$(DESTDIR)$(SYSCONFDIR)/socketnaut.conf left in place"
 
 clean:
@@ -264,3 +275,31 @@ uninstall-lib:
 
 .PHONY: lib lib-check install-lib uninstall-lib
 # end of libsocketnaut #######################################################
+
+# Agents #####################################################################
+# The Node package socketnaut-agent (agents/node) where `npm install DIR`,
+# NODE_PATH and `npm ls -g` find it (npm's global layout; a Debian package
+# would set NODEDIR=/usr/share/nodejs), and the Python module where Debian's
+# python3 imports it from (/usr/local/lib/python3.X/dist-packages for
+# PREFIX=/usr/local, /usr/lib/python3/dist-packages for PREFIX=/usr).
+
+NODEDIR		?= $(PREFIX)/lib/node_modules
+PYTHON		?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYTHON_VERSION	:= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR	?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages)
+NODE_AGENT	= package.json README socketnaut-agent.js socketnaut-agent.mjs \
+		  socketnaut-agent.d.ts socketnaut-agent.d.mts
+
+install-agents:
+	install -d $(DESTDIR)$(NODEDIR)/socketnaut-agent $(DESTDIR)$(PYTHONDIR)
+	install -m 644 $(addprefix agents/node/,$(NODE_AGENT)) \
+	    $(DESTDIR)$(NODEDIR)/socketnaut-agent/
+	install -m 644 agents/python/socketnaut_agent.py $(DESTDIR)$(PYTHONDIR)/
+
+uninstall-agents:
+	rm -f $(addprefix $(DESTDIR)$(NODEDIR)/socketnaut-agent/,$(NODE_AGENT)) \
+	    $(DESTDIR)$(PYTHONDIR)/socketnaut_agent.py
+	-rmdir $(DESTDIR)$(NODEDIR)/socketnaut-agent 2>/dev/null
+
+.PHONY: install-agents uninstall-agents
+# end of agents ##############################################################

@@ -28,6 +28,7 @@
 #include "cgroup.h"
 #include "log.h"
 #include "socketnautd.h"
+#include "upgrade.h"
 #include "util.h"
 
 #define RMDIR_RETRY_MS 50
@@ -260,10 +261,14 @@ cgroup_clean_stale(const char *root)
 int
 cgroup_init(char **cause)
 {
-	char *dir, *master = NULL, *workers = NULL, *procs, pid[32];
+	char *dir, *master = NULL, *workers = NULL, *procs, pid[32], *end;
 
 	if ((dir = cgroup_find(cause)) == NULL)
 		return (-1);
+	/* A binary upgrade's new master starts in the old one's master/. */
+	if (upgrade_child() && (end = strrchr(dir, '/')) != NULL &&
+	    strcmp(end, "/master") == 0)
+		*end = '\0';
 	procs = xasprintf("%s/cgroup.procs", dir);
 	if (access(procs, W_OK) == -1) {
 		*cause = xasprintf("%s: %s", procs, strerror(errno));

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -46,6 +47,34 @@ struct line_rec {
 
 #define SECTION_KEY     "{"
 #define CONFIG_SIZE_MAX (16 * 1024 * 1024)
+#define CONFIG_ALL_MAX  (4 * CONFIG_SIZE_MAX) /* with every include */
+#define INCLUDE_DEPTH   8    /* includes inside includes, at most */
+#define INCLUDE_FILES   1024 /* files in one configuration, at most */
+#define SCAN_DEPTH      16   /* nested sections the scan follows */
+
+/*
+ * One file of the configuration: the main file or an included one.  Lines
+ * are numbered across files (a file's line n is base + n), so that every
+ * int line in this file still says where; config_error translates.
+ */
+struct conf_file {
+	char  *path;
+	int    base;
+	int    nlines;
+	int    parent; /* the file that included it, or -1 */
+	dev_t  dev;
+	ino_t  ino;
+	size_t nextsec; /* its next service section in seclines */
+};
+
+/* An include statement found by config_scan, already blanked out. */
+struct include {
+	char  *pattern;
+	int    line;  /* of the statement */
+	size_t start; /* bytes of the file before it */
+	size_t end;   /* and after it */
+	int    endline;
+};
 
 /* State of one config_load() call; the callbacks have no user pointer. */
 static struct {
@@ -60,7 +89,34 @@ static struct {
 	/* Service sections cb_section took from libconfuse. */
 	cfg_value_t **secs;
 	size_t        nsecs;
+	/* The files read so far, the one being parsed, and its offset. */
+	struct conf_file *files;
+	int               nfiles;
+	int               cur;
+	int               nextbase;
+	size_t            total;   /* bytes read, every file */
+	int               lineadd; /* libconfuse's line + this: ours */
+	int               parse_failed;
+	/* Include statements of the file config_scan is reading. */
+	struct include *incs;
+	size_t          nincs;
 } load;
+
+/* Where a line numbered across files is: its file and its own line. */
+static const char *
+config_where(int line, int *fline)
+{
+	int i;
+
+	for (i = load.nfiles - 1; i >= 0; i--) {
+		if (line > load.files[i].base) {
+			*fline = line - load.files[i].base;
+			return (load.files[i].path);
+		}
+	}
+	*fline = line;
+	return (load.path);
+}
 
 static void
 config_error(int, const char *, ...) __attribute__((format(printf, 2, 3)));
@@ -68,17 +124,21 @@ config_error(int, const char *, ...) __attribute__((format(printf, 2, 3)));
 static void
 config_error(int line, const char *fmt, ...)
 {
-	va_list ap;
-	char   *msg;
+	va_list     ap;
+	char       *msg;
+	const char *path;
 
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatal("vasprintf");
 	va_end(ap);
-	if (line > 0)
-		log_errorx("%s:%d: %s", load.path, line, msg);
-	else
-		log_errorx("%s: %s", load.path, msg);
+	if (line > 0) {
+		path = config_where(line, &line);
+		log_errorx("%s:%d: %s", path, line, msg);
+	} else
+		log_errorx("%s: %s",
+		    load.nfiles > 0 ? load.files[load.cur].path : load.path,
+		    msg);
 	free(msg);
 	load.errors++;
 }
@@ -90,7 +150,7 @@ cb_error(cfg_t *cfg, const char *fmt, va_list ap)
 
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatal("vasprintf");
-	config_error(cfg != NULL ? cfg->line : 0, "%s", msg);
+	config_error(cfg != NULL ? load.lineadd + cfg->line : 0, "%s", msg);
 	free(msg);
 }
 
@@ -171,7 +231,7 @@ line_of(cfg_t *sec, const char *name)
 static int
 cb_record(cfg_t *cfg, cfg_opt_t *opt)
 {
-	line_set(cfg, opt->name, cfg->line);
+	line_set(cfg, opt->name, load.lineadd + cfg->line);
 	return (0);
 }
 
@@ -184,8 +244,9 @@ cb_record(cfg_t *cfg, cfg_opt_t *opt)
 static int
 cb_section(cfg_t *cfg, cfg_opt_t *opt)
 {
-	cfg_value_t *val;
-	size_t       k = load.nsecs;
+	cfg_value_t      *val;
+	struct conf_file *f = &load.files[load.cur];
+	size_t            k = load.nsecs, i = f->nextsec++;
 
 	(void)cfg;
 	if (opt->nvalues == 0)
@@ -196,7 +257,8 @@ cb_section(cfg_t *cfg, cfg_opt_t *opt)
 		    load.secs, k == 0 ? 1 : k * 2, sizeof *load.secs);
 	load.secs[load.nsecs++] = val;
 	line_set(val->section, SECTION_KEY,
-	    k < load.nseclines ? load.seclines[k] : val->section->line);
+	    i < load.nseclines ? load.seclines[i]
+			       : load.lineadd + val->section->line);
 	return (0);
 }
 
@@ -207,7 +269,8 @@ cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	char     *cause;
 
 	if (duration_parse(value, &ms, &cause) == -1) {
-		config_error(cfg->line, "%s: %s", opt->name, cause);
+		config_error(
+		    load.lineadd + cfg->line, "%s: %s", opt->name, cause);
 		free(cause);
 		ms = opt->def.number;
 	}
@@ -221,7 +284,7 @@ cb_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	int level;
 
 	if ((level = log_level_parse(value)) == -1) {
-		config_error(cfg->line,
+		config_error(load.lineadd + cfg->line,
 		    "%s: unknown level \"%s\" (expected emerg, alert, crit, error, warning, notice, info or debug)",
 		    opt->name, value);
 		level = LOG_INFO;
@@ -248,8 +311,9 @@ keyword_parse(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
 			return (0);
 		}
 	}
-	config_error(cfg->line, "%s: unknown %s \"%s\" (expected %s)",
-	    opt->name, what, value, expected);
+	config_error(load.lineadd + cfg->line,
+	    "%s: unknown %s \"%s\" (expected %s)", opt->name, what, value,
+	    expected);
 	*(long *)result = kw->value;
 	return (0);
 }
@@ -358,11 +422,13 @@ static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
 	CFG_STR("log_target", "stderr", CFGF_NONE),
 	CFG_STR("runtime_dir", NULL, CFGF_NODEFAULT),
+	CFG_STR("pid_file", NULL, CFGF_NODEFAULT),
 	CFG_STR("user", NULL, CFGF_NODEFAULT),
 	CFG_STR("group", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("shutdown_timeout", 30000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("kill_timeout", 5000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("worker_cgroup", 1, CFGF_NONE, cb_cgroup),
+	CFG_INT_CB("upgrade_timeout", 60000, CFGF_NONE, cb_duration),
 	CFG_SEC("service", service_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END() };
@@ -484,16 +550,25 @@ config_names_unique(struct sn_config *conf)
 {
 	struct sn_service_conf **v;
 	size_t                   i;
+	const char              *first;
+	int                      line, other;
 
 	v = xcalloc(conf->nservices + 1, sizeof *v);
 	for (i = 0; i < conf->nservices; i++)
 		v[i] = &conf->services[i];
 	qsort(v, conf->nservices, sizeof *v, service_name_cmp);
 	for (i = 1; i < conf->nservices; i++) {
-		if (strcmp(v[i - 1]->name, v[i]->name) == 0)
+		if (strcmp(v[i - 1]->name, v[i]->name) != 0)
+			continue;
+		first = config_where(v[i - 1]->line, &line);
+		if (first == config_where(v[i]->line, &other))
 			config_error(v[i]->line,
 			    "service \"%s\" is already defined on line %d",
-			    v[i]->name, v[i - 1]->line);
+			    v[i]->name, line);
+		else
+			config_error(v[i]->line,
+			    "service \"%s\" is already defined at %s:%d",
+			    v[i]->name, first, line);
 	}
 	free(v);
 }
@@ -825,14 +900,106 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	    : conf->kill_timeout;
 
 	sc->sockdir = xasprintf("%s/%s", conf->runtime_dir, sc->name);
-	/* Room for "/<serial>.sock" with a 10-digit serial. */
-	if (strlen(sc->sockdir) + 17 > sizeof sun.sun_path)
+	/* Room for "/<pid>-<serial>.sock": 10 digits each. */
+	if (strlen(sc->sockdir) + 28 > sizeof sun.sun_path)
 		config_error(sc->line,
 		    "service \"%s\": socket paths under %s would exceed %zu bytes; choose a shorter runtime_dir",
 		    sc->name, conf->runtime_dir, sizeof sun.sun_path - 1);
 	service_health(sc, sec);
 	service_tls(sc, sec);
 	conf->nservices++;
+}
+
+/*
+ * A file the daemon will append to or create: writable if it exists,
+ * else its directory must let us create it (what start would fail on).
+ */
+static void
+config_writable(cfg_t *root, const char *name, const char *path)
+{
+	char *dir, *slash;
+	int   fd;
+
+	fd =
+	    open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd != -1) {
+		close(fd);
+		return;
+	}
+	if (errno == ENOENT) {
+		dir = xstrdup(path);
+		slash = strrchr(dir, '/');
+		slash[slash == dir ? 1 : 0] = '\0';
+		if (access(dir, W_OK | X_OK) == 0) {
+			free(dir);
+			return;
+		}
+		config_error(line_of(root, name), "%s: cannot create %s: %s",
+		    name, path, strerror(errno));
+		free(dir);
+		return;
+	}
+	config_error(line_of(root, name), "%s: cannot write %s: %s", name, path,
+	    strerror(errno));
+}
+
+/* Whether this host has addr: bound with port 0, so a port in use passes. */
+static int
+config_addr_assignable(const struct sn_addr *a)
+{
+	struct sockaddr_storage ss = a->ss;
+	int                     fd, rc, saved;
+
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return (-1);
+	rc = bind(fd, (struct sockaddr *)&ss, a->len);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return (rc);
+}
+
+#define ASSIGNABLE_SEEN 16 /* distinct addresses remembered as checked */
+
+/* Every listen address must be one this host has (not 192.0.2.1). */
+static void
+config_listen_assignable(struct sn_config *conf, cfg_t *root)
+{
+	struct sn_addr seen[ASSIGNABLE_SEEN], a;
+	size_t         i, j, k, nseen = 0;
+	char           buf[ADDRSTRLEN];
+
+	for (i = 0; i < conf->nservices; i++) {
+		for (j = 0; j < conf->services[i].nlisten; j++) {
+			a = conf->services[i].listen[j];
+			if (a.ss.ss_family == AF_INET)
+				((struct sockaddr_in *)&a.ss)->sin_port = 0;
+			else
+				((struct sockaddr_in6 *)&a.ss)->sin6_port = 0;
+			for (k = 0; k < nseen; k++) {
+				if (addr_cmp(&seen[k], &a) == 0)
+					break;
+			}
+			if (k < nseen)
+				continue;
+			if (config_addr_assignable(&a) == -1) {
+				config_error(
+				    line_of(cfg_getnsec(root, "service", i),
+					"listen"),
+				    "listen: cannot bind %s: %s",
+				    addr_str((struct sockaddr *)&a.ss, buf,
+					sizeof buf),
+				    strerror(errno));
+				continue;
+			}
+			if (nseen < ASSIGNABLE_SEEN)
+				seen[nseen++] = a;
+		}
+	}
 }
 
 static void
@@ -849,7 +1016,17 @@ config_build(struct sn_config *conf, cfg_t *root)
 		config_error(line_of(root, "log_target"),
 		    "log_target must be stderr, syslog or an absolute file path, not \"%s\"",
 		    target);
+	else if (target[0] == '/')
+		config_writable(root, "log_target", target);
 	conf->log_target = xstrdup(target);
+	if (cfg_size(root, "pid_file") > 0) {
+		conf->pid_file = xstrdup(cfg_getstr(root, "pid_file"));
+		if (conf->pid_file[0] != '/')
+			config_error(line_of(root, "pid_file"),
+			    "pid_file must be an absolute path");
+		else
+			config_writable(root, "pid_file", conf->pid_file);
+	}
 	conf->runtime_dir = xstrdup(cfg_size(root, "runtime_dir") > 0
 		? cfg_getstr(root, "runtime_dir")
 		: config_default_runtime_dir());
@@ -864,6 +1041,10 @@ config_build(struct sn_config *conf, cfg_t *root)
 	conf->shutdown_timeout = cfg_getint(root, "shutdown_timeout");
 	conf->kill_timeout = cfg_getint(root, "kill_timeout");
 	conf->worker_cgroup = (int)cfg_getint(root, "worker_cgroup");
+	conf->upgrade_timeout = cfg_getint(root, "upgrade_timeout");
+	if (conf->upgrade_timeout < 1000)
+		config_error(line_of(root, "upgrade_timeout"),
+		    "upgrade_timeout must be at least 1s");
 
 	n = cfg_size(root, "service");
 	if (n == 0)
@@ -873,11 +1054,12 @@ config_build(struct sn_config *conf, cfg_t *root)
 		service_build(conf, root, cfg_getnsec(root, "service", i));
 	config_names_unique(conf);
 	config_listen_unique(conf, root);
+	config_listen_assignable(conf, root);
 }
 
 /* The whole file, if it is a regular file of at most CONFIG_SIZE_MAX. */
 static char *
-config_read(const char *path, size_t *lenp)
+config_read(const char *path, size_t *lenp, struct stat *stp)
 {
 	struct stat st;
 	char       *buf = NULL;
@@ -924,6 +1106,7 @@ config_read(const char *path, size_t *lenp)
 	buf[len] = '\0';
 	close(fd);
 	*lenp = len;
+	*stp = st;
 	return (buf);
 fail:
 	free(buf);
@@ -1018,19 +1201,196 @@ config_scan_brace(char c, int line, int *depth, const int tokline[2],
 	}
 }
 
+/* Where config_scan is in the statements: checks names, finds includes. */
+enum scan_state {
+	SCAN_NAME,       /* a statement starts */
+	SCAN_AFTER_NAME, /* name read: = (option), { or title (section) */
+	SCAN_TITLE,      /* name "title": { next */
+	SCAN_VALUE,      /* name =: a value or { list } */
+	SCAN_LIST,       /* inside = { ... } */
+	SCAN_ARGS,       /* inside name( ... ) */
+};
+
+struct scan {
+	enum scan_state state;
+	cfg_opt_t      *ctx[SCAN_DEPTH]; /* each open section's options */
+	int             depth;           /* sections open */
+	char           *stmt;            /* where the statement starts */
+	char           *name;            /* its name, without quotes */
+	size_t          namelen;
+	int             nameline;
+	char           *skip;      /* an unknown section starts here */
+	int             skipdepth; /* and ends back at this depth */
+};
+
+enum { TOK_WORD = 256, TOK_STRING };
+
+/* The option called name in opts, or NULL. */
+static cfg_opt_t *
+scan_lookup(cfg_opt_t *opts, const char *name, size_t len)
+{
+	for (; opts->name != NULL; opts++) {
+		if (strlen(opts->name) == len &&
+		    memcmp(opts->name, name, len) == 0)
+			return (opts);
+	}
+	return (NULL);
+}
+
+/*
+ * The statement's name is an option of the section it is in: libconfuse
+ * (CFGF_IGNORE_UNKNOWN) skips an unknown one silently, so it is said here
+ * and the errors after it are found too.  Returns the option or NULL.
+ */
+static cfg_opt_t *
+scan_known(struct scan *st)
+{
+	cfg_opt_t *ctx, *opt;
+
+	ctx = st->depth < SCAN_DEPTH ? st->ctx[st->depth] : NULL;
+	if (ctx == NULL)
+		return (NULL);
+	if ((opt = scan_lookup(ctx, st->name, st->namelen)) == NULL)
+		config_error(st->nameline, "unknown option \"%.*s\"",
+		    (int)st->namelen, st->name);
+	return (opt);
+}
+
+/*
+ * An unknown section is blanked out when it closes: libconfuse 3.3, told
+ * to ignore it, skips up to one closing brace too many.
+ */
+static void
+scan_open_section(struct scan *st)
+{
+	cfg_opt_t *ctx, *opt = scan_known(st);
+
+	ctx = st->depth < SCAN_DEPTH ? st->ctx[st->depth] : NULL;
+	if (ctx != NULL && opt == NULL && st->skip == NULL) {
+		st->skip = st->stmt;
+		st->skipdepth = st->depth;
+	}
+	st->depth++;
+	if (st->depth < SCAN_DEPTH)
+		st->ctx[st->depth] =
+		    opt != NULL && opt->type == CFGT_SEC ? opt->subopts : NULL;
+	st->state = SCAN_NAME;
+}
+
+/* include "pattern": remembered for config_file, blanked for libconfuse. */
+static void
+scan_include(struct scan *st, char *buf, char *tok, char *tokend, int line)
+{
+	struct include *inc;
+	char           *p;
+
+	if (st->depth > 0)
+		config_error(st->nameline,
+		    "include is only allowed at the top level, outside sections");
+	else if (memchr(tok, '\\', tokend - tok) != NULL ||
+	    memchr(tok, '$', tokend - tok) != NULL || tokend - tok < 3)
+		config_error(st->nameline,
+		    "include: write the file or pattern plainly, without \\ or $");
+	else {
+		load.incs =
+		    xreallocarray(load.incs, load.nincs + 1, sizeof *load.incs);
+		inc = &load.incs[load.nincs++];
+		inc->pattern =
+		    xasprintf("%.*s", (int)(tokend - tok - 2), tok + 1);
+		inc->line = st->nameline;
+		inc->start = st->stmt - buf;
+		inc->end = tokend - buf;
+		inc->endline = line;
+	}
+	for (p = st->stmt; p < tokend; p++) {
+		if (*p != '\n')
+			*p = ' ';
+	}
+	st->state = SCAN_NAME;
+}
+
+/* One token of the text: a word, a string or one of ={}()+,* */
+static void
+scan_token(
+    struct scan *st, char *buf, int kind, char *tok, char *tokend, int line)
+{
+	switch (st->state) {
+	case SCAN_NAME:
+		/* libconfuse takes a quoted name as well as a bare one. */
+		if (kind == TOK_WORD ||
+		    (kind == TOK_STRING && (*tok == '"' || *tok == '\''))) {
+			st->stmt = tok;
+			st->name = kind == TOK_WORD ? tok : tok + 1;
+			st->namelen = tokend - tok - (kind == TOK_WORD ? 0 : 2);
+			st->nameline = line;
+			st->state = SCAN_AFTER_NAME;
+		} else if (kind == '}' && st->depth > 0) {
+			st->depth--;
+			if (st->skip != NULL && st->depth == st->skipdepth) {
+				for (; st->skip < tokend; st->skip++) {
+					if (*st->skip != '\n')
+						*st->skip = ' ';
+				}
+				st->skip = NULL;
+			}
+		}
+		break;
+	case SCAN_AFTER_NAME:
+		if (kind == TOK_STRING && st->namelen == 7 &&
+		    memcmp(st->name, "include", 7) == 0)
+			scan_include(st, buf, tok, tokend, line);
+		else if (kind == TOK_STRING || kind == TOK_WORD)
+			st->state =
+			    SCAN_TITLE; /* service "web" or service web */
+		else if (kind == '{')
+			scan_open_section(st);
+		else if (kind == '=' || kind == '+' || kind == '(') {
+			scan_known(st);
+			st->state = kind == '(' ? SCAN_ARGS : SCAN_VALUE;
+		} else
+			st->state = SCAN_NAME; /* libconfuse will say */
+		break;
+	case SCAN_TITLE:
+		if (kind == '{')
+			scan_open_section(st);
+		else
+			st->state = SCAN_NAME;
+		break;
+	case SCAN_VALUE:
+		if (kind == '{')
+			st->state = SCAN_LIST;
+		else if (kind != '=')
+			st->state = SCAN_NAME;
+		break;
+	case SCAN_LIST:
+		if (kind == '}')
+			st->state = SCAN_NAME;
+		break;
+	case SCAN_ARGS:
+		if (kind == ')')
+			st->state = SCAN_NAME;
+		break;
+	}
+}
+
 /*
  * Walk the text as libconfuse's lexer will, blank out its comments (their
  * newlines kept: libconfuse 3.3 miscounts lines after a comment, and every
  * message here names a line) and refuse what libconfuse would silently cut
  * short: a NUL byte, an unclosed comment or string, a section that the end
- * of the file closes.
+ * of the file closes.  Unknown options are errors here; include statements
+ * go to load.incs.  Lines are numbered from base + 1.
  */
 static int
-config_scan(char *buf, size_t len)
+config_scan(char *buf, size_t len, int base)
 {
-	char *p, *q, *end = buf + len;
-	int   line = 1, depth = 0, opened = 0, inword = 0, str, c;
-	int   tokline[2] = { 0, 0 }, tokstr[2] = { 0, 0 };
+	char       *p, *q, *tok, *end = buf + len;
+	int         line = base + 1, depth = 0, opened = 0, inword = 0, str, c;
+	int         tokline[2] = { 0, 0 }, tokstr[2] = { 0, 0 }, kind;
+	struct scan st;
+
+	memset(&st, 0, sizeof st);
+	st.ctx[0] = root_opts;
 
 	if ((q = memchr(buf, '\0', len)) != NULL) {
 		for (p = buf; p < q; p++)
@@ -1058,6 +1418,8 @@ config_scan(char *buf, size_t len)
 			continue;
 		str = 1;
 		inword = 0;
+		tok = p;
+		kind = TOK_STRING;
 		if (c == '"' || c == '\'') {
 			if (config_scan_string(&p, end, &line) == -1)
 				return (-1);
@@ -1067,11 +1429,21 @@ config_scan(char *buf, size_t len)
 			p = q;
 		else if (strchr("={}()+,*", c) != NULL) {
 			str = 0;
+			kind = c;
 			if (c == '{' || c == '}')
 				config_scan_brace(
 				    c, line, &depth, tokline, tokstr, &opened);
-		} else
+		} else {
 			inword = 1;
+			kind = TOK_WORD;
+			for (q = p + 1; q < end &&
+			     strchr(" \t\r\n#\"'={}()+,*", *q) == NULL;
+			     q++)
+				;
+			p = q - 1;
+			inword = 0;
+		}
+		scan_token(&st, buf, kind, tok, p + 1, line);
 		tokline[1] = tokline[0];
 		tokstr[1] = tokstr[0];
 		tokline[0] = line;
@@ -1281,43 +1653,206 @@ config_sections_restore(cfg_t *cfg)
 	load.nsecs = 0;
 }
 
+/* Parse text[start, end) of the file being read; it starts on line. */
+static void
+config_parse_part(cfg_t *cfg, char *text, size_t start, size_t end, int line)
+{
+	size_t i;
+	char   c;
+
+	for (i = start; i < end && strchr(" \t\r\n", text[i]) != NULL; i++)
+		;
+	if (i == end)
+		return;
+	c = text[end];
+	text[end] = '\0';
+	load.lineadd = line - 1;
+	if (cfg_parse_buf(cfg, text + start) != CFG_SUCCESS)
+		load.parse_failed = 1;
+	load.lineadd = 0;
+	text[end] = c;
+}
+
+static void config_include(cfg_t *, const struct include *, int);
+
+/*
+ * Read, scan and parse one file, the files it includes parsed where their
+ * include statements were.  depth: how deep in includes it is.
+ */
+static void
+config_file(cfg_t *cfg, const char *path, int depth)
+{
+	struct conf_file *f;
+	struct include   *incs;
+	struct stat       st;
+	char             *text, *p;
+	size_t            len, nincs, i, pos;
+	int               idx, saved = load.cur, line;
+
+	load.files =
+	    xreallocarray(load.files, load.nfiles + 1, sizeof *load.files);
+	idx = load.nfiles++;
+	f = &load.files[idx];
+	memset(f, 0, sizeof *f);
+	f->path = xstrdup(path);
+	f->parent = load.nfiles > 1 ? saved : -1;
+	f->base = load.nextbase;
+	load.cur = idx;
+	if ((text = config_read(path, &len, &st)) == NULL) {
+		load.parse_failed = 1;
+		goto done;
+	}
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	f->nlines = 1;
+	for (p = text; (p = memchr(p, '\n', text + len - p)) != NULL; p++)
+		f->nlines++;
+	load.nextbase += f->nlines + 1;
+	if ((load.total += len) > CONFIG_ALL_MAX) {
+		config_error(0,
+		    "the configuration and its includes exceed %d MiB",
+		    CONFIG_ALL_MAX >> 20);
+		load.parse_failed = 1;
+		free(text);
+		goto done;
+	}
+	f->nextsec = load.nseclines;
+	if (config_scan(text, len, f->base) == -1)
+		load.parse_failed = 1;
+	incs = load.incs;
+	nincs = load.nincs;
+	load.incs = NULL;
+	load.nincs = 0;
+	pos = 0;
+	line = load.files[idx].base + 1;
+	for (i = 0; i < nincs && !load.parse_failed; i++) {
+		config_parse_part(cfg, text, pos, incs[i].start, line);
+		config_include(cfg, &incs[i], depth + 1);
+		load.cur = idx;
+		pos = incs[i].end;
+		line = incs[i].endline;
+	}
+	if (!load.parse_failed)
+		config_parse_part(cfg, text, pos, len, line);
+	for (i = 0; i < nincs; i++)
+		free(incs[i].pattern);
+	free(incs);
+	free(text);
+done:
+	load.cur = saved;
+}
+
+/* The pattern of an include, relative to the directory of its file. */
+static char *
+config_include_pattern(const char *from, const char *pattern)
+{
+	const char *slash;
+
+	if (pattern[0] == '/' || (slash = strrchr(from, '/')) == NULL)
+		return (xstrdup(pattern));
+	return (xasprintf("%.*s/%s", (int)(slash - from), from, pattern));
+}
+
+/*
+ * include "conf.d/NAME.conf" (a glob): every match, sorted by glob(3).  A
+ * pattern that matches nothing is no error (an empty conf.d), a plain file
+ * name that does not exist is; a file that includes itself, through any
+ * chain, is refused, and so are includes deeper than INCLUDE_DEPTH.
+ */
+/* A directory glob(3) cannot read: fatal unless it does not exist. */
+static int
+config_glob_error(const char *path, int error)
+{
+	(void)path;
+	return (error != ENOENT && error != ENOTDIR);
+}
+
+static void
+config_include(cfg_t *cfg, const struct include *inc, int depth)
+{
+	struct stat st;
+	glob_t      g;
+	char       *pattern;
+	size_t      i;
+	int         rc, p;
+
+	if (depth > INCLUDE_DEPTH) {
+		config_error(inc->line,
+		    "include \"%s\": includes nested more than %d deep",
+		    inc->pattern, INCLUDE_DEPTH);
+		return;
+	}
+	pattern =
+	    config_include_pattern(load.files[load.cur].path, inc->pattern);
+	rc = glob(pattern, 0, config_glob_error, &g);
+	if (rc == GLOB_NOMATCH && strpbrk(inc->pattern, "*?[") != NULL)
+		rc = 0;
+	else if (rc == GLOB_NOMATCH)
+		config_error(inc->line, "include \"%s\": %s: no such file",
+		    inc->pattern, pattern);
+	else if (rc != 0)
+		config_error(inc->line, "include \"%s\": cannot read %s",
+		    inc->pattern, pattern);
+	for (i = 0; rc == 0 && i < g.gl_pathc; i++) {
+		if (load.nfiles >= INCLUDE_FILES) {
+			config_error(inc->line,
+			    "include \"%s\": more than %d files in the configuration",
+			    inc->pattern, INCLUDE_FILES);
+			break;
+		}
+		if (stat(g.gl_pathv[i], &st) == 0) {
+			for (p = load.cur; p != -1; p = load.files[p].parent) {
+				if (load.files[p].dev == st.st_dev &&
+				    load.files[p].ino == st.st_ino)
+					break;
+			}
+			if (p != -1) {
+				config_error(inc->line,
+				    "include \"%s\": %s includes itself",
+				    inc->pattern, g.gl_pathv[i]);
+				continue;
+			}
+		}
+		config_file(cfg, g.gl_pathv[i], depth);
+	}
+	if (rc == 0 || rc == GLOB_NOMATCH)
+		globfree(&g);
+	free(pattern);
+}
+
 struct sn_config *
 config_load(const char *path)
 {
 	struct sn_config *conf;
 	cfg_t            *cfg;
-	char             *text;
-	size_t            len;
-	int               rc = CFG_PARSE_ERROR;
+	int               i;
 
 	memset(&load, 0, sizeof load);
 	load.path = path;
-	cfg = cfg_init(root_opts, CFGF_NONE);
+	/* Unknown options are config_scan's to report, and not fatal. */
+	cfg = cfg_init(root_opts, CFGF_IGNORE_UNKNOWN);
 	cfg_set_error_function(cfg, cb_error);
 	record_lines(cfg, root_opts, NULL);
 
 	conf = xcalloc(1, sizeof *conf);
 	conf->refs = 1;
 	conf->path = xstrdup(path);
-	if ((text = config_read(path, &len)) != NULL) {
-		if (config_scan(text, len) == 0) {
-			cfg->filename = xstrdup(path);
-			cfg->line = 1;
-			rc = cfg_parse_buf(cfg, text);
-		}
-		free(text);
-	}
+	config_file(cfg, path, 0);
 	config_sections_restore(cfg);
-	if (rc == CFG_SUCCESS)
+	if (!load.parse_failed)
 		config_build(conf, cfg);
 	else if (load.errors == 0)
 		config_error(0, "cannot parse");
 	cfg_free(cfg);
 	free(load.lines);
 	free(load.seclines);
-	if (load.errors > 0) {
+	if (load.errors > 0)
 		log_errorx("%s: %d error%s", path, load.errors,
 		    load.errors == 1 ? "" : "s");
+	for (i = 0; i < load.nfiles; i++)
+		free(load.files[i].path);
+	free(load.files);
+	if (load.errors > 0) {
 		config_unref(conf);
 		return (NULL);
 	}
@@ -1357,6 +1892,7 @@ config_unref(struct sn_config *conf)
 	free(conf->services);
 	free(conf->path);
 	free(conf->log_target);
+	free(conf->pid_file);
 	free(conf->runtime_dir);
 	free(conf);
 }

@@ -82,9 +82,11 @@ struct sn_config {
 	int                     log_level;
 	char                   *log_target;
 	char                   *runtime_dir;
+	char                   *pid_file; /* NULL: none */
 	long long               shutdown_timeout;
 	long long               kill_timeout;
-	int                     worker_cgroup; /* auto (1) or off (0) */
+	int                     worker_cgroup;   /* auto (1) or off (0) */
+	long long               upgrade_timeout; /* new master ready within */
 	struct sn_service_conf *services;
 	size_t                  nservices;
 };

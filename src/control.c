@@ -61,10 +61,6 @@ control_open(struct worker *w, int fd)
 	/* More frames are buffered: read them after the next poll, not now. */
 	evtimer_assign(&c->more, sn_base, control_read, c);
 	evtimer_assign(&c->summary, sn_base, control_log_tell, c);
-	c->logs.rate = w->svc->conf->log_rate;
-	c->logs.burst = w->svc->conf->log_burst;
-	c->logs.tokens = c->logs.burst * 1000LL;
-	c->logs.at = now_coarse_ms();
 	event_add(&c->rev, NULL);
 	return (c);
 }
@@ -394,7 +390,7 @@ control_log(struct control *c, const struct sn_msg *m)
 		pri = LOG_ERR;
 	if (pri > log_getlevel())
 		return; /* filtered out: costs nothing */
-	if (!control_log_take(&c->logs, now_coarse_ms(), strlen(text))) {
+	if (!control_log_take(&w->logs, now_coarse_ms(), strlen(text))) {
 		c->dropping++;
 		if (c->suppressed++ == 0) {
 			struct timeval tv = { CONTROL_LOG_TELL / 1000,

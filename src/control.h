@@ -34,14 +34,13 @@ struct control {
 	unsigned char *out;
 	size_t         outoff;
 	size_t         outlen;
-	struct control_bucket logs;       /* its log budget */
-	unsigned long long    suppressed; /* log lines dropped, not yet told */
-	int                   dropping;   /* lines dropped since a pause */
-	int                   paused;     /* over its log budget: read later */
-	int                   readied;    /* a ready message came */
-	int                   drain_sent; /* we asked it to drain */
-	int                   drained;    /* it said it drained */
-	int                   spoke;      /* an agent: drain, do not signal */
+	unsigned long long suppressed; /* log lines dropped, not yet told */
+	int                dropping;   /* lines dropped since a pause */
+	int                paused;     /* over its log budget: read later */
+	int                readied;    /* a ready message came */
+	int                drain_sent; /* we asked it to drain */
+	int                drained;    /* it said it drained */
+	int                spoke;      /* an agent: drain, do not signal */
 };
 
 struct control *control_open(struct worker *, int);

@@ -12,8 +12,9 @@ struct service;
 struct listener {
 	struct service *svc;
 	int             fd;
-	int             enabled; /* the service wants connections */
-	int             paused;  /* EMFILE back-off running */
+	int             enabled;   /* the service wants connections */
+	int             paused;    /* EMFILE back-off running */
+	int             inherited; /* passed to us, not bound here */
 	struct event    ev;
 	struct event    resume;
 	char            name[ADDRSTRLEN];
@@ -24,5 +25,7 @@ int listener_open(
 void listener_enable(struct listener *, int on);
 void listener_pause(struct listener *, long long ms);
 void listener_close(struct listener *);
+void listener_inherit(void);
+void listener_inherit_done(void);
 
 #endif

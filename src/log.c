@@ -1,8 +1,8 @@
 /*
  * Logging in the OpenSMTPD manner: log_warn appends strerror(errno),
  * log_warnx does not, fatal and fatalx exit.  Lines go to stderr (with a
- * sd-daemon "<N>" priority prefix when stderr is the journal), to syslog,
- * or to a file that SIGUSR1 reopens.
+ * sd-daemon "<N>" priority prefix when stderr is the journal, with a
+ * timestamp otherwise), to syslog, or to a file that SIGUSR1 reopens.
  */
 #include <sys/stat.h>
 
@@ -139,14 +139,26 @@ log_getlevel(void)
 	return (log_level);
 }
 
+/* Local time, ISO 8601 to the millisecond: 2026-12-01T04:52:51.123. */
+static void
+log_stamp(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm       tm;
+	size_t          n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03ld", ts.tv_nsec / 1000000);
+}
+
 static void
 log_vwrite(int pri, int with_errno, const char *fmt, va_list ap)
 {
-	char            msg[2048], stamp[64];
-	struct timespec ts;
-	struct tm       tm;
-	int             saved = errno;
-	size_t          len;
+	char   msg[2048], stamp[64];
+	int    saved = errno;
+	size_t len;
 
 	if (pri > log_level)
 		return;
@@ -161,17 +173,20 @@ log_vwrite(int pri, int with_errno, const char *fmt, va_list ap)
 		syslog(pri, "%s", msg);
 		break;
 	case LOG_TO_FILE:
-		clock_gettime(CLOCK_REALTIME, &ts);
-		localtime_r(&ts.tv_sec, &tm);
-		strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-		fprintf(log_file, "%s.%03ld socketnautd[%ld]: %s: %s\n", stamp,
-		    ts.tv_nsec / 1000000, (long)getpid(), log_names[pri], msg);
+		log_stamp(stamp, sizeof stamp);
+		fprintf(log_file, "%s socketnautd[%ld]: %s: %s\n", stamp,
+		    (long)getpid(), log_names[pri], msg);
 		break;
 	case LOG_TO_STDERR:
 		if (log_journal)
 			fprintf(stderr, "<%d>%s\n", pri, msg);
-		else
-			fprintf(stderr, "%s: %s\n", log_names[pri], msg);
+		else {
+			/* journald stamps its lines; a terminal or file does
+			 * not. */
+			log_stamp(stamp, sizeof stamp);
+			fprintf(
+			    stderr, "%s %s: %s\n", stamp, log_names[pri], msg);
+		}
 		break;
 	}
 	errno = saved;

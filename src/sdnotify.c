@@ -18,6 +18,7 @@
 static int                notify_fd = -1;
 static struct sockaddr_un notify_addr;
 static socklen_t          notify_len;
+static int                notify_held; /* not systemd's main pid (upgrade) */
 
 void
 sdnotify_init(void)
@@ -48,7 +49,7 @@ sdnotify(const char *fmt, ...)
 	char    msg[1024];
 	va_list ap;
 
-	if (notify_fd == -1)
+	if (notify_fd == -1 || notify_held)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
@@ -56,4 +57,14 @@ sdnotify(const char *fmt, ...)
 	if (sendto(notify_fd, msg, strlen(msg), MSG_NOSIGNAL,
 		(struct sockaddr *)&notify_addr, notify_len) == -1)
 		log_debug("sd_notify: %s: %m", msg);
+}
+
+/*
+ * During a binary upgrade the main pid changes (upgrade.c): the new master
+ * keeps quiet until the old one sent MAINPID=, the old one after that.
+ */
+void
+sdnotify_hold(int held)
+{
+	notify_held = held;
 }

@@ -3,6 +3,7 @@
 #define SN_SDNOTIFY_H
 
 void sdnotify_init(void);
+void sdnotify_hold(int held);
 void sdnotify(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -21,6 +21,7 @@
 #include "service.h"
 #include "sockdir.h"
 #include "socketnautd.h"
+#include "upgrade.h"
 
 #define ACCEPT_PAUSE_MS  100
 #define BACKOFF_FIRST_MS 100
@@ -139,8 +140,10 @@ service_start(struct service *svc, char **cause)
 	struct sn_service_conf *sc = svc->conf;
 	size_t                  i;
 
+	/* An upgrade's new master leaves the old one's sockets alone. */
 	if (sc->backend != BACKEND_TCP &&
-	    service_sockdir(svc, !daemon_started, cause) == -1)
+	    service_sockdir(svc, !daemon_started && !upgrade_child(), cause) ==
+		-1)
 		return (-1);
 	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
 	for (i = 0; i < sc->nlisten; i++) {
@@ -149,10 +152,11 @@ service_start(struct service *svc, char **cause)
 			&svc->listeners[i], svc, &sc->listen[i], cause) == -1)
 			return (-1);
 		svc->nlisteners++;
-		log_info("service %s: listening on %s", sc->name,
-		    svc->listeners[i].name);
+		log_info("service %s: listening on %s%s", sc->name,
+		    svc->listeners[i].name,
+		    svc->listeners[i].inherited ? " (passed to us)" : "");
 	}
-	service_listening(svc, 1);
+	service_update_accepting(svc);
 	ms_timer(&svc->check, sc->check_interval);
 	service_watch_start(svc);
 	service_maintain(svc);
@@ -327,15 +331,16 @@ service_dispatch(struct service *svc, struct relay *r)
 
 /*
  * Accept while max_connections and max_queue leave room (0: no limit);
- * beyond them new clients wait in the kernel's listen backlog.
+ * beyond them new clients wait in the kernel's listen backlog.  A new
+ * master of an upgrade accepts once it is ready (upgrade.c).
  */
-static void
+void
 service_update_accepting(struct service *svc)
 {
 	const struct sn_service_conf *sc = svc->conf;
 
 	service_listening(svc,
-	    !svc->stopping &&
+	    !svc->stopping && !upgrade_holding() &&
 		(sc->max_connections == 0 ||
 		    svc->nconns < sc->max_connections) &&
 		(sc->max_queue == 0 || svc->nqueued < sc->max_queue));
@@ -819,8 +824,10 @@ service_stop(struct service *svc, int now)
 		event_del(&svc->check);
 		event_del(&svc->watch);
 		event_del(&svc->respawn);
-		event_del(&svc->drain);
-		while (TAILQ_FIRST(&svc->queue) != NULL)
+		/* After an upgrade our workers still take the queue. */
+		if (!svc->handover)
+			event_del(&svc->drain);
+		while (!svc->handover && TAILQ_FIRST(&svc->queue) != NULL)
 			relay_close(TAILQ_FIRST(&svc->queue), "shutting down");
 		for (r = TAILQ_FIRST(&svc->relays); r != NULL; r = next) {
 			next = TAILQ_NEXT(r, all);
@@ -835,6 +842,17 @@ service_stop(struct service *svc, int now)
 		}
 	}
 	service_stop_workers(svc);
+}
+
+/*
+ * Binary upgrade: the new master accepts on our sockets.  We stop
+ * accepting and drain as on SIGTERM, but serve the clients we queued.
+ */
+void
+service_handover(struct service *svc)
+{
+	svc->handover = 1;
+	service_stop(svc, 0);
 }
 
 void
@@ -879,7 +897,9 @@ service_free(struct service *svc)
 		worker_abandon(w);
 	for (i = 0; i < svc->nlisteners; i++)
 		listener_close(&svc->listeners[i]);
-	sockdir_remove(svc->sockdir);
+	/* Shared with the other master of an upgrade: not ours to remove. */
+	if (!upgrade_handed_over() && !upgrade_holding())
+		sockdir_remove(svc->sockdir);
 	sockdir_unref(svc->sockdir);
 	event_del(&svc->check);
 	event_del(&svc->watch);

@@ -41,6 +41,7 @@ struct service {
 	int                     failures; /* quick exits in a row */
 	long long               backoff_until; /* ms */
 	int                     stopping;
+	int                     handover;  /* stopping after an upgrade */
 	int                     removed;   /* by a reload: free once stopped */
 	int                     seen;      /* in the file being reloaded */
 	long long               fd_warned; /* ms: EMFILE last logged */
@@ -66,6 +67,8 @@ int
 service_reload(struct service *, struct sn_config *, struct sn_service_conf *);
 int         service_start(struct service *, char **cause);
 void        service_stop(struct service *, int now);
+void        service_handover(struct service *);
+void        service_update_accepting(struct service *);
 void        service_free(struct service *);
 struct pick service_pick(const struct service *, const struct relay *);
 void

@@ -264,9 +264,12 @@ sockdir_check(const char *runtime_dir, char **cause)
 	return (0);
 }
 
-/* Remove stale sockets (only sockets: nothing else is ours to remove). */
+/*
+ * Remove stale sockets (only sockets: nothing else is ours to remove), or
+ * only those whose name starts with prefix.
+ */
 static void
-sockdir_clean(int fd)
+sockdir_clean(int fd, const char *prefix)
 {
 	struct stat    st;
 	struct dirent *de;
@@ -279,9 +282,12 @@ sockdir_clean(int fd)
 			close(dfd);
 		return;
 	}
+	rewinddir(d); /* the offset is shared with fd: read before */
 	while ((de = readdir(d)) != NULL) {
 		n = strlen(de->d_name);
-		if (n <= 5 || strcmp(de->d_name + n - 5, ".sock") != 0)
+		if (n <= 5 || strcmp(de->d_name + n - 5, ".sock") != 0 ||
+		    (prefix != NULL &&
+			strncmp(de->d_name, prefix, strlen(prefix)) != 0))
 			continue;
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISSOCK(st.st_mode))
@@ -363,11 +369,18 @@ sockdir_open(const char *runtime_dir, const char *name, int give, uid_t uid,
 	if (give && sockdir_give(d, uid, gid, cause) == -1)
 		goto fail;
 	if (clean)
-		sockdir_clean(d->fd);
+		sockdir_clean(d->fd, NULL);
 	return (d);
 fail:
 	sockdir_unref(d);
 	return (NULL);
+}
+
+/* The sockets a master that is gone left (names "PID-", see worker.c). */
+void
+sockdir_clean_prefix(const struct sockdir *d, const char *prefix)
+{
+	sockdir_clean(d->fd, prefix);
 }
 
 /* Hand the directory we hold to the workers' user (also on reload). */

@@ -19,8 +19,9 @@ void            sockdir_remove(struct sockdir *);
 const char     *sockdir_path(const struct sockdir *);
 const char     *sockdir_child(const struct sockdir *, const char *path);
 int             sockdir_unlink(const struct sockdir *, const char *name);
-int sockdir_pin(const struct sockdir *, const char *name, uid_t owner,
-    int *pinfd, struct sn_addr *addr, char **cause);
-int sockdir_pin_give(int pinfd, uid_t uid, gid_t gid);
+int  sockdir_pin(const struct sockdir *, const char *name, uid_t owner,
+     int *pinfd, struct sn_addr *addr, char **cause);
+int  sockdir_pin_give(int pinfd, uid_t uid, gid_t gid);
+void sockdir_clean_prefix(const struct sockdir *, const char *prefix);
 
 #endif

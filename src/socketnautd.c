@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,11 @@
 #include "config.h"
 #include "keeper.h"
 #include "log.h"
+#include "pidfile.h"
 #include "sdnotify.h"
 #include "service.h"
 #include "socketnautd.h"
+#include "upgrade.h"
 
 #ifndef SN_CONFIG_PATH
 #define SN_CONFIG_PATH "/etc/socketnaut.conf"
@@ -40,11 +43,37 @@ static struct event        collect_ev;
 static void              **garbage; /* freed once the callback is over */
 static size_t              ngarbage, garbage_cap;
 
+static const struct option long_opts[] = { { "config", 1, NULL, 'c' },
+	{ "debug", 0, NULL, 'd' }, { "help", 0, NULL, 'h' },
+	{ "test", 0, NULL, 't' }, { "version", 0, NULL, 'V' },
+	{ NULL, 0, NULL, 0 } };
+
+/* -h: every flag; a wrong command line: the same on stderr, exit 2. */
 static void __attribute__((noreturn)) usage(int status)
 {
-	fprintf(
-	    status ? stderr : stdout, "usage: socketnautd [-dhtV] [-c file]\n");
+	FILE *f = status ? stderr : stdout;
+
+	fprintf(f, "usage: socketnautd [-dhtV] [-c file]\n");
+	fprintf(f, "  -c, --config FILE  configuration file (default %s)\n",
+	    SN_CONFIG_PATH);
+	fprintf(f,
+	    "  -d, --debug        log at debug level to stderr, whatever the file says\n");
+	fprintf(f,
+	    "  -t, --test         check the configuration and what start needs, then exit\n");
+	fprintf(f, "  -V, --version      print the version and exit\n");
+	fprintf(f, "  -h, --help         print this help and exit\n");
 	exit(status);
+}
+
+static void
+daemon_pidfile(void)
+{
+	char *cause;
+
+	if (pidfile_write(&cause) == -1) {
+		log_warnx("%s", cause);
+		free(cause);
+	}
 }
 
 /* The pool changed: refresh systemd's status line, send READY=1 once. */
@@ -72,7 +101,13 @@ daemon_status_changed(void)
 	if (ready && !ready_sent) {
 		ready_sent = 1;
 		log_info("every service has its minimum pool ready");
-		sdnotify("READY=1");
+		if (upgrade_child()) {
+			upgrade_ready();
+			daemon_pidfile();
+			TAILQ_FOREACH (svc, &services, entry)
+				service_update_accepting(svc);
+		} else
+			sdnotify("READY=1");
 	}
 }
 
@@ -114,6 +149,23 @@ daemon_stop(int now)
 	stopping = 1;
 	TAILQ_FOREACH (svc, &services, entry)
 		service_stop(svc, now);
+	daemon_maybe_exit();
+}
+
+/*
+ * The new master of a binary upgrade serves: stop accepting, drain as on
+ * SIGTERM, exit.  Hook for other files' state shared with the new master
+ * (admin socket, pid file): it is the new master's from now on.
+ */
+static void
+daemon_handover(pid_t new_master)
+{
+	struct service *svc;
+
+	(void)new_master;
+	stopping = 1;
+	TAILQ_FOREACH (svc, &services, entry)
+		service_handover(svc);
 	daemon_maybe_exit();
 }
 
@@ -332,7 +384,7 @@ daemon_reap(void)
 	int             status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (keeper_reaped(pid, status))
+		if (keeper_reaped(pid, status) || upgrade_reaped(pid, status))
 			continue;
 		TAILQ_FOREACH (svc, &services, entry) {
 			TAILQ_FOREACH (w, &svc->workers, entry) {
@@ -358,6 +410,7 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
+		upgrade_abort();
 		daemon_stop(stopping);
 		break;
 	case SIGCHLD:
@@ -369,6 +422,13 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 		break;
 	case SIGUSR1:
 		log_reopen();
+		break;
+	case SIGUSR2:
+		if (stopping && !upgrade_handed_over())
+			log_warnx("SIGUSR2: shutting down, no binary upgrade");
+		else
+			upgrade_start(&services, conf->upgrade_timeout,
+			    conf->kill_timeout, daemon_handover);
 		break;
 	}
 }
@@ -438,7 +498,8 @@ daemon_contain(void)
 int
 main(int argc, char **argv)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2,
+		SIGCHLD };
 	struct event     sigev[sizeof sigs / sizeof sigs[0]];
 	const char      *path = SN_CONFIG_PATH;
 	struct service  *svc;
@@ -446,7 +507,9 @@ main(int argc, char **argv)
 	int              ch, test = 0;
 	size_t           i;
 
-	while ((ch = getopt(argc, argv, "c:dhtV")) != -1) {
+	upgrade_init(argc, argv); /* before getopt reorders argv */
+	while (
+	    (ch = getopt_long(argc, argv, "c:dhtV", long_opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
@@ -463,11 +526,11 @@ main(int argc, char **argv)
 		case 'h':
 			usage(0);
 		default:
-			usage(1);
+			usage(2);
 		}
 	}
 	if (optind != argc)
-		usage(1);
+		usage(2);
 
 	log_open("stderr", NULL);
 	if ((conf = config_load(path)) == NULL)
@@ -485,6 +548,15 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	daemon_contain();
+	/* Before binding: a second daemon on this pid file stops here. */
+	if (conf->pid_file != NULL &&
+	    pidfile_lock(conf->pid_file, &cause) == -1) {
+		log_errorx("%s", cause);
+		free(cause);
+		cgroup_shutdown();
+		config_unref(conf);
+		return (1);
+	}
 	raise_nofile();
 	sdnotify_init();
 	if ((sn_base = event_base_new()) == NULL)
@@ -497,9 +569,11 @@ main(int argc, char **argv)
 		evsignal_add(&sigev[i], NULL);
 	}
 
-	log_notice("socketnautd %s starting with %s (%zu service%s)",
+	log_notice("socketnautd %s starting with %s (%zu service%s)%s",
 	    SOCKETNAUTD_VERSION, path, conf->nservices,
-	    conf->nservices == 1 ? "" : "s");
+	    conf->nservices == 1 ? "" : "s",
+	    upgrade_child() ? ", a binary upgrade" : "");
+	listener_inherit();
 	for (i = 0; i < conf->nservices; i++) {
 		svc = service_new(conf, &conf->services[i]);
 		TAILQ_INSERT_TAIL(&services, svc, entry);
@@ -510,6 +584,7 @@ main(int argc, char **argv)
 			break;
 		}
 	}
+	listener_inherit_done();
 	if (stopping) {
 		/* Startup failed: stop what did start, then exit 1. */
 		stopping = 0;
@@ -519,9 +594,16 @@ main(int argc, char **argv)
 		ch = 1;
 	} else {
 		daemon_started = 1;
+		/* A new master of an upgrade writes it when it takes over. */
+		if (!upgrade_child() && pidfile_write(&cause) == -1) {
+			log_warnx("%s", cause);
+			free(cause);
+		}
 		daemon_status_changed();
 		event_base_dispatch(sn_base);
-		log_notice("stopped");
+		log_notice(upgrade_handed_over()
+			? "stopped, the new master serves"
+			: "stopped");
 		ch = 0;
 	}
 
@@ -534,6 +616,8 @@ main(int argc, char **argv)
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_del(&sigev[i]);
 	cgroup_shutdown();
+	pidfile_remove(upgrade_handed_over());
+	upgrade_free();
 	event_base_free(sn_base);
 	config_unref(conf);
 	return (ch);

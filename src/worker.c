@@ -26,6 +26,7 @@
 #include "cgroup.h"
 #include "keeper.h"
 #include "log.h"
+#include "output.h"
 #include "service.h"
 #include "sockdir.h"
 #include "socketnautd.h"
@@ -70,8 +71,8 @@ static const char *stage_names[] = {
 };
 
 static void worker_child_fail(int, enum exec_stage) __attribute__((noreturn));
-static void worker_child(struct worker *, char **, int *, int, int, pid_t, int)
-    __attribute__((noreturn));
+static void worker_child(struct worker *, char **, int *, int, int, pid_t, int,
+    int) __attribute__((noreturn));
 static void worker_probe(evutil_socket_t, short, void *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
@@ -236,7 +237,7 @@ worker_child_fail(int pipefd, enum exec_stage stage)
 /* In the child: everything between fork and exec. */
 static void
 worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
-    pid_t master, int cgfd)
+    pid_t master, int cgfd, int outfd)
 {
 	struct sn_service_conf *sc = w->svc->conf;
 	struct sigaction        sa;
@@ -265,12 +266,18 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 		if ((pass[i] = fcntl(pass[i], F_DUPFD_CLOEXEC, 10)) == -1)
 			worker_child_fail(pipefd, STAGE_FDS);
 	}
+	if ((outfd = fcntl(outfd, F_DUPFD_CLOEXEC, 10)) == -1)
+		worker_child_fail(pipefd, STAGE_FDS);
 	for (i = 0; i < npass; i++) {
 		if (dup2(pass[i], FIRST_PASSED_FD + i) == -1)
 			worker_child_fail(pipefd, STAGE_FDS);
 	}
 	if ((fd = open("/dev/null", O_RDONLY)) == -1 ||
 	    dup2(fd, STDIN_FILENO) == -1)
+		worker_child_fail(pipefd, STAGE_FDS);
+	/* stdout and stderr: the pipe the master logs from (output.c). */
+	if (dup2(outfd, STDOUT_FILENO) == -1 ||
+	    dup2(outfd, STDERR_FILENO) == -1)
 		worker_child_fail(pipefd, STAGE_FDS);
 	syscall(
 	    SYS_close_range, FIRST_PASSED_FD + npass, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -414,7 +421,9 @@ worker_address(struct worker *w, int *actfd)
 		errno = ENOENT; /* no socket directory: see the log */
 		return (-1);
 	}
-	w->sockpath = xasprintf("%s/%u.sock", sockdir_path(w->dir), w->serial);
+	/* "MASTERPID-SERIAL": two masters share the directory in an upgrade. */
+	w->sockpath = xasprintf(
+	    "%s/%ld-%u.sock", sockdir_path(w->dir), (long)getpid(), w->serial);
 	sun->sun_family = AF_UNIX;
 	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", w->sockpath);
 	w->addr.len = sizeof *sun;
@@ -468,6 +477,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	sigset_t                all, old;
 	char                  **argv;
 	int                     actfd, pipefd[2], ctl[2] = { -1, -1 };
+	int                     outfd[2] = { -1, -1 };
 	int                     pass[2], npass = 0, cgfd = -1;
 	size_t                  i, n;
 	pid_t                   master = getpid();
@@ -480,6 +490,10 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	w->state = WORKER_NEW;
 	w->probefd = w->execfd = w->pinfd = -1;
 	w->uid = sc->switch_ids ? sc->uid : geteuid();
+	w->logs.rate = sc->log_rate;
+	w->logs.burst = sc->log_burst;
+	w->logs.tokens = w->logs.burst * 1000LL;
+	w->logs.at = now_coarse_ms();
 	if (sc->backend != BACKEND_TCP)
 		w->dir = sockdir_ref(svc->sockdir);
 	for (i = 0; i < CONTROL_PEER_BUCKETS; i++)
@@ -513,11 +527,19 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		*cause = xasprintf("pipe: %s", strerror(errno));
 		goto fail;
 	}
+	if (pipe2(outfd, O_CLOEXEC) == -1) {
+		*cause = xasprintf("pipe: %s", strerror(errno));
+		close(pipefd[0]);
+		close(pipefd[1]);
+		goto fail;
+	}
 	if (sc->control &&
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) == -1) {
 		*cause = xasprintf("socketpair: %s", strerror(errno));
 		close(pipefd[0]);
 		close(pipefd[1]);
+		close(outfd[0]);
+		close(outfd[1]);
 		goto fail;
 	}
 	if (actfd != -1)
@@ -530,7 +552,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	sigprocmask(SIG_BLOCK, &all, &old);
 	w->pid = fork();
 	if (w->pid == 0)
-		worker_child(w, argv, pass, npass, pipefd[1], master, cgfd);
+		worker_child(
+		    w, argv, pass, npass, pipefd[1], master, cgfd, outfd[1]);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (cgfd != -1)
 		close(cgfd);
@@ -539,17 +562,20 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	else if (w->cgroup)
 		cgroup_worker_remove(w->serial);
 	close(pipefd[1]);
+	close(outfd[1]);
 	if (ctl[1] != -1)
 		close(ctl[1]);
 	if (w->pid == -1) {
 		*cause = xasprintf("fork: %s", strerror(errno));
 		close(pipefd[0]);
+		close(outfd[0]);
 		if (ctl[0] != -1)
 			close(ctl[0]);
 		goto fail;
 	}
 	if (ctl[0] != -1)
 		w->control = control_open(w, ctl[0]);
+	w->output = output_open(w, outfd[0]);
 	argv_free(argv);
 	if (actfd != -1)
 		close(actfd);
@@ -1041,6 +1067,7 @@ worker_exited(struct worker *w, int status)
 	int       expected = w->state == WORKER_STOPPING;
 
 	w->reaped = 1;
+	output_exited(w->output);  /* its last words before its end */
 	worker_signal(w, SIGKILL); /* what it left behind */
 	if (w->cgroup)
 		cgroup_worker_remove(w->serial);
@@ -1114,6 +1141,8 @@ worker_free(struct worker *w)
 	sockdir_unref(w->dir);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
+	output_close(w->output);
+	w->output = NULL;
 	health_stop(w);
 	free(w->sockpath);
 	w->sockpath = NULL;

@@ -12,6 +12,7 @@
 #include "relay.h"
 #include "util.h"
 
+struct output;
 struct service;
 struct sockdir;
 
@@ -66,6 +67,10 @@ struct worker {
 	struct relay_head  peers[CONTROL_PEER_BUCKETS];
 	struct event       timer; /* probe, ready, retire or kill timer */
 	struct event       execev;
+
+	/* Its log budget, shared by LOG frames and its output. */
+	struct control_bucket logs;
+	struct output        *output; /* its stdout and stderr, captured */
 };
 TAILQ_HEAD(worker_head, worker);
 

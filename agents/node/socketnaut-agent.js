@@ -1,16 +1,20 @@
 'use strict';
 /*
  * socketnaut-agent: the worker side of socketnautd's control channel, for
- * Node.js (14 or later), one CommonJS file, no dependencies.
+ * Node.js (14.13 or later), no dependencies.  This CommonJS file is the
+ * implementation; socketnaut-agent.mjs re-exports it for ES modules (one
+ * instance either way), socketnaut-agent.d.ts declares the types, and
+ * package.json makes the directory the package "socketnaut-agent".
  *
- * It mirrors Socketnaut's ServiceAgent, so a worker module written for
+ * It mirrors Socketnaut's worker side, so a worker module written for
  * Socketnaut runs under socketnautd after changing its import line:
  *
- *     import { createServiceAgent, Level } from 'socketnaut';
+ *     import { createServiceAgent, Level } from "socketnaut";
  * becomes
- *     import { createServiceAgent, Level } from './path/to/socketnaut-agent.js';
- * (or const { createServiceAgent } = require('socketnaut-agent') with
- *  NODE_PATH=.../agents/node).
+ *     import { createServiceAgent, Level } from "socketnaut-agent";
+ * (npm install /usr/local/lib/node_modules/socketnaut-agent, or
+ *  const { createServiceAgent } = require("socketnaut-agent") with
+ *  NODE_PATH=/usr/local/lib/node_modules; see README in this directory).
  *
  *     const server = http.createServer();
  *     server.listen({ port: 0, host: '127.0.0.1' });   // the kernel picks a port
@@ -59,13 +63,21 @@ const MSG = Object.freeze({
     DRAIN: 0x82,
 });
 
-/* Socketnaut (memoir) levels: higher is more severe. */
-const Level = { BASE: 0, DEBUG: 10, INFO: 20, WARN: 30, ERROR: 40, CRITICAL: 50 };
-for (const [k, v] of Object.entries(Level)) Level[v] = k;
-
-/* Syslog levels (later Socketnaut versions): lower is more severe. */
-const SyslogLevel = { EMERG: 0, ALERT: 1, CRIT: 2, ERROR: 3, WARN: 4, NOTICE: 5, INFO: 6, DEBUG: 7 };
-for (const [k, v] of Object.entries(SyslogLevel)) SyslogLevel[v] = k;
+/*
+ * Socketnaut's Level (since 1.5 its SyslogLevel): syslog severities, lower
+ * is more severe, with a reverse map as a TypeScript enum has.  CRITICAL and
+ * BASE are kept from Socketnaut's earlier (memoir) levels; memoir numbers
+ * (10 debug .. 50 critical) are still understood by setLevel and log.
+ */
+const Level = {
+    EMERG: 0, ALERT: 1, CRIT: 2, ERROR: 3, WARN: 4, NOTICE: 5, INFO: 6, DEBUG: 7,
+    CRITICAL: 2, BASE: 7,
+};
+['EMERG', 'ALERT', 'CRIT', 'ERROR', 'WARN', 'NOTICE', 'INFO', 'DEBUG'].forEach((k, v) => {
+    Level[v] = k;
+});
+Object.freeze(Level);
+const SyslogLevel = Level;
 
 const NAMES = {
     emerg: 0, emergency: 0, panic: 0, alert: 1, crit: 2, critical: 2, fatal: 2,
@@ -78,10 +90,10 @@ function syslogLevel(level) {
     if (level === undefined || level === null) return 6;
     if (typeof level === 'number') {
         if (Number.isInteger(level) && level >= 0 && level <= 7) return level;
-        if (level >= Level.CRITICAL) return 2;
-        if (level >= Level.ERROR) return 3;
-        if (level >= Level.WARN) return 4;
-        if (level >= Level.INFO) return 6;
+        if (level >= 50) return 2;     // memoir CRITICAL
+        if (level >= 40) return 3;
+        if (level >= 30) return 4;
+        if (level >= 20) return 6;
         return 7;
     }
     const name = String(level).trim().toLowerCase();
@@ -154,6 +166,45 @@ function toAddressInfo(fields, side) {
     };
 }
 
+/* A log message as text: strings as they are, errors with their stack. */
+function messageText(message) {
+    if (typeof message === 'string') return message;
+    if (message instanceof Error) return message.stack || message.message;
+    const json = JSON.stringify(message);
+    return json === undefined ? String(message) : json;
+}
+
+/*
+ * Socketnaut's Logger as far as workers use it: log(message, level), one
+ * method per level, setLevel.  INFO and above pass by default; `sink`
+ * gets (syslog level 0..7, text) and says whether the line went out.
+ */
+function makeLogger(sink) {
+    let threshold = 6;
+    const logger = function log(message, level) {
+        const n = syslogLevel(level);
+        if (n > threshold) return false;
+        return sink(n, messageText(message));
+    };
+    const at = (n) => (message) => logger(message, n);
+    logger.emerg = at(0);
+    logger.emergency = logger.emerg;
+    logger.alert = at(1);
+    logger.crit = at(2);
+    logger.critical = logger.crit;
+    logger.error = at(3);
+    logger.warn = at(4);
+    logger.warning = logger.warn;
+    logger.notice = at(5);
+    logger.info = at(6);
+    logger.debug = at(7);
+    logger.setLevel = (level) => {
+        threshold = syslogLevel(level);
+    };
+    Object.defineProperty(logger, 'level', { get: () => threshold, enumerable: true });
+    return logger;
+}
+
 let serviceAgent = null;
 
 class ServiceAgent extends EventEmitter {
@@ -171,8 +222,7 @@ class ServiceAgent extends EventEmitter {
         this._nextId = 1;
         this._readySent = false;
         this._drainedSent = false;
-        this._logLevel = 6;   // Socketnaut's agent logs INFO and above by default
-        this.log = this._makeLogger();
+        this.log = makeLogger((n, text) => this._sendLog(n, text));
 
         const fdText = (options.env || process.env).SOCKETNAUT_CONTROL_FD;
         const fd = options.fd !== undefined ? options.fd :
@@ -201,38 +251,14 @@ class ServiceAgent extends EventEmitter {
         }
     }
 
-    _makeLogger() {
-        const agent = this;
-        const logger = function log(message, level) {
-            return agent._log(message, level);
-        };
-        logger.debug = (m) => agent._log(m, 7);
-        logger.info = (m) => agent._log(m, 6);
-        logger.notice = (m) => agent._log(m, 5);
-        logger.warn = (m) => agent._log(m, 4);
-        logger.warning = logger.warn;
-        logger.error = (m) => agent._log(m, 3);
-        logger.critical = (m) => agent._log(m, 2);
-        logger.crit = logger.critical;
-        logger.setLevel = (level) => {
-            // Level.BASE (0) means "everything", as in Socketnaut.
-            agent._logLevel = level === Level.BASE ? 7 : syslogLevel(level);
-        };
-        return logger;
-    }
-
     _send(frame) {
         if (!this.enabled || !this._socket || this._socket.destroyed) return false;
         this._socket.write(frame);
         return true;
     }
 
-    _log(message, level) {
-        const n = syslogLevel(level);
-        if (!this.enabled || n > this._logLevel) return false;
-        const text = typeof message === 'string' ? message :
-            (message instanceof Error ? (message.stack || message.message) : JSON.stringify(message));
-        return this._send(encodeFrame(MSG.LOG, [['level', n]], text === undefined ? String(message) : text));
+    _sendLog(level, text) {
+        return this._send(encodeFrame(MSG.LOG, [['level', level]], text));
     }
 
     /* READY; `address` may be a server.address() result, "host:port", a port or a Unix path. */
@@ -369,10 +395,29 @@ function createServiceAgent(options) {
     return serviceAgent;
 }
 
+/*
+ * The module's own logger, as Socketnaut exports one: through the worker's
+ * agent into the daemon's log once createServiceAgent has made one with a
+ * control channel that works, else to stderr (which socketnautd logs too).
+ */
+const log = makeLogger((n, text) => {
+    if (serviceAgent && serviceAgent.enabled && serviceAgent._sendLog(n, text)) return true;
+    process.stderr.write(`<${Level[n]}> ${new Date().toISOString()} ${process.pid} - ${text}\n`);
+    return true;
+});
+
+/* The worker's agent answers; undefined without one, as for an unknown socket. */
+function requestProxySocketAddressInfo(socket) {
+    if (!serviceAgent) return Promise.resolve(undefined);
+    return serviceAgent.requestProxySocketAddressInfo(socket);
+}
+
 exports.createServiceAgent = createServiceAgent;
 exports.ServiceAgent = ServiceAgent;
+exports.requestProxySocketAddressInfo = requestProxySocketAddressInfo;
 exports.Level = Level;
 exports.SyslogLevel = SyslogLevel;
+exports.log = log;
 exports.connectionKey = connectionKey;
 exports.encodeFrame = encodeFrame;
 exports.parsePayload = parsePayload;

@@ -63,6 +63,8 @@ from a socket, an http.server handler, an asyncio transport or stream
 writer, a WSGI environ, a peer address tuple, or takes a ready key as is.
 """
 
+from __future__ import annotations
+
 import asyncio
 import concurrent.futures
 import inspect
@@ -73,6 +75,29 @@ import socket
 import struct
 import sys
 import threading
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Tuple, TypeVar, Union)
+
+if TYPE_CHECKING:
+    import logging
+    import socketserver
+    from typing import TypedDict
+
+    class AddressInfo(TypedDict):
+        """One end of a relayed connection, as the master saw it."""
+        address: Optional[str]
+        family: Optional[str]       # "IPv4" or "IPv6"
+        port: Optional[int]
+
+    # {"remote": the client, "local": the public address it connected to}
+    PeerInfo = Dict[str, AddressInfo]
+    # A pending query: [threading.Event, answer] or (loop, future).
+    Slot = Union[List[Any], Tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]]
+
+# A syslog level name ("info", "warning", ...) or number 0..7.
+Level = Union[int, str]
+_Callback = TypeVar("_Callback", bound=Callable[[], Any])
+_Server = TypeVar("_Server", bound="socketserver.TCPServer")
 
 __all__ = ["ServiceAgent", "connection_key", "encode_frame", "decode_frame",
            "parse_payload", "LEVELS"]
@@ -107,13 +132,14 @@ class ProtocolError(Exception):
 # ---------------------------------------------------------------------------
 # wire format
 
-def _clean(value):
+def _clean(value: object) -> str:
     """A field value: no control characters (they would end the field)."""
     value = str(value)
     return "".join(" " if ord(c) < 0x20 or ord(c) == 0x7f else c for c in value)
 
 
-def encode_frame(msg_type, fields=(), text=None):
+def encode_frame(msg_type: int, fields: Iterable[Tuple[str, object]] = (),
+                 text: object = None) -> bytes:
     """One frame: header (version, type, 16-bit big-endian length) and the
     payload of key=value lines; `text`, if given, is the last field and is
     cut so that the payload stays within 4096 bytes."""
@@ -128,9 +154,9 @@ def encode_frame(msg_type, fields=(), text=None):
     return struct.pack("!BBH", VERSION, msg_type, len(payload)) + payload
 
 
-def parse_payload(payload):
+def parse_payload(payload: bytes) -> Dict[str, str]:
     """key=value lines (bytes) -> dict of str; a `text` field runs to the end."""
-    fields = {}
+    fields: Dict[str, str] = {}
     rest = payload
     while rest:
         if rest.startswith(b"text="):
@@ -144,7 +170,7 @@ def parse_payload(payload):
     return fields
 
 
-def decode_frame(buf):
+def decode_frame(buf: Union[bytes, bytearray]) -> Optional[Tuple[int, Dict[str, str], int]]:
     """(type, fields, bytes used) for the first complete frame of buf, or
     None if buf does not hold one yet.  Raises ProtocolError."""
     if len(buf) < HEADER:
@@ -162,7 +188,7 @@ def decode_frame(buf):
 # ---------------------------------------------------------------------------
 # connection keys
 
-def _key_from_peername(peer):
+def _key_from_peername(peer: object) -> Optional[str]:
     if isinstance(peer, tuple) and len(peer) >= 2 and isinstance(peer[1], int):
         return str(peer[1])
     if isinstance(peer, bytes):
@@ -174,7 +200,7 @@ def _key_from_peername(peer):
     return None
 
 
-def connection_key(obj):
+def connection_key(obj: Any) -> Optional[str]:
     """The peer-info key of one accepted connection, or None if it has none.
 
     obj may be: a socket (also ssl.SSLSocket, asyncio's TransportSocket);
@@ -222,7 +248,7 @@ def connection_key(obj):
     return None
 
 
-def _level_number(level):
+def _level_number(level: Level) -> int:
     if isinstance(level, bool):
         raise ValueError("bad log level %r" % (level,))
     if isinstance(level, int):
@@ -237,13 +263,13 @@ def _level_number(level):
     raise ValueError("unknown log level %r" % (level,))
 
 
-def _peer_info_dict(fields):
+def _peer_info_dict(fields: Dict[str, str]) -> Optional[PeerInfo]:
     if fields.get("status") != "ok":
         return None
-    result = {}
+    result: PeerInfo = {}
     for side in ("local", "remote"):
         try:
-            port = int(fields.get(side + "_port", ""))
+            port: Optional[int] = int(fields.get(side + "_port", ""))
         except ValueError:
             port = None
         result[side] = {"address": fields.get(side + "_address"),
@@ -265,10 +291,12 @@ class ServiceAgent:
     queries by id, so any number of threads may query at once) and DRAIN.
     """
 
-    _instances = {}                 # (pid, fd) -> the agent of that channel
+    _instances: Dict[Tuple[int, int], ServiceAgent] = {}    # (pid, fd) -> its agent
     _instances_lock = threading.Lock()
+    _initialized: bool
 
-    def __new__(cls, fd=None, env=None):
+    def __new__(cls, fd: Optional[int] = None,
+                env: Optional[Mapping[str, str]] = None) -> ServiceAgent:
         # One agent per channel and process: a second ServiceAgent() (another
         # module of the same program) shares the first one's reader thread.
         if fd is None:
@@ -283,28 +311,30 @@ class ServiceAgent:
                     cls._instances[(os.getpid(), fd)] = agent
             return agent
 
-    def __init__(self, fd=None, env=None):
+    def __init__(self, fd: Optional[int] = None,
+                 env: Optional[Mapping[str, str]] = None) -> None:
         with self._instances_lock:
             if self._initialized:
                 return
             self._initialized = True
         self.enabled = False
         self.draining = False
-        self._sock = None
+        self._sock: Optional[socket.socket] = None
+        self.fd: Optional[int] = None
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._pending = {}          # id -> [threading.Event, result] or (loop, future)
+        self._pending: Dict[int, Slot] = {}     # id -> [Event, result] or (loop, future)
         self._ids = itertools.count(1)
-        self._drain_callback = None
-        self._drain_loop = None
+        self._drain_callback: Optional[Callable[[], Any]] = None
+        self._drain_loop: Optional[asyncio.AbstractEventLoop] = None
         self._send_drained = True
         self._drained_sent = False
         self._ready_sent = False
         self._closed = False
-        self._server = None
+        self._server: Optional[socketserver.TCPServer] = None
         self._inflight = 0
         self._inflight_cv = threading.Condition()
-        self._reader = None
+        self._reader: Optional[threading.Thread] = None
         if fd is None:
             value = (os.environ if env is None else env).get("SOCKETNAUT_CONTROL_FD")
             if value is None or not value.strip().isdigit():
@@ -331,18 +361,20 @@ class ServiceAgent:
 
     # -- sending ------------------------------------------------------------
 
-    def _send(self, frame):
-        if not self.enabled or self._closed:
+    def _send(self, frame: bytes) -> bool:
+        sock = self._sock
+        if not self.enabled or self._closed or sock is None:
             return False
         try:
             with self._send_lock:
-                self._sock.sendall(frame)
+                sock.sendall(frame)
             return True
         except OSError:
             self._channel_lost()
             return False
 
-    def ready(self, address=None, port=None):
+    def ready(self, address: Union[str, bytes, Tuple[str, int], None] = None,
+              port: Optional[int] = None) -> bool:
         """Tell the master this worker accepts connections.
 
         With backend "agent", say where: port=N (127.0.0.1:N) or address=
@@ -351,22 +383,24 @@ class ServiceAgent:
         the address is not needed (and ignored).  Only the first call counts."""
         if not self.enabled or self._ready_sent:
             return False
-        fields = []
+        fields: List[Tuple[str, object]] = []
         if port is not None:
             fields.append(("port", int(port)))
         elif address is not None:
             if isinstance(address, tuple):
                 host, p = address[0], int(address[1])
-                address = "[%s]:%d" % (host, p) if ":" in host else "%s:%d" % (host, p)
+                text = "[%s]:%d" % (host, p) if ":" in host else "%s:%d" % (host, p)
             elif isinstance(address, bytes):
-                address = address.decode()
-            if address.startswith("/"):
-                address = "unix:" + address
-            fields.append(("address", address))
+                text = address.decode()
+            else:
+                text = address
+            if text.startswith("/"):
+                text = "unix:" + text
+            fields.append(("address", text))
         self._ready_sent = True
         return self._send(encode_frame(READY, fields))
 
-    def log(self, text, level="info"):
+    def log(self, text: object, level: Level = "info") -> bool:
         """Write one line into the daemon's log, tagged with the service and
         this worker's pid.  level: syslog name (emerg .. debug, also error,
         warn, critical) or number 0..7.  The daemon logs no worker line above
@@ -375,14 +409,14 @@ class ServiceAgent:
             return False
         return self._send(encode_frame(LOG, [("level", _level_number(level))], text=text))
 
-    def log_handler(self, level=0):
+    def log_handler(self, level: int = 0) -> logging.Handler:
         """A logging.Handler that forwards records to the daemon's log."""
         import logging
 
         agent = self
 
         class SocketnautHandler(logging.Handler):
-            def emit(self, record):
+            def emit(self, record: logging.LogRecord) -> None:
                 try:
                     msg = self.format(record)
                     n = record.levelno
@@ -394,7 +428,7 @@ class ServiceAgent:
 
         return SocketnautHandler(level)
 
-    def drained(self):
+    def drained(self) -> bool:
         """Tell the master that in-flight work is finished after a DRAIN
         (sent at most once; the default drain action sends it itself)."""
         if not self.enabled or self._drained_sent:
@@ -404,7 +438,7 @@ class ServiceAgent:
 
     # -- peer info ------------------------------------------------------------
 
-    def peer_info(self, conn, timeout=5.0):
+    def peer_info(self, conn: Any, timeout: float = 5.0) -> Optional[PeerInfo]:
         """The real client of a relayed connection: {"remote": {"address",
         "family", "port"}, "local": {...}} (local = the public address the
         client connected to; family "IPv4" or "IPv6"), or None when it is
@@ -414,7 +448,7 @@ class ServiceAgent:
         if key is None or not self.enabled or self._closed:
             return None
         event = threading.Event()
-        slot = [event, None]
+        slot: List[Any] = [event, None]
         with self._lock:
             qid = next(self._ids)
             self._pending[qid] = slot
@@ -422,19 +456,20 @@ class ServiceAgent:
             if not self._send(encode_frame(PEER_QUERY, [("id", qid), ("key", key)])):
                 return None
             event.wait(timeout)
-            return slot[1]
+            answer: Optional[PeerInfo] = slot[1]
+            return answer
         finally:
             with self._lock:
                 self._pending.pop(qid, None)
 
-    async def peer_info_async(self, conn, timeout=5.0):
+    async def peer_info_async(self, conn: Any, timeout: float = 5.0) -> Optional[PeerInfo]:
         """peer_info for asyncio code: conn may be a transport, a
         StreamWriter, a socket or a key.  Does not block the loop."""
         key = connection_key(conn)
         if key is None or not self.enabled or self._closed:
             return None
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future: asyncio.Future[Optional[PeerInfo]] = loop.create_future()
         with self._lock:
             qid = next(self._ids)
             self._pending[qid] = (loop, future)
@@ -452,11 +487,11 @@ class ServiceAgent:
                 self._pending.pop(qid, None)
 
     @staticmethod
-    def _resolve(slot, value):
+    def _resolve(slot: Slot, value: Optional[PeerInfo]) -> None:
         if isinstance(slot, tuple):
             loop, future = slot
 
-            def set_result():
+            def set_result() -> None:
                 if not future.done():
                     future.set_result(value)
             try:
@@ -469,7 +504,8 @@ class ServiceAgent:
 
     # -- drain ----------------------------------------------------------------
 
-    def on_drain(self, callback, send_drained=True, loop=None):
+    def on_drain(self, callback: _Callback, send_drained: bool = True,
+                 loop: Optional[asyncio.AbstractEventLoop] = None) -> _Callback:
         """Call `callback()` when the master asks this worker to drain,
         instead of the default drain().  It runs in a thread of its own (the
         process does not exit before it returns); a coroutine function runs
@@ -486,7 +522,7 @@ class ServiceAgent:
         self._drain_loop = loop
         return callback
 
-    def attach_http_server(self, server):
+    def attach_http_server(self, server: _Server) -> _Server:
         """Let the default drain() stop this socketserver / http.server
         server: on DRAIN its serve_forever() loop is shut down, the listening
         socket closed, requests in progress are waited for, then DRAINED is
@@ -498,12 +534,12 @@ class ServiceAgent:
         process_request = server.process_request
         shutdown_request = server.shutdown_request
 
-        def counting_process_request(request, client_address):
+        def counting_process_request(request: Any, client_address: Any) -> None:
             with agent._inflight_cv:
                 agent._inflight += 1
             return process_request(request, client_address)
 
-        def counting_shutdown_request(request):
+        def counting_shutdown_request(request: Any) -> None:
             try:
                 return shutdown_request(request)
             finally:
@@ -511,11 +547,11 @@ class ServiceAgent:
                     agent._inflight -= 1
                     agent._inflight_cv.notify_all()
 
-        server.process_request = counting_process_request
-        server.shutdown_request = counting_shutdown_request
+        setattr(server, "process_request", counting_process_request)
+        setattr(server, "shutdown_request", counting_shutdown_request)
         return server
 
-    def drain(self):
+    def drain(self) -> None:
         """The default drain action.  With attach_http_server(): stop the
         server and wait for requests in progress.  Without a server: raise
         SIGTERM in this process (what the master would have sent), so the
@@ -534,7 +570,7 @@ class ServiceAgent:
             while self._inflight > 0:
                 self._inflight_cv.wait(0.5)
 
-    def _run_drain(self):
+    def _run_drain(self) -> None:
         try:
             callback = self._drain_callback
             if callback is None:
@@ -561,7 +597,7 @@ class ServiceAgent:
 
     # -- reading ----------------------------------------------------------------
 
-    def _dispatch(self, msg_type, fields):
+    def _dispatch(self, msg_type: int, fields: Dict[str, str]) -> None:
         if msg_type == PEER_INFO:
             try:
                 qid = int(fields.get("id", ""))
@@ -581,11 +617,14 @@ class ServiceAgent:
                              daemon=False).start()
         # Other types: a newer master; ignore.
 
-    def _read_loop(self):
+    def _read_loop(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
         buf = bytearray()
         try:
             while True:
-                data = self._sock.recv(65536)
+                data = sock.recv(65536)
                 if not data:
                     break
                 buf += data
@@ -602,19 +641,19 @@ class ServiceAgent:
         # EOF (the master is gone) or garbage: this channel is done.
         self._closed = True
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self._channel_lost()
 
-    def _channel_lost(self):
+    def _channel_lost(self) -> None:
         self._closed = True
         with self._lock:
             pending, self._pending = self._pending, {}
         for slot in pending.values():
             self._resolve(slot, None)
 
-    def close(self):
+    def close(self) -> None:
         """Close the channel (the agent is then disabled)."""
         if self._sock is not None and not self._closed:
             self._closed = True

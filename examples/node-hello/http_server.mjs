@@ -9,7 +9,7 @@
 // which is all it takes to run it under socketnautd (node-hello.conf).
 
 import * as http from "node:http";
-import { createServiceAgent, Level } from "../../agents/node/socketnaut-agent.js";
+import { createServiceAgent, Level } from "socketnaut-agent";
 
 const server = http.createServer(); // Configure this HTTP Server however you choose.
 

@@ -254,7 +254,7 @@ class NodeAgentTest(AgentTestBase):
         pids = set()
         for mine, r in clients:
             self.assertEqual((r.status, r.text), (200, "Hello, World!\n"))
-            m = self.wait_log(d, r"^GET / from %s:%d \(pid (\d+)\)$" % (re.escape(mine[0]),
+            m = self.wait_log(d, r": output: GET / from %s:%d \(pid (\d+)\)$" % (re.escape(mine[0]),
                                                                         mine[1]),
                               what="the worker to print client %s:%d" % mine[:2])
             pids.add(int(m.group(1)))
@@ -287,7 +287,7 @@ class NodeAgentTest(AgentTestBase):
             mine = c.sock.getsockname()
             r = c.request("GET", "/x")
         self.assertEqual((r.status, r.text), (200, "Hello, World!\n"))
-        self.wait_log(d, r"^GET /x from 127\.0\.0\.1:%d \(pid \d+\)$" % mine[1])
+        self.wait_log(d, r": output: GET /x from 127\.0\.0\.1:%d \(pid \d+\)$" % mine[1])
         self.stop_daemon(d)
 
 

@@ -88,7 +88,7 @@ class LifecycleTest(harness.DaemonTest):
             f.write("bogus_option = 1\n")
         d.proc.send_signal(signal.SIGHUP)
         harness.wait_until(lambda: "reload failed" in d.log(), 10, what="reload failure")
-        self.assertRegex(d.log(), r"socketnaut\.conf:\d+: no such option 'bogus_option'")
+        self.assertRegex(d.log(), r'socketnaut\.conf:\d+: unknown option "bogus_option"')
         harness.http_ok(self, d.port)
         self.assertEqual(d.workers(), before, "workers changed after a failed reload")
         self.stop_daemon(d)

@@ -64,6 +64,8 @@ class FdLimitTest(harness.DaemonTest):
     def check_clients_wait_for_fds(self, nofile):
         d = self.start_daemon([harness.hello(worker_count=1)], nofile=nofile, min_ready=1,
                               name="nofile%d" % nofile)
+        # ready before the fds run out: a starting worker's probe needs an fd of its own
+        d.wait_ready(1)
         idle, waiting = [], []
         self.addCleanup(lambda: [c.close() for c in idle + waiting])
         for _ in range(nofile):  # more than the daemon can relay: it runs out of fds

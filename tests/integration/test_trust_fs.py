@@ -176,7 +176,7 @@ class WorkerSocketTest(harness.DaemonTest):
         self.assert_bait_untouched()
         self.assertTrue(served, "no request served by the healthy worker")
         self.assertTrue(all(b"slot 1" in body for body in served), served)
-        self.wait_log(d, r"service web: worker \d+: .*/run/web/\d+\.sock is a "
+        self.wait_log(d, r"service web: worker \d+: .*/run/web/\d+-\d+\.sock is a "
                          r"symbolic link, not a socket: refusing it; killing it")
         self.stop_daemon(d)
 

@@ -371,7 +371,7 @@ START_TEST(lexer_corners_are_read_as_libconfuse_reads_them)
 	char             *out;
 
 	/* // inside a word is no comment; \ ends a line inside a string. */
-	c = load("log_target = /tmp/a//b.log\n"
+	c = load("log_target = /tmp//sn-unit-b.log\n"
 		 "service web {\n"
 		 "  listen = { \"127.0.0.1:18080\" } /* a\n"
 		 "  comment */ command = \"/bin/sh -c \\\n"
@@ -381,7 +381,7 @@ START_TEST(lexer_corners_are_read_as_libconfuse_reads_them)
 		 "}\n",
 	    &out);
 	ck_assert_msg(c != NULL, "%s", out);
-	ck_assert_str_eq(c->log_target, "/tmp/a//b.log");
+	ck_assert_str_eq(c->log_target, "/tmp//sn-unit-b.log");
 	ck_assert_str_eq(c->services[0].env[0], "A=x");
 	ck_assert_str_eq(c->services[0].env[1], "B=${HOME}");
 	ck_assert_str_eq(c->services[0].env[2], "C=\xff\xfe not UTF-8");
