@@ -21,6 +21,7 @@
 #include "relay.h"
 #include "service.h"
 #include "socketnautd.h"
+#include "tls.h"
 #include "worker.h"
 
 #define CONTROL_FRAMES_PER_READ 64           /* then yield to others */
@@ -257,6 +258,26 @@ addr_fields(FILE *f, const char *side, const struct sockaddr *ss)
 	    side, ss->sa_family == AF_INET ? "IPv4" : "IPv6", side, port);
 }
 
+/* tls_* keys, for a client of a TLS service (older agents ignore them). */
+static void
+tls_fields(FILE *f, const struct relay *r)
+{
+	struct tls_info info;
+
+	if (r->tls == NULL)
+		return;
+	tls_conn_info(r->tls, &info);
+	fprintf(
+	    f, "tls_version=%s\ntls_cipher=%s\n", info.version, info.cipher);
+	if (info.sni[0] != '\0')
+		fprintf(f, "tls_sni=%s\n", info.sni);
+	if (info.alpn[0] != '\0')
+		fprintf(f, "tls_alpn=%s\n", info.alpn);
+	if (info.subject[0] != '\0')
+		fprintf(f, "tls_client_subject=%s\ntls_client_verified=%d\n",
+		    info.subject, info.verified);
+}
+
 static void
 control_peer_query(struct control *c, const struct sn_msg *m)
 {
@@ -293,6 +314,7 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 		fprintf(f, "status=ok\n");
 		addr_fields(f, "remote", &r->peer.sa);
 		addr_fields(f, "local", (struct sockaddr *)&local);
+		tls_fields(f, r);
 	}
 	fclose(f);
 	control_send(c, SN_MSG_PEER_INFO, buf, len - 1);

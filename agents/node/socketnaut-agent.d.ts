@@ -4,9 +4,20 @@ import type { AddressInfo, Server } from "net";
 import { EventEmitter } from "events";
 
 /** Where a relayed connection came from and where it arrived, as the master saw it. */
+/** A client of a service that terminates TLS: what the master negotiated with it. */
+export interface ProxySocketTLSInfo {
+    version: string;
+    cipher: string;
+    sni?: string;
+    alpn?: string;
+    clientSubject?: string;
+    clientVerified: boolean;
+}
+
 export interface ProxySocketAddressInfo {
     local: AddressInfo;
     remote: AddressInfo;
+    tls?: ProxySocketTLSInfo;
 }
 
 /** A syslog severity, 0 (EMERG) to 7 (DEBUG): lower is more severe. */

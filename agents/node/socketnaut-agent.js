@@ -166,6 +166,22 @@ function toAddressInfo(fields, side) {
     };
 }
 
+/* A peer-info reply; tls only for a client of a service that terminates TLS. */
+function toPeerInfo(fields) {
+    const info = { local: toAddressInfo(fields, 'local'), remote: toAddressInfo(fields, 'remote') };
+    if (fields.tls_version !== undefined) {
+        info.tls = {
+            version: fields.tls_version,
+            cipher: fields.tls_cipher,
+            sni: fields.tls_sni,
+            alpn: fields.tls_alpn,
+            clientSubject: fields.tls_client_subject,
+            clientVerified: fields.tls_client_verified === '1',
+        };
+    }
+    return info;
+}
+
 /* A log message as text: strings as they are, errors with their stack. */
 function messageText(message) {
     if (typeof message === 'string') return message;
@@ -366,9 +382,7 @@ class ServiceAgent extends EventEmitter {
                 const done = this._pending.get(id);
                 if (done) {
                     this._pending.delete(id);
-                    done(fields.status === 'ok' ?
-                        { local: toAddressInfo(fields, 'local'), remote: toAddressInfo(fields, 'remote') } :
-                        undefined);
+                    done(fields.status === 'ok' ? toPeerInfo(fields) : undefined);
                 }
             } else if (type === MSG.DRAIN) {
                 this._onDrain();

@@ -89,8 +89,21 @@ if TYPE_CHECKING:
         family: Optional[str]       # "IPv4" or "IPv6"
         port: Optional[int]
 
-    # {"remote": the client, "local": the public address it connected to}
-    PeerInfo = Dict[str, AddressInfo]
+    class TLSInfo(TypedDict):
+        """A client of a TLS service: what the master negotiated with it."""
+        version: Optional[str]          # "TLSv1.3"
+        cipher: Optional[str]
+        sni: Optional[str]              # the server name it asked for
+        alpn: Optional[str]             # the protocol chosen ("h2")
+        client_subject: Optional[str]   # its certificate's subject (RFC 2253)
+        client_verified: bool
+
+    class PeerInfo(TypedDict, total=False):
+        """remote: the client; local: the public address it reached;
+        tls: only for a client of a service that terminates TLS."""
+        remote: AddressInfo
+        local: AddressInfo
+        tls: TLSInfo
     # A pending query: [threading.Event, answer] or (loop, future).
     Slot = Union[List[Any], Tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]]
 
@@ -263,18 +276,29 @@ def _level_number(level: Level) -> int:
     raise ValueError("unknown log level %r" % (level,))
 
 
+def _address_info(fields: Dict[str, str], side: str) -> AddressInfo:
+    try:
+        port: Optional[int] = int(fields.get(side + "_port", ""))
+    except ValueError:
+        port = None
+    return {"address": fields.get(side + "_address"),
+            "family": fields.get(side + "_family"),
+            "port": port}
+
+
 def _peer_info_dict(fields: Dict[str, str]) -> Optional[PeerInfo]:
     if fields.get("status") != "ok":
         return None
-    result: PeerInfo = {}
-    for side in ("local", "remote"):
-        try:
-            port: Optional[int] = int(fields.get(side + "_port", ""))
-        except ValueError:
-            port = None
-        result[side] = {"address": fields.get(side + "_address"),
-                        "family": fields.get(side + "_family"),
-                        "port": port}
+    result: PeerInfo = {"local": _address_info(fields, "local"),
+                        "remote": _address_info(fields, "remote")}
+    # A client of a TLS service: what the master negotiated with it.
+    if "tls_version" in fields:
+        result["tls"] = {"version": fields.get("tls_version"),
+                         "cipher": fields.get("tls_cipher"),
+                         "sni": fields.get("tls_sni"),
+                         "alpn": fields.get("tls_alpn"),
+                         "client_subject": fields.get("tls_client_subject"),
+                         "client_verified": fields.get("tls_client_verified") == "1"}
     return result
 
 
