@@ -1,0 +1,372 @@
+"""TLS termination in the master (a service's tls { } section) with real clients: curl
+--cacert, openssl s_client and Python's ssl module, against certificates each test makes with
+the openssl command (a test CA, leaves named by SAN with wildcards, an expiring and an expired
+one, a key that belongs to another certificate).  What the worker learns (peer info), session
+resumption, client certificates, `-t` checks, certificate reload under load, plaintext, slow and
+aborted handshakes, and memory per idle TLS connection."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+
+AGENT_DIR = os.path.join(harness.ROOT, "agents", "python")
+OPENSSL = shutil.which("openssl")
+CURL = shutil.which("curl")
+
+# An agent worker answering every GET with its peer info as JSON.
+WORKER = r'''
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+sys.path.insert(0, sys.argv[1])
+from socketnaut_agent import ServiceAgent
+
+agent = ServiceAgent()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = json.dumps(agent.peer_info(self)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+agent.ready(port=server.server_address[1])
+server.serve_forever()
+'''
+
+
+def sh(cwd, *cmd):
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_ca(d, name="ca"):
+    sh(d, "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+       "-nodes", "-keyout", name + ".key", "-out", name + ".pem", "-days", "30",
+       "-subj", "/CN=socketnaut test CA " + name)
+
+
+def make_leaf(d, name, sans, days=30, ca="ca", rsa=False):
+    """name.pem and name.key: a leaf signed by ca with these SAN DNS names."""
+    key = ["-newkey", "rsa:2048"] if rsa else ["-newkey", "ec", "-pkeyopt",
+                                                 "ec_paramgen_curve:P-256"]
+    sh(d, "openssl", "req", *key, "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+       "-subj", "/CN=" + name)
+    with open(os.path.join(d, name + ".ext"), "w") as f:
+        f.write("subjectAltName=" + ",".join("DNS:" + s for s in sans) + "\n")
+    sh(d, "openssl", "x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey",
+       ca + ".key", "-CAcreateserial", "-out", name + ".pem", "-days", str(days),
+       "-extfile", name + ".ext")
+
+
+def client_context(cafile, alpn=None, cert=None):
+    ctx = ssl.create_default_context(cafile=cafile)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if cert:
+        ctx.load_cert_chain(cert + ".pem", cert + ".key")
+    return ctx
+
+
+def https_get(port, ctx, name, path="/", timeout=10, session=None):
+    """One GET over a new TLS connection to 127.0.0.1:port with SNI name: (status, body,
+    the TLS socket's facts)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    with ctx.wrap_socket(raw, server_hostname=name, session=session) as s:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                   % (path, name)).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        facts = {"cert": s.getpeercert(), "alpn": s.selected_alpn_protocol(),
+                 "version": s.version(), "session": s.session,
+                 "reused": s.session_reused}
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else 0
+    return status, body, facts
+
+
+def cert_names(cert):
+    return [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+
+
+def master_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@unittest.skipUnless(OPENSSL, "openssl command not installed")
+class TLSTest(harness.DaemonTest):
+
+    def setUp(self):
+        super().setUp()
+        self.certs = self.path("certs")
+        os.makedirs(self.certs)
+        make_ca(self.certs)
+        make_leaf(self.certs, "a", ["a.test"])
+        make_leaf(self.certs, "b", ["b.test", "*.b.test"])
+        self.ca = os.path.join(self.certs, "ca.pem")
+
+    def cert(self, name):
+        return os.path.join(self.certs, name + ".pem")
+
+    def key(self, name):
+        return os.path.join(self.certs, name + ".key")
+
+    def tls(self, names=("a", "b"), **kw):
+        section = {"certificate": [self.cert(n) for n in names],
+                   "key": [self.key(n) for n in names]}
+        section.update(kw)
+        return section
+
+    def agent_service(self, **tls):
+        worker = self.write_file("worker.py", WORKER)
+        return {"name": "web", "command": "python3 %s %s" % (worker, AGENT_DIR),
+                "backend": "agent", "min_workers": 1, "max_workers": 2,
+                "tls": self.tls(**tls)}
+
+    def test_sni_picks_the_certificate_by_its_names_and_the_first_otherwise(self):
+        d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1)])
+        ctx = client_context(self.ca)
+        for name, want in (("a.test", "a.test"), ("b.test", "b.test"),
+                           ("deep.b.test", "*.b.test")):
+            status, body, facts = https_get(d.port, ctx, name)
+            self.assertEqual(status, 200, name)
+            self.assertIn(want, cert_names(facts["cert"]), name)
+        # No name of ours: the first certificate (the client then refuses it).
+        loose = ssl.create_default_context(cafile=self.ca)
+        loose.check_hostname = False
+        status, _, facts = https_get(d.port, loose, "other.example")
+        self.assertEqual(cert_names(facts["cert"]), ["a.test"])
+        if CURL:
+            p = subprocess.run([CURL, "-sS", "--cacert", self.ca, "--resolve",
+                                "x.b.test:%d:127.0.0.1" % d.port,
+                                "https://x.b.test:%d/" % d.port],
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(b"Hello", p.stdout)
+
+    def test_alpn_sni_and_version_reach_the_worker_through_peer_info(self):
+        d = self.start_daemon([self.agent_service(alpn=["h2", "http/1.1"])])
+        d.wait_ready(1)
+        ctx = client_context(self.ca, alpn=["http/1.1"])
+        status, body, facts = https_get(d.port, ctx, "b.test")
+        self.assertEqual(status, 200)
+        self.assertEqual(facts["alpn"], "http/1.1")
+        info = json.loads(body)
+        self.assertEqual(info["tls"]["alpn"], "http/1.1")
+        self.assertEqual(info["tls"]["sni"], "b.test")
+        self.assertEqual(info["tls"]["version"], facts["version"])
+        self.assertTrue(info["tls"]["cipher"])
+        self.assertIsNone(info["tls"]["client_subject"])
+        self.assertEqual(info["remote"]["address"], "127.0.0.1")
+        # Only what the service offers: a client that speaks none of it is refused.
+        with self.assertRaises(ssl.SSLError):
+            https_get(d.port, client_context(self.ca, alpn=["spdy/3"]), "a.test")
+
+    def test_sessions_resume_with_openssl_s_client_and_python(self):
+        d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1)])
+        sess = self.path("sess.pem")
+        out = []
+        for args in (["-sess_out", sess], ["-sess_in", sess]):
+            p = subprocess.run([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % d.port,
+                                "-servername", "a.test", "-CAfile", self.ca, "-ign_eof"] + args,
+                               input=b"GET / HTTP/1.0\r\n\r\n", capture_output=True,
+                               timeout=30)
+            out.append(p.stdout.decode(errors="replace"))
+        self.assertIn("Hello", out[0])
+        self.assertRegex(out[1], r"Reused, TLSv1\.3")
+        # Python, TLS 1.2 (session ids and tickets) and 1.3.
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = client_context(self.ca)
+            ctx.maximum_version = version
+            _, _, first = https_get(d.port, ctx, "a.test")
+            _, _, again = https_get(d.port, ctx, "a.test", session=first["session"])
+            self.assertFalse(first["reused"])
+            self.assertTrue(again["reused"], version)
+
+    def test_tickets_resume_after_a_reload(self):
+        d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1)])
+        ctx = client_context(self.ca)
+        _, _, first = https_get(d.port, ctx, "a.test")
+        d.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "starting worker generation 1" in d.log(), 15,
+                           what="reload")
+        _, _, again = https_get(d.port, ctx, "a.test", session=first["session"])
+        self.assertTrue(again["reused"])
+
+    def test_client_certificates_required_accepted_refused_and_told(self):
+        make_ca(self.certs, "clients")
+        make_leaf(self.certs, "alice", ["alice"], ca="clients")
+        make_ca(self.certs, "other")
+        make_leaf(self.certs, "mallory", ["mallory"], ca="other")
+        d = self.start_daemon([self.agent_service(
+            client_ca=os.path.join(self.certs, "clients.pem"),
+            verify_client=harness.Raw("required"))])
+        d.wait_ready(1)
+        status, body, _ = https_get(d.port, client_context(self.ca, cert=os.path.join(
+            self.certs, "alice")), "a.test")
+        self.assertEqual(status, 200)
+        info = json.loads(body)
+        self.assertEqual(info["tls"]["client_subject"], "CN=alice")
+        self.assertTrue(info["tls"]["client_verified"])
+        for cert in (None, os.path.join(self.certs, "mallory")):
+            with self.assertRaises((ssl.SSLError, ConnectionError)):
+                status, body, _ = https_get(d.port, client_context(self.ca, cert=cert),
+                                            "a.test")
+                # TLS 1.3: the refusal may come after the client's handshake is over.
+                self.assertNotEqual(status, 200)
+                raise ConnectionError("refused after the handshake")
+        if CURL:
+            p = subprocess.run([CURL, "-sS", "--cacert", self.ca, "--cert",
+                                self.cert("alice"), "--key", self.key("alice"),
+                                "--resolve", "a.test:%d:127.0.0.1" % d.port,
+                                "https://a.test:%d/" % d.port],
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(json.loads(p.stdout)["tls"]["client_subject"], "CN=alice")
+
+    def check_config(self, tls):
+        d = harness.Daemon(self.tmp, [harness.hello(tls=tls)])
+        return harness.run_check(d.config_path)
+
+    def test_check_refuses_a_key_that_is_not_its_certificates(self):
+        rc, out, err = self.check_config(self.tls(names=("a",), key=[self.key("b")]))
+        self.assertNotEqual(rc, 0)
+        self.assertRegex(err, r"socketnaut\.conf:\d+: tls: key .*b\.key does not match "
+                              r"certificate .*a\.pem")
+
+    def test_check_warns_of_expiring_and_expired_certificates(self):
+        make_leaf(self.certs, "soon", ["soon.test"], days=5)
+        make_leaf(self.certs, "gone", ["gone.test"], days=-1)
+        rc, out, err = self.check_config(self.tls(names=("soon", "gone", "a")))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("configuration OK", out + err)
+        self.assertRegex(err, r"warning: .*socketnaut\.conf:\d+: tls: certificate "
+                              r".*soon\.pem expires in [45] days")
+        self.assertRegex(err, r"tls: certificate .*gone\.pem has expired")
+
+    def test_certificates_reload_under_load_without_a_failed_request(self):
+        make_leaf(self.certs, "a2", ["a.test"])
+        d = self.start_daemon([harness.hello(tls=self.tls(names=("a",)), min_workers=2,
+                                             max_workers=2)])
+        d.wait_ready(2)
+        ctx = client_context(self.ca)
+        serials, failures, stop = [], [], threading.Event()
+
+        def load():
+            for _ in range(400):  # bounded: at most 400 requests
+                if stop.is_set():
+                    return
+                try:
+                    status, _, facts = https_get(d.port, ctx, "a.test")
+                    if status != 200:
+                        failures.append(status)
+                    serials.append(facts["cert"]["serialNumber"])
+                except (OSError, ssl.SSLError) as e:
+                    failures.append(repr(e))
+
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        harness.wait_until(lambda: len(serials) >= 20, 30, what="requests before reload")
+        old = serials[0]
+        shutil.copy(self.cert("a2"), self.cert("a"))
+        shutil.copy(self.key("a2"), self.key("a"))
+        d.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: serials[-1] != old and len(serials) > 60, 60,
+                           what="requests with the new certificate")
+        stop.set()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(failures, [])
+        self.assertGreater(len(set(serials)), 1)
+
+    def test_plaintext_slow_and_aborted_handshakes_are_closed(self):
+        d = self.start_daemon([harness.hello(tls=self.tls(handshake_timeout=harness.Raw("1s")),
+                                             min_workers=1)])
+        ctx = client_context(self.ca)
+        # Plaintext HTTP on the TLS port: closed without an answer.
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except ConnectionResetError:
+                pass
+            self.assertNotIn(b"HTTP/1.", data)
+        # Slow: connected, nothing sent; closed after handshake_timeout.
+        slow = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        start = time.monotonic()
+        self.assertEqual(slow.recv(1), b"")
+        self.assertLess(time.monotonic() - start, 8)
+        self.assertGreater(time.monotonic() - start, 0.5)
+        slow.close()
+        # Aborted: half a ClientHello, then gone.
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+                s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        status, _, _ = https_get(d.port, ctx, "a.test")
+        self.assertEqual(status, 200)
+        log = d.log()
+        self.assertIn("TLS handshake: error:0A00009C:SSL routines::http request", log)
+        self.assertIn("TLS handshake: handshake timeout", log)
+        self.assertIn("TLS handshake: client closed during the handshake", log)
+        self.assertTrue(d.alive())
+
+    def test_memory_per_idle_tls_connection(self):
+        d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1,
+                                             idle_timeout=harness.Raw("60s"))])
+        ctx = client_context(self.ca)
+        https_get(d.port, ctx, "a.test")
+        conns = []
+        before = master_rss_kb(d.pid)
+        try:
+            for _ in range(200):
+                raw = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+                s = ctx.wrap_socket(raw, server_hostname="a.test")
+                s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                s.recv(4096)
+                conns.append(s)
+            after = master_rss_kb(d.pid)
+        finally:
+            for s in conns:
+                s.close()
+        per_conn = (after - before) * 1024 / 200
+        print("memory per idle TLS connection: %.0f bytes (RSS %d -> %d kB)"
+              % (per_conn, before, after))
+        # Buffers released when idle (SSL_MODE_RELEASE_BUFFERS): far below 2 x 16 KiB.
+        self.assertLess(per_conn, 24 * 1024)
+
+
+if __name__ == "__main__":
+    unittest.main()
