@@ -368,5 +368,46 @@ class TLSTest(harness.DaemonTest):
         self.assertLess(per_conn, 24 * 1024)
 
 
+@unittest.skipUnless(OPENSSL and CURL, "openssl or curl not installed")
+class TLSProxyExampleTest(harness.DaemonTest):
+    """examples/tls-proxy as shipped (its ports moved to free ones): curl both services."""
+
+    def test_example_tls_proxy_serves_https_and_redirects_http(self):
+        example = os.path.join(harness.ROOT, "examples", "tls-proxy")
+        subprocess.run(["sh", os.path.join(example, "make-certs.sh"),
+                        self.path("examples", "tls-proxy", "certs")],
+                       check=True, capture_output=True, timeout=60)
+        with open(os.path.join(example, "tls-proxy.conf")) as f:
+            text = f.read()
+        https, http = harness.free_port(), harness.free_port()
+        text = text.replace("8443", str(https)).replace("8080", str(http))
+        text = re.sub(r'^(service "[^"]+" \{)$', r'\1\n    directory = "%s"' % harness.ROOT,
+                      text, flags=re.M)
+        text = text.replace("python3 ", harness.PYTHON + " ")
+        d = harness.Daemon(self.tmp, [])
+        with open(d.config_path, "w") as f:
+            f.write('runtime_dir = "%s"\n' % self.path("run") + text)
+        self.daemons.append(d)
+        d.start()
+        d.wait_listening(https)
+        d.wait_listening(http)
+        ca = self.path("examples", "tls-proxy", "certs", "ca.pem")
+        p = subprocess.run([CURL, "-sS", "--cacert", ca, "https://localhost:%d/" % https],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(b"Hello", p.stdout)
+        p = subprocess.run([CURL, "-sS", "-i", "http://localhost:%d/some/path" % http],
+                           capture_output=True, timeout=30)
+        self.assertRegex(p.stdout.decode(), r"^HTTP/1.1 301")
+        self.assertIn("location: https://localhost:%d/some/path" % https,
+                      p.stdout.decode().lower())
+        p = subprocess.run([CURL, "-sS", "-L", "--cacert", ca,
+                            "http://localhost:%d/some/path" % http],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(b"Hello", p.stdout)
+        self.stop_daemon(d)
+
+
 if __name__ == "__main__":
     unittest.main()
