@@ -5,7 +5,12 @@ VERSION		= 0.1.0
 PREFIX		?= /usr/local
 SBINDIR		?= $(PREFIX)/sbin
 BINDIR		?= $(PREFIX)/bin
+# FHS: a system install (PREFIX=/usr) reads its configuration from /etc.
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR	?= /etc
+else
 SYSCONFDIR	?= $(PREFIX)/etc
+endif
 MANDIR		?= $(PREFIX)/share/man
 UNITDIR		?= $(PREFIX)/lib/systemd/system
 DESTDIR		?=
@@ -15,8 +20,9 @@ PKG_CONFIG	?= pkg-config
 CFLAGS		?= -O2 -g
 WARN		= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 		  -Wmissing-prototypes -Wstrict-prototypes
-ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Iinclude \
-		  -DSN_CONFIG_PATH='"$(SYSCONFDIR)/socketnaut.conf"'
+ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -Isrc \
+		  -Iinclude -DSN_CONFIG_PATH='"$(SN_CONFIG_PATH)"'
+SN_CONFIG_PATH	= $(SYSCONFDIR)/socketnaut.conf
 LIBS		= $(shell $(PKG_CONFIG) --libs libevent libconfuse 2>/dev/null || echo -levent -lconfuse)
 CHECK_LIBS	= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
@@ -38,16 +44,27 @@ UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
 
 all: $(BUILD)/socketnautd $(BUILD)/socketnaut-hello lib
 
-$(BUILD)/%.o: src/%.c $(wildcard src/*.h include/socketnaut/*.h) Makefile
+$(BUILD)/%.o: src/%.c $(wildcard src/*.h include/socketnaut/*.h) Makefile \
+    $(BUILD)/paths.stamp
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The paths compiled in (SN_CONFIG_PATH), rewritten only when they change:
+# `make install PREFIX=/usr` after a plain `make` rebuilds what names them.
+$(BUILD)/paths.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo 'SN_CONFIG_PATH=$(SN_CONFIG_PATH)' | cmp -s - $@ || \
+	    echo 'SN_CONFIG_PATH=$(SN_CONFIG_PATH)' > $@
+
+FORCE:
 
 $(BUILD)/socketnautd: $(DAEMON_OBJS) $(BUILD)/socketnautd.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/socketnaut-hello: examples/hello/socketnaut-hello.c Makefile
 	@mkdir -p $(BUILD)
-	$(CC) -std=gnu11 $(WARN) $(CFLAGS) $(filter -fsanitize%,$(ALL_CFLAGS)) \
+	$(CC) -std=gnu11 $(WARN) $(CPPFLAGS) $(CFLAGS) \
+	    $(filter -fsanitize%,$(ALL_CFLAGS)) \
 	    $(LDFLAGS) -o $@ examples/hello/socketnaut-hello.c
 
 $(BUILD)/unit/%.o: tests/unit/%.c $(wildcard src/*.h) Makefile
@@ -124,7 +141,7 @@ lint:
 	    echo "systemd unit: systemd-analyze verify clean"; \
 	else echo "systemd-analyze not installed: unit not verified"; fi
 
-install: all install-lib
+install: all install-lib install-agents
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 	    $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(MANDIR)/man5 \
 	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
@@ -142,7 +159,7 @@ install: all install-lib
 	else install -m 644 etc/socketnaut.conf \
 	    $(DESTDIR)$(SYSCONFDIR)/socketnaut.conf; fi
 
-uninstall: uninstall-lib
+uninstall: uninstall-lib uninstall-agents
 	rm -f $(DESTDIR)$(SBINDIR)/socketnautd \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello \
 	    $(DESTDIR)$(MANDIR)/man8/socketnautd.8 \
@@ -151,10 +168,39 @@ uninstall: uninstall-lib
 	    $(DESTDIR)$(UNITDIR)/socketnautd.service
 	@echo "$(DESTDIR)$(SYSCONFDIR)/socketnaut.conf left in place"
 
+# The Python and Node agents where their interpreters look: Debian's
+# python3 and nodejs module directories (PYTHONDIR, NODEDIR to change).
+PYTHON		?= python3
+ifeq ($(PREFIX),/usr)
+PYTHONDIR	?= $(PREFIX)/lib/python3/dist-packages
+else
+PYTHONDIR	?= $(PREFIX)/lib/python$(shell $(PYTHON) -c \
+		   'import sys; print("%d.%d" % sys.version_info[:2])' \
+		   2>/dev/null || echo 3)/dist-packages
+endif
+NODEDIR		?= $(PREFIX)/share/nodejs
+
+install-agents:
+	install -d $(DESTDIR)$(PYTHONDIR) $(DESTDIR)$(NODEDIR)/socketnaut-agent
+	install -m 644 agents/python/socketnaut_agent.py $(DESTDIR)$(PYTHONDIR)/
+	install -m 644 agents/node/socketnaut-agent.js \
+	    $(DESTDIR)$(NODEDIR)/socketnaut-agent/
+	printf '{"name": "socketnaut-agent", "version": "%s", "main": "%s"}\n' \
+	    $(VERSION) socketnaut-agent.js \
+	    > $(DESTDIR)$(NODEDIR)/socketnaut-agent/package.json
+	chmod 644 $(DESTDIR)$(NODEDIR)/socketnaut-agent/package.json
+
+uninstall-agents:
+	rm -f $(DESTDIR)$(PYTHONDIR)/socketnaut_agent.py \
+	    $(DESTDIR)$(NODEDIR)/socketnaut-agent/socketnaut-agent.js \
+	    $(DESTDIR)$(NODEDIR)/socketnaut-agent/package.json
+	-rmdir $(DESTDIR)$(NODEDIR)/socketnaut-agent 2>/dev/null
+
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps run check test lint format fuzz fuzz-brief install uninstall clean bench
+.PHONY: all deps run check test lint format fuzz fuzz-brief install uninstall clean bench \
+    install-agents uninstall-agents
 
 # Side-by-side benchmark against HAProxy and nginx (bench/README); writes
 # bench/RESULTS.md.  BENCH_ARGS passes options to bench/run.py.
@@ -166,7 +212,12 @@ bench: all
 # with the shared wire format code of src/proto.c; its tests (tests/lib/);
 # the C example worker (examples/c-logger/).
 
-LIBDIR		?= $(PREFIX)/lib
+# Debian's multiarch directory (lib/x86_64-linux-gnu) where there is one.
+ifeq ($(origin LIBDIR),undefined)
+MULTIARCH	:= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || \
+		     $(CC) -print-multiarch 2>/dev/null)
+LIBDIR		= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
+endif
 INCLUDEDIR	?= $(PREFIX)/include
 PKGCONFIGDIR	?= $(LIBDIR)/pkgconfig
 AR		?= ar
