@@ -114,6 +114,7 @@ test: all $(BUILD)/unit-tests
 	    python3 tests/integration/run.py
 	@$(MAKE) --no-print-directory lib-check
 	BUILD=$(BUILD) sh tests/install/install.sh
+	sh tests/install/deb.sh
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz-brief
 
@@ -143,11 +144,13 @@ lint:
 
 install: all install-lib install-agents
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
-	    $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(MANDIR)/man5 \
-	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BUILD)/socketnautd $(DESTDIR)$(SBINDIR)/socketnautd
 	install -m 755 $(BUILD)/socketnaut-hello \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello
+	install -m 644 man/socketnaut-hello.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/socketnautd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 man/socketnaut.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 man/socketnaut-agent.7 $(DESTDIR)$(MANDIR)/man7/
@@ -162,6 +165,7 @@ install: all install-lib install-agents
 uninstall: uninstall-lib uninstall-agents
 	rm -f $(DESTDIR)$(SBINDIR)/socketnautd \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello \
+	    $(DESTDIR)$(MANDIR)/man1/socketnaut-hello.1 \
 	    $(DESTDIR)$(MANDIR)/man8/socketnautd.8 \
 	    $(DESTDIR)$(MANDIR)/man5/socketnaut.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man7/socketnaut-agent.7 \

@@ -25,6 +25,7 @@ libdir=lib${multiarch:+/$multiarch}
 mk install DESTDIR="$stage/d" PREFIX=/opt/sn
 for f in sbin/socketnautd bin/socketnaut-hello etc/socketnaut.conf \
     share/man/man8/socketnautd.8 share/man/man5/socketnaut.conf.5 \
+    share/man/man1/socketnaut-hello.1 \
     share/man/man7/socketnaut-agent.7 share/man/man3/socketnaut.3 \
     lib/systemd/system/socketnautd.service include/socketnaut.h \
     include/socketnaut/proto.h "$libdir/libsocketnaut.a" \
