@@ -115,6 +115,7 @@ test: all $(BUILD)/unit-tests
 	@$(MAKE) --no-print-directory lib-check
 	BUILD=$(BUILD) sh tests/install/install.sh
 	sh tests/install/deb.sh
+	sh tests/install/unit.sh $(BUILD)
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz-brief
 
