@@ -29,7 +29,8 @@ else
 BUILD		?= build
 endif
 
-DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/health.c src/keeper.c \
+DAEMON_SRCS	= src/accesslog.c src/cgroup.c src/config.c src/control.c \
+		  src/counters.c src/health.c src/keeper.c src/stats.c \
 		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
 		  src/service.c src/sockdir.c src/util.c src/worker.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)

@@ -315,6 +315,8 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
 	CFG_STR("log_target", "stderr", CFGF_NONE),
+	CFG_STR("access_log", "off", CFGF_NONE),
+	CFG_STR("stats_listen", NULL, CFGF_NODEFAULT),
 	CFG_STR("runtime_dir", NULL, CFGF_NODEFAULT),
 	CFG_STR("user", NULL, CFGF_NODEFAULT),
 	CFG_STR("group", NULL, CFGF_NODEFAULT),
@@ -791,6 +793,31 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	conf->nservices++;
 }
 
+/* The access log and the stats listener (HTTP: /metrics, /status). */
+static void
+config_operations(struct sn_config *conf, cfg_t *root)
+{
+	const char *v;
+	char       *cause;
+
+	v = cfg_getstr(root, "access_log");
+	if (strcmp(v, "off") != 0 && strcmp(v, "syslog") != 0 && v[0] != '/')
+		config_error(line_of(root, "access_log"),
+		    "access_log must be off, syslog or an absolute file path, not \"%s\"",
+		    v);
+	conf->access_log = xstrdup(v);
+	if (cfg_size(root, "stats_listen") == 0)
+		return;
+	v = cfg_getstr(root, "stats_listen");
+	conf->stats_listen = xstrdup(v);
+	if (addr_parse_numeric(v, &conf->stats_addr, &cause) == -1) {
+		config_error(line_of(root, "stats_listen"),
+		    "stats_listen: %s (expected ADDRESS:PORT, e.g. 127.0.0.1:9100)",
+		    cause);
+		free(cause);
+	}
+}
+
 static void
 config_build(struct sn_config *conf, cfg_t *root)
 {
@@ -806,6 +833,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 		    "log_target must be stderr, syslog or an absolute file path, not \"%s\"",
 		    target);
 	conf->log_target = xstrdup(target);
+	config_operations(conf, root);
 	conf->runtime_dir = xstrdup(cfg_size(root, "runtime_dir") > 0
 		? cfg_getstr(root, "runtime_dir")
 		: config_default_runtime_dir());
@@ -1193,6 +1221,8 @@ config_unref(struct sn_config *conf)
 	free(conf->services);
 	free(conf->path);
 	free(conf->log_target);
+	free(conf->access_log);
+	free(conf->stats_listen);
 	free(conf->runtime_dir);
 	free(conf);
 }

@@ -81,6 +81,9 @@ struct sn_config {
 	long long               shutdown_timeout;
 	long long               kill_timeout;
 	int                     worker_cgroup; /* auto (1) or off (0) */
+	char                   *access_log;    /* "off", "syslog" or a path */
+	char                   *stats_listen;  /* "ADDR:PORT", or NULL */
+	struct sn_addr          stats_addr;
 	struct sn_service_conf *services;
 	size_t                  nservices;
 };

@@ -318,7 +318,7 @@ service_dispatch(struct service *svc, struct relay *r)
 		service_attach(r, p.worker);
 		relay_connect(r);
 	} else if (svc->stopping && svc->online == 0) {
-		relay_close(r, "shutting down");
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 		return;
 	} else
 		relay_wait(r);
@@ -344,9 +344,12 @@ service_update_accepting(struct service *svc)
 /* A listener accepted a client: it is ours until it closes. */
 void
 service_accepted(
-    struct service *svc, int fd, const struct sockaddr *sa, socklen_t len)
+    struct listener *l, int fd, const struct sockaddr *sa, socklen_t len)
 {
-	service_dispatch(svc, relay_new(svc, fd, sa, len));
+	struct service *svc = l->svc;
+
+	svc->ctr.accepted++;
+	service_dispatch(svc, relay_new(l, fd, sa, len));
 	service_update_accepting(svc);
 }
 
@@ -378,7 +381,11 @@ service_connect_failed(struct relay *r, int error)
 	r->tried[r->attempts % RELAY_ATTEMPTS] = w->serial;
 	relay_rewind(r);
 	if (++r->attempts >= RELAY_ATTEMPTS) {
-		relay_close(r, "no worker could take the connection");
+		relay_close(r,
+		    error == ECONNREFUSED || error == ENOENT
+			? RELAY_END_REFUSED
+			: RELAY_END_CONNECT_FAILED,
+		    error);
 		return;
 	}
 	service_dispatch(svc, r);
@@ -778,7 +785,7 @@ service_stop_workers(struct service *svc)
 
 	event_del(&svc->shutdown);
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
-		relay_close(r, "shutdown timeout");
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 	TAILQ_FOREACH (w, &svc->workers, entry)
 		worker_stop(w, "shutdown");
 	daemon_check();
@@ -818,7 +825,8 @@ service_stop(struct service *svc, int now)
 		event_del(&svc->respawn);
 		event_del(&svc->drain);
 		while (TAILQ_FIRST(&svc->queue) != NULL)
-			relay_close(TAILQ_FIRST(&svc->queue), "shutting down");
+			relay_close(
+			    TAILQ_FIRST(&svc->queue), RELAY_END_SHUTDOWN, 0);
 		for (r = TAILQ_FIRST(&svc->relays); r != NULL; r = next) {
 			next = TAILQ_NEXT(r, all);
 			relay_finished(r);
@@ -871,7 +879,7 @@ service_free(struct service *svc)
 	size_t         i;
 
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
-		relay_close(r, NULL);
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 	while ((w = TAILQ_FIRST(&svc->workers)) != NULL)
 		worker_abandon(w);
 	for (i = 0; i < svc->nlisteners; i++)

@@ -8,6 +8,7 @@
 #include <event2/event_struct.h>
 
 #include "config.h"
+#include "counters.h"
 #include "listener.h"
 #include "relay.h"
 #include "worker.h"
@@ -52,6 +53,7 @@ struct service {
 	struct event            respawn;
 	struct event            drain; /* the queue, after a slot frees */
 	struct event            shutdown;
+	struct service_counters ctr; /* kept across reloads */
 };
 TAILQ_HEAD(service_head, service);
 
@@ -69,7 +71,7 @@ void        service_stop(struct service *, int now);
 void        service_free(struct service *);
 struct pick service_pick(const struct service *, const struct relay *);
 void
-service_accepted(struct service *, int fd, const struct sockaddr *, socklen_t);
+service_accepted(struct listener *, int fd, const struct sockaddr *, socklen_t);
 void      service_dispatch(struct service *, struct relay *);
 void      service_connect_failed(struct relay *, int error);
 void      service_relay_done(struct service *);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "cgroup.h"
 #include "config.h"
 #include "keeper.h"
@@ -21,6 +22,7 @@
 #include "sdnotify.h"
 #include "service.h"
 #include "socketnautd.h"
+#include "stats.h"
 
 #ifndef SN_CONFIG_PATH
 #define SN_CONFIG_PATH "/etc/socketnaut.conf"
@@ -209,6 +211,35 @@ daemon_listens_on(const struct sn_addr *addr)
 	return (0);
 }
 
+/* The reload's outcome, counted for /metrics. */
+static void
+daemon_reloaded(int ok)
+{
+	if (ok)
+		daemon_counters.reloads_ok++;
+	else
+		daemon_counters.reloads_failed++;
+	daemon_counters.last_reload_ok = ok;
+	daemon_counters.last_reload = now_ms();
+}
+
+/* Access log and stats listener follow the file; a failure keeps the old. */
+static void
+daemon_reload_operations(struct sn_config *nconf)
+{
+	char *cause;
+
+	if (accesslog_open(nconf->access_log, &cause) == -1) {
+		log_warnx(
+		    "access_log: %s; keeping %s", cause, conf->access_log);
+		free(cause);
+	}
+	if (stats_reload(nconf, &cause) == -1) {
+		log_warnx("stats_listen: %s", cause);
+		free(cause);
+	}
+}
+
 static int
 daemon_name_cmp(const void *va, const void *vb)
 {
@@ -271,6 +302,7 @@ daemon_reload(void)
 	sdnotify("RELOADING=1");
 	if ((nconf = config_load(conf->path)) == NULL) {
 		log_errorx("reload failed: the running configuration stays");
+		daemon_reloaded(0);
 		sdnotify("READY=1");
 		return;
 	}
@@ -315,9 +347,11 @@ daemon_reload(void)
 		free(cause);
 	} else
 		log_reopen();
+	daemon_reload_operations(nconf);
 	config_unref(conf);
 	conf = nconf;
 	log_setlevel(debug_flag ? LOG_DEBUG : conf->log_level);
+	daemon_reloaded(1);
 	daemon_status_changed();
 	sdnotify("READY=1");
 	daemon_maybe_exit();
@@ -369,6 +403,7 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 		break;
 	case SIGUSR1:
 		log_reopen();
+		accesslog_reopen();
 		break;
 	}
 }
@@ -482,6 +517,10 @@ main(int argc, char **argv)
 		log_errorx("log_target: %s", cause);
 		return (1);
 	}
+	if (accesslog_open(conf->access_log, &cause) == -1) {
+		log_errorx("access_log: %s", cause);
+		return (1);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	daemon_contain();
@@ -495,6 +534,10 @@ main(int argc, char **argv)
 		evsignal_assign(
 		    &sigev[i], sn_base, sigs[i], daemon_signal, NULL);
 		evsignal_add(&sigev[i], NULL);
+	}
+	if (stats_start(conf, &services, &cause) == -1) {
+		log_errorx("%s", cause);
+		return (1);
 	}
 
 	log_notice("socketnautd %s starting with %s (%zu service%s)",
@@ -529,6 +572,8 @@ main(int argc, char **argv)
 		TAILQ_REMOVE(&services, svc, entry);
 		service_free(svc);
 	}
+	accesslog_close();
+	stats_stop();
 	daemon_collect(-1, 0, NULL);
 	free(garbage);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)

@@ -1,0 +1,400 @@
+/*
+ * The stats listener (stats_listen): libevent's evhttp serving /metrics in
+ * the Prometheus text exposition format, /status.json (the admin socket's
+ * status snapshot) and /status, a page that shows it.  It may face a
+ * network: GET and HEAD only, small requests, a timeout, and at most
+ * STATS_CONNS connections at once (beyond them clients wait in the
+ * kernel's backlog).
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "config.h"
+#include "counters.h"
+#include "log.h"
+#include "service.h"
+#include "socketnautd.h"
+#include "stats.h"
+
+#define STATS_CONNS       32
+#define STATS_TIMEOUT_S   10
+#define STATS_HEADERS_MAX 8192
+#define STATS_BODY_MAX    1024
+#define STATS_BACKLOG     64
+
+static struct {
+	struct evhttp              *http;
+	struct evhttp_bound_socket *bound;
+	char                       *listen; /* as configured */
+	struct service_head        *services;
+	int                         nconns;
+} st;
+
+/* A connection evhttp freed: room for another. */
+static void
+stats_conn_freed(void *arg)
+{
+	(void)arg;
+	if (st.nconns-- == STATS_CONNS && st.bound != NULL)
+		evconnlistener_enable(evhttp_bound_socket_get_listener(st.bound));
+}
+
+/*
+ * Each connection's bufferevent: a pass-through filter over the socket
+ * one, whose free callback counts it out (evhttp tells of no close).
+ */
+static struct bufferevent *
+stats_bev(struct event_base *base, void *arg)
+{
+	struct bufferevent *sock, *bev;
+
+	(void)arg;
+	if ((sock = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ==
+	    NULL)
+		return (NULL);
+	bev = bufferevent_filter_new(sock, NULL, NULL, BEV_OPT_CLOSE_ON_FREE,
+	    stats_conn_freed, NULL);
+	if (bev == NULL) {
+		bufferevent_free(sock);
+		return (NULL);
+	}
+	if (++st.nconns == STATS_CONNS && st.bound != NULL)
+		evconnlistener_disable(evhttp_bound_socket_get_listener(st.bound));
+	return (bev);
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static void
+stats_label(struct evbuffer *b, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			evbuffer_add_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, v, 1);
+	}
+}
+
+static void
+stats_head(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP socketnaut_%s %s\n", name, help);
+	evbuffer_add_printf(b, "# TYPE socketnaut_%s %s\n", name, type);
+}
+
+/* One sample of a per-service series: name{service="x"[,extra]} value. */
+static void
+stats_sample(struct evbuffer *b, const char *name, const struct service *svc,
+    const char *extra, unsigned long long v)
+{
+	evbuffer_add_printf(b, "socketnaut_%s{service=\"", name);
+	stats_label(b, svc->conf->name);
+	evbuffer_add_printf(
+	    b, "\"%s%s} %llu\n", extra != NULL ? "," : "", extra ? extra : "", v);
+}
+
+/* What the services in service.c count, for every service listed. */
+enum stats_field {
+	F_ACCEPTED,
+	F_ACTIVE,
+	F_BYTES_IN,
+	F_BYTES_OUT,
+	F_QUEUED,
+	F_READY,
+	F_ONLINE,
+	F_STARTS,
+	F_RESTARTS,
+	F_CONNECT_FAILURES,
+};
+
+static unsigned long long
+stats_field(const struct service *svc, enum stats_field f)
+{
+	const struct service_counters *c = &svc->ctr;
+
+	switch (f) {
+	case F_ACCEPTED:
+		return (c->accepted);
+	case F_ACTIVE:
+		return (svc->nconns);
+	case F_BYTES_IN:
+		return (c->bytes_in);
+	case F_BYTES_OUT:
+		return (c->bytes_out);
+	case F_QUEUED:
+		return (svc->nqueued);
+	case F_READY:
+		return (svc->ready);
+	case F_ONLINE:
+		return (svc->online);
+	case F_STARTS:
+		return (c->worker_starts);
+	case F_RESTARTS:
+		return (c->worker_restarts);
+	case F_CONNECT_FAILURES:
+		return (c->connect_failures);
+	}
+	return (0);
+}
+
+static const struct {
+	const char      *name;
+	const char      *type;
+	enum stats_field field;
+	const char      *help;
+} stats_simple[] = {
+	{ "connections_accepted_total", "counter", F_ACCEPTED,
+	    "Client connections accepted." },
+	{ "connections_active", "gauge", F_ACTIVE,
+	    "Client connections open now, queued ones included." },
+	{ "received_bytes_total", "counter", F_BYTES_IN,
+	    "Bytes from clients delivered to workers." },
+	{ "sent_bytes_total", "counter", F_BYTES_OUT,
+	    "Bytes from workers delivered to clients." },
+	{ "queue_depth", "gauge", F_QUEUED,
+	    "Clients waiting in the service queue for a worker." },
+	{ "workers_ready", "gauge", F_READY,
+	    "Workers of the current generation in rotation." },
+	{ "workers_online", "gauge", F_ONLINE,
+	    "Workers of the current generation starting or ready." },
+	{ "worker_starts_total", "counter", F_STARTS, "Worker processes started." },
+	{ "worker_restarts_total", "counter", F_RESTARTS,
+	    "Worker starts that replaced a worker that crashed or was killed." },
+	{ "connect_failures_total", "counter", F_CONNECT_FAILURES,
+	    "Connects to a worker that failed (refused, timed out, other errors; a full backlog is retried, not counted)." },
+};
+
+static int
+stats_listed(const struct service *svc)
+{
+	return (!svc->removed);
+}
+
+static void
+stats_simple_series(struct evbuffer *b, struct service_head *services)
+{
+	struct service *svc;
+	size_t          i;
+
+	for (i = 0; i < sizeof stats_simple / sizeof stats_simple[0]; i++) {
+		stats_head(b, stats_simple[i].name, stats_simple[i].type,
+		    stats_simple[i].help);
+		TAILQ_FOREACH (svc, services, entry) {
+			if (stats_listed(svc))
+				stats_sample(b, stats_simple[i].name, svc, NULL,
+				    stats_field(svc, stats_simple[i].field));
+		}
+	}
+}
+
+/* Series with a second label: close reasons, exit kinds, health. */
+static void
+stats_labelled_series(struct evbuffer *b, struct service_head *services)
+{
+	struct service *svc;
+	char            extra[64];
+	int             i;
+
+	stats_head(b, "connections_closed_total", "counter",
+	    "Client connections closed, by why they ended.");
+	TAILQ_FOREACH (svc, services, entry) {
+		for (i = 0; i < RELAY_END_COUNT && stats_listed(svc); i++) {
+			snprintf(extra, sizeof extra, "reason=\"%s\"",
+			    relay_end_name(i));
+			stats_sample(b, "connections_closed_total", svc, extra,
+			    svc->ctr.closed[i]);
+		}
+	}
+	stats_head(b, "worker_exits_total", "counter",
+	    "Worker processes that ended: clean (status 0 or asked to stop), crash, killed (SIGKILL from the daemon).");
+	TAILQ_FOREACH (svc, services, entry) {
+		for (i = 0; i < WORKER_EXIT_COUNT && stats_listed(svc); i++) {
+			snprintf(extra, sizeof extra, "kind=\"%s\"",
+			    worker_exit_name(i));
+			stats_sample(b, "worker_exits_total", svc, extra,
+			    svc->ctr.worker_exits[i]);
+		}
+	}
+	stats_head(b, "worker_health_transitions_total", "counter",
+	    "Workers that left the rotation on evidence (down) or came back (up).");
+	TAILQ_FOREACH (svc, services, entry) {
+		if (!stats_listed(svc))
+			continue;
+		stats_sample(b, "worker_health_transitions_total", svc,
+		    "to=\"down\"", svc->ctr.health_down);
+		stats_sample(b, "worker_health_transitions_total", svc,
+		    "to=\"up\"", svc->ctr.health_up);
+	}
+}
+
+static void
+stats_histogram(struct evbuffer *b, struct service_head *services)
+{
+	struct service *svc;
+	char            extra[64];
+	uint64_t        sum;
+	int             i;
+
+	stats_head(b, "queue_wait_seconds", "histogram",
+	    "Time each client waited in the service queue before its first worker connect (or its close).");
+	TAILQ_FOREACH (svc, services, entry) {
+		if (!stats_listed(svc))
+			continue;
+		sum = 0;
+		for (i = 0; i <= COUNTERS_WAIT_BUCKETS; i++) {
+			sum += svc->ctr.wait_buckets[i];
+			if (i < COUNTERS_WAIT_BUCKETS)
+				snprintf(extra, sizeof extra, "le=\"%g\"",
+				    counters_wait_bounds[i] / 1000.0);
+			else
+				snprintf(extra, sizeof extra, "le=\"+Inf\"");
+			stats_sample(
+			    b, "queue_wait_seconds_bucket", svc, extra, sum);
+		}
+		evbuffer_add_printf(
+		    b, "socketnaut_queue_wait_seconds_sum{service=\"");
+		stats_label(b, svc->conf->name);
+		evbuffer_add_printf(b, "\"} %.3f\n", svc->ctr.wait_sum_ms / 1000.0);
+		stats_sample(b, "queue_wait_seconds_count", svc, NULL,
+		    svc->ctr.wait_count);
+	}
+}
+
+static void
+stats_daemon_series(struct evbuffer *b)
+{
+	stats_head(b, "reloads_total", "counter",
+	    "Configuration reloads (SIGHUP), by result.");
+	evbuffer_add_printf(b,
+	    "socketnaut_reloads_total{result=\"ok\"} %llu\n"
+	    "socketnaut_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)daemon_counters.reloads_ok,
+	    (unsigned long long)daemon_counters.reloads_failed);
+}
+
+static void
+stats_metrics(struct evhttp_request *req)
+{
+	struct evbuffer     *b = evbuffer_new();
+	struct service_head *services = st.services;
+
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	stats_simple_series(b, services);
+	stats_labelled_series(b, services);
+	stats_histogram(b, services);
+	stats_daemon_series(b);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+static void
+stats_request(struct evhttp_request *req, void *arg)
+{
+	const char *path;
+
+	(void)arg;
+	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Cache-Control", "no-store");
+	if (path != NULL && strcmp(path, "/metrics") == 0)
+		stats_metrics(req);
+	else
+		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+}
+
+static int
+stats_socket(const struct sn_addr *a, char **cause)
+{
+	int fd, one = 1;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1 ||
+	    listen(fd, STATS_BACKLOG) == -1)
+		goto fail;
+	return (fd);
+fail:
+	*cause = xasprintf("cannot listen on %s: %s", st.listen,
+	    strerror(errno));
+	if (fd != -1)
+		close(fd);
+	return (-1);
+}
+
+/* Listen on stats_listen, if set. */
+int
+stats_start(const struct sn_config *conf, struct service_head *services,
+    char **cause)
+{
+	int fd;
+
+	st.services = services;
+	if (conf->stats_listen == NULL)
+		return (0);
+	st.listen = xstrdup(conf->stats_listen);
+	if ((fd = stats_socket(&conf->stats_addr, cause)) == -1) {
+		stats_stop();
+		return (-1);
+	}
+	if ((st.http = evhttp_new(sn_base)) == NULL ||
+	    (st.bound = evhttp_accept_socket_with_handle(st.http, fd)) ==
+		NULL) {
+		*cause = xasprintf("cannot serve HTTP on %s", st.listen);
+		close(fd);
+		stats_stop();
+		return (-1);
+	}
+	evhttp_set_allowed_methods(st.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_max_headers_size(st.http, STATS_HEADERS_MAX);
+	evhttp_set_max_body_size(st.http, STATS_BODY_MAX);
+	evhttp_set_timeout(st.http, STATS_TIMEOUT_S);
+	evhttp_set_bevcb(st.http, stats_bev, NULL);
+	evhttp_set_gencb(st.http, stats_request, NULL);
+	log_info("stats: listening on %s", st.listen);
+	return (0);
+}
+
+/* A reload moved or removed the listener; the same address keeps it. */
+int
+stats_reload(const struct sn_config *conf, char **cause)
+{
+	if ((st.listen == NULL && conf->stats_listen == NULL) ||
+	    (st.listen != NULL && conf->stats_listen != NULL &&
+		strcmp(st.listen, conf->stats_listen) == 0))
+		return (0);
+	stats_stop();
+	return (stats_start(conf, st.services, cause));
+}
+
+void
+stats_stop(void)
+{
+	if (st.http != NULL)
+		evhttp_free(st.http);
+	free(st.listen);
+	st.http = NULL;
+	st.bound = NULL;
+	st.listen = NULL;
+}
