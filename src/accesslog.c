@@ -69,7 +69,8 @@ accesslog_warn(int error)
 		return;
 	al.warned = now;
 	if (error != 0)
-		log_warnx("access log %s: %s (%zu bytes waiting, %lu lines dropped)",
+		log_warnx(
+		    "access log %s: %s (%zu bytes waiting, %lu lines dropped)",
 		    al.path, strerror(error), evbuffer_get_length(al.buf),
 		    al.dropped);
 	else
@@ -131,8 +132,8 @@ accesslog_open_file(const char *path, int *fdp, char **cause)
 {
 	int fd;
 
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
-		O_NONBLOCK,
+	fd = open(path,
+	    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
 	    0640);
 	if (fd == -1) {
 		*cause = xasprintf("%s: %s", path, strerror(errno));
@@ -269,15 +270,16 @@ accesslog_relay(const struct relay *r, enum relay_end end, int error)
 		strcpy(conn, "-");
 	ename = relay_end_name(end);
 	if (error != 0 && strerrorname_np(error) != NULL)
-		snprintf(why, sizeof why, "%s:%s", ename, strerrorname_np(error));
+		snprintf(
+		    why, sizeof why, "%s:%s", ename, strerrorname_np(error));
 	else
 		snprintf(why, sizeof why, "%s", ename);
 	evbuffer_add_printf(al.buf,
 	    "%s %s %s %s %s %lld %s %lld %llu %llu %s\n",
 	    accesslog_time(stamp, sizeof stamp), r->svc->conf->name,
 	    relay_peer(r, peer, sizeof peer),
-	    r->listener != NULL ? r->listener->name : "-", pid, r->waited,
-	    conn, now - r->accepted, (unsigned long long)r->up.total,
+	    r->listener != NULL ? r->listener->name : "-", pid, r->waited, conn,
+	    now - r->accepted, (unsigned long long)r->up.total,
 	    (unsigned long long)r->down.total, why);
 	if (evbuffer_get_length(al.buf) >= ACCESSLOG_BATCH)
 		accesslog_flush();

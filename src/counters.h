@@ -1,4 +1,5 @@
-/* What happened, counted where it happens: for /metrics and the admin socket. */
+/* What happened, counted where it happens: for /metrics and the admin socket.
+ */
 #ifndef SN_COUNTERS_H
 #define SN_COUNTERS_H
 
@@ -40,17 +41,17 @@ extern const long long counters_wait_bounds[COUNTERS_WAIT_BUCKETS];
  * written in one place only: see the comment at each.
  */
 struct service_counters {
-	uint64_t accepted;                 /* service_accepted */
-	uint64_t closed[RELAY_END_COUNT];  /* relay_close */
-	uint64_t bytes_in;                 /* relay: delivered to workers */
-	uint64_t bytes_out;                /* relay: delivered to clients */
-	uint64_t connect_failures;         /* relay_connect_failed */
-	uint64_t worker_starts;            /* worker_spawn */
+	uint64_t accepted;                /* service_accepted */
+	uint64_t closed[RELAY_END_COUNT]; /* relay_close */
+	uint64_t bytes_in;                /* relay: delivered to workers */
+	uint64_t bytes_out;               /* relay: delivered to clients */
+	uint64_t connect_failures;        /* relay_connect_failed */
+	uint64_t worker_starts;           /* worker_spawn */
 	uint64_t worker_exits[WORKER_EXIT_COUNT]; /* worker_exited */
-	uint64_t worker_restarts;          /* worker_spawn after a crash */
-	uint64_t crashes_unreplaced;       /* crashes no start replaced yet */
-	uint64_t health_down;              /* worker_set_state */
-	uint64_t health_up;                /* worker_set_state */
+	uint64_t worker_restarts;    /* worker_spawn after a crash */
+	uint64_t crashes_unreplaced; /* crashes no start replaced yet */
+	uint64_t health_down;        /* worker_set_state */
+	uint64_t health_up;          /* worker_set_state */
 	uint64_t wait_buckets[COUNTERS_WAIT_BUCKETS + 1]; /* relay.c */
 	uint64_t wait_count;
 	uint64_t wait_sum_ms;

@@ -32,45 +32,92 @@
 #define STATS_HEADERS_MAX 8192
 #define STATS_BODY_MAX    1024
 #define STATS_BACKLOG     64
+#define STATS_SWEEP_MS    200
 
 static struct {
 	struct evhttp              *http;
 	struct evhttp_bound_socket *bound;
 	char                       *listen; /* as configured */
 	struct service_head        *services;
-	int                         nconns;
+	struct bufferevent        **conns; /* one reference held on each */
+	size_t                      nconns;
+	struct event                sweep;
+	int                         sweep_set;
 } st;
 
-/* A connection evhttp freed: room for another. */
+static void stats_sweep(void);
+
 static void
-stats_conn_freed(void *arg)
+stats_sweep_cb(evutil_socket_t fd, short events, void *arg)
 {
+	(void)fd;
+	(void)events;
 	(void)arg;
-	if (st.nconns-- == STATS_CONNS && st.bound != NULL)
-		evconnlistener_enable(evhttp_bound_socket_get_listener(st.bound));
+	stats_sweep();
+}
+
+/* Accept while fewer than STATS_CONNS connections are open. */
+static void
+stats_accepting(void)
+{
+	struct evconnlistener *l;
+
+	if (st.bound == NULL)
+		return;
+	l = evhttp_bound_socket_get_listener(st.bound);
+	if (st.nconns >= STATS_CONNS)
+		evconnlistener_disable(l);
+	else
+		evconnlistener_enable(l);
 }
 
 /*
- * Each connection's bufferevent: a pass-through filter over the socket
- * one, whose free callback counts it out (evhttp tells of no close).
+ * evhttp (2.1) neither limits nor reports its connections, so each one's
+ * bufferevent is ours (stats_bev) and we keep a reference to it: once
+ * evhttp frees it, bufferevent_free() has cleared its callbacks, and
+ * dropping our reference closes the socket.  Runs before each new
+ * connection and every STATS_SWEEP_MS while any are open.
  */
+static void
+stats_sweep(void)
+{
+	struct timeval       tv = { 0, STATS_SWEEP_MS * 1000 };
+	bufferevent_event_cb cb;
+	size_t               i = 0;
+
+	while (i < st.nconns) {
+		bufferevent_getcb(st.conns[i], NULL, NULL, &cb, NULL);
+		if (cb != NULL) {
+			i++;
+			continue;
+		}
+		bufferevent_decref(st.conns[i]);
+		st.conns[i] = st.conns[--st.nconns];
+	}
+	stats_accepting();
+	if (!st.sweep_set) {
+		evtimer_assign(&st.sweep, sn_base, stats_sweep_cb, NULL);
+		st.sweep_set = 1;
+	}
+	if (st.nconns > 0 && !evtimer_pending(&st.sweep, NULL))
+		evtimer_add(&st.sweep, &tv);
+}
+
+/* A new connection's bufferevent: counted until evhttp is done with it. */
 static struct bufferevent *
 stats_bev(struct event_base *base, void *arg)
 {
-	struct bufferevent *sock, *bev;
+	struct bufferevent *bev;
 
 	(void)arg;
-	if ((sock = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ==
+	stats_sweep();
+	if ((bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ==
 	    NULL)
 		return (NULL);
-	bev = bufferevent_filter_new(sock, NULL, NULL, BEV_OPT_CLOSE_ON_FREE,
-	    stats_conn_freed, NULL);
-	if (bev == NULL) {
-		bufferevent_free(sock);
-		return (NULL);
-	}
-	if (++st.nconns == STATS_CONNS && st.bound != NULL)
-		evconnlistener_disable(evhttp_bound_socket_get_listener(st.bound));
+	bufferevent_incref(bev);
+	st.conns = xreallocarray(st.conns, st.nconns + 1, sizeof *st.conns);
+	st.conns[st.nconns++] = bev;
+	stats_accepting();
 	return (bev);
 }
 
@@ -89,8 +136,8 @@ stats_label(struct evbuffer *b, const char *v)
 }
 
 static void
-stats_head(struct evbuffer *b, const char *name, const char *type,
-    const char *help)
+stats_head(
+    struct evbuffer *b, const char *name, const char *type, const char *help)
 {
 	evbuffer_add_printf(b, "# HELP socketnaut_%s %s\n", name, help);
 	evbuffer_add_printf(b, "# TYPE socketnaut_%s %s\n", name, type);
@@ -103,8 +150,8 @@ stats_sample(struct evbuffer *b, const char *name, const struct service *svc,
 {
 	evbuffer_add_printf(b, "socketnaut_%s{service=\"", name);
 	stats_label(b, svc->conf->name);
-	evbuffer_add_printf(
-	    b, "\"%s%s} %llu\n", extra != NULL ? "," : "", extra ? extra : "", v);
+	evbuffer_add_printf(b, "\"%s%s} %llu\n", extra != NULL ? "," : "",
+	    extra ? extra : "", v);
 }
 
 /* What the services in service.c count, for every service listed. */
@@ -171,7 +218,8 @@ static const struct {
 	    "Workers of the current generation in rotation." },
 	{ "workers_online", "gauge", F_ONLINE,
 	    "Workers of the current generation starting or ready." },
-	{ "worker_starts_total", "counter", F_STARTS, "Worker processes started." },
+	{ "worker_starts_total", "counter", F_STARTS,
+	    "Worker processes started." },
 	{ "worker_restarts_total", "counter", F_RESTARTS,
 	    "Worker starts that replaced a worker that crashed or was killed." },
 	{ "connect_failures_total", "counter", F_CONNECT_FAILURES,
@@ -268,7 +316,8 @@ stats_histogram(struct evbuffer *b, struct service_head *services)
 		evbuffer_add_printf(
 		    b, "socketnaut_queue_wait_seconds_sum{service=\"");
 		stats_label(b, svc->conf->name);
-		evbuffer_add_printf(b, "\"} %.3f\n", svc->ctr.wait_sum_ms / 1000.0);
+		evbuffer_add_printf(
+		    b, "\"} %.3f\n", svc->ctr.wait_sum_ms / 1000.0);
 		stats_sample(b, "queue_wait_seconds_count", svc, NULL,
 		    svc->ctr.wait_count);
 	}
@@ -326,8 +375,8 @@ stats_socket(const struct sn_addr *a, char **cause)
 {
 	int fd, one = 1;
 
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -336,8 +385,8 @@ stats_socket(const struct sn_addr *a, char **cause)
 		goto fail;
 	return (fd);
 fail:
-	*cause = xasprintf("cannot listen on %s: %s", st.listen,
-	    strerror(errno));
+	*cause =
+	    xasprintf("cannot listen on %s: %s", st.listen, strerror(errno));
 	if (fd != -1)
 		close(fd);
 	return (-1);
@@ -345,8 +394,8 @@ fail:
 
 /* Listen on stats_listen, if set. */
 int
-stats_start(const struct sn_config *conf, struct service_head *services,
-    char **cause)
+stats_start(
+    const struct sn_config *conf, struct service_head *services, char **cause)
 {
 	int fd;
 
@@ -393,6 +442,14 @@ stats_stop(void)
 {
 	if (st.http != NULL)
 		evhttp_free(st.http);
+	st.bound = NULL;
+	while (st.nconns > 0)
+		bufferevent_decref(st.conns[--st.nconns]);
+	free(st.conns);
+	st.conns = NULL;
+	if (st.sweep_set)
+		event_del(&st.sweep);
+	st.sweep_set = 0;
 	free(st.listen);
 	st.http = NULL;
 	st.bound = NULL;

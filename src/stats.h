@@ -5,8 +5,7 @@
 struct service_head;
 struct sn_config;
 
-int  stats_start(
-    const struct sn_config *, struct service_head *, char **cause);
+int  stats_start(const struct sn_config *, struct service_head *, char **cause);
 int  stats_reload(const struct sn_config *, char **cause);
 void stats_stop(void);
 
