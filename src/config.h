@@ -6,6 +6,11 @@
 
 #include "util.h"
 
+#define WORKERS_MAX 4096 /* min_workers, max_workers, worker_count */
+
+/* Receives each configuration error ("file:line: what is wrong"). */
+typedef void config_error_fn(const char *msg, void *arg);
+
 enum sn_backend {
 	BACKEND_UNIX,
 	BACKEND_TCP,
@@ -81,6 +86,9 @@ struct sn_config {
 	long long               shutdown_timeout;
 	long long               kill_timeout;
 	int                     worker_cgroup; /* auto (1) or off (0) */
+	char                   *admin_socket;  /* NULL: off */
+	char                   *admin_group;   /* NULL: none */
+	gid_t                   admin_gid;
 	struct sn_service_conf *services;
 	size_t                  nservices;
 };
@@ -89,5 +97,6 @@ struct sn_config *config_load(const char *path);
 void              config_ref(struct sn_config *);
 void              config_unref(struct sn_config *);
 const char       *config_default_runtime_dir(void);
+void              config_error_sink(config_error_fn *, void *arg);
 
 #endif
