@@ -627,7 +627,10 @@ admin_read(struct bufferevent *bev, void *arg)
 	uint16_t           flags;
 	uint8_t            type;
 
-	while (c->state == ADMIN_IDLE && evbuffer_get_length(in) >= ADMIN_HDR) {
+	/* The next answer waits while this client leaves answers unread. */
+	while (c->state == ADMIN_IDLE &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) < ADMIN_OUT_CAP &&
+	    evbuffer_get_length(in) >= ADMIN_HDR) {
 		evbuffer_copyout(in, hdr, sizeof hdr);
 		if (admin_header_get(
 			hdr, &type, &flags, &len, ADMIN_REQUEST_MAX) == -1 ||
