@@ -120,7 +120,7 @@ lint:
 	@if command -v systemd-analyze >/dev/null; then \
 	    mkdir -p $(BUILD)/man/man5 $(BUILD)/man/man8 && \
 	    cp man/socketnaut.conf.5 $(BUILD)/man/man5/ && \
-	    cp man/socketnautd.8 $(BUILD)/man/man8/ && \
+	    cp man/socketnautd.8 man/socketnautctl.8 $(BUILD)/man/man8/ && \
 	    sed -e 's|@SBINDIR@|$(CURDIR)/$(BUILD)|g' \
 	        -e 's|@SYSCONFDIR@|$(CURDIR)/etc|g' \
 	        systemd/socketnautd.service.in > $(BUILD)/socketnautd.service && \
