@@ -212,7 +212,9 @@ class AdminTest(harness.DaemonTest):
             f.write("service \"bad\" {\n    listen = { \"127.0.0.1:1\" }\n"
                     "    command = \"socketnaut-hello\"\n    min_workers = 9\n"
                     "    max_workers = 2\n}\n")
-        p = d.ctl("reload")
+        # As the unit's ExecReload= does: the socket found from the broken file itself.
+        p = harness.subprocess.run([harness.CTL, "-c", d.config_path, "reload"],
+                                   capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 2, (p.stdout, p.stderr))
         self.assertIn("%s:%d: min_workers (9) is greater than max_workers (2)"
                       % (d.config_path, lines + 5), p.stderr)
