@@ -77,6 +77,7 @@ service_slots_reset(struct service *svc)
 {
 	free(svc->slots);
 	free(svc->restarts);
+	svc->crashes = 0;
 	svc->nslots = SERVICE_SLOTS(svc->conf);
 	svc->slots = xcalloc(svc->nslots, 1);
 	svc->restarts = xcalloc(svc->nslots, sizeof *svc->restarts);
@@ -308,6 +309,8 @@ service_spawn_one(struct service *svc)
 		return (NULL);
 	}
 	TAILQ_INSERT_TAIL(&svc->workers, w, entry);
+	svc->restarts[slot] = svc->crashes;
+	svc->crashes = 0;
 	return (w);
 }
 
@@ -538,10 +541,10 @@ service_reap(struct service *svc, struct worker *w, int status)
 {
 	int quick = worker_failed_start(w);
 
-	/* A crash (not asked to stop) of this generation: its slot restarts. */
+	/* A crash (not asked to stop): its replacement counts one more. */
 	if (w->state != WORKER_STOPPING && w->generation == svc->generation &&
-	    w->slot < svc->nslots)
-		svc->restarts[w->slot]++;
+	    w->slot < svc->nslots && svc->restarts[w->slot] + 1 > svc->crashes)
+		svc->crashes = svc->restarts[w->slot] + 1;
 
 	/* Back-off first: leaving the pool may start a replacement. */
 	if (w->generation == svc->generation && quick) {

@@ -35,6 +35,7 @@ struct service {
 	unsigned char          *slots;  /* held by a live worker process */
 	unsigned long          *restarts; /* per slot: crashes replaced */
 	int                     nslots;   /* size of both */
+	unsigned long           crashes;  /* for the next worker started */
 	unsigned                generation;
 	struct relay_head       queue;    /* clients with no worker yet */
 	struct relay_head       relays;   /* every client of the service */

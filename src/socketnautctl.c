@@ -297,10 +297,14 @@ ctl_send(int fd, const unsigned char *buf, size_t len, long long deadline)
 		if (poll(&pfd, 1, ctl_remaining(deadline)) == 0)
 			die(ADMIN_EXIT_TIMEOUT,
 			    "timed out sending the request");
-		if ((n = write(fd, buf, len)) == -1) {
+		/* A refused peer is closed by the daemon: EPIPE, not SIGPIPE.
+		 */
+		if ((n = send(fd, buf, len, MSG_NOSIGNAL)) == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
-			die(ADMIN_EXIT_CONNECT, "write: %s", strerror(errno));
+			die(ADMIN_EXIT_CONNECT,
+			    "socketnautd closed the connection (not allowed to use it?): %s",
+			    strerror(errno));
 		}
 		buf += n;
 		len -= (size_t)n;
@@ -363,11 +367,11 @@ ctl_receive(int fd, long long deadline, int tsec)
 		n = read(fd, buf + have, need - have);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			continue;
-		if (n == -1)
+		if (n == -1 && errno != ECONNRESET)
 			die(ADMIN_EXIT_CONNECT, "read: %s", strerror(errno));
-		if (n == 0)
+		if (n <= 0)
 			die(ADMIN_EXIT_CONNECT,
-			    "socketnautd closed the connection before answering");
+			    "socketnautd closed the connection before answering (not allowed to use it?)");
 		have += (size_t)n;
 	}
 }

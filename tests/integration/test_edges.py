@@ -60,8 +60,7 @@ class EdgeTest(harness.DaemonTest):
         held.read_response()
         rewrite(d, "max_connections = 1", "max_connections = 0")
         d.proc.send_signal(signal.SIGHUP)
-        harness.wait_until(lambda: "starting worker generation 1" in d.log(), 10,
-                           what="reload")
+        harness.wait_until(lambda: d.service()["generation"] == 1, 10, what="reload")
         r = harness.http(d.port, path="/", timeout=5)
         self.assertEqual(r.status, 200)
         held.close()

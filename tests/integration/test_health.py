@@ -153,8 +153,8 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def ready_pair(self, d, seen):
         """The two workers, once `seen` workers have been reported ready in all."""
-        harness.wait_until(lambda: d.log().count(": ready at ") >= seen, 10,
-                           what="the replacement ready")
+        harness.wait_until(lambda: d.status()["services"][0]["workers_ready"] == 2 and
+                           len(d.ready_pids()) == 2, 10, what="the replacement ready")
         return d.wait_workers(2)
 
     def test_worker_that_served_and_was_killed_is_replaced_at_once_every_time(self):
