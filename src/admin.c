@@ -45,7 +45,6 @@ enum admin_state {
 	ADMIN_STREAM,  /* writing a long answer as it is read */
 	ADMIN_RELOAD,  /* waiting for the new generations */
 	ADMIN_RESTART, /* waiting for one service's new generation */
-	ADMIN_FLUSH,   /* answered: close once written */
 };
 
 struct admin_conn {
@@ -77,18 +76,22 @@ static void admin_read(struct bufferevent *, void *);
 static void admin_write(struct bufferevent *, void *);
 static void admin_event(struct bufferevent *, short, void *);
 
-/* "/proc/self/fd/N/name": that directory, whatever its path became. */
-static int
+/*
+ * "/proc/self/fd/N/name": in the directory we checked, whatever its path
+ * became.  Without /proc, the path (its directories are ones only root
+ * or we can rename, as checked).
+ */
+static void
 admin_proc_path(struct sockaddr_un *sun, const char *path)
 {
 	memset(sun, 0, sizeof *sun);
 	sun->sun_family = AF_UNIX;
-	if ((size_t)snprintf(sun->sun_path, sizeof sun->sun_path,
+	if (access("/proc/self/fd", X_OK) == 0 &&
+	    (size_t)snprintf(sun->sun_path, sizeof sun->sun_path,
 		"/proc/self/fd/%d/%s", admin_dirfd,
 		admin_name) < sizeof sun->sun_path)
-		return (0);
+		return;
 	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", path);
-	return (0);
 }
 
 /*

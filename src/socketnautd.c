@@ -301,6 +301,11 @@ daemon_reload(config_error_fn *err, void *arg)
 	char             *cause;
 	size_t            i, n;
 
+	if (stopping) {
+		if (err != NULL)
+			err("socketnautd is shutting down", arg);
+		return (-1);
+	}
 	log_notice("reloading %s", conf->path);
 	sdnotify("RELOADING=1");
 	config_error_sink(err, arg);
