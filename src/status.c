@@ -424,9 +424,8 @@ status_nth_service(size_t n)
 {
 	const struct service *svc;
 
+	/* Removed by a reload, still draining: shown, "stopping". */
 	TAILQ_FOREACH (svc, status_services, entry) {
-		if (svc->removed)
-			continue;
 		if (n-- == 0)
 			return (svc);
 	}

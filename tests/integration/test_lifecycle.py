@@ -12,6 +12,11 @@ import unittest
 import harness
 
 
+
+def running(d):
+    """Names of the services not stopping, from socketnautctl status."""
+    return [s["name"] for s in d.status()["services"] if s["state"] != "stopping"]
+
 class NotifyListener:
     """A NOTIFY_SOCKET of our own: collects the datagrams the daemon sends."""
 
@@ -127,7 +132,7 @@ class LifecycleTest(harness.DaemonTest):
         d.proc.send_signal(signal.SIGHUP)
         d.wait_listening(port_b)
         harness.http_ok(self, port_b)
-        harness.wait_until(lambda: "service a: removed" in d.log(), 10,
+        harness.wait_until(lambda: running(d) == ["b"], 10,
                            what="service a removed")
         self.assertFalse(harness.port_open(d.ports["a"]), "removed service still listens")
         self.stop_daemon(d)
