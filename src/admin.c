@@ -679,6 +679,28 @@ admin_event(struct bufferevent *bev, short what, void *arg)
 	admin_free(c);
 }
 
+/*
+ * Full: the oldest client that asked nothing makes room, so that silent
+ * connections cannot lock operators out.
+ */
+static int
+admin_evict(void)
+{
+	struct admin_conn *c;
+
+	TAILQ_FOREACH (c, &admin_conns, entry) {
+		if (c->state == ADMIN_IDLE &&
+		    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+			log_info(
+			    "admin socket: uid %lu (pid %ld): closed to make room for a new client",
+			    (unsigned long)c->uid, (long)c->pid);
+			admin_free(c);
+			return (0);
+		}
+	}
+	return (-1);
+}
+
 static void
 admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -696,7 +718,7 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		close(fd);
 		return;
 	}
-	if (admin_nconns >= ADMIN_CLIENTS_MAX) {
+	if (admin_nconns >= ADMIN_CLIENTS_MAX && admin_evict() == -1) {
 		admin_refuse(&uc, "too many admin clients at once");
 		close(fd);
 		return;
