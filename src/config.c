@@ -27,7 +27,6 @@
 #include "sockdir.h"
 
 #define SERVICE_NAME_MAX 32
-#define WORKERS_MAX      4096
 #define LOG_RATE_MAX     1000000 /* worker_log_rate, lines */
 
 /*
@@ -41,8 +40,9 @@ struct line_rec {
 	int          line;
 };
 
-#define SECTION_KEY     "{"
-#define CONFIG_SIZE_MAX (16 * 1024 * 1024)
+#define ADMIN_SOCKET_NAME "admin.sock"
+#define SECTION_KEY       "{"
+#define CONFIG_SIZE_MAX   (16 * 1024 * 1024)
 
 /* State of one config_load() call; the callbacks have no user pointer. */
 static struct {
@@ -62,20 +62,41 @@ static struct {
 static void
 config_error(int, const char *, ...) __attribute__((format(printf, 2, 3)));
 
+/* Also given every error (socketnautctl reload), when set. */
+static config_error_fn *error_sink;
+static void            *error_sink_arg;
+
+void
+config_error_sink(config_error_fn *fn, void *arg)
+{
+	error_sink = fn;
+	error_sink_arg = arg;
+}
+
+static void
+config_report(const char *text)
+{
+	log_errorx("%s", text);
+	if (error_sink != NULL)
+		error_sink(text, error_sink_arg);
+}
+
 static void
 config_error(int line, const char *fmt, ...)
 {
 	va_list ap;
-	char   *msg;
+	char   *msg, *text;
 
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatal("vasprintf");
 	va_end(ap);
 	if (line > 0)
-		log_errorx("%s:%d: %s", load.path, line, msg);
+		text = xasprintf("%s:%d: %s", load.path, line, msg);
 	else
-		log_errorx("%s: %s", load.path, msg);
+		text = xasprintf("%s: %s", load.path, msg);
+	config_report(text);
+	free(text);
 	free(msg);
 	load.errors++;
 }
@@ -323,6 +344,8 @@ static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 	CFG_INT_CB("shutdown_timeout", 30000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("kill_timeout", 5000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("worker_cgroup", 1, CFGF_NONE, cb_cgroup),
+	CFG_STR("admin_socket", NULL, CFGF_NODEFAULT),
+	CFG_STR("admin_group", NULL, CFGF_NODEFAULT),
 	CFG_SEC("service", service_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END() };
@@ -818,6 +841,45 @@ config_operations(struct sn_config *conf, cfg_t *root)
 	}
 }
 
+/*
+ * admin_socket: "off", an absolute path, or by default admin.sock in the
+ * runtime directory; admin_group: a group whose members may use it.
+ */
+static void
+config_admin(struct sn_config *conf, cfg_t *root)
+{
+	struct sockaddr_un sun;
+	struct group      *gr;
+	const char        *v;
+
+	if (cfg_size(root, "admin_socket") == 0)
+		conf->admin_socket =
+		    xasprintf("%s/%s", conf->runtime_dir, ADMIN_SOCKET_NAME);
+	else if (strcmp((v = cfg_getstr(root, "admin_socket")), "off") != 0) {
+		conf->admin_socket = xstrdup(v);
+		if (v[0] != '/' || v[strlen(v) - 1] == '/')
+			config_error(line_of(root, "admin_socket"),
+			    "admin_socket must be off or the absolute path of a socket, not \"%s\"",
+			    v);
+	}
+	if (conf->admin_socket != NULL &&
+	    strlen(conf->admin_socket) >= sizeof sun.sun_path)
+		config_error(line_of(root, "admin_socket"),
+		    "admin_socket %s is longer than %zu bytes",
+		    conf->admin_socket, sizeof sun.sun_path - 1);
+	if (cfg_size(root, "admin_group") == 0)
+		return;
+	conf->admin_group = xstrdup(cfg_getstr(root, "admin_group"));
+	if ((gr = getgrnam(conf->admin_group)) == NULL)
+		config_error(line_of(root, "admin_group"),
+		    "admin_group: unknown group \"%s\"", conf->admin_group);
+	else
+		conf->admin_gid = gr->gr_gid;
+	if (conf->admin_socket == NULL)
+		config_error(line_of(root, "admin_group"),
+		    "admin_group is set but admin_socket is off");
+}
+
 static void
 config_build(struct sn_config *conf, cfg_t *root)
 {
@@ -848,6 +910,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 	conf->shutdown_timeout = cfg_getint(root, "shutdown_timeout");
 	conf->kill_timeout = cfg_getint(root, "kill_timeout");
 	conf->worker_cgroup = (int)cfg_getint(root, "worker_cgroup");
+	config_admin(conf, root);
 
 	n = cfg_size(root, "service");
 	if (n == 0)
@@ -1181,8 +1244,10 @@ config_load(const char *path)
 	free(load.lines);
 	free(load.seclines);
 	if (load.errors > 0) {
-		log_errorx("%s: %d error%s", path, load.errors,
+		text = xasprintf("%s: %d error%s", path, load.errors,
 		    load.errors == 1 ? "" : "s");
+		config_report(text);
+		free(text);
 		config_unref(conf);
 		return (NULL);
 	}
@@ -1224,5 +1289,7 @@ config_unref(struct sn_config *conf)
 	free(conf->access_log);
 	free(conf->stats_listen);
 	free(conf->runtime_dir);
+	free(conf->admin_socket);
+	free(conf->admin_group);
 	free(conf);
 }

@@ -34,6 +34,9 @@ struct service {
 	int                     online; /* STARTING + READY, this generation */
 	int                     ready;  /* READY, this generation */
 	unsigned char          *slots;  /* held by a live worker process */
+	unsigned long          *restarts; /* per slot: crashes replaced */
+	int                     nslots;   /* size of both */
+	unsigned long           crashes;  /* for the next worker started */
 	unsigned                generation;
 	struct relay_head       queue;    /* clients with no worker yet */
 	struct relay_head       relays;   /* every client of the service */
@@ -84,5 +87,8 @@ int       service_move_clients(struct service *, struct worker *);
 void      service_reap(struct service *, struct worker *, int status);
 int       service_stopped(const struct service *);
 long long service_backoff_ms(int failures);
+int       service_scale(struct service *, int min, int max, char **cause);
+void      service_restart(struct service *);
+int       service_drain_worker(struct service *, pid_t, char **cause);
 
 #endif

@@ -264,6 +264,16 @@ sockdir_check(const char *runtime_dir, char **cause)
 	return (0);
 }
 
+/*
+ * A directory of ours for a socket of the master's own (the admin
+ * socket): opened with the runtime directory's checks, made if missing.
+ */
+int
+sockdir_open_own(const char *path, char **cause)
+{
+	return (sockdir_walk(path, 1, NULL, cause));
+}
+
 /* Remove stale sockets (only sockets: nothing else is ours to remove). */
 static void
 sockdir_clean(int fd)

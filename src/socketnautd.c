@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "admin.h"
 #include "cgroup.h"
 #include "config.h"
 #include "keeper.h"
@@ -23,6 +24,7 @@
 #include "service.h"
 #include "socketnautd.h"
 #include "stats.h"
+#include "status.h"
 
 #ifndef SN_CONFIG_PATH
 #define SN_CONFIG_PATH "/etc/socketnaut.conf"
@@ -68,6 +70,7 @@ daemon_status_changed(void)
 			    svc->conf->name, svc->ready, svc->online,
 			    svc->nconns);
 	}
+	admin_changed();
 	if (stopping)
 		return;
 	sdnotify("STATUS=%s", line);
@@ -117,6 +120,13 @@ daemon_stop(int now)
 	TAILQ_FOREACH (svc, &services, entry)
 		service_stop(svc, now);
 	daemon_maybe_exit();
+}
+
+/* socketnautctl stop: as SIGTERM. */
+void
+daemon_shutdown(void)
+{
+	daemon_stop(stopping);
 }
 
 static void
@@ -285,26 +295,59 @@ daemon_find(struct service **index, size_t n, const char *name)
 	return (found != NULL ? *found : NULL);
 }
 
+/* A running service by name (socketnautctl); NULL if none. */
+struct service *
+daemon_service(const char *name)
+{
+	struct service *svc;
+
+	TAILQ_FOREACH (svc, &services, entry) {
+		if (!svc->removed && strcmp(svc->conf->name, name) == 0)
+			return (svc);
+	}
+	return (NULL);
+}
+
+/* The running services in order, for walks from another file. */
+struct service *
+daemon_service_next(struct service *svc)
+{
+	svc = svc == NULL ? TAILQ_FIRST(&services) : TAILQ_NEXT(svc, entry);
+	while (svc != NULL && svc->removed)
+		svc = TAILQ_NEXT(svc, entry);
+	return (svc);
+}
+
 /*
- * SIGHUP: read the file again.  A bad file changes nothing; a good one
- * starts a new worker generation in every service, starts new services
- * and stops removed ones.
+ * SIGHUP or socketnautctl reload: read the file again.  A bad file changes
+ * nothing (-1); a good one starts a new worker generation in every
+ * service, starts new services and stops removed ones.  Every error, of
+ * the file or of a new service, also goes to err when it is set.
  */
-static void
-daemon_reload(void)
+int
+daemon_reload(config_error_fn *err, void *arg)
 {
 	struct sn_config *nconf;
 	struct service   *svc, **index;
 	char             *cause;
 	size_t            i, n;
 
+	if (stopping) {
+		if (err != NULL)
+			err("socketnautd is shutting down", arg);
+		return (-1);
+	}
 	log_notice("reloading %s", conf->path);
 	sdnotify("RELOADING=1");
-	if ((nconf = config_load(conf->path)) == NULL) {
+	config_error_sink(err, arg);
+	nconf = config_load(conf->path);
+	config_error_sink(NULL, NULL);
+	status_reloaded(nconf != NULL);
+	if (nconf == NULL) {
 		log_errorx("reload failed: the running configuration stays");
 		daemon_reloaded(0);
 		sdnotify("READY=1");
-		return;
+		return (-1);
 	}
 	/* Removed services first: their addresses may go to new ones. */
 	TAILQ_FOREACH (svc, &services, entry)
@@ -335,6 +378,8 @@ daemon_reload(void)
 		TAILQ_INSERT_TAIL(&services, svc, entry);
 		if (service_start(svc, &cause) == -1) {
 			log_errorx("%s", cause);
+			if (err != NULL)
+				err(cause, arg);
 			free(cause);
 			svc->removed = 1;
 			service_stop(svc, 1);
@@ -355,6 +400,7 @@ daemon_reload(void)
 	daemon_status_changed();
 	sdnotify("READY=1");
 	daemon_maybe_exit();
+	return (0);
 }
 
 static void
@@ -399,7 +445,7 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 		break;
 	case SIGHUP:
 		if (!stopping)
-			daemon_reload();
+			daemon_reload(NULL, NULL);
 		break;
 	case SIGUSR1:
 		log_reopen();
@@ -543,7 +589,13 @@ main(int argc, char **argv)
 	log_notice("socketnautd %s starting with %s (%zu service%s)",
 	    SOCKETNAUTD_VERSION, path, conf->nservices,
 	    conf->nservices == 1 ? "" : "s");
-	for (i = 0; i < conf->nservices; i++) {
+	status_init(&services);
+	if (admin_open(conf, &cause) == -1) {
+		log_errorx("admin_socket: %s", cause);
+		free(cause);
+		stopping = 1;
+	}
+	for (i = 0; i < conf->nservices && !stopping; i++) {
 		svc = service_new(conf, &conf->services[i]);
 		TAILQ_INSERT_TAIL(&services, svc, entry);
 		if (service_start(svc, &cause) == -1) {
@@ -568,6 +620,7 @@ main(int argc, char **argv)
 		ch = 0;
 	}
 
+	admin_close();
 	while ((svc = TAILQ_FIRST(&services)) != NULL) {
 		TAILQ_REMOVE(&services, svc, entry);
 		service_free(svc);

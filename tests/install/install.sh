@@ -23,6 +23,12 @@ grep -q '^ExecStart=/opt/sn/sbin/socketnautd -c /opt/sn/etc/socketnaut.conf$' \
     fail "the unit does not name the installed paths"
 grep -q '^prefix=/opt/sn' "$stage/opt/sn/lib/pkgconfig/socketnaut.pc" ||
     fail "socketnaut.pc does not name the prefix"
+for f in sbin/socketnautctl share/man/man8/socketnautctl.8; do
+	[ -e "$stage/opt/sn/$f" ] || fail "$f not installed"
+done
+grep -q '^ExecReload=/opt/sn/sbin/socketnautctl -c /opt/sn/etc/socketnaut.conf ' \
+    "$stage/opt/sn/lib/systemd/system/socketnautd.service" ||
+    fail "the unit does not reload through the installed socketnautctl"
 
 echo "# edited by the operator" >> "$stage/opt/sn/etc/socketnaut.conf"
 make -C "$top" --no-print-directory -s install DESTDIR="$stage" PREFIX=/opt/sn \
