@@ -89,8 +89,8 @@ struct sn_config {
 	char                   *access_log;    /* "off", "syslog" or a path */
 	char                   *stats_listen;  /* "ADDR:PORT", or NULL */
 	struct sn_addr          stats_addr;
-	char                   *admin_socket;  /* NULL: off */
-	char                   *admin_group;   /* NULL: none */
+	char                   *admin_socket; /* NULL: off */
+	char                   *admin_group;  /* NULL: none */
 	gid_t                   admin_gid;
 	struct sn_service_conf *services;
 	size_t                  nservices;

@@ -26,6 +26,7 @@
 #include "service.h"
 #include "socketnautd.h"
 #include "stats.h"
+#include "status.h"
 
 #define STATS_CONNS       32
 #define STATS_TIMEOUT_S   10
@@ -355,6 +356,166 @@ stats_metrics(struct evhttp_request *req)
 	evbuffer_free(b);
 }
 
+/*
+ * /status: one self-contained page (no external assets) that fetches
+ * /status.json every 2 s and draws a table per service, a row per worker.
+ * Every value goes in with textContent, never as markup.
+ */
+static const char stats_page[] =
+    "<!DOCTYPE html>\n"
+    "<html lang=\"en\">\n"
+    "<head>\n"
+    "<meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<title>socketnautd status</title>\n"
+    "<style>\n"
+    "body { font: 13px/1.4 system-ui, sans-serif; margin: 1em 2em; color: #222; background: #fafafa; }\n"
+    "h1 { font-size: 18px; margin: 0 0 .2em; }\n"
+    "h2 { font-size: 15px; margin: 1.4em 0 .3em; }\n"
+    "#meta, .svcmeta { color: #555; margin-bottom: .4em; }\n"
+    "#stale { display: none; background: #c62828; color: #fff; padding: .3em .6em; margin: .5em 0; }\n"
+    "table { border-collapse: collapse; background: #fff; min-width: 60em; }\n"
+    "th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; white-space: nowrap; }\n"
+    "th { background: #e8eaf0; }\n"
+    "td.l, th.l { text-align: left; }\n"
+    "tr.ready td { background: #e6f4e6; }\n"
+    "tr.starting td { background: #fff8d6; }\n"
+    "tr.unhealthy td, tr.draining td { background: #ffe6cc; }\n"
+    "tr.stopping td, tr.exited td { background: #eee; color: #777; }\n"
+    "span.state { font-weight: bold; }\n"
+    "span.running { color: #2e7d32; }\n"
+    "span.backoff, span.stopping { color: #c62828; }\n"
+    "</style>\n"
+    "</head>\n"
+    "<body>\n"
+    "<h1>socketnautd</h1>\n"
+    "<div id=\"meta\">loading /status.json&hellip;</div>\n"
+    "<div id=\"stale\"></div>\n"
+    "<div id=\"services\"></div>\n"
+    "<script>\n"
+    "\"use strict\";\n"
+    "var last = 0;\n"
+    "function el(tag, text, cls) {\n"
+    "  var e = document.createElement(tag);\n"
+    "  if (text !== undefined && text !== null) e.textContent = String(text);\n"
+    "  if (cls) e.className = cls;\n"
+    "  return e;\n"
+    "}\n"
+    "function age(s) {\n"
+    "  if (s === null || s === undefined) return \"-\";\n"
+    "  s = Math.floor(s);\n"
+    "  if (s < 60) return s + \"s\";\n"
+    "  if (s < 3600) return Math.floor(s / 60) + \"m\" + (s % 60) + \"s\";\n"
+    "  if (s < 86400) return Math.floor(s / 3600) + \"h\" + Math.floor(s % 3600 / 60) + \"m\";\n"
+    "  return Math.floor(s / 86400) + \"d\" + Math.floor(s % 86400 / 3600) + \"h\";\n"
+    "}\n"
+    "var cols = [[\"pid\", \"l\"], [\"slot\"], [\"generation\", \"\", \"gen\"], [\"state\", \"l\"],\n"
+    "  [\"health\", \"l\"], [\"connections\", \"\", \"conns\"], [\"accepted\"], [\"served\"],\n"
+    "  [\"age_s\", \"\", \"age\"], [\"restarts\"], [\"rss_kb\", \"\", \"RSS KiB\"], [\"address\", \"l\"]];\n"
+    "function service(s) {\n"
+    "  var box = el(\"section\");\n"
+    "  box.id = \"service-\" + s.name;\n"
+    "  var h = el(\"h2\", \"service \" + s.name + \" \");\n"
+    "  h.appendChild(el(\"span\", s.state, \"state \" + s.state));\n"
+    "  box.appendChild(h);\n"
+    "  box.appendChild(el(\"div\", \"listen \" + s.listen.join(\", \") + \" \\u2022 backend \" +\n"
+    "    s.backend + \" \\u2022 generation \" + s.generation + \" \\u2022 workers \" +\n"
+    "    s.workers_ready + \" ready / \" + s.workers_online + \" online (min \" +\n"
+    "    s.min_workers + \", max \" + s.max_workers + \") \\u2022 connections \" +\n"
+    "    s.connections + \" \\u2022 queued \" + s.queued +\n"
+    "    (s.max_queue ? \" / \" + s.max_queue : \"\") +\n"
+    "    (s.backoff_ms ? \" \\u2022 next start in \" + s.backoff_ms + \"ms\" : \"\"), \"svcmeta\"));\n"
+    "  var t = el(\"table\"), hr = el(\"tr\");\n"
+    "  cols.forEach(function (c) { hr.appendChild(el(\"th\", c[2] || c[0], c[1])); });\n"
+    "  t.appendChild(hr);\n"
+    "  s.workers.forEach(function (w) {\n"
+    "    var tr = el(\"tr\", null, w.state);\n"
+    "    tr.setAttribute(\"data-pid\", w.pid);\n"
+    "    cols.forEach(function (c) {\n"
+    "      var v = w[c[0]];\n"
+    "      if (c[0] === \"age_s\") v = age(v);\n"
+    "      if (v === null || v === undefined) v = \"-\";\n"
+    "      tr.appendChild(el(\"td\", v, c[1]));\n"
+    "    });\n"
+    "    t.appendChild(tr);\n"
+    "  });\n"
+    "  if (s.workers.length === 0) {\n"
+    "    var tr = el(\"tr\"), td = el(\"td\", \"no workers\", \"l\");\n"
+    "    td.colSpan = cols.length;\n"
+    "    tr.appendChild(td);\n"
+    "    t.appendChild(tr);\n"
+    "  }\n"
+    "  box.appendChild(t);\n"
+    "  return box;\n"
+    "}\n"
+    "function render(st) {\n"
+    "  var r = st.reloads || {};\n"
+    "  document.getElementById(\"meta\").textContent = \"pid \" + st.pid + \" \\u2022 up \" +\n"
+    "    age(st.uptime_s) + \" \\u2022 reloads \" + (r.ok || 0) + \" ok, \" + (r.failed || 0) +\n"
+    "    \" failed\" + (r.last_result && r.last_result !== \"none\" ? \" (last \" +\n"
+    "    r.last_result + \", \" + age(r.last_age_s) + \" ago)\" : \"\") + \" \\u2022 updated \" +\n"
+    "    new Date(st.time * 1000).toISOString().replace(\".000\", \"\");\n"
+    "  var box = document.getElementById(\"services\");\n"
+    "  while (box.firstChild) box.removeChild(box.firstChild);\n"
+    "  st.services.forEach(function (s) { box.appendChild(service(s)); });\n"
+    "}\n"
+    "function stale(msg) {\n"
+    "  var s = document.getElementById(\"stale\");\n"
+    "  s.textContent = msg;\n"
+    "  s.style.display = msg ? \"block\" : \"none\";\n"
+    "}\n"
+    "function load() {\n"
+    "  fetch(\"/status.json\", {cache: \"no-store\"}).then(function (resp) {\n"
+    "    if (!resp.ok) throw new Error(\"HTTP \" + resp.status);\n"
+    "    return resp.json();\n"
+    "  }).then(function (st) {\n"
+    "    last = Date.now();\n"
+    "    stale(\"\");\n"
+    "    render(st);\n"
+    "  }).catch(function (e) {\n"
+    "    stale(\"cannot reach the daemon (\" + e.message + \")\" + (last ?\n"
+    "      \"; what is shown is \" + age((Date.now() - last) / 1000) + \" old\" : \"\"));\n"
+    "  });\n"
+    "}\n"
+    "load();\n"
+    "setInterval(load, 2000);\n"
+    "</script>\n"
+    "</body>\n"
+    "</html>\n";
+
+static void
+stats_send(struct evhttp_request *req, const char *type, struct evbuffer *b)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(h, "Content-Type", type);
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+}
+
+static void
+stats_status(struct evhttp_request *req, int json)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	struct evbuffer  *b = evbuffer_new();
+
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	if (json) {
+		status_json(b);
+		stats_send(req, "application/json", b);
+	} else {
+		evbuffer_add_reference(
+		    b, stats_page, sizeof stats_page - 1, NULL, NULL);
+		evhttp_add_header(h, "Content-Security-Policy",
+		    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'");
+		evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+		stats_send(req, "text/html; charset=utf-8", b);
+	}
+	evbuffer_free(b);
+}
+
 static void
 stats_request(struct evhttp_request *req, void *arg)
 {
@@ -364,8 +525,14 @@ stats_request(struct evhttp_request *req, void *arg)
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Cache-Control", "no-store");
-	if (path != NULL && strcmp(path, "/metrics") == 0)
+	if (path == NULL)
+		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+	else if (strcmp(path, "/metrics") == 0)
 		stats_metrics(req);
+	else if (strcmp(path, "/status.json") == 0)
+		stats_status(req, 1);
+	else if (strcmp(path, "/status") == 0)
+		stats_status(req, 0);
 	else
 		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
 }
