@@ -3,8 +3,8 @@
  * the Prometheus text exposition format, /status.json (the admin socket's
  * status snapshot) and /status, a page that shows it.  It may face a
  * network: GET and HEAD only, small requests, a timeout, and at most
- * STATS_CONNS connections at once (beyond them clients wait in the
- * kernel's backlog).
+ * STATS_CONNS connections at once: a new one closes the oldest, so idle
+ * or slow connections cannot lock an operator out.
  */
 #include <sys/socket.h>
 
@@ -40,11 +40,18 @@ static struct {
 	struct evhttp_bound_socket *bound;
 	char                       *listen; /* as configured */
 	struct service_head        *services;
-	struct bufferevent        **conns; /* one reference held on each */
+	struct stats_conn          *conns; /* oldest first */
 	size_t                      nconns;
+	size_t                      nlive; /* not closed by us yet */
 	struct event                sweep;
 	int                         sweep_set;
 } st;
+
+/* A connection of evhttp's whose bufferevent we hold a reference to. */
+struct stats_conn {
+	struct bufferevent *bev;
+	int                 evicted; /* shut down to make room */
+};
 
 static void stats_sweep(void);
 
@@ -57,7 +64,10 @@ stats_sweep_cb(evutil_socket_t fd, short events, void *arg)
 	stats_sweep();
 }
 
-/* Accept while fewer than STATS_CONNS connections are open. */
+/*
+ * Accept while evhttp has let go of the connections we closed; until it
+ * has, new clients wait in the kernel's backlog.
+ */
 static void
 stats_accepting(void)
 {
@@ -66,10 +76,28 @@ stats_accepting(void)
 	if (st.bound == NULL)
 		return;
 	l = evhttp_bound_socket_get_listener(st.bound);
-	if (st.nconns >= STATS_CONNS)
+	if (st.nconns >= 2 * STATS_CONNS)
 		evconnlistener_disable(l);
 	else
 		evconnlistener_enable(l);
+}
+
+/* Make room: shut the oldest connection down; evhttp sees it end. */
+static void
+stats_evict(void)
+{
+	size_t i;
+	int    fd;
+
+	for (i = 0; i < st.nconns; i++) {
+		if (st.conns[i].evicted)
+			continue;
+		if ((fd = bufferevent_getfd(st.conns[i].bev)) != -1)
+			shutdown(fd, SHUT_RDWR);
+		st.conns[i].evicted = 1;
+		st.nlive--;
+		return;
+	}
 }
 
 /*
@@ -87,13 +115,17 @@ stats_sweep(void)
 	size_t               i = 0;
 
 	while (i < st.nconns) {
-		bufferevent_getcb(st.conns[i], NULL, NULL, &cb, NULL);
+		bufferevent_getcb(st.conns[i].bev, NULL, NULL, &cb, NULL);
 		if (cb != NULL) {
 			i++;
 			continue;
 		}
-		bufferevent_decref(st.conns[i]);
-		st.conns[i] = st.conns[--st.nconns];
+		bufferevent_decref(st.conns[i].bev);
+		if (!st.conns[i].evicted)
+			st.nlive--;
+		st.nconns--;
+		memmove(&st.conns[i], &st.conns[i + 1],
+		    (st.nconns - i) * sizeof *st.conns);
 	}
 	stats_accepting();
 	if (!st.sweep_set) {
@@ -116,8 +148,12 @@ stats_bev(struct event_base *base, void *arg)
 	    NULL)
 		return (NULL);
 	bufferevent_incref(bev);
+	if (st.nlive >= STATS_CONNS)
+		stats_evict();
 	st.conns = xreallocarray(st.conns, st.nconns + 1, sizeof *st.conns);
-	st.conns[st.nconns++] = bev;
+	st.conns[st.nconns].bev = bev;
+	st.conns[st.nconns++].evicted = 0;
+	st.nlive++;
 	stats_accepting();
 	return (bev);
 }
@@ -611,7 +647,8 @@ stats_stop(void)
 		evhttp_free(st.http);
 	st.bound = NULL;
 	while (st.nconns > 0)
-		bufferevent_decref(st.conns[--st.nconns]);
+		bufferevent_decref(st.conns[--st.nconns].bev);
+	st.nlive = 0;
 	free(st.conns);
 	st.conns = NULL;
 	if (st.sweep_set)
