@@ -266,6 +266,13 @@ class AccessLogTest(harness.DaemonTest):
         self.stop_daemon(d)
         self.assertEqual([f for f in os.listdir(self.tmp) if "access" in f], [])
 
+    def test_unwritable_access_log_stops_the_start_with_its_reason(self):
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              {"access_log": self.path("missing", "access.log")}, wait=False)
+        self.assertEqual(d.proc.wait(20), 1)
+        self.assertIn("access_log: %s: No such file or directory"
+                      % self.path("missing", "access.log"), d.log())
+
     def test_bad_access_log_value_names_its_line(self):
         path = self.write_file("t.conf", 'runtime_dir = "%s"\naccess_log = "relative.log"\n'
                                'service "web" {\n  listen = { "127.0.0.1:%d" }\n'

@@ -167,6 +167,20 @@ class MetricsTest(harness.DaemonTest):
                                          result="failed") == 1, 10, what="a bad reload counted")
         self.stop_daemon(d)
 
+    def test_reload_moves_the_stats_listener(self):
+        d = self.start([harness.hello(worker_count=1)])
+        old, new = self.stats_port, harness.free_port()
+        with open(d.config_path) as f:
+            text = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(text.replace("127.0.0.1:%d" % old, "127.0.0.1:%d" % new))
+        os.kill(d.pid, signal.SIGHUP)
+        d.wait_listening(new)
+        self.assertEqual(harness.http(new, path="/metrics").status, 200)
+        harness.wait_until(lambda: not harness.port_listening(old), 10,
+                           what="the old stats port closed")
+        self.stop_daemon(d)
+
     def test_only_get_and_head_on_metrics_and_404_elsewhere(self):
         d = self.start([harness.hello(worker_count=1)])
         self.assertEqual(harness.http(self.stats_port, path="/nothing").status, 404)
