@@ -266,6 +266,24 @@ class AccessLogTest(harness.DaemonTest):
         self.stop_daemon(d)
         self.assertEqual([f for f in os.listdir(self.tmp) if "access" in f], [])
 
+    def test_full_disk_is_logged_at_most_once_a_second_and_serving_goes_on(self):
+        d = self.start([harness.hello(worker_count=1)], access_log="/dev/full")
+        d.wait_ready(1)
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < 2.5 and n < 1000:
+            harness.http_ok(self, d.port, "/")
+            n += 1
+            time.sleep(0.02)
+        harness.wait_until(lambda: "access log /dev/full: No space left" in d.log(), 10,
+                           what="the failure logged")
+        elapsed = time.monotonic() - t0
+        warnings = d.log().count("access log /dev/full: No space left")
+        self.assertGreaterEqual(n, 10)
+        self.assertLessEqual(warnings, int(elapsed) + 2,
+                             "%d warnings in %.1f s" % (warnings, elapsed))
+        self.stop_daemon(d)
+
     def test_unwritable_access_log_stops_the_start_with_its_reason(self):
         d = self.start_daemon([harness.hello(worker_count=1)],
                               {"access_log": self.path("missing", "access.log")}, wait=False)
