@@ -1,12 +1,14 @@
 /*
- * The access log (HAProxy's tcplog, nginx stream's access_log): one line
- * per client connection when it closes, to a file or to syslog.  Lines are
+ * Access logs (HAProxy's tcplog, nginx stream's access_log): one line per
+ * client connection when it closes, to a file or to syslog; services that
+ * name the same target share one log.  Lines are
  * formatted into a memory buffer and written in batches, from a short
  * timer or once the buffer holds ACCESSLOG_BATCH bytes, so the relay never
  * waits for a disk; when writes fail (a full disk) lines wait, up to
  * ACCESSLOG_MAX bytes, then are dropped and counted, and the failure is
- * logged once a second at most.  SIGUSR1 reopens the file (logrotate).
+ * logged once a second at most.  SIGUSR1 reopens the files (logrotate).
  */
+#include <sys/queue.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -32,22 +34,28 @@
 #define ACCESSLOG_BATCH    (64 * 1024)
 #define ACCESSLOG_MAX      (4 * 1024 * 1024)
 
-enum accesslog_kind { ACCESSLOG_OFF, ACCESSLOG_FILE, ACCESSLOG_SYSLOG };
+enum accesslog_kind { ACCESSLOG_FILE, ACCESSLOG_SYSLOG };
 
-static struct {
+/* One target (a file, or syslog), shared by the services that name it. */
+struct accesslog {
+	TAILQ_ENTRY(accesslog) entry;
+	int                 refs;
 	enum accesslog_kind kind;
-	char               *path;
+	char               *path; /* or "syslog" */
 	int                 fd;
 	struct evbuffer    *buf;
-	struct event        flush;
-	int                 flush_set;
-	unsigned long       dropped;   /* lines, since last reported */
-	long long           warned;    /* ms: last failure logged */
-	time_t              stamp_sec; /* the second stamp holds */
-	char                stamp[32];
-} al = { .kind = ACCESSLOG_OFF, .fd = -1, .stamp_sec = -1 };
+	unsigned long       dropped; /* lines, since last reported */
+	long long           warned;  /* ms: last failure logged */
+};
+TAILQ_HEAD(accesslog_head, accesslog);
 
-static void accesslog_flush(void);
+static struct accesslog_head logs = TAILQ_HEAD_INITIALIZER(logs);
+static struct event          flush_ev;
+static int                   flush_set;
+static time_t                stamp_sec = -1; /* the second stamp holds */
+static char                  stamp[32];
+
+static void accesslog_flush(struct accesslog *);
 static void accesslog_schedule(void);
 
 static void
@@ -56,35 +64,36 @@ accesslog_flush_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	(void)arg;
-	accesslog_flush();
+	accesslog_flush_all();
 }
 
 /* At most one line a second about a failing access log. */
 static void
-accesslog_warn(int error)
+accesslog_warn(struct accesslog *al, int error)
 {
 	long long now = now_coarse_ms();
 
-	if (now - al.warned < 1000)
+	if (now - al->warned < 1000)
 		return;
-	al.warned = now;
+	al->warned = now;
 	if (error != 0)
 		log_warnx(
 		    "access log %s: %s (%zu bytes waiting, %lu lines dropped)",
-		    al.path, strerror(error), evbuffer_get_length(al.buf),
-		    al.dropped);
+		    al->path, strerror(error), evbuffer_get_length(al->buf),
+		    al->dropped);
 	else
-		log_warnx("access log: %lu lines dropped", al.dropped);
-	al.dropped = 0;
+		log_warnx(
+		    "access log %s: %lu lines dropped", al->path, al->dropped);
+	al->dropped = 0;
 }
 
 static void
-accesslog_syslog(void)
+accesslog_syslog(struct accesslog *al)
 {
 	char  *line;
 	size_t n;
 
-	while ((line = evbuffer_readln(al.buf, &n, EVBUFFER_EOL_LF)) != NULL) {
+	while ((line = evbuffer_readln(al->buf, &n, EVBUFFER_EOL_LF)) != NULL) {
 		syslog(LOG_INFO, "%s", line);
 		free(line);
 	}
@@ -92,26 +101,36 @@ accesslog_syslog(void)
 
 /* Write what is buffered; what the file does not take waits for the next. */
 static void
-accesslog_flush(void)
+accesslog_flush(struct accesslog *al)
 {
 	int n;
 
-	if (al.buf == NULL || evbuffer_get_length(al.buf) == 0)
+	if (evbuffer_get_length(al->buf) == 0)
 		return;
-	if (al.kind == ACCESSLOG_SYSLOG)
-		accesslog_syslog();
-	while (al.kind == ACCESSLOG_FILE && evbuffer_get_length(al.buf) > 0) {
-		if ((n = evbuffer_write(al.buf, al.fd)) > 0)
+	if (al->kind == ACCESSLOG_SYSLOG)
+		accesslog_syslog(al);
+	while (al->kind == ACCESSLOG_FILE && evbuffer_get_length(al->buf) > 0) {
+		if ((n = evbuffer_write(al->buf, al->fd)) > 0)
 			continue;
 		if (n == -1 && errno == EINTR)
 			continue;
-		accesslog_warn(n == 0 ? ENOSPC : errno);
+		accesslog_warn(al, n == 0 ? ENOSPC : errno);
 		break;
 	}
-	if (al.dropped > 0)
-		accesslog_warn(0);
-	if (evbuffer_get_length(al.buf) > 0)
+	if (al->dropped > 0)
+		accesslog_warn(al, 0);
+	if (evbuffer_get_length(al->buf) > 0)
 		accesslog_schedule();
+}
+
+/* Every log's lines, now: from the timer, and before the daemon exits. */
+void
+accesslog_flush_all(void)
+{
+	struct accesslog *al;
+
+	TAILQ_FOREACH (al, &logs, entry)
+		accesslog_flush(al);
 }
 
 static void
@@ -119,12 +138,12 @@ accesslog_schedule(void)
 {
 	struct timeval tv = { 0, ACCESSLOG_FLUSH_MS * 1000 };
 
-	if (!al.flush_set) {
-		evtimer_assign(&al.flush, sn_base, accesslog_flush_cb, NULL);
-		al.flush_set = 1;
+	if (!flush_set) {
+		evtimer_assign(&flush_ev, sn_base, accesslog_flush_cb, NULL);
+		flush_set = 1;
 	}
-	if (!evtimer_pending(&al.flush, NULL))
-		evtimer_add(&al.flush, &tv);
+	if (!evtimer_pending(&flush_ev, NULL))
+		evtimer_add(&flush_ev, &tv);
 }
 
 static int
@@ -144,84 +163,83 @@ accesslog_open_file(const char *path, int *fdp, char **cause)
 }
 
 /*
- * Start logging to target: "off", "syslog" or an absolute path.  Lines
- * still buffered for the previous target go there first.
+ * The log for target ("off", "syslog" or an absolute path), opened on
+ * first use and shared after; *alp is NULL for "off".  Each one got is
+ * given back with accesslog_put().
  */
 int
-accesslog_open(const char *target, char **cause)
+accesslog_get(const char *target, struct accesslog **alp, char **cause)
 {
-	int fd = -1;
+	struct accesslog *al;
+	int               fd = -1;
 
-	if (target == NULL)
-		target = "off";
-	if (al.path != NULL && strcmp(al.path, target) == 0)
+	*alp = NULL;
+	if (target == NULL || strcmp(target, "off") == 0)
 		return (0);
-	if (target[0] == '/' && accesslog_open_file(target, &fd, cause) == -1)
-		return (-1);
-	accesslog_flush();
-	if (al.fd != -1)
-		close(al.fd);
-	free(al.path);
-	al.fd = fd;
-	al.path = xstrdup(target);
-	if (strcmp(target, "off") == 0)
-		al.kind = ACCESSLOG_OFF;
-	else if (strcmp(target, "syslog") == 0) {
-		al.kind = ACCESSLOG_SYSLOG;
-		openlog("socketnautd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	} else
-		al.kind = ACCESSLOG_FILE;
-	if (al.kind != ACCESSLOG_OFF && al.buf == NULL)
-		al.buf = evbuffer_new();
-	if (al.kind == ACCESSLOG_OFF && al.buf != NULL) {
-		evbuffer_free(al.buf);
-		al.buf = NULL;
+	TAILQ_FOREACH (al, &logs, entry) {
+		if (strcmp(al->path, target) == 0) {
+			al->refs++;
+			*alp = al;
+			return (0);
+		}
 	}
+	if (strcmp(target, "syslog") != 0 &&
+	    accesslog_open_file(target, &fd, cause) == -1)
+		return (-1);
+	al = xcalloc(1, sizeof *al);
+	al->refs = 1;
+	al->path = xstrdup(target);
+	al->fd = fd;
+	al->kind = fd == -1 ? ACCESSLOG_SYSLOG : ACCESSLOG_FILE;
+	if ((al->buf = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new failed");
+	if (al->kind == ACCESSLOG_SYSLOG)
+		openlog("socketnautd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	TAILQ_INSERT_TAIL(&logs, al, entry);
+	*alp = al;
 	return (0);
 }
 
-/* SIGUSR1: open the file again (it was renamed by logrotate, say). */
+/* The last user gone: write what is left and close. */
+void
+accesslog_put(struct accesslog *al)
+{
+	if (al == NULL || --al->refs > 0)
+		return;
+	accesslog_flush(al);
+	TAILQ_REMOVE(&logs, al, entry);
+	if (al->fd != -1)
+		close(al->fd);
+	evbuffer_free(al->buf);
+	free(al->path);
+	free(al);
+	if (TAILQ_EMPTY(&logs) && flush_set) {
+		event_del(&flush_ev);
+		flush_set = 0;
+	}
+}
+
+/* SIGUSR1: open every file again (logrotate renamed it, say). */
 void
 accesslog_reopen(void)
 {
-	char *cause;
-	int   fd = -1;
+	struct accesslog *al;
+	char             *cause;
+	int               fd = -1;
 
-	if (al.kind != ACCESSLOG_FILE)
-		return;
-	accesslog_flush();
-	if (accesslog_open_file(al.path, &fd, &cause) == -1) {
-		log_warnx("cannot reopen the access log: %s", cause);
-		free(cause);
-		return;
+	TAILQ_FOREACH (al, &logs, entry) {
+		if (al->kind != ACCESSLOG_FILE)
+			continue;
+		accesslog_flush(al);
+		if (accesslog_open_file(al->path, &fd, &cause) == -1) {
+			log_warnx("cannot reopen the access log: %s", cause);
+			free(cause);
+			continue;
+		}
+		close(al->fd);
+		al->fd = fd;
+		log_info("access log %s reopened", al->path);
 	}
-	close(al.fd);
-	al.fd = fd;
-	log_info("access log reopened");
-}
-
-/* At exit: write what is left, then close. */
-void
-accesslog_close(void)
-{
-	accesslog_flush();
-	if (al.flush_set)
-		event_del(&al.flush);
-	al.flush_set = 0;
-	if (al.fd != -1)
-		close(al.fd);
-	if (al.buf != NULL)
-		evbuffer_free(al.buf);
-	free(al.path);
-	memset(&al, 0, sizeof al);
-	al.fd = -1;
-	al.stamp_sec = -1;
-}
-
-int
-accesslog_on(void)
-{
-	return (al.kind != ACCESSLOG_OFF);
 }
 
 /* "2026-12-01T04:55:01.123Z": the part up to the second is kept. */
@@ -232,12 +250,12 @@ accesslog_time(char *buf, size_t len)
 	struct tm       tm;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	if (ts.tv_sec != al.stamp_sec) {
+	if (ts.tv_sec != stamp_sec) {
 		gmtime_r(&ts.tv_sec, &tm);
-		strftime(al.stamp, sizeof al.stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-		al.stamp_sec = ts.tv_sec;
+		strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+		stamp_sec = ts.tv_sec;
 	}
-	snprintf(buf, len, "%s.%03ldZ", al.stamp, ts.tv_nsec / 1000000);
+	snprintf(buf, len, "%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
 	return (buf);
 }
 
@@ -247,16 +265,15 @@ accesslog_time(char *buf, size_t len)
  * does not apply (no worker, never connected).
  */
 void
-accesslog_relay(const struct relay *r, enum relay_end end, int error)
+accesslog_relay(
+    struct accesslog *al, const struct relay *r, enum relay_end end, int error)
 {
-	char        stamp[48], peer[ADDRSTRLEN], pid[24], conn[24], why[64];
+	char        when[48], peer[ADDRSTRLEN], pid[24], conn[24], why[64];
 	const char *ename;
 	long long   now = now_coarse_ms();
 
-	if (al.kind == ACCESSLOG_OFF)
-		return;
-	if (evbuffer_get_length(al.buf) >= ACCESSLOG_MAX) {
-		al.dropped++;
+	if (evbuffer_get_length(al->buf) >= ACCESSLOG_MAX) {
+		al->dropped++;
 		accesslog_schedule();
 		return;
 	}
@@ -274,15 +291,15 @@ accesslog_relay(const struct relay *r, enum relay_end end, int error)
 		    why, sizeof why, "%s:%s", ename, strerrorname_np(error));
 	else
 		snprintf(why, sizeof why, "%s", ename);
-	evbuffer_add_printf(al.buf,
+	evbuffer_add_printf(al->buf,
 	    "%s %s %s %s %s %lld %s %lld %llu %llu %s\n",
-	    accesslog_time(stamp, sizeof stamp), r->svc->conf->name,
+	    accesslog_time(when, sizeof when), r->svc->conf->name,
 	    relay_peer(r, peer, sizeof peer),
 	    r->listener != NULL ? r->listener->name : "-", pid, r->waited, conn,
 	    now - r->accepted, (unsigned long long)r->up.total,
 	    (unsigned long long)r->down.total, why);
-	if (evbuffer_get_length(al.buf) >= ACCESSLOG_BATCH)
-		accesslog_flush();
+	if (evbuffer_get_length(al->buf) >= ACCESSLOG_BATCH)
+		accesslog_flush(al);
 	else
 		accesslog_schedule();
 }

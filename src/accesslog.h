@@ -1,15 +1,17 @@
-/* The access log: one line per client connection, at its close. */
+/* Access logs: one line per client connection, at its close. */
 #ifndef SN_ACCESSLOG_H
 #define SN_ACCESSLOG_H
 
 #include "counters.h"
 
+struct accesslog;
 struct relay;
 
-int  accesslog_open(const char *target, char **cause);
+int  accesslog_get(const char *target, struct accesslog **, char **cause);
+void accesslog_put(struct accesslog *);
 void accesslog_reopen(void);
-void accesslog_close(void);
-int  accesslog_on(void);
-void accesslog_relay(const struct relay *, enum relay_end, int error);
+void accesslog_flush_all(void);
+void accesslog_relay(
+    struct accesslog *, const struct relay *, enum relay_end, int error);
 
 #endif

@@ -61,6 +61,7 @@ static struct {
 
 static void
 config_error(int, const char *, ...) __attribute__((format(printf, 2, 3)));
+static char *config_access_log(cfg_t *);
 
 /* Also given every error (socketnautctl reload), when set. */
 static config_error_fn *error_sink;
@@ -331,7 +332,8 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_INT("spawn_concurrency", 0, CFGF_NODEFAULT),
 	CFG_INT("spare_workers", 0, CFGF_NONE),
 	CFG_INT("max_queue", 0, CFGF_NONE),
-	CFG_STR("worker_log_rate", "100/s", CFGF_NONE), CFG_END() };
+	CFG_STR("worker_log_rate", "100/s", CFGF_NONE),
+	CFG_STR("access_log", NULL, CFGF_NODEFAULT), CFG_END() };
 
 static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
@@ -806,6 +808,9 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	    ? cfg_getint(sec, "kill_timeout")
 	    : conf->kill_timeout;
 
+	sc->access_log = cfg_size(sec, "access_log") > 0
+	    ? config_access_log(sec)
+	    : xstrdup(conf->access_log);
 	sc->sockdir = xasprintf("%s/%s", conf->runtime_dir, sc->name);
 	/* Room for "/<serial>.sock" with a 10-digit serial. */
 	if (strlen(sc->sockdir) + 17 > sizeof sun.sun_path)
@@ -816,6 +821,19 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	conf->nservices++;
 }
 
+/* access_log of the file or of a service section: off, syslog or a path. */
+static char *
+config_access_log(cfg_t *sec)
+{
+	const char *v = cfg_getstr(sec, "access_log");
+
+	if (strcmp(v, "off") != 0 && strcmp(v, "syslog") != 0 && v[0] != '/')
+		config_error(line_of(sec, "access_log"),
+		    "access_log must be off, syslog or an absolute file path, not \"%s\"",
+		    v);
+	return (xstrdup(v));
+}
+
 /* The access log and the stats listener (HTTP: /metrics, /status). */
 static void
 config_operations(struct sn_config *conf, cfg_t *root)
@@ -823,12 +841,7 @@ config_operations(struct sn_config *conf, cfg_t *root)
 	const char *v;
 	char       *cause;
 
-	v = cfg_getstr(root, "access_log");
-	if (strcmp(v, "off") != 0 && strcmp(v, "syslog") != 0 && v[0] != '/')
-		config_error(line_of(root, "access_log"),
-		    "access_log must be off, syslog or an absolute file path, not \"%s\"",
-		    v);
-	conf->access_log = xstrdup(v);
+	conf->access_log = config_access_log(root);
 	if (cfg_size(root, "stats_listen") == 0)
 		return;
 	v = cfg_getstr(root, "stats_listen");
@@ -1281,6 +1294,7 @@ config_unref(struct sn_config *conf)
 		free(sc->user);
 		free(sc->group);
 		free(sc->sockdir);
+		free(sc->access_log);
 		free(sc->health.path);
 	}
 	free(conf->services);

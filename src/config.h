@@ -74,7 +74,8 @@ struct sn_service_conf {
 	long long             shutdown_timeout;
 	long long             kill_timeout;
 
-	char *sockdir; /* runtime_dir/name */
+	char *sockdir;    /* runtime_dir/name */
+	char *access_log; /* its own, or the global one */
 };
 
 struct sn_config {

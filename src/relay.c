@@ -233,8 +233,8 @@ relay_close(struct relay *r, enum relay_end end, int error)
 		return;
 	relay_waited(r);
 	svc->ctr.closed[end]++;
-	if (accesslog_on())
-		accesslog_relay(r, end, error);
+	if (svc->alog != NULL)
+		accesslog_relay(svc->alog, r, end, error);
 	if (r->worker != NULL)
 		worker_log(LOG_DEBUG, r->worker, "client %s: %s%s%s",
 		    relay_peer(r, peer, sizeof peer), relay_end_name(end),

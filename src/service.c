@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "log.h"
 #include "service.h"
 #include "sockdir.h"
@@ -145,6 +146,24 @@ service_sockdir(struct service *svc, int clean, char **cause)
 	return (0);
 }
 
+/* The access log its access_log names; on failure it keeps the one it has. */
+static int
+service_accesslog(struct service *svc, char **cause)
+{
+	struct accesslog *al;
+	char             *why;
+
+	if (accesslog_get(svc->conf->access_log, &al, &why) == -1) {
+		*cause = xasprintf(
+		    "service %s: access_log: %s", svc->conf->name, why);
+		free(why);
+		return (-1);
+	}
+	accesslog_put(svc->alog);
+	svc->alog = al;
+	return (0);
+}
+
 int
 service_start(struct service *svc, char **cause)
 {
@@ -153,6 +172,8 @@ service_start(struct service *svc, char **cause)
 
 	if (sc->backend != BACKEND_TCP &&
 	    service_sockdir(svc, !daemon_started, cause) == -1)
+		return (-1);
+	if (service_accesslog(svc, cause) == -1)
 		return (-1);
 	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
 	for (i = 0; i < sc->nlisten; i++) {
@@ -630,6 +651,10 @@ service_reload(
 		log_warnx("%s", cause);
 		free(cause);
 	}
+	if (service_accesslog(svc, &cause) == -1) {
+		log_warnx("%s; keeping the current one", cause);
+		free(cause);
+	}
 	config_unref(old);
 
 	service_slots_reset(svc);
@@ -898,6 +923,7 @@ service_free(struct service *svc)
 
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
 		relay_close(r, RELAY_END_SHUTDOWN, 0);
+	accesslog_put(svc->alog);
 	while ((w = TAILQ_FIRST(&svc->workers)) != NULL)
 		worker_abandon(w);
 	for (i = 0; i < svc->nlisteners; i++)

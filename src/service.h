@@ -56,7 +56,8 @@ struct service {
 	struct event            respawn;
 	struct event            drain; /* the queue, after a slot frees */
 	struct event            shutdown;
-	struct service_counters ctr; /* kept across reloads */
+	struct service_counters ctr;  /* kept across reloads */
+	struct accesslog       *alog; /* NULL: access_log off */
 };
 TAILQ_HEAD(service_head, service);
 

@@ -233,17 +233,12 @@ daemon_reloaded(int ok)
 	daemon_counters.last_reload = now_ms();
 }
 
-/* Access log and stats listener follow the file; a failure keeps the old. */
+/* The stats listener follows the file; a failure is logged. */
 static void
 daemon_reload_operations(struct sn_config *nconf)
 {
 	char *cause;
 
-	if (accesslog_open(nconf->access_log, &cause) == -1) {
-		log_warnx(
-		    "access_log: %s; keeping %s", cause, conf->access_log);
-		free(cause);
-	}
 	if (stats_reload(nconf, &cause) == -1) {
 		log_warnx("stats_listen: %s", cause);
 		free(cause);
@@ -563,10 +558,6 @@ main(int argc, char **argv)
 		log_errorx("log_target: %s", cause);
 		return (1);
 	}
-	if (accesslog_open(conf->access_log, &cause) == -1) {
-		log_errorx("access_log: %s", cause);
-		return (1);
-	}
 
 	signal(SIGPIPE, SIG_IGN);
 	daemon_contain();
@@ -625,7 +616,7 @@ main(int argc, char **argv)
 		TAILQ_REMOVE(&services, svc, entry);
 		service_free(svc);
 	}
-	accesslog_close();
+	accesslog_flush_all();
 	stats_stop();
 	daemon_collect(-1, 0, NULL);
 	free(garbage);

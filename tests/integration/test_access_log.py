@@ -251,12 +251,47 @@ class AccessLogTest(harness.DaemonTest):
         harness.http_ok(self, d.port, "/")
         self.wait_lines(2, self.log_path + ".1")  # still written to the renamed file
         os.kill(d.pid, signal.SIGUSR1)
-        harness.wait_until(lambda: "access log reopened" in d.log(), 10,
+        harness.wait_until(lambda: "access log %s reopened" % self.log_path in d.log(), 10,
                            what="the reopen")
         for _ in range(3):
             harness.http_ok(self, d.port, "/")
         self.assertEqual(len(self.wait_lines(3)), 3)
         self.assertEqual(len(self.lines(self.log_path + ".1")), 2)
+        self.stop_daemon(d)
+
+    def test_a_service_may_name_its_own_access_log_or_none(self):
+        other = self.path("api.log")
+        d = self.start([harness.hello(worker_count=1),
+                        harness.hello(name="api", worker_count=1, access_log=other),
+                        harness.hello(name="quiet", worker_count=1, access_log="off")])
+        d.wait_ready(3)
+        for svc in d.services:
+            harness.http_ok(self, svc["port"], "/")
+        web = self.wait_lines(1)
+        api = self.wait_lines(1, other)
+        time.sleep(0.5)  # a batch is written within 0.1 s: a line for quiet would be there
+        self.assertEqual([r["service"] for r in self.wait_lines(1)], ["web"])
+        self.assertEqual([r["service"] for r in self.wait_lines(1, other)], ["api"])
+        self.assertEqual(api[0]["listener"], "127.0.0.1:%d" % d.ports["api"])
+        self.assertEqual(web[0]["listener"], "127.0.0.1:%d" % d.ports["web"])
+        self.stop_daemon(d)
+
+    def test_reload_moves_the_access_log(self):
+        d = self.start([harness.hello(worker_count=1)])
+        d.wait_ready(1)
+        harness.http_ok(self, d.port, "/")
+        self.wait_lines(1)
+        moved = self.path("moved.log")
+        with open(d.config_path) as f:
+            text = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(text.replace(self.log_path, moved))
+        os.kill(d.pid, signal.SIGHUP)
+        harness.wait_until(lambda: "starting worker generation 1" in d.log(), 10,
+                           what="the reload")
+        harness.http_ok(self, d.port, "/")
+        self.assertEqual(len(self.wait_lines(1, moved)), 1)
+        self.assertEqual(len(self.lines()), 1)
         self.stop_daemon(d)
 
     def test_off_by_default_writes_nothing(self):
@@ -299,6 +334,14 @@ class AccessLogTest(harness.DaemonTest):
         rc, out, err = harness.run_check(path)
         self.assertEqual(rc, 1, err)
         self.assertIn("t.conf:2: access_log must be off, syslog or an absolute file path", err)
+        path = self.write_file("t.conf", 'runtime_dir = "%s"\n'
+                               'service "web" {\n  listen = { "127.0.0.1:%d" }\n'
+                               '  command = "socketnaut-hello --socket {socket}"\n'
+                               '  access_log = "web.log"\n}\n'
+                               % (self.path("run"), harness.free_port()))
+        rc, out, err = harness.run_check(path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("t.conf:5: access_log must be off, syslog or an absolute file path", err)
 
 
 if __name__ == "__main__":
