@@ -556,6 +556,7 @@ admin_stream_start(
 {
 	status_cursor_init(&c->cursor, kind, filter);
 	c->state = ADMIN_STREAM;
+	admin_timeouts(c, 0); /* it reads; the write timeout watches that */
 	admin_stream(c);
 }
 

@@ -25,10 +25,20 @@ def vm_rss_kb(pid):
 
 
 def admin_connect(d, timeout=10):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(d.admin_socket)
-    return s
+    """A raw connection to the admin socket; waits (bounded) while its backlog is full."""
+    deadline = time.monotonic() + timeout
+    for _ in range(10000):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(d.admin_socket)
+            return s
+        except BlockingIOError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    raise AssertionError("admin socket backlog never freed")
 
 
 def request(words, flags=0):
