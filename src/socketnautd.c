@@ -360,6 +360,7 @@ daemon_reload(config_error_fn *err, void *arg)
 		free(cause);
 	} else
 		log_reopen();
+	admin_reconfigured(nconf);
 	config_unref(conf);
 	conf = nconf;
 	log_setlevel(debug_flag ? LOG_DEBUG : conf->log_level);

@@ -377,6 +377,19 @@ class AdminTest(harness.DaemonTest):
         self.assertEqual(p.returncode, 5)
         self.assertIn("admin_socket is off", p.stderr)
 
+    def test_reload_keeps_the_admin_socket_where_it_is(self):
+        d = self.start_daemon([harness.hello(worker_count=1)])
+        d.wait_ready(1)
+        other = self.path("other.sock")
+        with open(d.config_path, "a") as f:
+            f.write('admin_socket = "%s"\n' % other)
+        p = d.ctl("reload")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(os.path.exists(other))
+        self.assertEqual(d.status()["reloads"]["ok"], 1)
+        self.assertIn("admin_socket or admin_group changed: restart socketnautd to apply it",
+                      d.log())
+
     def test_bad_admin_options_name_their_line(self):
         cases = [('admin_socket = "relative.sock"', "admin_socket must be off or the absolute"),
                  ('admin_group = "no-such-group-sn"', 'admin_group: unknown group'),
