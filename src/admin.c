@@ -66,6 +66,8 @@ static int                    admin_nconns;
 static int                    admin_dirfd = -1;
 static char                  *admin_name; /* in admin_dirfd */
 static ino_t                  admin_ino;
+static char                  *admin_path;  /* as configured */
+static char                  *admin_group; /* as configured, or NULL */
 static int                    admin_has_group;
 static gid_t                  admin_gid;
 static struct event           admin_poll_ev;
@@ -556,6 +558,7 @@ admin_stream_start(
 {
 	status_cursor_init(&c->cursor, kind, filter);
 	c->state = ADMIN_STREAM;
+	admin_timeouts(c, 0); /* it reads; the write timeout watches that */
 	admin_stream(c);
 }
 
@@ -780,6 +783,9 @@ admin_open(struct sn_config *conf, char **cause)
 		log_info("admin socket: off");
 		return (0);
 	}
+	admin_path = xstrdup(path);
+	admin_group =
+	    conf->admin_group != NULL ? xstrdup(conf->admin_group) : NULL;
 	admin_has_group = conf->admin_group != NULL;
 	admin_gid = conf->admin_gid;
 	dir = xstrdup(path);
@@ -832,4 +838,27 @@ admin_close(void)
 	admin_dirfd = -1;
 	free(admin_name);
 	admin_name = NULL;
+	free(admin_path);
+	admin_path = NULL;
+	free(admin_group);
+	admin_group = NULL;
+}
+
+static int
+admin_same(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return (a == b);
+	return (strcmp(a, b) == 0);
+}
+
+/* A reload does not move the socket: say so when the file would. */
+void
+admin_reconfigured(const struct sn_config *conf)
+{
+	if (!admin_same(admin_path, conf->admin_socket) ||
+	    !admin_same(admin_group, conf->admin_group))
+		log_warnx(
+		    "admin_socket or admin_group changed: restart socketnautd to apply it; keeping %s",
+		    admin_path != NULL ? admin_path : "the admin socket off");
 }

@@ -72,6 +72,7 @@ struct sn_config;
 
 int  admin_open(struct sn_config *, char **cause);
 void admin_changed(void);
+void admin_reconfigured(const struct sn_config *);
 void admin_close(void);
 
 #endif

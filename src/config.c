@@ -40,9 +40,10 @@ struct line_rec {
 	int          line;
 };
 
-#define ADMIN_SOCKET_NAME "admin.sock"
-#define SECTION_KEY       "{"
-#define CONFIG_SIZE_MAX   (16 * 1024 * 1024)
+#define SECTION_KEY     "{"
+#define CONFIG_SIZE_MAX (16 * 1024 * 1024)
+
+#define ADMIN_SOCKET_NAME "admin.sock" /* in runtime_dir, by default */
 
 /* State of one config_load() call; the callbacks have no user pointer. */
 static struct {

@@ -387,6 +387,7 @@ daemon_reload(config_error_fn *err, void *arg)
 		free(cause);
 	} else
 		log_reopen();
+	admin_reconfigured(nconf);
 	daemon_reload_operations(nconf);
 	config_unref(conf);
 	conf = nconf;

@@ -25,10 +25,20 @@ def vm_rss_kb(pid):
 
 
 def admin_connect(d, timeout=10):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(d.admin_socket)
-    return s
+    """A raw connection to the admin socket; waits (bounded) while its backlog is full."""
+    deadline = time.monotonic() + timeout
+    for _ in range(10000):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(d.admin_socket)
+            return s
+        except BlockingIOError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    raise AssertionError("admin socket backlog never freed")
 
 
 def request(words, flags=0):
@@ -366,6 +376,19 @@ class AdminTest(harness.DaemonTest):
                                    capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 5)
         self.assertIn("admin_socket is off", p.stderr)
+
+    def test_reload_keeps_the_admin_socket_where_it_is(self):
+        d = self.start_daemon([harness.hello(worker_count=1)])
+        d.wait_ready(1)
+        other = self.path("other.sock")
+        with open(d.config_path, "a") as f:
+            f.write('admin_socket = "%s"\n' % other)
+        p = d.ctl("reload")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(os.path.exists(other))
+        self.assertEqual(d.status()["reloads"]["ok"], 1)
+        self.assertIn("admin_socket or admin_group changed: restart socketnautd to apply it",
+                      d.log())
 
     def test_bad_admin_options_name_their_line(self):
         cases = [('admin_socket = "relative.sock"', "admin_socket must be off or the absolute"),

@@ -92,7 +92,8 @@ class EdgeTest(harness.DaemonTest):
         d.proc.send_signal(signal.SIGHUP)
         busy.read_response()
         busy.close()
-        harness.wait_until(lambda: "service web: removed" in d.log(), 15,
+        harness.wait_until(lambda: [s["state"] for s in d.status()["services"]
+                                    if s["name"] == "web"] == ["running"], 15,
                            what="the old web to finish")
         for _ in range(5):
             harness.http_ok(self, port)
