@@ -35,15 +35,16 @@ else
 BUILD		?= build
 endif
 
-DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/health.c src/keeper.c \
+DAEMON_SRCS	= src/accesslog.c src/cgroup.c src/config.c src/control.c \
+		  src/counters.c src/health.c src/keeper.c src/stats.c \
 		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
-		  src/service.c src/sockdir.c src/upgrade.c src/util.c src/worker.c \
-		  src/output.c src/pidfile.c
+		  src/service.c src/sockdir.c src/status.c src/upgrade.c src/util.c \
+		  src/worker.c src/output.c src/pidfile.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
 
-all: $(BUILD)/socketnautd $(BUILD)/socketnaut-hello lib
+all: $(BUILD)/socketnautd $(BUILD)/socketnautctl $(BUILD)/socketnaut-hello lib
 
 $(BUILD)/%.o: src/%.c $(wildcard src/*.h include/socketnaut/*.h) Makefile \
     $(BUILD)/paths.stamp
@@ -59,8 +60,13 @@ $(BUILD)/paths.stamp: FORCE
 
 FORCE:
 
-$(BUILD)/socketnautd: $(DAEMON_OBJS) $(BUILD)/socketnautd.o
+$(BUILD)/socketnautd: $(DAEMON_OBJS) $(BUILD)/admin.o $(BUILD)/socketnautd.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# The admin client: the admin socket's framing (src/admin.h) and libc only.
+$(BUILD)/socketnautctl: src/socketnautctl.c src/admin.h Makefile
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ src/socketnautctl.c
 
 $(BUILD)/socketnaut-hello: examples/hello/socketnaut-hello.c Makefile
 	@mkdir -p $(BUILD)
@@ -138,7 +144,7 @@ lint:
 	@if command -v systemd-analyze >/dev/null; then \
 	    mkdir -p $(BUILD)/man/man5 $(BUILD)/man/man8 && \
 	    cp man/socketnaut.conf.5 $(BUILD)/man/man5/ && \
-	    cp man/socketnautd.8 $(BUILD)/man/man8/ && \
+	    cp man/socketnautd.8 man/socketnautctl.8 $(BUILD)/man/man8/ && \
 	    sed -e 's|@SBINDIR@|$(CURDIR)/$(BUILD)|g' \
 	        -e 's|@SYSCONFDIR@|$(CURDIR)/etc|g' \
 	        systemd/socketnautd.service.in > $(BUILD)/socketnautd.service && \
@@ -153,10 +159,12 @@ install: all install-lib install-agents
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BUILD)/socketnautd $(DESTDIR)$(SBINDIR)/socketnautd
+	install -m 755 $(BUILD)/socketnautctl $(DESTDIR)$(SBINDIR)/socketnautctl
 	install -m 755 $(BUILD)/socketnaut-hello \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello
 	install -m 644 man/socketnaut-hello.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/socketnautd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 man/socketnautctl.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 man/socketnaut.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 man/socketnaut-agent.7 $(DESTDIR)$(MANDIR)/man7/
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
@@ -174,6 +182,8 @@ install: all install-lib install-agents
 
 uninstall: uninstall-lib uninstall-agents
 	rm -f $(DESTDIR)$(SBINDIR)/socketnautd \
+	    $(DESTDIR)$(SBINDIR)/socketnautctl \
+	    $(DESTDIR)$(MANDIR)/man8/socketnautctl.8 \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello \
 	    $(DESTDIR)$(MANDIR)/man1/socketnaut-hello.1 \
 	    $(DESTDIR)$(MANDIR)/man8/socketnautd.8 \
