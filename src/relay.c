@@ -19,7 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "control.h"
+#include "listener.h"
 #include "log.h"
 #include "relay.h"
 #include "service.h"
@@ -82,18 +84,22 @@ relay_timer(struct relay *r, event_callback_fn cb, long long ms)
 /* A client was accepted: it waits for dispatch. */
 struct relay *
 relay_new(
-    struct service *svc, int fd, const struct sockaddr *sa, socklen_t salen)
+    struct listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
 {
-	struct relay *r;
-	int           one = 1;
+	struct service *svc = l->svc;
+	struct relay   *r;
+	int             one = 1;
 
 	r = xcalloc(1, sizeof *r);
 	r->svc = svc;
+	r->listener = l;
+	r->half_end = -1;
 	r->cfd = fd;
 	r->wfd = -1;
 	r->state = RELAY_QUEUED;
 	r->keep = 1;
 	r->accepted = r->queued = r->since = relay_now();
+	r->wait_since = r->accepted;
 	if (salen > sizeof r->peer)
 		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
@@ -109,6 +115,8 @@ relay_new(
 void
 relay_wait(struct relay *r)
 {
+	if (r->state != RELAY_QUEUED)
+		r->wait_since = relay_now();
 	relay_unwait(r);
 	TAILQ_INSERT_TAIL(&r->svc->queue, r, entry);
 	r->svc->nqueued++;
@@ -183,27 +191,69 @@ relay_detach(struct relay *r)
 }
 
 /*
+ * The client leaves the queue (for a worker, or closed): its time there
+ * adds up over requeues; the histogram counts each client's first wait.
+ */
+static void
+relay_waited(struct relay *r)
+{
+	if (r->state != RELAY_QUEUED)
+		return;
+	r->waited += relay_now() - r->wait_since;
+	if (!r->wait_counted) {
+		r->wait_counted = 1;
+		counters_wait(&r->svc->ctr, r->waited);
+	}
+}
+
+/* Its worker's process ended other than cleanly: it did not just hang up. */
+static int
+relay_worker_died(const struct relay *r)
+{
+	return (r->worker != NULL && r->worker->reaped &&
+	    r->worker->exit != WORKER_EXIT_CLEAN);
+}
+
+/* Bytes delivered each way, for the relay and for the service. */
+static void
+relay_count(struct relay *r, struct relay_half *h, ssize_t n)
+{
+	h->total += n;
+	if (h == &r->up)
+		r->svc->ctr.bytes_in += n;
+	else
+		r->svc->ctr.bytes_out += n;
+}
+
+/*
  * Close both sockets and let go of the worker and the service now; the
  * memory goes once the current callback is over, so callers up the stack
- * see RELAY_CLOSING rather than freed memory.
+ * see RELAY_CLOSING rather than freed memory.  end says why (error: the
+ * errno behind it, or 0); it is counted and access-logged here.
  */
 void
-relay_close(struct relay *r, const char *why)
+relay_close(struct relay *r, enum relay_end end, int error)
 {
 	struct service *svc = r->svc;
 	char            peer[ADDRSTRLEN];
 
 	if (r->state == RELAY_CLOSING)
 		return;
+	relay_waited(r);
+	svc->ctr.closed[end]++;
+	if (svc->alog != NULL)
+		accesslog_relay(svc->alog, r, end, error);
 	/* Formatting the address costs a fifth of a connection's CPU. */
-	if (why == NULL || log_getlevel() < LOG_DEBUG)
+	if (log_getlevel() < LOG_DEBUG)
 		;
 	else if (r->worker != NULL)
-		worker_log(LOG_DEBUG, r->worker, "client %s: %s",
-		    relay_peer(r, peer, sizeof peer), why);
+		worker_log(LOG_DEBUG, r->worker, "client %s: %s%s%s",
+		    relay_peer(r, peer, sizeof peer), relay_end_name(end),
+		    error ? ": " : "", error ? strerror(error) : "");
 	else
-		log_debug("service %s: client %s: %s", svc->conf->name,
-		    relay_peer(r, peer, sizeof peer), why);
+		log_debug("service %s: client %s: %s%s%s", svc->conf->name,
+		    relay_peer(r, peer, sizeof peer), relay_end_name(end),
+		    error ? ": " : "", error ? strerror(error) : "");
 	relay_unwait(r);
 	control_peer_del(r);
 	relay_detach(r);
@@ -300,6 +350,7 @@ relay_rewind(struct relay *r)
 	relay_detach(r);
 	r->cmask = r->wmask = 0;
 	r->state = RELAY_QUEUED;
+	r->wait_since = relay_now();
 }
 
 /* Make an OPEN relay's events wait for what each direction needs now. */
@@ -376,8 +427,9 @@ relay_try_connect(struct relay *r)
 			return;
 		}
 		if (r->wfd == -1) {
+			error = errno;
 			log_warn("service %s: socket", r->svc->conf->name);
-			relay_close(r, "cannot create a worker socket");
+			relay_close(r, RELAY_END_ERROR, error);
 			return;
 		}
 		if (w->addr.ss.ss_family != AF_UNIX)
@@ -424,6 +476,8 @@ relay_connect_failed(struct relay *r, int error)
 	char peer[ADDRSTRLEN];
 
 	if (error != EAGAIN)
+		r->svc->ctr.connect_failures++;
+	if (error != EAGAIN)
 		worker_log(LOG_WARNING, r->worker, "client %s: connect: %s",
 		    relay_peer(r, peer, sizeof peer), strerror(error));
 	service_connect_failed(r, error);
@@ -441,6 +495,7 @@ void
 relay_connect(struct relay *r)
 {
 	relay_unwait(r);
+	relay_waited(r);
 	event_del(&r->cev);
 	r->state = RELAY_CONNECTING;
 	r->since = relay_now();
@@ -484,22 +539,31 @@ relay_timeout(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	service_queue_timeout(r->svc);
-	relay_close(r, NULL);
+	relay_close(r, RELAY_END_QUEUE_TIMEOUT, 0);
 }
 
 /*
- * One direction is finished.  The relay closes when both are, or when we
- * are shutting down and the worker has answered in full.
+ * One direction is finished, because side (RELAY_END_CLIENT or _WORKER)
+ * ended it.  The relay closes when both are, ended by the side that ended
+ * first, or when we are shutting down and the worker has answered in full.
  */
 static void
-relay_half_done(struct relay *r, struct relay_half *h)
+relay_half_done(struct relay *r, struct relay_half *h, enum relay_end side)
 {
 	h->done = 1;
 	free(h->buf);
 	h->buf = NULL;
 	h->off = h->len = 0;
-	if ((r->up.done && r->down.done) || (r->down.done && r->svc->stopping))
-		relay_close(r, "closed");
+	if (r->half_end == -1)
+		r->half_end = side;
+	if (r->up.done && r->down.done)
+		relay_close(r,
+		    r->half_end == RELAY_END_WORKER && relay_worker_died(r)
+			? RELAY_END_WORKER_DIED
+			: (enum relay_end)r->half_end,
+		    0);
+	else if (r->down.done && r->svc->stopping)
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 }
 
 /*
@@ -511,7 +575,7 @@ relay_finished(struct relay *r)
 {
 	if ((r->state == RELAY_OPEN && r->down.done) ||
 	    r->state == RELAY_HANDSHAKE)
-		relay_close(r, "shutting down");
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 }
 
 /*
@@ -547,7 +611,7 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 			relay_replied(r);
 		w = relay_send(r, dst, scratch, n);
 		if (w > 0)
-			h->total += w;
+			relay_count(r, h, w);
 		if (w > 0 && h == &r->up)
 			relay_sent(r);
 		if (w == n)
@@ -556,7 +620,9 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 			if (errno != EAGAIN && errno != EINTR) {
 				/* The destination will take nothing more. */
 				shutdown(src, SHUT_RD);
-				relay_half_done(r, h);
+				relay_half_done(r, h,
+				    h == &r->up ? RELAY_END_WORKER
+						: RELAY_END_CLIENT);
 				return;
 			}
 			w = 0;
@@ -574,11 +640,16 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		 */
 		if (!(h == &r->up ? r->down.done : r->up.done))
 			relay_shut_wr(r, dst);
-		relay_half_done(r, h);
+		relay_half_done(
+		    r, h, h == &r->up ? RELAY_END_CLIENT : RELAY_END_WORKER);
 		return;
 	}
 	if (errno != EAGAIN && errno != EINTR)
-		relay_close(r, strerror(errno));
+		relay_close(r,
+		    h == &r->down && relay_worker_died(r)
+			? RELAY_END_WORKER_DIED
+			: RELAY_END_ERROR,
+		    errno);
 }
 
 /* Send pending bytes to dst. */
@@ -590,11 +661,12 @@ relay_flush(struct relay *r, struct relay_half *h, int dst)
 	w = relay_send(r, dst, h->buf + h->off, h->len - h->off);
 	if (w == -1) {
 		if (errno != EAGAIN && errno != EINTR)
-			relay_half_done(r, h);
+			relay_half_done(r, h,
+			    h == &r->up ? RELAY_END_WORKER : RELAY_END_CLIENT);
 		return;
 	}
 	r->last_active = relay_now();
-	h->total += w;
+	relay_count(r, h, w);
 	if (h == &r->up)
 		relay_sent(r);
 	h->off += w;
@@ -612,7 +684,7 @@ relay_idle(struct relay *r, short events)
 		return (0);
 	if (relay_now() - r->last_active < r->svc->conf->idle_timeout)
 		return (0);
-	relay_close(r, "idle timeout");
+	relay_close(r, RELAY_END_IDLE, 0);
 	return (1);
 }
 
@@ -737,37 +809,48 @@ relay_handshake_wait(struct relay *r)
 /* TLS failures: one line per connection, at most 10 a second. */
 static struct control_bucket tls_log = { 0, 0, 10, 20 };
 
-/* Count and log a handshake that failed. */
+/* Count and log a handshake that failed, once. */
 static void
-relay_handshake_failed(struct relay *r, const char *why)
+relay_handshake_failed(struct relay *r, enum relay_end end)
 {
-	char peer[ADDRSTRLEN];
+	const char *why = tls_conn_error(r->tls);
+	char        peer[ADDRSTRLEN];
 
+	if (end == RELAY_END_TLS_TIMEOUT)
+		why = "handshake timeout";
 	if (control_log_take(&tls_log, relay_now(), 0))
 		log_info("service %s: client %s: TLS handshake: %s",
-		    r->svc->conf->name, relay_peer(r, peer, sizeof peer), why);
-	relay_close(r, why);
+		    r->svc->conf->name, relay_peer(r, peer, sizeof peer),
+		    why != NULL ? why : "failed");
+	relay_close(r, end, 0);
 }
 
 static void
 relay_handshake_step(struct relay *r)
 {
-	const char *why;
-
 	switch (tls_conn_handshake(r->tls)) {
 	case TLS_HANDSHAKE_DONE:
 		event_del(&r->cev);
 		evtimer_assign(&r->cev, sn_base, relay_timeout, r);
 		r->state = RELAY_QUEUED;
-		r->queued = r->since = relay_now();
+		r->queued = r->since = r->wait_since = relay_now();
 		service_dispatch(r->svc, r);
 		return;
 	case TLS_HANDSHAKE_WANT:
 		relay_handshake_wait(r);
 		return;
 	}
-	why = tls_conn_error(r->tls);
-	relay_handshake_failed(r, why != NULL ? why : "failed");
+	switch (tls_conn_failure(r->tls)) {
+	case TLS_FAILURE_PLAINTEXT:
+		relay_handshake_failed(r, RELAY_END_TLS_PLAINTEXT);
+		break;
+	case TLS_FAILURE_ABORTED:
+		relay_handshake_failed(r, RELAY_END_TLS_ABORTED);
+		break;
+	default:
+		relay_handshake_failed(r, RELAY_END_TLS_FAILED);
+		break;
+	}
 }
 
 static void
@@ -777,7 +860,7 @@ relay_handshake_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	if (events & EV_TIMEOUT) {
-		relay_handshake_failed(r, "handshake timeout");
+		relay_handshake_failed(r, RELAY_END_TLS_TIMEOUT);
 		return;
 	}
 	relay_handshake_step(r);
@@ -796,7 +879,7 @@ relay_handshake(struct relay *r)
 		return (0);
 	r->state = RELAY_HANDSHAKE;
 	if ((r->tls = tls_conn_new(t->tls, r->cfd)) == NULL) {
-		relay_close(r, "cannot start TLS");
+		relay_close(r, RELAY_END_ERROR, ENOMEM);
 		return (1);
 	}
 	relay_handshake_step(r);

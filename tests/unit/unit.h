@@ -10,6 +10,8 @@ Suite *pick_suite(void);
 Suite *proto_suite(void);
 Suite *control_suite(void);
 Suite *sockdir_suite(void);
+Suite *status_suite(void);
+Suite *counters_suite(void);
 Suite *tls_suite(void);
 
 #endif
