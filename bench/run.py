@@ -43,7 +43,7 @@ LABEL = {"socketnautd": "socketnautd", "haproxy": "HAProxy",
          "socketnautd-b": "socketnautd + --sn-global"}
 AB_SYSTEMS = ["socketnautd", "socketnautd-b"]
 BULK_SIZE = 1 << 20
-ALL_SCEN = ["ka", "close", "bulk", "idle", "burst", "burst-node"]
+ALL_SCEN = ["ka", "close", "bulk", "idle", "burst", "burst-node", "tls"]
 # burst-node is opt-in (--only burst-node): it starts 5 systems a round, two
 # of them with 100 Node processes each, about 3 minutes a round on 2 cores
 DEFAULT_SCEN = ["ka", "close", "bulk", "idle", "burst"]
@@ -604,12 +604,13 @@ stream {{
 # --------------------------------------------------------------------------
 # load generators
 
-def run_wrk(args, port, path, conns, secs, extra=(), latency=False):
+def run_wrk(args, port, path, conns, secs, extra=(), latency=False,
+            scheme="http"):
     argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "-s", SUMMARY_LUA]
     if latency:
         argv.append("--latency")
     argv += list(extra)
-    argv.append("http://127.0.0.1:%d%s" % (port, path))
+    argv.append("%s://127.0.0.1:%d%s" % (scheme, port, path))
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, start_new_session=True)
     try:
@@ -1587,7 +1588,15 @@ def main():
                     help="second fixed pool, measured once (0: skip)")
     ap.add_argument("--only", default="",
                     help="comma list of scenarios: ka,close,bulk,idle,burst,"
-                    "burst-node (default: all but burst-node)")
+                    "burst-node, tls (default: all but burst-node and tls; "
+                    "tls runs alone: bench/tlsbench.py)")
+    ap.add_argument("--tls-certs", default="ecdsa,rsa",
+                    help="tls: certificate kinds, ecdsa (P-256) and/or rsa "
+                    "(2048)")
+    ap.add_argument("--tls-clients", type=int, default=2,
+                    help="tls: openssl s_time processes at once")
+    ap.add_argument("--tls-idle", type=int, default=500,
+                    help="tls: idle TLS connections for the memory figure")
     ap.add_argument("--node-min", type=int, default=10,
                     help="burst-node: socketnautd min_workers (default 10)")
     ap.add_argument("--node-max", type=int, default=100,
@@ -1625,7 +1634,8 @@ def main():
                          ("burst_ref_pool", 1, 1000),
                          ("burst_ref_small_pool", 0, 1000),
                          ("node_min", 0, 1000), ("node_max", 1, 1000),
-                         ("ref_bufsize", 0, 1 << 24)):
+                         ("ref_bufsize", 0, 1 << 24), ("tls_clients", 1, 64),
+                         ("tls_idle", 1, 20000)):
         if not lo <= getattr(args, name) <= hi:
             ap.error("--%s: %d..%d" % (name.replace("_", "-"), lo, hi))
     if args.node_min > args.node_max:
@@ -1644,6 +1654,8 @@ def main():
         ap.error("--only: unknown %s (known: %s)" % (
             ",".join(sorted(unknown)), ",".join(ALL_SCEN)))
     args.scen = scen
+    if "tls" in scen and scen != {"tls"}:
+        ap.error("--only tls: runs alone")
     if args.sn_global and scen - {"ka", "close", "bulk"}:
         ap.error("--sn-global: only with --only ka, close and/or bulk")
     if args.results is None:
@@ -1686,6 +1698,10 @@ def main():
         nres.setdefault(key, {}).setdefault(target, []).append(value)
 
     try:
+        if scen == {"tls"}:
+            import tlsbench
+            tlsbench.run(bench, args, sys.modules[__name__])
+            return
         for rnd in range(args.rounds if not args.sn_global else 0):
             order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
             load.append(loadavg())
