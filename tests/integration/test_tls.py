@@ -365,7 +365,11 @@ class TLSTest(harness.DaemonTest):
         print("memory per idle TLS connection: %.0f bytes (RSS %d -> %d kB)"
               % (per_conn, before, after))
         # Buffers released when idle (SSL_MODE_RELEASE_BUFFERS): far below 2 x 16 KiB.
-        self.assertLess(per_conn, 24 * 1024)
+        # AddressSanitizer's redzones and quarantine make the figure meaningless there.
+        with open(harness.DAEMON, "rb") as f:
+            sanitized = b"__asan_init" in f.read()
+        if not sanitized:
+            self.assertLess(per_conn, 24 * 1024)
 
 
 @unittest.skipUnless(OPENSSL and CURL, "openssl or curl not installed")
