@@ -308,8 +308,10 @@ class TLSTest(harness.DaemonTest):
         self.assertGreater(len(set(serials)), 1)
 
     def test_plaintext_slow_and_aborted_handshakes_are_closed(self):
+        stats = harness.free_port()
         d = self.start_daemon([harness.hello(tls=self.tls(handshake_timeout=harness.Raw("1s")),
-                                             min_workers=1)])
+                                             min_workers=1)],
+                              global_opts={"stats_listen": "127.0.0.1:%d" % stats})
         ctx = client_context(self.ca)
         # Plaintext HTTP on the TLS port: closed without an answer.
         with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
@@ -342,6 +344,18 @@ class TLSTest(harness.DaemonTest):
         self.assertIn("TLS handshake: handshake timeout", log)
         self.assertIn("TLS handshake: client closed during the handshake", log)
         self.assertTrue(d.alive())
+        # Counted by end reason (/metrics).
+        with harness.Conn(stats) as c:
+            metrics = c.request("GET", "/metrics").text
+
+        def closed(reason):
+            m = re.search(r'^socketnaut_connections_closed_total\{service="web",'
+                          r'reason="%s"\} (\d+)$' % reason, metrics, re.M)
+            return int(m.group(1)) if m else None
+        self.assertEqual(closed("tls_plaintext"), 1)
+        self.assertEqual(closed("tls_handshake_timeout"), 1)
+        self.assertEqual(closed("tls_aborted"), 5)
+        self.assertEqual(closed("tls_handshake_failed"), 0)
 
     def test_memory_per_idle_tls_connection(self):
         d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1,
