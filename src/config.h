@@ -79,6 +79,7 @@ struct sn_config {
 	char                   *log_target;
 	char                   *runtime_dir;
 	long long               shutdown_timeout;
+	long long               drain_delay; /* SIGTERM: 503, then stop */
 	long long               kill_timeout;
 	int                     worker_cgroup; /* auto (1) or off (0) */
 	char                   *access_log;    /* "off", "syslog" or a path */

@@ -83,6 +83,7 @@ void      service_worker_gone(struct service *);
 int       service_move_clients(struct service *, struct worker *);
 void      service_reap(struct service *, struct worker *, int status);
 int       service_stopped(const struct service *);
+const char *service_unavailable(const struct service *);
 long long service_backoff_ms(int failures);
 
 #endif

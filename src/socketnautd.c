@@ -35,6 +35,8 @@ int                daemon_started;
 static struct sn_config   *conf;
 static struct service_head services = TAILQ_HEAD_INITIALIZER(services);
 static int                 stopping;
+static int                 draining; /* drain_delay runs: health says 503 */
+static struct event        drain_ev;
 static int                 ready_sent;
 static int                 debug_flag;
 static struct event        check_ev; /* daemon_check(), deferred */
@@ -68,7 +70,7 @@ daemon_status_changed(void)
 			    svc->conf->name, svc->ready, svc->online,
 			    svc->nconns);
 	}
-	if (stopping)
+	if (stopping || draining)
 		return;
 	sdnotify("STATUS=%s", line);
 	if (ready && !ready_sent) {
@@ -117,6 +119,41 @@ daemon_stop(int now)
 	TAILQ_FOREACH (svc, &services, entry)
 		service_stop(svc, now);
 	daemon_maybe_exit();
+}
+
+/* Load balancers see 503 from now on; the daemon serves as before. */
+int
+daemon_draining(void)
+{
+	return (draining || stopping);
+}
+
+static void
+daemon_drain_over(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	daemon_stop(0);
+}
+
+/*
+ * SIGTERM with drain_delay: keep serving while the health endpoint tells
+ * load balancers to go away, then stop as without it.
+ */
+static void
+daemon_drain(void)
+{
+	struct timeval tv;
+
+	draining = 1;
+	log_notice("draining: health checks fail from now on, shutting down in %lld ms",
+	    conf->drain_delay);
+	sdnotify("STATUS=draining for load balancers, then shutting down");
+	evtimer_assign(&drain_ev, sn_base, daemon_drain_over, NULL);
+	tv.tv_sec = conf->drain_delay / 1000;
+	tv.tv_usec = (conf->drain_delay % 1000) * 1000;
+	evtimer_add(&drain_ev, &tv);
 }
 
 static void
@@ -392,7 +429,14 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
-		daemon_stop(stopping);
+		/* A second signal cuts the drain short, a third the shutdown. */
+		if (!stopping && !draining && conf->drain_delay > 0)
+			daemon_drain();
+		else {
+			if (draining)
+				evtimer_del(&drain_ev);
+			daemon_stop(stopping);
+		}
 		break;
 	case SIGCHLD:
 		daemon_reap();

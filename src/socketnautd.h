@@ -18,5 +18,6 @@ void daemon_status_changed(void);
 void daemon_check(void);
 void daemon_defer_free(void *);
 int  daemon_listens_on(const struct sn_addr *);
+int  daemon_draining(void);
 
 #endif
