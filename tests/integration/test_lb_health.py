@@ -51,7 +51,7 @@ class LoadBalancerHealthTest(harness.DaemonTest):
     def test_service_without_a_ready_worker_is_503_and_fails_the_whole(self):
         d = self.start([harness.hello(name="web"),
                         {"name": "stuck", "command": NEVER_READY, "ready_timeout": "60s"}])
-        d.wait_ready(1)
+        self.wait_health(200, "/health/web")
         r = self.health("/health/stuck")
         self.assertEqual(r.status, 503)
         self.assertEqual(r.body, b"stuck: no ready worker\n")
