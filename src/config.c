@@ -452,6 +452,7 @@ static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 	CFG_STR("user", NULL, CFGF_NODEFAULT),
 	CFG_STR("group", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("shutdown_timeout", 30000, CFGF_NONE, cb_duration),
+	CFG_INT_CB("drain_delay", 0, CFGF_NONE, cb_duration),
 	CFG_INT_CB("kill_timeout", 5000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("worker_cgroup", 1, CFGF_NONE, cb_cgroup),
 	CFG_INT_CB("upgrade_timeout", 60000, CFGF_NONE, cb_duration),
@@ -1145,6 +1146,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 		free(cause);
 	}
 	conf->shutdown_timeout = cfg_getint(root, "shutdown_timeout");
+	conf->drain_delay = cfg_getint(root, "drain_delay");
 	conf->kill_timeout = cfg_getint(root, "kill_timeout");
 	conf->worker_cgroup = (int)cfg_getint(root, "worker_cgroup");
 	conf->upgrade_timeout = cfg_getint(root, "upgrade_timeout");

@@ -90,6 +90,7 @@ struct sn_config {
 	char                   *runtime_dir;
 	char                   *pid_file; /* NULL: none */
 	long long               shutdown_timeout;
+	long long               drain_delay; /* SIGTERM: 503, then stop */
 	long long               kill_timeout;
 	int                     worker_cgroup;   /* auto (1) or off (0) */
 	long long               upgrade_timeout; /* new master ready within */

@@ -920,6 +920,25 @@ service_relay_done(struct service *svc)
 	service_update_accepting(svc);
 }
 
+/*
+ * What a load balancer's health check learns: the service takes clients
+ * and has a worker in rotation (of any generation: during a reload the
+ * previous one serves until the new one is ready).
+ */
+const char *
+service_unavailable(const struct service *svc)
+{
+	struct worker *w;
+
+	if (svc->stopping || svc->removed)
+		return ("stopping");
+	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (w->state == WORKER_READY)
+			return (NULL);
+	}
+	return ("no ready worker");
+}
+
 /* Stopped: no worker process and no connection left. */
 int
 service_stopped(const struct service *svc)

@@ -79,20 +79,21 @@ void        service_free(struct service *);
 struct pick service_pick(const struct service *, const struct relay *);
 void
 service_accepted(struct listener *, int fd, const struct sockaddr *, socklen_t);
-void      service_dispatch(struct service *, struct relay *);
-void      service_connect_failed(struct relay *, int error);
-void      service_relay_done(struct service *);
-void      service_queue_timeout(struct service *);
-void      service_slot_freed(struct service *);
-void      service_fd_exhausted(struct service *);
-void      service_worker_ready(struct service *, struct worker *);
-void      service_worker_gone(struct service *);
-int       service_move_clients(struct service *, struct worker *);
-void      service_reap(struct service *, struct worker *, int status);
-int       service_stopped(const struct service *);
-long long service_backoff_ms(int failures);
-int       service_scale(struct service *, int min, int max, char **cause);
-void      service_restart(struct service *);
-int       service_drain_worker(struct service *, pid_t, char **cause);
+void        service_dispatch(struct service *, struct relay *);
+void        service_connect_failed(struct relay *, int error);
+void        service_relay_done(struct service *);
+void        service_queue_timeout(struct service *);
+void        service_slot_freed(struct service *);
+void        service_fd_exhausted(struct service *);
+void        service_worker_ready(struct service *, struct worker *);
+void        service_worker_gone(struct service *);
+int         service_move_clients(struct service *, struct worker *);
+void        service_reap(struct service *, struct worker *, int status);
+int         service_stopped(const struct service *);
+const char *service_unavailable(const struct service *);
+long long   service_backoff_ms(int failures);
+int         service_scale(struct service *, int min, int max, char **cause);
+void        service_restart(struct service *);
+int         service_drain_worker(struct service *, pid_t, char **cause);
 
 #endif

@@ -40,6 +40,8 @@ int                daemon_started;
 static struct sn_config   *conf;
 static struct service_head services = TAILQ_HEAD_INITIALIZER(services);
 static int                 stopping;
+static int                 draining; /* drain_delay runs: health says 503 */
+static struct event        drain_ev;
 static int                 ready_sent;
 static int                 debug_flag;
 static struct event        check_ev; /* daemon_check(), deferred */
@@ -69,13 +71,23 @@ static void __attribute__((noreturn)) usage(int status)
 	exit(status);
 }
 
+/*
+ * The new master of a binary upgrade serves: the admin socket and the
+ * stats listener are its own from now on (the old one still has them
+ * until it hands over: the admin socket is renamed over, the stats port
+ * shared with SO_REUSEPORT until the old one closes its own).
+ */
 static void
-daemon_admin_take_over(void)
+daemon_take_over(void)
 {
 	char *cause;
 
 	if (admin_open(conf, 1, &cause) == -1) {
 		log_warnx("admin_socket: %s", cause);
+		free(cause);
+	}
+	if (stats_start(conf, &services, &cause) == -1) {
+		log_warnx("%s", cause);
 		free(cause);
 	}
 }
@@ -111,7 +123,7 @@ daemon_status_changed(void)
 			    svc->nconns);
 	}
 	admin_changed();
-	if (stopping)
+	if (stopping || draining)
 		return;
 	sdnotify("STATUS=%s", line);
 	if (ready && !ready_sent) {
@@ -120,7 +132,7 @@ daemon_status_changed(void)
 		if (upgrade_child()) {
 			upgrade_ready();
 			daemon_pidfile();
-			daemon_admin_take_over();
+			daemon_take_over();
 			TAILQ_FOREACH (svc, &services, entry)
 				service_update_accepting(svc);
 		} else
@@ -183,14 +195,68 @@ daemon_handover(pid_t new_master)
 	stopping = 1;
 	TAILQ_FOREACH (svc, &services, entry)
 		service_handover(svc);
+	stats_stop();
 	daemon_maybe_exit();
+}
+
+/* Load balancers see 503 from now on; the daemon serves as before. */
+int
+daemon_draining(void)
+{
+	return (draining || stopping);
+}
+
+static void
+daemon_drain_over(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	daemon_stop(0);
+}
+
+/*
+ * SIGTERM with drain_delay: keep serving while the health endpoint tells
+ * load balancers to go away, then stop as without it.
+ */
+static void
+daemon_drain(void)
+{
+	struct timeval tv;
+
+	draining = 1;
+	log_notice(
+	    "draining: health checks fail from now on, shutting down in %lld ms",
+	    conf->drain_delay);
+	sdnotify("STATUS=draining for load balancers, then shutting down");
+	evtimer_assign(&drain_ev, sn_base, daemon_drain_over, NULL);
+	tv.tv_sec = conf->drain_delay / 1000;
+	tv.tv_usec = (conf->drain_delay % 1000) * 1000;
+	evtimer_add(&drain_ev, &tv);
+}
+
+/*
+ * SIGTERM, SIGINT or socketnautctl stop: with drain_delay, drain for load
+ * balancers first; a second one cuts the drain short, a third the
+ * shutdown's wait for connections.
+ */
+static void
+daemon_terminate(void)
+{
+	if (!stopping && !draining && conf->drain_delay > 0)
+		daemon_drain();
+	else {
+		if (draining)
+			evtimer_del(&drain_ev);
+		daemon_stop(stopping);
+	}
 }
 
 /* socketnautctl stop: as SIGTERM. */
 void
 daemon_shutdown(void)
 {
-	daemon_stop(stopping);
+	daemon_terminate();
 }
 
 static void
@@ -499,7 +565,7 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 	case SIGTERM:
 	case SIGINT:
 		upgrade_abort();
-		daemon_stop(stopping);
+		daemon_terminate();
 		break;
 	case SIGCHLD:
 		daemon_reap();
@@ -657,7 +723,7 @@ main(int argc, char **argv)
 		    &sigev[i], sn_base, sigs[i], daemon_signal, NULL);
 		evsignal_add(&sigev[i], NULL);
 	}
-	if (stats_start(conf, &services, &cause) == -1) {
+	if (!upgrade_child() && stats_start(conf, &services, &cause) == -1) {
 		log_errorx("%s", cause);
 		return (1);
 	}

@@ -18,6 +18,7 @@ void daemon_status_changed(void);
 void daemon_check(void);
 void daemon_defer_free(void *);
 int  daemon_listens_on(const struct sn_addr *);
+int  daemon_draining(void);
 
 /* For the admin socket (admin.c). */
 struct service;

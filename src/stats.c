@@ -552,6 +552,49 @@ stats_status(struct evhttp_request *req, int json)
 	evbuffer_free(b);
 }
 
+/*
+ * /health and /health/SERVICE for load balancers: 200 while the service
+ * (every service, for /health) has a ready worker, 503 when it has none,
+ * stops, or the daemon drains (drain_delay), 404 for an unknown service.
+ */
+static void
+stats_health(struct evhttp_request *req, const char *name)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct service  *svc;
+	const char      *why;
+	int              code = HTTP_OK, found = 0;
+
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	if (daemon_draining()) {
+		code = HTTP_SERVUNAVAIL;
+		evbuffer_add_printf(b, "draining\n");
+	}
+	TAILQ_FOREACH (svc, st.services, entry) {
+		if (svc->removed ||
+		    (name != NULL && strcmp(name, svc->conf->name) != 0))
+			continue;
+		found = 1;
+		if ((why = service_unavailable(svc)) != NULL)
+			code = HTTP_SERVUNAVAIL;
+		evbuffer_add_printf(
+		    b, "%s: %s\n", svc->conf->name, why != NULL ? why : "ok");
+	}
+	if (name != NULL && !found) {
+		evbuffer_free(b);
+		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	evhttp_send_reply(
+	    req, code, code == HTTP_OK ? "OK" : "Service Unavailable", b);
+	evbuffer_free(b);
+}
+
 static void
 stats_request(struct evhttp_request *req, void *arg)
 {
@@ -565,6 +608,10 @@ stats_request(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
 	else if (strcmp(path, "/metrics") == 0)
 		stats_metrics(req);
+	else if (strcmp(path, "/health") == 0)
+		stats_health(req, NULL);
+	else if (strncmp(path, "/health/", 8) == 0)
+		stats_health(req, path + 8);
 	else if (strcmp(path, "/status.json") == 0)
 		stats_status(req, 1);
 	else if (strcmp(path, "/status") == 0)
@@ -583,6 +630,8 @@ stats_socket(const struct sn_addr *a, char **cause)
 	if (fd == -1)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* The new master of a binary upgrade binds it before we close it. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1 ||
 	    listen(fd, STATS_BACKLOG) == -1)
 		goto fail;
