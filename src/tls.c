@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -877,10 +878,54 @@ tls_conn_info(const struct tls_conn *c, struct tls_info *info)
 	info->verified = SSL_get_verify_result(c->ssl) == X509_V_OK;
 	if ((b = BIO_new(BIO_s_mem())) == NULL)
 		return;
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName,
+		info->cn, sizeof info->cn) < 0)
+		info->cn[0] = '\0';
+	tls_copy(info->cn, sizeof info->cn, info->cn, strlen(info->cn));
 	if (X509_NAME_print_ex(b, X509_get_subject_name(x), 0,
 		XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0 &&
 	    (n = BIO_get_mem_data(b, &p)) > 0)
 		tls_copy(info->subject, sizeof info->subject, p, (size_t)n);
 	BIO_free(b);
 	ERR_clear_error();
+}
+
+/* One sub-TLV: type, 16-bit length, value; 0 when it does not fit. */
+static size_t
+tls_tlv(unsigned char *out, size_t room, uint8_t type, const char *value)
+{
+	size_t n = strlen(value);
+
+	if (n == 0 || room < 3 + n)
+		return (0);
+	out[0] = type;
+	out[1] = (unsigned char)(n >> 8);
+	out[2] = (unsigned char)n;
+	memcpy(out + 3, value, n);
+	return (3 + n);
+}
+
+/*
+ * The value of a PROXY v2 PP2_TYPE_SSL TLV: client flags (SSL, and a
+ * certificate on this connection), verify (0: a certificate that passed),
+ * then the version, cipher and client CN sub-TLVs.  Its length, or 0 when
+ * out is too small for the fixed part.
+ */
+size_t
+tls_proxy_ssl(const struct tls_info *info, unsigned char *out, size_t len)
+{
+	size_t   n = 5;
+	uint32_t verify = info->verified ? 0 : 1;
+
+	if (len < n)
+		return (0);
+	out[0] = 0x01 | (info->subject[0] != '\0' ? 0x02 : 0);
+	out[1] = (unsigned char)(verify >> 24);
+	out[2] = (unsigned char)(verify >> 16);
+	out[3] = (unsigned char)(verify >> 8);
+	out[4] = (unsigned char)verify;
+	n += tls_tlv(out + n, len - n, 0x21, info->version);
+	n += tls_tlv(out + n, len - n, 0x23, info->cipher);
+	n += tls_tlv(out + n, len - n, 0x22, info->cn);
+	return (n);
 }

@@ -45,6 +45,7 @@ struct tls_info {
 	char sni[256];     /* "": none sent */
 	char alpn[256];    /* "": none chosen */
 	char subject[512]; /* RFC 2253; "": no client certificate */
+	char cn[128];      /* its common name */
 	int  verified;     /* a client certificate passed verification */
 };
 
@@ -73,6 +74,7 @@ short            tls_conn_want(const struct tls_conn *);
 enum tls_failure tls_conn_failure(const struct tls_conn *);
 const char      *tls_conn_error(const struct tls_conn *);
 void             tls_conn_info(const struct tls_conn *, struct tls_info *);
+size_t tls_proxy_ssl(const struct tls_info *, unsigned char *out, size_t len);
 
 /* tls_conn_handshake() results. */
 #define TLS_HANDSHAKE_DONE 0

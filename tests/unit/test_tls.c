@@ -558,6 +558,37 @@ START_TEST(plaintext_on_a_tls_socket_is_recognised)
 }
 END_TEST
 
+/* PROXY v2 PP2_TYPE_SSL value: flags, verify, then sub-TLVs. */
+START_TEST(proxy_ssl_tlv_has_the_specification_layout)
+{
+	struct tls_info     info;
+	unsigned char       out[256];
+	const unsigned char want[] = { 0x03, 0, 0, 0, 0, 0x21, 0, 7, 'T', 'L',
+		'S', 'v', '1', '.', '3', 0x23, 0, 1, 'X', 0x22, 0, 5, 'a', 'l',
+		'i', 'c', 'e' };
+	size_t              n;
+
+	memset(&info, 0, sizeof info);
+	snprintf(info.version, sizeof info.version, "TLSv1.3");
+	snprintf(info.cipher, sizeof info.cipher, "X");
+	snprintf(info.subject, sizeof info.subject, "CN=alice");
+	snprintf(info.cn, sizeof info.cn, "alice");
+	info.verified = 1;
+	n = tls_proxy_ssl(&info, out, sizeof out);
+	ck_assert_uint_eq(n, sizeof want);
+	ck_assert_mem_eq(out, want, n);
+	/* No certificate: flags 0x01, verify nonzero, no CN; no room: 0. */
+	info.subject[0] = info.cn[0] = '\0';
+	info.verified = 0;
+	n = tls_proxy_ssl(&info, out, sizeof out);
+	ck_assert_uint_eq(n, 5 + 10 + 4);
+	ck_assert_int_eq(out[0], 0x01);
+	ck_assert_int_eq(out[4], 1);
+	ck_assert_uint_eq(tls_proxy_ssl(&info, out, 4), 0);
+	ck_assert_uint_eq(tls_proxy_ssl(&info, out, 12), 5);
+}
+END_TEST
+
 /* The tls section through config_load: each error on its own line. */
 static char *
 load_conf(const char *body, struct sn_config **out)
@@ -666,6 +697,7 @@ tls_suite(void)
 	    tc, client_certificates_required_optional_and_their_subject);
 	tcase_add_test(tc, plaintext_on_a_tls_socket_is_recognised);
 	tcase_add_test(tc, tls_section_errors_name_their_lines);
+	tcase_add_test(tc, proxy_ssl_tlv_has_the_specification_layout);
 	suite_add_tcase(s, tc);
 	return (s);
 }
