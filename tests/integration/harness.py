@@ -269,6 +269,8 @@ def daemon_env(extra=None):
                  "RUNTIME_DIRECTORY", "SOCKETNAUT_SOCKET", "SOCKETNAUT_SERVICE",
                  "SOCKETNAUT_WORKER", "PORT"):
         env.pop(name, None)
+    # socketnaut-hello's routes that stall, crash or read a worker
+    env["HELLO_TEST_ROUTES"] = "1"
     env.update(extra or {})
     return env
 

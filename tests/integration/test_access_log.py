@@ -3,6 +3,7 @@ each produced by a real client and a real worker; reopened on SIGUSR1 after a re
 
 import datetime
 import os
+import re
 import signal
 import socket
 import struct
@@ -323,8 +324,13 @@ class AccessLogTest(harness.DaemonTest):
         d = self.start_daemon([harness.hello(worker_count=1)],
                               {"access_log": self.path("missing", "access.log")}, wait=False)
         self.assertEqual(d.proc.wait(20), 1)
-        self.assertIn("access_log: %s: No such file or directory"
-                      % self.path("missing", "access.log"), d.log())
+        # found by the configuration check (as -t finds it), with its line
+        self.assertRegex(d.log(), r"socketnaut\.conf:\d+: access_log: cannot create %s: "
+                         r"No such file or directory" % re.escape(self.path("missing",
+                                                                              "access.log")))
+        rc, _, err = harness.run_check(d.config_path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("access_log: cannot create", err)
 
     def test_bad_access_log_value_names_its_line(self):
         path = self.write_file("t.conf", 'runtime_dir = "%s"\naccess_log = "relative.log"\n'
