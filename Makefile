@@ -30,7 +30,8 @@ BUILD		?= build
 endif
 
 DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/health.c src/keeper.c \
-		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
+		  src/listener.c src/log.c src/proto.c src/proxy.c src/relay.c \
+		  src/sdnotify.c \
 		  src/service.c src/sockdir.c src/util.c src/worker.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)

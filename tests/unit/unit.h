@@ -10,5 +10,6 @@ Suite *pick_suite(void);
 Suite *proto_suite(void);
 Suite *control_suite(void);
 Suite *sockdir_suite(void);
+Suite *proxy_suite(void);
 
 #endif
