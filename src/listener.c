@@ -146,7 +146,7 @@ listener_accept(evutil_socket_t fd, short events, void *arg)
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd != -1) {
 			service_accepted(
-			    l->svc, cfd, (struct sockaddr *)&ss, len);
+			    l->svc, cfd, (struct sockaddr *)&ss, len, NULL);
 			continue;
 		}
 		switch (errno) {

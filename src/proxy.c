@@ -9,12 +9,13 @@
 #include <netinet/in.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proxy.h"
 
-static const uint8_t proxy_sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-	0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+static const uint8_t proxy_sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a,
+	0x51, 0x55, 0x49, 0x54, 0x0a };
 
 #define PROXY_V2_VERSION 0x20
 #define PROXY_CMD_LOCAL  0x00
@@ -106,8 +107,8 @@ proxy_pair(const struct sockaddr *src, const struct sockaddr *dst,
 }
 
 static ssize_t
-proxy_encode_v1(char *out, size_t outlen, int af,
-    const union proxy_sockaddr *s, const union proxy_sockaddr *d)
+proxy_encode_v1(char *out, size_t outlen, int af, const union proxy_sockaddr *s,
+    const union proxy_sockaddr *d)
 {
 	char sh[INET6_ADDRSTRLEN], dh[INET6_ADDRSTRLEN];
 	int  n;
@@ -139,7 +140,8 @@ proxy_encode_v2(uint8_t *out, size_t outlen, int af,
 	if (outlen < PROXY_V2_HDR + PROXY_LEN_INET6)
 		return (-1);
 	memcpy(out, proxy_sig, sizeof proxy_sig);
-	out[12] = PROXY_V2_VERSION | (local ? PROXY_CMD_LOCAL : PROXY_CMD_PROXY);
+	out[12] =
+	    PROXY_V2_VERSION | (local ? PROXY_CMD_LOCAL : PROXY_CMD_PROXY);
 	if (af == AF_INET) {
 		out[13] = PROXY_TCP4;
 		memcpy(out + len, &s->sin.sin_addr, 4);
@@ -234,7 +236,8 @@ proxy_v1_addr(int af, const char *p, size_t n, union proxy_sockaddr *a)
 	a->sa.sa_family = af;
 	/* glibc's inet_pton refuses leading zeros in IPv4, as the spec does. */
 	if (af == AF_INET)
-		return (inet_pton(AF_INET, tmp, &a->sin.sin_addr) == 1 ? 0 : -1);
+		return (
+		    inet_pton(AF_INET, tmp, &a->sin.sin_addr) == 1 ? 0 : -1);
 	return (inet_pton(AF_INET6, tmp, &a->sin6.sin6_addr) == 1 ? 0 : -1);
 }
 
@@ -254,8 +257,8 @@ proxy_v1_field(const char **p, const char *end, size_t *n)
 
 /* "PROXY TCP4|TCP6 src dst sport dport" or "PROXY UNKNOWN ..." (no CRLF). */
 static int
-proxy_v1_line(const char *p, const char *end, struct proxy_hdr *h,
-    const char **cause)
+proxy_v1_line(
+    const char *p, const char *end, struct proxy_hdr *h, const char **cause)
 {
 	const char *f[4];
 	size_t      n[4];
@@ -267,8 +270,9 @@ proxy_v1_line(const char *p, const char *end, struct proxy_hdr *h,
 		h->local = 1;
 		return (0);
 	}
-	if (end - p < 11 || (memcmp(p, "PROXY TCP4 ", 11) != 0 &&
-				memcmp(p, "PROXY TCP6 ", 11) != 0)) {
+	if (end - p < 11 ||
+	    (memcmp(p, "PROXY TCP4 ", 11) != 0 &&
+		memcmp(p, "PROXY TCP6 ", 11) != 0)) {
 		*cause = "v1: unknown protocol";
 		return (-1);
 	}
@@ -338,8 +342,8 @@ proxy_parse_v1(
 
 /* The TLVs after a v2 address block: each must fit; we keep the unique id. */
 static int
-proxy_v2_tlvs(const uint8_t *p, size_t len, struct proxy_hdr *h,
-    const char **cause)
+proxy_v2_tlvs(
+    const uint8_t *p, size_t len, struct proxy_hdr *h, const char **cause)
 {
 	size_t vlen;
 
@@ -369,8 +373,8 @@ proxy_v2_tlvs(const uint8_t *p, size_t len, struct proxy_hdr *h,
 
 /* The address block of a v2 PROXY command, by family byte. */
 static int
-proxy_v2_addrs(uint8_t fam, const uint8_t *p, size_t len,
-    struct proxy_hdr *h, size_t *used, const char **cause)
+proxy_v2_addrs(uint8_t fam, const uint8_t *p, size_t len, struct proxy_hdr *h,
+    size_t *used, const char **cause)
 {
 	*used = 0;
 	switch (fam >> 4) {
@@ -487,4 +491,82 @@ proxy_parse(const void *buf, size_t len, enum proxy_version accept,
 		return (proxy_parse_v1(buf, len, h, cause));
 	*cause = "not a PROXY protocol header";
 	return (-1);
+}
+
+/*
+ * "10.0.0.0/8", "::1/128", or an address alone (every bit).  Bits beyond
+ * the prefix must be zero, so "10.0.0.1/8" is refused as a likely typo.
+ */
+int
+proxy_cidr_parse(const char *text, struct proxy_cidr *c)
+{
+	char          host[INET6_ADDRSTRLEN];
+	const char   *slash = strchr(text, '/');
+	size_t        n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+	unsigned long bits;
+	char         *end;
+	int           i, max;
+
+	memset(c, 0, sizeof *c);
+	if (n == 0 || n >= sizeof host)
+		return (-1);
+	memcpy(host, text, n);
+	host[n] = '\0';
+	if (inet_pton(AF_INET, host, c->addr) == 1)
+		c->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, c->addr) == 1)
+		c->family = AF_INET6;
+	else
+		return (-1);
+	max = c->family == AF_INET ? 32 : 128;
+	c->bits = max;
+	if (slash != NULL) {
+		if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
+			return (-1);
+		bits = strtoul(slash + 1, &end, 10);
+		if (*end != '\0' || bits > (unsigned long)max)
+			return (-1);
+		c->bits = (int)bits;
+	}
+	for (i = c->bits; i < max; i++) {
+		if (c->addr[i / 8] & (0x80 >> (i % 8)))
+			return (-1);
+	}
+	return (0);
+}
+
+static int
+proxy_cidr_has(const struct proxy_cidr *c, const uint8_t *a)
+{
+	int full = c->bits / 8, rest = c->bits % 8;
+
+	if (memcmp(c->addr, a, full) != 0)
+		return (0);
+	return (rest == 0 ||
+	    ((c->addr[full] ^ a[full]) & (uint8_t)(0xff00 >> rest)) == 0);
+}
+
+/* Whether sa (IPv4-mapped IPv6 counts as IPv4) is inside one of the n. */
+int
+proxy_cidr_match(
+    const struct proxy_cidr *c, size_t n, const struct sockaddr *sa)
+{
+	union proxy_sockaddr a;
+	const uint8_t       *bytes;
+	size_t               i;
+	int                  af;
+
+	proxy_unmap(sa, &a);
+	af = a.sa.sa_family;
+	if (af == AF_INET)
+		bytes = (const uint8_t *)&a.sin.sin_addr;
+	else if (af == AF_INET6)
+		bytes = a.sin6.sin6_addr.s6_addr;
+	else
+		return (0);
+	for (i = 0; i < n; i++) {
+		if (c[i].family == af && proxy_cidr_has(&c[i], bytes))
+			return (1);
+	}
+	return (0);
 }

@@ -15,12 +15,14 @@
 #include <linux/sockios.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "control.h"
 #include "log.h"
+#include "proxy.h"
 #include "relay.h"
 #include "service.h"
 #include "socketnautd.h"
@@ -73,11 +75,13 @@ relay_timer(struct relay *r, event_callback_fn cb, long long ms)
 
 /* A client was accepted: it waits for dispatch. */
 struct relay *
-relay_new(
-    struct service *svc, int fd, const struct sockaddr *sa, socklen_t salen)
+relay_new(struct service *svc, int fd, const struct sockaddr *sa,
+    socklen_t salen, const struct sockaddr *local)
 {
-	struct relay *r;
-	int           one = 1;
+	static uint64_t serial;
+	struct relay   *r;
+	socklen_t       llen = sizeof r->local;
+	int             one = 1;
 
 	r = xcalloc(1, sizeof *r);
 	r->svc = svc;
@@ -89,6 +93,14 @@ relay_new(
 	if (salen > sizeof r->peer)
 		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
+	r->id = ++serial;
+	if (local != NULL)
+		memcpy(&r->local, local,
+		    local->sa_family == AF_INET6 ? sizeof r->local.sin6
+						 : sizeof r->local.sin);
+	else if (svc->conf->proxy_protocol != PROXY_OFF &&
+	    getsockname(fd, &r->local.sa, &llen) == -1)
+		r->local.sa.sa_family = AF_UNSPEC;
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	evtimer_assign(&r->cev, sn_base, relay_timeout, r);
@@ -326,10 +338,49 @@ relay_update(struct relay *r)
 	}
 }
 
+/*
+ * proxy_protocol: the header goes first on every worker connection, so a
+ * client moved to another worker is announced again to that one.  A new
+ * socket's send buffer is empty, so a short send means a broken one.
+ */
+static int
+relay_proxy_header(struct relay *r)
+{
+	static unsigned  pid;
+	struct proxy_tlv tlv;
+	char             hdr[PROXY_OUT_MAX], id[40];
+	ssize_t          n, w;
+
+	if (r->svc->conf->proxy_protocol == PROXY_OFF)
+		return (0);
+	if (pid == 0)
+		pid = (unsigned)getpid();
+	tlv.type = PROXY_TLV_UNIQUE_ID;
+	tlv.len = (uint16_t)snprintf(
+	    id, sizeof id, "%x-%llx", pid, (unsigned long long)r->id);
+	tlv.value = id;
+	n = proxy_encode(hdr, sizeof hdr, r->svc->conf->proxy_protocol,
+	    &r->peer.sa, &r->local.sa, &tlv, 1);
+	if (n == -1) {
+		errno = EINVAL;
+		return (-1);
+	}
+	w = send(r->wfd, hdr, n, MSG_NOSIGNAL);
+	if (w == n)
+		return (0);
+	if (w >= 0)
+		errno = EIO;
+	return (-1);
+}
+
 /* Both sides are connected: start moving bytes. */
 static void
 relay_open(struct relay *r)
 {
+	if (relay_proxy_header(r) == -1) {
+		relay_connect_failed(r, errno);
+		return;
+	}
 	event_del(&r->cev);
 	if (event_initialized(&r->wev))
 		event_del(&r->wev);

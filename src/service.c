@@ -343,10 +343,10 @@ service_update_accepting(struct service *svc)
 
 /* A listener accepted a client: it is ours until it closes. */
 void
-service_accepted(
-    struct service *svc, int fd, const struct sockaddr *sa, socklen_t len)
+service_accepted(struct service *svc, int fd, const struct sockaddr *sa,
+    socklen_t len, const struct sockaddr *local)
 {
-	service_dispatch(svc, relay_new(svc, fd, sa, len));
+	service_dispatch(svc, relay_new(svc, fd, sa, len, local));
 	service_update_accepting(svc);
 }
 

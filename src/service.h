@@ -68,19 +68,19 @@ int         service_start(struct service *, char **cause);
 void        service_stop(struct service *, int now);
 void        service_free(struct service *);
 struct pick service_pick(const struct service *, const struct relay *);
-void
-service_accepted(struct service *, int fd, const struct sockaddr *, socklen_t);
-void      service_dispatch(struct service *, struct relay *);
-void      service_connect_failed(struct relay *, int error);
-void      service_relay_done(struct service *);
-void      service_queue_timeout(struct service *);
-void      service_slot_freed(struct service *);
-void      service_fd_exhausted(struct service *);
-void      service_worker_ready(struct service *, struct worker *);
-void      service_worker_gone(struct service *);
-int       service_move_clients(struct service *, struct worker *);
-void      service_reap(struct service *, struct worker *, int status);
-int       service_stopped(const struct service *);
+void service_accepted(struct service *, int fd, const struct sockaddr *peer,
+    socklen_t, const struct sockaddr *local);
+void service_dispatch(struct service *, struct relay *);
+void service_connect_failed(struct relay *, int error);
+void service_relay_done(struct service *);
+void service_queue_timeout(struct service *);
+void service_slot_freed(struct service *);
+void service_fd_exhausted(struct service *);
+void service_worker_ready(struct service *, struct worker *);
+void service_worker_gone(struct service *);
+int  service_move_clients(struct service *, struct worker *);
+void service_reap(struct service *, struct worker *, int status);
+int  service_stopped(const struct service *);
 long long service_backoff_ms(int failures);
 
 #endif

@@ -40,10 +40,11 @@ parse(const void *b, size_t len, enum proxy_version v, struct proxy_hdr *h,
 
 START_TEST(v1_tcp4_is_the_specification_example)
 {
-	static const char   want[] = "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n";
-	struct sockaddr_in  s, d;
-	char                out[PROXY_OUT_MAX];
-	ssize_t             n;
+	static const char want[] =
+	    "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n";
+	struct sockaddr_in s, d;
+	char               out[PROXY_OUT_MAX];
+	ssize_t            n;
 
 	in4(&s, "192.168.0.1", 56324);
 	in4(&d, "192.168.0.11", 443);
@@ -88,7 +89,7 @@ START_TEST(v1_mapped_ipv4_is_tcp4_and_mixed_is_tcp6)
 	char                out[PROXY_OUT_MAX];
 	ssize_t             n;
 	static const char   w4[] = "PROXY TCP4 127.0.0.2 127.0.0.1 1000 80\r\n";
-	static const char   w6[] = "PROXY TCP6 ::1 ::ffff:127.0.0.1 1000 80\r\n";
+	static const char w6[] = "PROXY TCP6 ::1 ::ffff:127.0.0.1 1000 80\r\n";
 
 	in6(&s, "::ffff:127.0.0.2", 1000);
 	in6(&d, "::ffff:127.0.0.1", 80);
@@ -114,7 +115,8 @@ START_TEST(v2_tcp4_tcp6_local_and_tlv_bytes)
 	static const uint8_t wt[] = SIG "\x21\x11\x00\x14"
 					"\x7f\x00\x00\x02\x7f\x00\x00\x01"
 					"\x03\xe8\x00\x50"
-					"\x05\x00\x05" "ab-01";
+					"\x05\x00\x05"
+					"ab-01";
 	struct proxy_tlv     tlv = { PROXY_TLV_UNIQUE_ID, 5, "ab-01" };
 	struct sockaddr_in   s, d;
 	struct sockaddr_in6  s6, d6;
@@ -187,10 +189,11 @@ END_TEST
 
 START_TEST(v1_parses_with_client_bytes_after_it)
 {
-	static const char b[] = "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\n";
-	struct proxy_hdr  h;
-	const char       *cause;
-	size_t            i;
+	static const char b[] =
+	    "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\n";
+	struct proxy_hdr h;
+	const char      *cause;
+	size_t           i;
 
 	ck_assert_int_eq(parse(b, sizeof b - 1, PROXY_V1, &h, &cause), 47);
 	ck_assert_int_eq(h.src.sa.sa_family, AF_INET);
@@ -200,7 +203,8 @@ START_TEST(v1_parses_with_client_bytes_after_it)
 	/* Every prefix of the line: more bytes needed, never an error. */
 	for (i = 0; i < 47; i++)
 		ck_assert_int_eq(parse(b, i, PROXY_ANY, &h, &cause), 0);
-	ck_assert_int_eq(parse("PROXY UNKNOWN\r\n", 15, PROXY_V1, &h, &cause), 15);
+	ck_assert_int_eq(
+	    parse("PROXY UNKNOWN\r\n", 15, PROXY_V1, &h, &cause), 15);
 	ck_assert_int_eq(h.local, 1);
 	ck_assert_int_eq(parse("PROXY UNKNOWN ffff::1 ::1 1 2\r\nX", 32,
 			     PROXY_ANY, &h, &cause),
@@ -236,8 +240,8 @@ START_TEST(v1_malformed_lines_are_refused)
 	size_t           i;
 
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		ck_assert_msg(parse(bad[i], strlen(bad[i]), PROXY_ANY, &h,
-				  &cause) == -1,
+		ck_assert_msg(
+		    parse(bad[i], strlen(bad[i]), PROXY_ANY, &h, &cause) == -1,
 		    "accepted: %s", bad[i]);
 		ck_assert_ptr_nonnull(cause);
 	}
@@ -269,23 +273,28 @@ START_TEST(v2_parses_local_unspec_unix_and_tlvs)
 {
 	static const uint8_t local[] = SIG "\x20\x11\x00\x0c"
 					   "\x01\x02\x03\x04\x05\x06\x07\x08"
-					   "\x00\x01\x00\x02" "rest";
-	static const uint8_t unspec[] = SIG "\x21\x00\x00\x03" "\x04\x00\x00";
+					   "\x00\x01\x00\x02"
+					   "rest";
+	static const uint8_t unspec[] = SIG "\x21\x00\x00\x03"
+					    "\x04\x00\x00";
 	static const uint8_t tlvs[] = SIG "\x21\x11\x00\x1b"
 					  "\x0a\x00\x00\x01\x0a\x00\x00\x02"
 					  "\x30\x39\x00\x50"
-					  "\x04\x00\x02" "zz"
-					  "\x05\x00\x04" "abcd"
+					  "\x04\x00\x02"
+					  "zz"
+					  "\x05\x00\x04"
+					  "abcd"
 					  "\x20\x00\x00";
-	uint8_t          unix_hdr[16 + 216];
-	struct proxy_hdr h;
-	const char      *cause;
-	size_t           i;
+	uint8_t              unix_hdr[16 + 216];
+	struct proxy_hdr     h;
+	const char          *cause;
+	size_t               i;
 
-	ck_assert_int_eq(parse(local, sizeof local - 1, PROXY_V2, &h, &cause), 28);
+	ck_assert_int_eq(
+	    parse(local, sizeof local - 1, PROXY_V2, &h, &cause), 28);
 	ck_assert_int_eq(h.local, 1);
-	ck_assert_int_eq(parse(unspec, sizeof unspec - 1, PROXY_V2, &h, &cause),
-	    19);
+	ck_assert_int_eq(
+	    parse(unspec, sizeof unspec - 1, PROXY_V2, &h, &cause), 19);
 	ck_assert_int_eq(h.local, 1);
 	ck_assert_int_eq(parse(tlvs, sizeof tlvs - 1, PROXY_ANY, &h, &cause),
 	    sizeof tlvs - 1);
@@ -311,19 +320,28 @@ START_TEST(v2_malformed_headers_are_refused)
 		const char *b;
 		size_t      len;
 	} bad[] = {
-		{ SIG "\x11\x11\x00\x00", 16 },     /* version 1 */
-		{ SIG "\x31\x11\x00\x00", 16 },     /* version 3 */
-		{ SIG "\x22\x11\x00\x0c", 16 },     /* command 2 */
-		{ SIG "\x21\x41\x00\x00", 16 },     /* family 4 */
-		{ SIG "\x21\x13\x00\x00", 16 },     /* protocol 3 */
-		{ SIG "\x21\x11\x00\x08" "\0\0\0\0\0\0\0\0", 24 }, /* short inet */
-		{ SIG "\x21\x21\x00\x0c" "\0\0\0\0\0\0\0\0\0\0\0\0", 28 },
-		{ SIG "\x21\x11\x02\x10", 16 },     /* 528: longer than we take */
+		{ SIG "\x11\x11\x00\x00", 16 }, /* version 1 */
+		{ SIG "\x31\x11\x00\x00", 16 }, /* version 3 */
+		{ SIG "\x22\x11\x00\x0c", 16 }, /* command 2 */
+		{ SIG "\x21\x41\x00\x00", 16 }, /* family 4 */
+		{ SIG "\x21\x13\x00\x00", 16 }, /* protocol 3 */
+		{ SIG "\x21\x11\x00\x08"
+		      "\0\0\0\0\0\0\0\0",
+		    24 }, /* short inet */
+		{ SIG "\x21\x21\x00\x0c"
+		      "\0\0\0\0\0\0\0\0\0\0\0\0",
+		    28 },
+		{ SIG "\x21\x11\x02\x10", 16 }, /* 528: longer than we take */
 		{ SIG "\x21\x11\xff\xff", 16 },
-		{ SIG "\x21\x11\x00\x0e" "\0\0\0\0\0\0\0\0\0\0\0\0\x05\x00", 30 },
-		{ SIG "\x21\x11\x00\x10" "\0\0\0\0\0\0\0\0\0\0\0\0\x05\x00\x02\x01", 32 },
+		{ SIG "\x21\x11\x00\x0e"
+		      "\0\0\0\0\0\0\0\0\0\0\0\0\x05\x00",
+		    30 },
+		{ SIG "\x21\x11\x00\x10"
+		      "\0\0\0\0\0\0\0\0\0\0\0\0\x05\x00\x02\x01",
+		    32 },
 		{ "\r\n\r\n\0\r\nQUIX", 12 },
-		{ "\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c", 15 }, /* partial, bad? no */
+		{ "\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c",
+		    15 }, /* partial, bad? no */
 	};
 	uint8_t          big[16 + 3 + 129];
 	struct proxy_hdr h;
@@ -331,8 +349,8 @@ START_TEST(v2_malformed_headers_are_refused)
 	size_t           i;
 
 	for (i = 0; i + 1 < sizeof bad / sizeof bad[0]; i++)
-		ck_assert_msg(parse(bad[i].b, bad[i].len, PROXY_ANY, &h,
-				  &cause) == -1,
+		ck_assert_msg(
+		    parse(bad[i].b, bad[i].len, PROXY_ANY, &h, &cause) == -1,
 		    "accepted vector %zu", i);
 	/* The last one is a prefix: more bytes needed. */
 	ck_assert_int_eq(parse(bad[i].b, bad[i].len, PROXY_ANY, &h, &cause), 0);
@@ -341,10 +359,10 @@ START_TEST(v2_malformed_headers_are_refused)
 	memcpy(big, SIG "\x21\x00\x00\x84\x05\x00\x81", 19);
 	ck_assert_int_eq(parse(big, sizeof big, PROXY_V2, &h, &cause), -1);
 	/* v2 refused when only v1 is accepted, and the reverse. */
-	ck_assert_int_eq(parse(SIG "\x20\x00\x00\x00", 16, PROXY_V1, &h, &cause),
-	    -1);
-	ck_assert_int_eq(parse("PROXY UNKNOWN\r\n", 15, PROXY_V2, &h, &cause),
-	    -1);
+	ck_assert_int_eq(
+	    parse(SIG "\x20\x00\x00\x00", 16, PROXY_V1, &h, &cause), -1);
+	ck_assert_int_eq(
+	    parse("PROXY UNKNOWN\r\n", 15, PROXY_V2, &h, &cause), -1);
 }
 END_TEST
 
