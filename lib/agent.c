@@ -59,6 +59,8 @@ struct sn_agent {
 	unsigned char          out[AGENT_OUT_MAX];
 };
 
+static int agent_send(struct sn_agent *, uint8_t, const char *, size_t);
+
 static int
 agent_fail(struct sn_agent *a, int error)
 {
@@ -157,6 +159,8 @@ sn_agent_open(void)
 	a->fd = (int)fd;
 	a->next_id = 1;
 	a->next_sync_id = AGENT_SYNC_ID;
+	/* Before the worker listens: its connections get peer-info names. */
+	agent_send(a, SN_MSG_HELLO, NULL, 0);
 	return (a);
 }
 

@@ -183,6 +183,17 @@ peer_key(const char *s, int *ok)
 }
 
 /*
+ * Whether the master names its end of the worker's Unix connections: only
+ * for a worker that has spoken on its control channel (an agent says
+ * hello first), so a plain worker's peer is unnamed, never a made-up name.
+ */
+int
+control_names_peers(const struct worker *w)
+{
+	return (w->control != NULL && w->control->spoke);
+}
+
+/*
  * Before connecting to a Unix worker: name our end "@sn-PID-N" so the
  * worker can tell us which connection it asks about, with no lookup of
  * the name afterwards.
@@ -439,6 +450,12 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 	switch (m->type) {
 	case SN_MSG_READY:
 		control_ready(c, m);
+		break;
+	case SN_MSG_HELLO:
+		if (c->hello++) {
+			control_close(c, "hello sent twice");
+			return (-1);
+		}
 		break;
 	case SN_MSG_PEER_QUERY:
 		control_peer_query(c, m);

@@ -421,7 +421,7 @@ relay_try_connect(struct relay *r)
 		if (w->addr.ss.ss_family != AF_UNIX)
 			setsockopt(
 			    r->wfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		else if (r->svc->conf->control)
+		else if (control_names_peers(w))
 			control_bind(r);
 	}
 	rc = connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len);

@@ -85,6 +85,7 @@ READY = 0x01
 PEER_QUERY = 0x02
 LOG = 0x03
 DRAINED = 0x04
+HELLO = 0x05
 PEER_INFO = 0x81
 DRAIN = 0x82
 
@@ -325,6 +326,8 @@ class ServiceAgent:
         self._sock = sock
         self.fd = fd
         self.enabled = True
+        # Before the worker listens: the master names its connections for peer info.
+        self._send(encode_frame(HELLO))
         self._reader = threading.Thread(target=self._read_loop, name="socketnaut-agent",
                                         daemon=True)
         self._reader.start()

@@ -111,6 +111,28 @@ class ProxyProtocolTest(harness.DaemonTest):
         self.assertNotIn("unhealthy", d.log())
         self.stop_daemon(d)
 
+    def test_plain_gunicorn_sees_an_unnamed_peer_never_a_nul_byte(self):
+        # control is on by default, but gunicorn never speaks on the channel: the master
+        # leaves its end unnamed (only agents, which say hello, get "@sn-PID-N" names).
+        if not os.access(GUNICORN, os.X_OK):
+            self.skipTest("gunicorn is not installed")
+        self.write_file("app/app.py",
+                        "def app(environ, start_response):\n"
+                        "    body = repr(environ['REMOTE_ADDR']).encode()\n"
+                        "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+                        "    return [body]\n")
+        access = self.path("access.log")
+        d = self.start_daemon([{
+            "name": "wsgi", "worker_count": 1, "directory": self.path("app"),
+            "command": GUNICORN + " --bind unix:{socket} --workers 1 --access-logfile " +
+                       access + " app:app"}])
+        harness.wait_until(lambda: harness.port_open(d.port), 20, what="service port")
+        r = harness.http_ok(self, d.port, timeout=20)
+        self.assertEqual(r.text, "''")
+        text = read_when(access, lambda t: "GET /" in t)
+        self.assertNotIn("\0", text)
+        self.stop_daemon(d)
+
     def nginx_worker(self, version):
         if not os.access(NGINX, os.X_OK):
             self.skipTest("nginx is not installed")

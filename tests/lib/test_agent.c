@@ -75,13 +75,16 @@ now_ms(void)
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
-/* Open an agent on one end of a fresh socketpair; the test keeps the other. */
+/*
+ * Open an agent on one end of a fresh socketpair; the test keeps the other,
+ * past the HELLO the agent sends on opening.
+ */
 static struct sn_agent *
 agent_pair(int *mfd)
 {
 	struct sn_agent *a;
 	int              sv[2];
-	char             num[16];
+	char             num[16], hello[8];
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	snprintf(num, sizeof num, "%d", sv[1]);
@@ -89,6 +92,8 @@ agent_pair(int *mfd)
 	a = sn_agent_open();
 	ck_assert_ptr_nonnull(a);
 	ck_assert_int_eq(sn_agent_fd(a), sv[1]);
+	ck_assert_int_eq(recv(sv[0], hello, sizeof hello, MSG_DONTWAIT), 4);
+	ck_assert_mem_eq(hello, "\x01\x05\x00\x00", 4);
 	*mfd = sv[0];
 	return (a);
 }
@@ -608,7 +613,7 @@ struct garbage {
 static const struct garbage garbage[] = {
 	G("version 2", "\x02\x82\x00\x00"),
 	G("length 4097", "\x01\x81\x10\x01"),
-	G("unknown type 0x05", "\x01\x05\x00\x00"),
+	G("unknown type 0x09", "\x01\x09\x00\x00"),
 	G("key without =",
 	    "\x01\x81\x00\x04"
 	    "idx1"),
