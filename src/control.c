@@ -301,8 +301,11 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 	if ((f = open_memstream(&buf, &len)) == NULL)
 		fatal("open_memstream");
 	fprintf(f, "id=%s\n", id);
+	if (r != NULL && r->local.sa.sa_family != AF_UNSPEC)
+		memcpy(&local, &r->local, sizeof r->local);
 	if (r == NULL ||
-	    getsockname(r->cfd, (struct sockaddr *)&local, &llen) == -1)
+	    (r->local.sa.sa_family == AF_UNSPEC &&
+		getsockname(r->cfd, (struct sockaddr *)&local, &llen) == -1))
 		fprintf(f, "status=unknown\n");
 	else {
 		fprintf(f, "status=ok\n");

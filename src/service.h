@@ -46,12 +46,15 @@ struct service {
 	long long               fd_warned; /* ms: EMFILE last logged */
 	long long               queue_warned;   /* ms: queue_timeout logged */
 	unsigned long           queue_timeouts; /* since then */
-	const struct timeval   *idle_tv;        /* libevent common timeout */
-	struct event            check;          /* workers_checking_interval */
-	struct event            watch;          /* stall_timeout */
-	struct event            respawn;
-	struct event            drain; /* the queue, after a slot frees */
-	struct event            shutdown;
+	unsigned long         proxy_refused;  /* accept_proxy: closed clients */
+	unsigned long         proxy_unlogged; /* of them, since the last line */
+	long long             proxy_warned;   /* ms: one logged */
+	const struct timeval *idle_tv;        /* libevent common timeout */
+	struct event          check;          /* workers_checking_interval */
+	struct event          watch;          /* stall_timeout */
+	struct event          respawn;
+	struct event          drain; /* the queue, after a slot frees */
+	struct event          shutdown;
 };
 TAILQ_HEAD(service_head, service);
 
