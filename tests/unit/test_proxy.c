@@ -366,6 +366,48 @@ START_TEST(v2_malformed_headers_are_refused)
 }
 END_TEST
 
+START_TEST(trusted_proxies_parse_and_match)
+{
+	struct proxy_cidr   c[4];
+	struct sockaddr_in  a;
+	struct sockaddr_in6 a6;
+	static const char *bad[] = { "", "10.0.0.0/33", "10.0.0.1/8", "::1/129",
+		"10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x", "example.com",
+		"10.0.0.0/0008", "1.2.3.4/ 8" };
+	size_t             i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(proxy_cidr_parse(bad[i], &c[0]) == -1,
+		    "accepted %s", bad[i]);
+	ck_assert_int_eq(proxy_cidr_parse("10.0.0.0/8", &c[0]), 0);
+	ck_assert_int_eq(proxy_cidr_parse("192.0.2.1", &c[1]), 0);
+	ck_assert_int_eq(proxy_cidr_parse("2001:db8::/33", &c[2]), 0);
+	ck_assert_int_eq(proxy_cidr_parse("::1/128", &c[3]), 0);
+	in4(&a, "10.255.1.2", 1);
+	ck_assert(proxy_cidr_match(c, 4, (struct sockaddr *)&a));
+	in4(&a, "11.0.0.1", 1);
+	ck_assert(!proxy_cidr_match(c, 4, (struct sockaddr *)&a));
+	in4(&a, "192.0.2.1", 1);
+	ck_assert(proxy_cidr_match(c, 4, (struct sockaddr *)&a));
+	in4(&a, "192.0.2.2", 1);
+	ck_assert(!proxy_cidr_match(c, 4, (struct sockaddr *)&a));
+	in6(&a6, "::ffff:10.1.2.3",
+	    1); /* a dual-stack listener's IPv4 client */
+	ck_assert(proxy_cidr_match(c, 4, (struct sockaddr *)&a6));
+	in6(&a6, "2001:db8:7fff::1", 1);
+	ck_assert(proxy_cidr_match(c, 4, (struct sockaddr *)&a6));
+	in6(&a6, "2001:db8:8000::1", 1);
+	ck_assert(!proxy_cidr_match(c, 4, (struct sockaddr *)&a6));
+	in6(&a6, "::1", 1);
+	ck_assert(proxy_cidr_match(c, 4, (struct sockaddr *)&a6));
+	ck_assert(!proxy_cidr_match(c, 3, (struct sockaddr *)&a6));
+	ck_assert(!proxy_cidr_match(c, 0, (struct sockaddr *)&a6));
+	ck_assert_int_eq(proxy_cidr_parse("0.0.0.0/0", &c[0]), 0);
+	in4(&a, "203.0.113.1", 1);
+	ck_assert(proxy_cidr_match(c, 1, (struct sockaddr *)&a));
+}
+END_TEST
+
 Suite *
 proxy_suite(void)
 {
@@ -382,6 +424,7 @@ proxy_suite(void)
 	tcase_add_test(tc, v1_line_limit_is_107_bytes_with_crlf);
 	tcase_add_test(tc, v2_parses_local_unspec_unix_and_tlvs);
 	tcase_add_test(tc, v2_malformed_headers_are_refused);
+	tcase_add_test(tc, trusted_proxies_parse_and_match);
 	suite_add_tcase(s, tc);
 	return (s);
 }
