@@ -202,9 +202,9 @@ listener_pending_done(struct listener_pending *p, const struct proxy_hdr *h)
 	p->fd = -1;
 	listener_pending_free(p);
 	if (h->local) /* LOCAL or UNKNOWN: the balancer's own connection */
-		service_accepted(l->svc, fd, &peer.sa, peerlen, NULL);
+		service_accepted(l->svc, fd, &peer.sa, peerlen);
 	else
-		service_accepted(l->svc, fd, &h->src.sa,
+		service_accepted_as(l->svc, fd, &h->src.sa,
 		    h->src.sa.sa_family == AF_INET ? sizeof h->src.sin
 						   : sizeof h->src.sin6,
 		    &h->dst.sa);
@@ -325,7 +325,7 @@ listener_accept(evutil_socket_t fd, short events, void *arg)
 		}
 		if (cfd != -1) {
 			service_accepted(
-			    l->svc, cfd, (struct sockaddr *)&ss, len, NULL);
+			    l->svc, cfd, (struct sockaddr *)&ss, len);
 			continue;
 		}
 		switch (errno) {

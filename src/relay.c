@@ -61,6 +61,15 @@ relay_peer(const struct relay *r, char *buf, size_t len)
 	return (addr_str(&r->peer.sa, buf, len));
 }
 
+/* A PROXY header named the address the client reached. */
+void
+relay_set_local(struct relay *r, const struct sockaddr *local)
+{
+	memcpy(&r->local, local,
+	    local->sa_family == AF_INET6 ? sizeof r->local.sin6
+					 : sizeof r->local.sin);
+}
+
 /* cev as a plain timer (the client is not read until a worker is connected). */
 static void
 relay_timer(struct relay *r, event_callback_fn cb, long long ms)
@@ -75,12 +84,11 @@ relay_timer(struct relay *r, event_callback_fn cb, long long ms)
 
 /* A client was accepted: it waits for dispatch. */
 struct relay *
-relay_new(struct service *svc, int fd, const struct sockaddr *sa,
-    socklen_t salen, const struct sockaddr *local)
+relay_new(
+    struct service *svc, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	static uint64_t serial;
 	struct relay   *r;
-	socklen_t       llen = sizeof r->local;
 	int             one = 1;
 
 	r = xcalloc(1, sizeof *r);
@@ -94,13 +102,6 @@ relay_new(struct service *svc, int fd, const struct sockaddr *sa,
 		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
 	r->id = ++serial;
-	if (local != NULL)
-		memcpy(&r->local, local,
-		    local->sa_family == AF_INET6 ? sizeof r->local.sin6
-						 : sizeof r->local.sin);
-	else if (svc->conf->proxy_protocol != PROXY_OFF &&
-	    getsockname(fd, &r->local.sa, &llen) == -1)
-		r->local.sa.sa_family = AF_UNSPEC;
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	evtimer_assign(&r->cev, sn_base, relay_timeout, r);
@@ -349,10 +350,14 @@ relay_proxy_header(struct relay *r)
 	static unsigned  pid;
 	struct proxy_tlv tlv;
 	char             hdr[PROXY_OUT_MAX], id[40];
+	socklen_t        len = sizeof r->local;
 	ssize_t          n, w;
 
 	if (r->svc->conf->proxy_protocol == PROXY_OFF)
 		return (0);
+	if (r->local.sa.sa_family == AF_UNSPEC &&
+	    getsockname(r->cfd, &r->local.sa, &len) == -1)
+		r->local.sa.sa_family = AF_UNSPEC;
 	if (pid == 0)
 		pid = (unsigned)getpid();
 	tlv.type = PROXY_TLV_UNIQUE_ID;

@@ -22,7 +22,7 @@ struct relay_half {
 	char    *buf;
 	size_t   off;
 	size_t   len;
-	uint64_t total;    /* bytes delivered to the destination */
+	uint64_t total; /* bytes delivered to the destination */
 	unsigned done : 1; /* FIN passed on, or direction dropped */
 };
 
@@ -74,25 +74,32 @@ struct relay {
 	 */
 	struct event cev;
 	struct event wev;
-	union proxy_sockaddr
-	    peer; /* the client, as a trusted PROXY header tells */
-	union proxy_sockaddr
-		 local; /* the address it reached, with proxy_protocol */
-	uint64_t id;    /* the PROXY v2 unique id's serial */
+	union {
+		struct sockaddr     sa;
+		struct sockaddr_in  sin;
+		struct sockaddr_in6 sin6;
+	} peer; /* the client, or the one a trusted PROXY header names */
+
+	/* The address the client reached (AF_UNSPEC: not looked up yet). */
+	union proxy_sockaddr local;
+	/* A serial, for the PROXY v2 unique id. */
+	uint64_t id;
 };
 TAILQ_HEAD(relay_head, relay);
 
-struct relay *relay_new(struct service *, int fd, const struct sockaddr *peer,
-    socklen_t len, const struct sockaddr *local);
-void          relay_wait(struct relay *);
-void          relay_unwait(struct relay *);
-void          relay_connect(struct relay *);
-void          relay_retry_later(struct relay *);
-int           relay_unread(const struct relay *);
-int           relay_replayable(struct relay *);
-void          relay_rewind(struct relay *);
-void          relay_close(struct relay *, const char *why);
-void          relay_finished(struct relay *);
-const char   *relay_peer(const struct relay *, char *buf, size_t len);
+struct relay *
+relay_new(struct service *, int fd, const struct sockaddr *peer, socklen_t len);
+void        relay_wait(struct relay *);
+void        relay_unwait(struct relay *);
+void        relay_connect(struct relay *);
+void        relay_retry_later(struct relay *);
+int         relay_unread(const struct relay *);
+int         relay_replayable(struct relay *);
+void        relay_rewind(struct relay *);
+void        relay_close(struct relay *, const char *why);
+void        relay_finished(struct relay *);
+const char *relay_peer(const struct relay *, char *buf, size_t len);
+
+void relay_set_local(struct relay *, const struct sockaddr *local);
 
 #endif

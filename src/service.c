@@ -343,10 +343,23 @@ service_update_accepting(struct service *svc)
 
 /* A listener accepted a client: it is ours until it closes. */
 void
-service_accepted(struct service *svc, int fd, const struct sockaddr *sa,
+service_accepted(
+    struct service *svc, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	service_accepted_as(svc, fd, sa, len, NULL);
+}
+
+/* The same, for a client a PROXY header named: local is the address it reached.
+ */
+void
+service_accepted_as(struct service *svc, int fd, const struct sockaddr *sa,
     socklen_t len, const struct sockaddr *local)
 {
-	service_dispatch(svc, relay_new(svc, fd, sa, len, local));
+	struct relay *r = relay_new(svc, fd, sa, len);
+
+	if (local != NULL)
+		relay_set_local(r, local);
+	service_dispatch(svc, r);
 	service_update_accepting(svc);
 }
 

@@ -46,15 +46,17 @@ struct service {
 	long long               fd_warned; /* ms: EMFILE last logged */
 	long long               queue_warned;   /* ms: queue_timeout logged */
 	unsigned long           queue_timeouts; /* since then */
-	unsigned long         proxy_refused;  /* accept_proxy: closed clients */
-	unsigned long         proxy_unlogged; /* of them, since the last line */
-	long long             proxy_warned;   /* ms: one logged */
-	const struct timeval *idle_tv;        /* libevent common timeout */
-	struct event          check;          /* workers_checking_interval */
-	struct event          watch;          /* stall_timeout */
-	struct event          respawn;
-	struct event          drain; /* the queue, after a slot frees */
-	struct event          shutdown;
+	const struct timeval   *idle_tv;        /* libevent common timeout */
+	struct event            check;          /* workers_checking_interval */
+	struct event            watch;          /* stall_timeout */
+	struct event            respawn;
+	struct event            drain; /* the queue, after a slot frees */
+	struct event            shutdown;
+
+	/* accept_proxy: clients closed, of them since the last line, its ms */
+	unsigned long proxy_refused;
+	unsigned long proxy_unlogged;
+	long long     proxy_warned;
 };
 TAILQ_HEAD(service_head, service);
 
@@ -71,19 +73,22 @@ int         service_start(struct service *, char **cause);
 void        service_stop(struct service *, int now);
 void        service_free(struct service *);
 struct pick service_pick(const struct service *, const struct relay *);
-void service_accepted(struct service *, int fd, const struct sockaddr *peer,
-    socklen_t, const struct sockaddr *local);
-void service_dispatch(struct service *, struct relay *);
-void service_connect_failed(struct relay *, int error);
-void service_relay_done(struct service *);
-void service_queue_timeout(struct service *);
-void service_slot_freed(struct service *);
-void service_fd_exhausted(struct service *);
-void service_worker_ready(struct service *, struct worker *);
-void service_worker_gone(struct service *);
-int  service_move_clients(struct service *, struct worker *);
-void service_reap(struct service *, struct worker *, int status);
-int  service_stopped(const struct service *);
+void
+service_accepted(struct service *, int fd, const struct sockaddr *, socklen_t);
+void      service_dispatch(struct service *, struct relay *);
+void      service_connect_failed(struct relay *, int error);
+void      service_relay_done(struct service *);
+void      service_queue_timeout(struct service *);
+void      service_slot_freed(struct service *);
+void      service_fd_exhausted(struct service *);
+void      service_worker_ready(struct service *, struct worker *);
+void      service_worker_gone(struct service *);
+int       service_move_clients(struct service *, struct worker *);
+void      service_reap(struct service *, struct worker *, int status);
+int       service_stopped(const struct service *);
 long long service_backoff_ms(int failures);
+
+void service_accepted_as(struct service *, int fd, const struct sockaddr *peer,
+    socklen_t, const struct sockaddr *local);
 
 #endif

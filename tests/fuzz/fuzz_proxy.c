@@ -23,9 +23,10 @@ fuzz_roundtrip(const struct proxy_hdr *h)
 	int              v;
 
 	/* Mapped IPv4 is sent as TCP4 by design: it cannot come back as is. */
-	if (h->local || (h->src.sa.sa_family == AF_INET6 &&
-			    (IN6_IS_ADDR_V4MAPPED(&h->src.sin6.sin6_addr) ||
-				IN6_IS_ADDR_V4MAPPED(&h->dst.sin6.sin6_addr))))
+	if (h->local ||
+	    (h->src.sa.sa_family == AF_INET6 &&
+		(IN6_IS_ADDR_V4MAPPED(&h->src.sin6.sin6_addr) ||
+		    IN6_IS_ADDR_V4MAPPED(&h->dst.sin6.sin6_addr))))
 		return;
 	for (v = PROXY_V1; v <= PROXY_V2; v++) {
 		n = proxy_encode(
@@ -55,7 +56,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (full > 0)
 			fuzz_roundtrip(&h);
-		/* A shorter peek never says more than the whole: done or wait. */
+		/* A shorter peek never says more than the whole: done or wait.
+		 */
 		for (len = 0; len < size && len < 64; len++) {
 			n = proxy_parse(data, len, v, &h, &cause);
 			if (n > 0 && n != full)
