@@ -206,8 +206,12 @@ def connection_key(obj):
         return str(port) if port not in (None, "") else None
     if hasattr(obj, "getpeername"):                 # a socket
         try:
-            return _key_from_peername(obj.getpeername())
-        except (OSError, ValueError):
+            peer = obj.getpeername()
+            if peer in ("", b"") and obj.family == socket.AF_UNIX:
+                # The master left its end unnamed (we had not said hello yet).
+                return "ino:%d" % os.fstat(obj.fileno()).st_ino
+            return _key_from_peername(peer)
+        except (OSError, ValueError, AttributeError):
             return None
     if hasattr(obj, "get_extra_info"):              # asyncio transport / StreamWriter
         sock = obj.get_extra_info("socket")

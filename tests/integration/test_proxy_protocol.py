@@ -42,6 +42,38 @@ while True:
     c.close()
 """
 
+# Accepts its first client before it creates its agent, then answers every client with its
+# peer-info key and the address the master reports.
+LATE_AGENT_WORKER = r"""
+import os, socket, sys
+sys.path.insert(0, %r)
+import socketnaut_agent
+path = os.environ["SOCKETNAUT_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(64)
+agent = None
+while True:
+    c, _ = s.accept()
+    data = b""
+    while not data.endswith(b"\r\n\r\n") and len(data) < 65536:
+        d = c.recv(65536)
+        if not d:
+            break
+        data += d
+    if not data:
+        c.close()  # the master's readiness test
+        continue
+    if agent is None:
+        agent = socketnaut_agent.ServiceAgent()
+    info = agent.peer_info(c, timeout=5)
+    body = ("%%s %%s:%%d" %% (socketnaut_agent.connection_key(c), info["remote"]["address"],
+                           info["remote"]["port"])).encode()
+    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %%d\r\n\r\n"
+              %% len(body) + body)
+    c.close()
+"""
+
 
 def client_from(src, port, path="/", dst="127.0.0.1", timeout=15):
     """One GET from source address src (bound before connecting): (response, source port)."""
@@ -131,6 +163,22 @@ class ProxyProtocolTest(harness.DaemonTest):
         self.assertEqual(r.text, "''")
         text = read_when(access, lambda t: "GET /" in t)
         self.assertNotIn("\0", text)
+        self.stop_daemon(d)
+
+    def test_agent_that_starts_after_its_first_client_still_gets_its_peer_info(self):
+        # As gunicorn's workers do: the server listens before the app creates its agent.
+        # The first connection is unnamed (no hello yet): the agent asks by its inode.
+        script = self.write_file("late.py", LATE_AGENT_WORKER % os.path.join(
+            harness.ROOT, "agents", "python"))
+        d = self.start_daemon([{"name": "late", "worker_count": 1,
+                                "command": harness.PYTHON + " " + script}])
+        d.wait_ready(1)
+        for src in ("127.0.0.2", "127.0.0.3"):
+            r, sport = client_from(src, d.port)
+            self.assertEqual(r.status, 200, r.body)
+            key, addr = r.text.split()
+            self.assertEqual(addr, "%s:%d" % (src, sport))
+            self.assertTrue(key.startswith("ino:" if src == "127.0.0.2" else "@sn-"), key)
         self.stop_daemon(d)
 
     def nginx_worker(self, version):
