@@ -155,7 +155,7 @@ control_drain(struct control *c)
 		c->drain_sent = 1;
 }
 
-#define CONTROL_INO_SCAN 256 /* unnamed connections one query examines */
+#define CONTROL_INO_SCAN 64 /* unnamed connections one query examines */
 
 /*
  * The relay's key as its worker sees the master's end: the port of a TCP
@@ -237,7 +237,8 @@ control_bind(struct relay *r)
 
 /*
  * The inode of the other end of our Unix socket fd (the worker's, once it
- * accepted), from the kernel's sock_diag; 0 when it cannot tell.
+ * accepted), from the kernel's sock_diag; 0 when it cannot tell.  The
+ * kernel answers within send(), so the reply is read without waiting.
  */
 static uint32_t
 control_peer_inode(int fd)
@@ -252,14 +253,18 @@ control_peer_inode(int fd)
 	} reply;
 	struct unix_diag_msg *dm;
 	struct rtattr        *rta;
+	static int            nl = -1;
 	struct stat           st;
 	ssize_t               n;
 	uint32_t              peer = 0;
-	int                   nl, len;
+	int                   len;
 
 	if (fstat(fd, &st) == -1)
 		return (0);
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl == -1)
+		nl = socket(AF_NETLINK,
+		    SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    NETLINK_SOCK_DIAG);
 	if (nl == -1)
 		return (0);
 	memset(&q, 0, sizeof q);
@@ -271,13 +276,14 @@ control_peer_inode(int fd)
 	q.req.udiag_ino = (uint32_t)st.st_ino;
 	q.req.udiag_show = UDIAG_SHOW_PEER;
 	q.req.udiag_cookie[0] = q.req.udiag_cookie[1] = ~0U;
+	while (recv(nl, &reply, sizeof reply, MSG_DONTWAIT) > 0)
+		; /* a late reply to an earlier query */
 	if (send(nl, &q, sizeof q, 0) != (ssize_t)sizeof q ||
-	    (n = recv(nl, &reply, sizeof reply, 0)) < (ssize_t)NLMSG_LENGTH(sizeof *dm) ||
+	    (n = recv(nl, &reply, sizeof reply, MSG_DONTWAIT)) <
+		(ssize_t)NLMSG_LENGTH(sizeof *dm) ||
 	    !NLMSG_OK(&reply.nlh, (size_t)n) ||
-	    reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY) {
-		close(nl);
+	    reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY)
 		return (0);
-	}
 	dm = NLMSG_DATA(&reply.nlh);
 	len = (int)reply.nlh.nlmsg_len - (int)NLMSG_LENGTH(sizeof *dm);
 	for (rta = (struct rtattr *)(dm + 1); RTA_OK(rta, len);
@@ -286,7 +292,6 @@ control_peer_inode(int fd)
 		    RTA_PAYLOAD(rta) >= sizeof peer)
 			memcpy(&peer, RTA_DATA(rta), sizeof peer);
 	}
-	close(nl);
 	return (peer);
 }
 

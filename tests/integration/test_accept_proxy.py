@@ -79,6 +79,26 @@ class AcceptProxyTest(harness.DaemonTest):
         self.assertTrue(got.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 "), got)
         self.stop_daemon(d)
 
+    def test_ipv6_balancer_and_ipv6_client_in_a_v2_header(self):
+        if not harness.ipv6_available():
+            self.skipTest("no IPv6 loopback")
+        port = harness.free_port(socket.AF_INET6)
+        d = self.start_daemon([self.echo_service(listen=["[::1]:%d" % port],
+                                                 trusted_proxies=["::1/128"])], wait=False)
+        harness.wait_until(lambda: harness.port_open(port, "::1"), 20, what="[::1] port")
+        d.wait_ready(1)
+        src, dst = socket.inet_pton(socket.AF_INET6, "2001:db8::5"), \
+            socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+        body = src + dst + struct.pack("!HH", 40000, 443)
+        hdr = SIG + b"\x21\x21" + struct.pack("!H", len(body)) + body
+        s = socket.create_connection(("::1", port), timeout=15)
+        with harness.Conn(port, sock=s, timeout=15) as c:
+            c.send(hdr + GET)
+            got = bytes.fromhex(c.read_response().text)
+        self.assertTrue(got.startswith(b"PROXY TCP6 2001:db8::5 2001:db8::1 40000 443\r\n"),
+                        got)
+        self.stop_daemon(d)
+
     def test_header_split_over_many_segments_works(self):
         d = self.start_daemon([self.echo_service()])
         d.wait_ready(1)
