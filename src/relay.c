@@ -15,6 +15,7 @@
 #include <linux/sockios.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "proxy.h"
 #include "relay.h"
 #include "service.h"
 #include "socketnautd.h"
@@ -48,6 +50,8 @@ static ssize_t relay_send(struct relay *, int, const void *, size_t);
 static void    relay_shut_wr(struct relay *, int);
 static short   relay_tls_events(struct relay *, int, short);
 static void    relay_tls_close(struct relay *);
+static size_t  relay_tls_tlvs(struct relay *, struct proxy_tlv *,
+     struct tls_info *, unsigned char *, size_t, size_t);
 
 /* Monotonic: a step of the wall clock neither expires nor extends timeouts. */
 static long long
@@ -69,6 +73,15 @@ relay_peer(const struct relay *r, char *buf, size_t len)
 	return (addr_str(&r->peer.sa, buf, len));
 }
 
+/* A PROXY header named the address the client reached. */
+void
+relay_set_local(struct relay *r, const struct sockaddr *local)
+{
+	memcpy(&r->local, local,
+	    local->sa_family == AF_INET6 ? sizeof r->local.sin6
+					 : sizeof r->local.sin);
+}
+
 /* cev as a plain timer (the client is not read until a worker is connected). */
 static void
 relay_timer(struct relay *r, event_callback_fn cb, long long ms)
@@ -86,6 +99,7 @@ struct relay *
 relay_new(
     struct listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
 {
+	static uint64_t serial;
 	struct service *svc = l->svc;
 	struct relay   *r;
 	int             one = 1;
@@ -103,6 +117,7 @@ relay_new(
 	if (salen > sizeof r->peer)
 		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
+	r->id = ++serial;
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	evtimer_assign(&r->cev, sn_base, relay_timeout, r);
@@ -390,10 +405,59 @@ relay_update(struct relay *r)
 	}
 }
 
+/*
+ * proxy_protocol: the header goes first on every worker connection, so a
+ * client moved to another worker is announced again to that one.  A new
+ * socket's send buffer is empty, so a short send means a broken one.
+ */
+static int
+relay_proxy_header(struct relay *r)
+{
+	static unsigned  pid;
+	struct proxy_tlv tlv[4];
+	struct tls_info  info;
+	unsigned char    ssl[160];
+	char             hdr[PROXY_OUT_MAX], id[40];
+	socklen_t        len = sizeof r->local;
+	ssize_t          n, w;
+	size_t           ntlv = 1;
+
+	if (r->svc->conf->proxy_protocol == PROXY_OFF)
+		return (0);
+	if (r->local.sa.sa_family == AF_UNSPEC &&
+	    getsockname(r->cfd, &r->local.sa, &len) == -1)
+		r->local.sa.sa_family = AF_UNSPEC;
+	if (pid == 0)
+		pid = (unsigned)getpid();
+	tlv[0].type = PROXY_TLV_UNIQUE_ID;
+	tlv[0].len = (uint16_t)snprintf(
+	    id, sizeof id, "%x-%llx", pid, (unsigned long long)r->id);
+	tlv[0].value = id;
+	if (r->tls != NULL)
+		ntlv += relay_tls_tlvs(r, tlv + 1, &info, ssl, sizeof ssl,
+		    PROXY_OUT_MAX - 64 - tlv[0].len);
+	n = proxy_encode(hdr, sizeof hdr, r->svc->conf->proxy_protocol,
+	    &r->peer.sa, &r->local.sa, tlv, ntlv);
+	if (n == -1) {
+		errno = EINVAL;
+		return (-1);
+	}
+	w = send(r->wfd, hdr, n, MSG_NOSIGNAL);
+	if (w == n)
+		return (0);
+	if (w >= 0)
+		errno = EIO;
+	return (-1);
+}
+
 /* Both sides are connected: start moving bytes. */
 static void
 relay_open(struct relay *r)
 {
+	if (relay_proxy_header(r) == -1) {
+		relay_connect_failed(r, errno);
+		return;
+	}
 	event_del(&r->cev);
 	if (event_initialized(&r->wev))
 		event_del(&r->wev);
@@ -435,7 +499,7 @@ relay_try_connect(struct relay *r)
 		if (w->addr.ss.ss_family != AF_UNIX)
 			setsockopt(
 			    r->wfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		else if (r->svc->conf->control)
+		else if (control_names_peers(w))
 			control_bind(r);
 	}
 	rc = connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len);
@@ -902,4 +966,36 @@ relay_tls_close(struct relay *r)
 		    relay_peer(r, peer, sizeof peer), why);
 	tls_conn_free(r->tls);
 	r->tls = NULL;
+}
+
+/*
+ * PROXY v2 TLVs for a TLS client (up to three): PP2_TYPE_SSL, then the
+ * server name (PP2_TYPE_AUTHORITY) and the ALPN protocol (PP2_TYPE_ALPN)
+ * while they fit in room bytes.
+ */
+static size_t
+relay_tls_tlvs(struct relay *r, struct proxy_tlv *tlv, struct tls_info *info,
+    unsigned char *ssl, size_t ssllen, size_t room)
+{
+	size_t n = 0, len;
+
+	tls_conn_info(r->tls, info);
+	if ((len = tls_proxy_ssl(info, ssl, ssllen)) > 0 && 3 + len <= room) {
+		tlv[n].type = PROXY_TLV_SSL;
+		tlv[n].len = (uint16_t)len;
+		tlv[n++].value = ssl;
+		room -= 3 + len;
+	}
+	if ((len = strlen(info->sni)) > 0 && 3 + len <= room) {
+		tlv[n].type = PROXY_TLV_AUTHORITY;
+		tlv[n].len = (uint16_t)len;
+		tlv[n++].value = info->sni;
+		room -= 3 + len;
+	}
+	if ((len = strlen(info->alpn)) > 0 && 3 + len <= room) {
+		tlv[n].type = PROXY_TLV_ALPN;
+		tlv[n].len = (uint16_t)len;
+		tlv[n++].value = info->alpn;
+	}
+	return (n);
 }

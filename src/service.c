@@ -386,11 +386,22 @@ void
 service_accepted(
     struct listener *l, int fd, const struct sockaddr *sa, socklen_t len)
 {
+	service_accepted_as(l, fd, sa, len, NULL);
+}
+
+/* The same, for a client a PROXY header named: local is the address it reached.
+ */
+void
+service_accepted_as(struct listener *l, int fd, const struct sockaddr *sa,
+    socklen_t len, const struct sockaddr *local)
+{
 	struct service *svc = l->svc;
 	struct relay   *r;
 
 	svc->ctr.accepted++;
 	r = relay_new(l, fd, sa, len);
+	if (local != NULL)
+		relay_set_local(r, local);
 	if (!relay_handshake(r))
 		service_dispatch(svc, r);
 	service_update_accepting(svc);

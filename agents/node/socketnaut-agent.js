@@ -59,6 +59,7 @@ const MSG = Object.freeze({
     PEER_QUERY: 0x02,
     LOG: 0x03,
     DRAINED: 0x04,
+    HELLO: 0x05, /* not sent: Node cannot read a Unix peer name anyway */
     PEER_INFO: 0x81,
     DRAIN: 0x82,
 });

@@ -1013,8 +1013,8 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 	mypid = (long)getpid();
-	test_routes = (v = getenv("HELLO_TEST_ROUTES")) != NULL &&
-	    strcmp(v, "1") == 0;
+	test_routes =
+	    (v = getenv("HELLO_TEST_ROUTES")) != NULL && strcmp(v, "1") == 0;
 	if (setting(NULL, "SOCKETNAUT_WORKER") != NULL)
 		worker = getenv("SOCKETNAUT_WORKER");
 	if ((delay = setting(delay_opt, "HELLO_DELAY_MS")) != NULL) {

@@ -87,7 +87,7 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
 	} v[] = {
 		{ "\x02\x01\x00\x00", 4, "version" },
 		{ "\x00\x01\x00\x00", 4, "version" },
-		{ "\x01\x05\x00\x00", 4, "unknown message type" },
+		{ "\x01\x09\x00\x00", 4, "unknown message type" },
 		{ "\x01\x00\x00\x00", 4, "unknown message type" },
 		{ "\x01\x02\x10\x01", 4, "too long" },
 		{ "\x01\x02\xff\xff", 4, "too long" },

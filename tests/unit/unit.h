@@ -13,5 +13,6 @@ Suite *sockdir_suite(void);
 Suite *status_suite(void);
 Suite *counters_suite(void);
 Suite *tls_suite(void);
+Suite *proxy_suite(void);
 
 #endif
