@@ -55,6 +55,56 @@ server.serve_forever()
 '''
 
 
+# A worker on its Unix socket that reads the PROXY v2 header the master sends first and
+# answers every request with the header's TLVs as JSON {type: hex value}.
+PROXY_WORKER = r'''
+import json, os, socket, struct, threading
+
+path = os.environ["SOCKETNAUT_SOCKET"]
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path)
+srv.listen(64)
+
+
+def read(c, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = c.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def serve(c):
+    try:
+        head = read(c, 16)
+        length = struct.unpack("!H", head[14:16])[0]
+        body = read(c, length)
+        addr = {0x11: 12, 0x21: 36}.get(head[13], 0)
+        tlvs, i = {}, addr
+        while i + 3 <= len(body):
+            t, n = body[i], struct.unpack("!H", body[i + 1:i + 3])[0]
+            tlvs["%d" % t] = body[i + 3:i + 3 + n].hex()
+            i += 3 + n
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += c.recv(4096)
+        out = json.dumps(tlvs).encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                  % len(out) + out)
+    except (EOFError, OSError):
+        pass
+    finally:
+        c.close()
+
+
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+'''
+
+
 def sh(cwd, *cmd):
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, timeout=60)
 
@@ -250,6 +300,57 @@ class TLSTest(harness.DaemonTest):
                                capture_output=True, timeout=30)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(json.loads(p.stdout)["tls"]["client_subject"], "CN=alice")
+
+    def test_proxy_v2_header_to_the_worker_carries_the_tls_facts(self):
+        make_ca(self.certs, "clients")
+        make_leaf(self.certs, "alice", ["alice"], ca="clients")
+        worker = self.write_file("proxy_worker.py", PROXY_WORKER)
+        d = self.start_daemon([{
+            "name": "web", "command": "%s %s" % (harness.PYTHON, worker),
+            "min_workers": 1, "proxy_protocol": harness.Raw("v2"),
+            "tls": self.tls(alpn=["http/1.1"], verify_client=harness.Raw("optional"),
+                            client_ca=os.path.join(self.certs, "clients.pem"))}])
+        ctx = client_context(self.ca, alpn=["http/1.1"], cert=os.path.join(self.certs, "alice"))
+        status, body, facts = https_get(d.port, ctx, "x.b.test")
+        self.assertEqual(status, 200, body)
+        tlvs = {int(k): bytes.fromhex(v) for k, v in json.loads(body).items()}
+        self.assertEqual(tlvs[0x02], b"x.b.test")          # PP2_TYPE_AUTHORITY
+        self.assertEqual(tlvs[0x01], b"http/1.1")          # PP2_TYPE_ALPN
+        ssl_tlv = tlvs[0x20]                               # PP2_TYPE_SSL
+        self.assertEqual(ssl_tlv[0], 0x03)                 # PP2_CLIENT_SSL | CERT_CONN
+        self.assertEqual(ssl_tlv[1:5], b"\0\0\0\0")        # verified
+        subs, i = {}, 5
+        while i + 3 <= len(ssl_tlv):
+            n = int.from_bytes(ssl_tlv[i + 1:i + 3], "big")
+            subs[ssl_tlv[i]] = ssl_tlv[i + 3:i + 3 + n]
+            i += 3 + n
+        self.assertEqual(subs[0x21].decode(), facts["version"])
+        self.assertEqual(subs[0x22], b"alice")
+        self.assertTrue(subs[0x23])
+        self.assertIn(0x05, tlvs)                          # the unique id stays
+
+    def test_tls_behind_a_load_balancer_sending_proxy_v2(self):
+        svc = self.agent_service()
+        svc.update({"accept_proxy": harness.Raw("v2"), "trusted_proxies": ["127.0.0.1/32"]})
+        d = self.start_daemon([svc])
+        d.wait_ready(1)
+        header = (b"\r\n\r\n\x00\r\nQUIT\n" + b"\x21\x11\x00\x0c" +
+                  socket.inet_aton("192.0.2.7") + socket.inet_aton("127.0.0.1") +
+                  (4711).to_bytes(2, "big") + d.port.to_bytes(2, "big"))
+        raw = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        raw.sendall(header)
+        with client_context(self.ca).wrap_socket(raw, server_hostname="a.test") as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        info = json.loads(data.partition(b"\r\n\r\n")[2])
+        self.assertEqual(info["remote"]["address"], "192.0.2.7")
+        self.assertEqual(info["remote"]["port"], 4711)
+        self.assertEqual(info["tls"]["sni"], "a.test")
 
     def check_config(self, tls):
         d = harness.Daemon(self.tmp, [harness.hello(tls=tls)])
