@@ -34,6 +34,19 @@ struct sn_peer_info {
 	struct sn_peer_addr local;  /* the public listener it reached */
 };
 
+/*
+ * A client of a service that terminates TLS (sn_agent_peer_tls): what the
+ * master negotiated with it.  Empty strings for what does not apply.
+ */
+struct sn_peer_tls {
+	char version[16]; /* "TLSv1.3"; "": not a TLS client */
+	char cipher[64];
+	char sni[256];            /* the server name it asked for */
+	char alpn[256];           /* the ALPN protocol chosen */
+	char client_subject[512]; /* its certificate's subject, RFC 2253 */
+	int  client_verified;     /* that certificate passed */
+};
+
 /* info is NULL when the master knows no open connection with that key. */
 typedef void sn_agent_peer_info_cb(
     struct sn_agent *, uint32_t, const struct sn_peer_info *, void *);
@@ -49,12 +62,14 @@ int sn_agent_log(struct sn_agent *, int, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 int sn_agent_vlog(struct sn_agent *, int, const char *, va_list)
     __attribute__((format(printf, 3, 0)));
-int  sn_agent_peer_key(int, char *, size_t);
-int  sn_agent_peer_query(struct sn_agent *, int, uint32_t *);
-int  sn_agent_process(struct sn_agent *);
-int  sn_agent_want_write(const struct sn_agent *);
-int  sn_agent_drain_requested(const struct sn_agent *);
-int  sn_agent_peer_info(struct sn_agent *, int, struct sn_peer_info *, int);
+int sn_agent_peer_key(int, char *, size_t);
+int sn_agent_peer_query(struct sn_agent *, int, uint32_t *);
+int sn_agent_process(struct sn_agent *);
+int sn_agent_want_write(const struct sn_agent *);
+int sn_agent_drain_requested(const struct sn_agent *);
+int sn_agent_peer_info(struct sn_agent *, int, struct sn_peer_info *, int);
+int sn_agent_peer_tls(
+    struct sn_agent *, int, struct sn_peer_info *, struct sn_peer_tls *, int);
 int  sn_agent_drained(struct sn_agent *);
 int  sn_agent_flush(struct sn_agent *, int);
 void sn_agent_close(struct sn_agent *);

@@ -38,6 +38,7 @@ struct agent_waiter {
 	int                  done;
 	int                  found;
 	struct sn_peer_info *out;
+	struct sn_peer_tls  *tls; /* sn_agent_peer_tls: its tls_ fields */
 	struct agent_waiter *next;
 };
 
@@ -544,6 +545,30 @@ agent_addr(const struct sn_msg *m, const char *side, struct sn_peer_addr *pa)
 	return (0);
 }
 
+/* The tls_ fields of a peer-info reply: all optional. */
+static void
+agent_peer_tls_msg(const struct sn_msg *m, struct sn_peer_tls *t)
+{
+	char v[4];
+
+	memset(t, 0, sizeof *t);
+	if (sn_proto_field(m, "tls_version", t->version, sizeof t->version) ==
+	    -1)
+		t->version[0] = '\0';
+	if (sn_proto_field(m, "tls_cipher", t->cipher, sizeof t->cipher) == -1)
+		t->cipher[0] = '\0';
+	if (sn_proto_field(m, "tls_sni", t->sni, sizeof t->sni) == -1)
+		t->sni[0] = '\0';
+	if (sn_proto_field(m, "tls_alpn", t->alpn, sizeof t->alpn) == -1)
+		t->alpn[0] = '\0';
+	if (sn_proto_field(m, "tls_client_subject", t->client_subject,
+		sizeof t->client_subject) == -1)
+		t->client_subject[0] = '\0';
+	t->client_verified =
+	    sn_proto_field(m, "tls_client_verified", v, sizeof v) == 0 &&
+	    strcmp(v, "1") == 0;
+}
+
 /* Decode a peer-info reply; *found is 0 for status=unknown. */
 static int
 agent_peer_info_msg(
@@ -569,8 +594,8 @@ agent_peer_info_msg(
 }
 
 static void
-agent_deliver(
-    struct sn_agent *a, uint32_t id, int found, const struct sn_peer_info *pi)
+agent_deliver(struct sn_agent *a, uint32_t id, int found,
+    const struct sn_peer_info *pi, const struct sn_peer_tls *tls)
 {
 	struct agent_waiter *w;
 
@@ -580,6 +605,8 @@ agent_deliver(
 			w->found = found;
 			if (found)
 				*w->out = *pi;
+			if (found && w->tls != NULL)
+				*w->tls = *tls;
 			return;
 		}
 	}
@@ -601,6 +628,7 @@ agent_dispatch(struct sn_agent *a)
 {
 	struct sn_msg       m;
 	struct sn_peer_info pi;
+	struct sn_peer_tls  tls;
 	const char         *cause = NULL;
 	ssize_t             used;
 	uint32_t            id = 0;
@@ -619,6 +647,7 @@ agent_dispatch(struct sn_agent *a)
 			memset(&pi, 0, sizeof pi);
 			if (agent_peer_info_msg(&m, &id, &found, &pi) == -1)
 				return (agent_fail(a, EPROTO));
+			agent_peer_tls_msg(&m, &tls);
 			break;
 		case SN_MSG_DRAIN:
 			break;
@@ -630,7 +659,7 @@ agent_dispatch(struct sn_agent *a)
 		a->inlen -= (size_t)used;
 		count++;
 		if (type == SN_MSG_PEER_INFO)
-			agent_deliver(a, id, found, &pi);
+			agent_deliver(a, id, found, &pi, &tls);
 		else {
 			a->drain = 1;
 			if (a->on_drain != NULL) {
@@ -677,6 +706,8 @@ agent_input(struct sn_agent *a)
 }
 
 static void agent_free(struct sn_agent *);
+static int  agent_peer_sync(
+     struct sn_agent *, int, struct sn_peer_info *, struct sn_peer_tls *, int);
 
 int
 sn_agent_process(struct sn_agent *a)
@@ -703,6 +734,22 @@ int
 sn_agent_peer_info(
     struct sn_agent *a, int fd, struct sn_peer_info *out, int timeout_ms)
 {
+	return (agent_peer_sync(a, fd, out, NULL, timeout_ms));
+}
+
+/* The same, with the TLS facts of a client of a TLS service. */
+int
+sn_agent_peer_tls(struct sn_agent *a, int fd, struct sn_peer_info *out,
+    struct sn_peer_tls *tls, int timeout_ms)
+{
+	return (agent_peer_sync(a, fd, out, tls, timeout_ms));
+}
+
+/* A blocking peer-info query; tls, when not NULL, gets the tls_ fields. */
+static int
+agent_peer_sync(struct sn_agent *a, int fd, struct sn_peer_info *out,
+    struct sn_peer_tls *tls, int timeout_ms)
+{
 	struct agent_waiter w, **wp;
 	int64_t             deadline = agent_deadline(timeout_ms);
 	int                 rc = -1, error = 0;
@@ -716,6 +763,7 @@ sn_agent_peer_info(
 	memset(&w, 0, sizeof w);
 	w.id = a->next_sync_id;
 	w.out = out;
+	w.tls = tls;
 	/* When the queue is full, wait for room within the timeout. */
 	while (agent_query(a, fd, w.id) == -1) {
 		if (errno != ENOBUFS || agent_write(a) == -1)

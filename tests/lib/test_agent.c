@@ -859,6 +859,56 @@ START_TEST(test_blocking_peer_info_returns_the_fields)
 }
 END_TEST
 
+START_TEST(test_blocking_peer_tls_returns_the_tls_fields)
+{
+	struct sn_peer_info pi;
+	struct sn_peer_tls  tls;
+	char                key[16];
+	pid_t               pid;
+	int                 c, s;
+
+	c = tcp_pair(AF_INET, 0, &s);
+	snprintf(key, sizeof key, "%d", client_port(c));
+	pid = fake_master(key,
+	    "id=%s\nstatus=ok\n"
+	    "remote_address=192.0.2.1\nremote_family=IPv4\nremote_port=40000\n"
+	    "local_address=::1\nlocal_family=IPv6\nlocal_port=8443\n"
+	    "tls_version=TLSv1.3\ntls_cipher=TLS_AES_128_GCM_SHA256\n"
+	    "tls_sni=a.test\ntls_alpn=h2\ntls_client_subject=CN=alice\n"
+	    "tls_client_verified=1",
+	    NULL, 20);
+	memset(&tls, 0x55, sizeof tls);
+	ck_assert_int_eq(sn_agent_peer_tls(agent, s, &pi, &tls, 2000), 0);
+	reap(pid);
+	ck_assert_str_eq(pi.remote.address, "192.0.2.1");
+	ck_assert_str_eq(tls.version, "TLSv1.3");
+	ck_assert_str_eq(tls.cipher, "TLS_AES_128_GCM_SHA256");
+	ck_assert_str_eq(tls.sni, "a.test");
+	ck_assert_str_eq(tls.alpn, "h2");
+	ck_assert_str_eq(tls.client_subject, "CN=alice");
+	ck_assert_int_eq(tls.client_verified, 1);
+	close(c);
+	close(s);
+
+	/* A plain client: every field empty. */
+	c = tcp_pair(AF_INET, 0, &s);
+	snprintf(key, sizeof key, "%d", client_port(c));
+	pid = fake_master(key,
+	    "id=%s\nstatus=ok\n"
+	    "remote_address=192.0.2.1\nremote_family=IPv4\nremote_port=40000\n"
+	    "local_address=::1\nlocal_family=IPv6\nlocal_port=8443",
+	    NULL, 20);
+	memset(&tls, 0x55, sizeof tls);
+	ck_assert_int_eq(sn_agent_peer_tls(agent, s, &pi, &tls, 2000), 0);
+	reap(pid);
+	ck_assert_str_eq(tls.version, "");
+	ck_assert_str_eq(tls.sni, "");
+	ck_assert_int_eq(tls.client_verified, 0);
+	close(c);
+	close(s);
+}
+END_TEST
+
 START_TEST(test_blocking_peer_info_unknown_is_enoent)
 {
 	struct sn_peer_info pi;
@@ -1084,6 +1134,7 @@ agent_suite(void)
 	tc = tcase_create("blocking");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_blocking_peer_info_returns_the_fields);
+	tcase_add_test(tc, test_blocking_peer_tls_returns_the_tls_fields);
 	tcase_add_test(tc, test_blocking_peer_info_unknown_is_enoent);
 	tcase_add_test(
 	    tc, test_blocking_peer_info_times_out_and_drops_the_late_reply);
