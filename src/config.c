@@ -426,7 +426,8 @@ static cfg_opt_t tls_opts[] = { CFG_STR_LIST(
 	CFG_INT_CB("ticket_key_rotation", 3600000, CFGF_NONE, cb_duration),
 	CFG_STR("client_ca", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("verify_client", TLS_VERIFY_OFF, CFGF_NONE, cb_verify),
-	CFG_INT_CB("handshake_timeout", 10000, CFGF_NONE, cb_duration),
+	CFG_INT_CB(
+	    "handshake_timeout", TLS_HANDSHAKE_TIMEOUT, CFGF_NONE, cb_duration),
 	CFG_END() };
 
 static cfg_opt_t service_opts[] = { CFG_STR_LIST(

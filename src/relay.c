@@ -861,8 +861,10 @@ relay_handshake_wait(struct relay *r)
 	struct timeval tv;
 	long long      left;
 
-	left =
-	    r->svc->conf->tls->handshake_timeout - (relay_now() - r->accepted);
+	/* A reload may have taken the service's tls section away meanwhile. */
+	left = r->svc->conf->tls != NULL ? r->svc->conf->tls->handshake_timeout
+					 : TLS_HANDSHAKE_TIMEOUT;
+	left -= relay_now() - r->accepted;
 	ms_to_tv(left > 0 ? left : 1, &tv);
 	event_del(&r->cev);
 	event_assign(&r->cev, sn_base, r->cfd, tls_conn_want(r->tls),

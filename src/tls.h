@@ -53,7 +53,8 @@ struct tls_info {
 typedef void
 tls_report_fn(void *arg, const char *option, int error, const char *message);
 
-#define TLS_EXPIRY_WARN_DAYS 14
+#define TLS_EXPIRY_WARN_DAYS  14
+#define TLS_HANDSHAKE_TIMEOUT 10000 /* ms, handshake_timeout's default */
 
 struct tls *tls_new(const struct tls_conf *, const char *service,
     tls_report_fn *report, void *arg);

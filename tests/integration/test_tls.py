@@ -270,6 +270,25 @@ class TLSTest(harness.DaemonTest):
         _, _, again = https_get(d.port, ctx, "a.test", session=first["session"])
         self.assertTrue(again["reused"])
 
+    def test_a_handshake_in_progress_survives_a_reload_that_drops_tls(self):
+        d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1)])
+        raw = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        time.sleep(0.2)  # accepted: its handshake waits for the ClientHello
+        with open(d.config_path, "w") as f:
+            f.write(harness.render_config(
+                {"runtime_dir": d.runtime_dir},
+                [dict(harness.hello(min_workers=1), listen=["127.0.0.1:%d" % d.port])]))
+        d.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "starting worker generation 1" in d.log(), 15,
+                           what="reload")
+        with client_context(self.ca).wrap_socket(raw, server_hostname="a.test") as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            self.assertIn(b"Hello", s.recv(65536) + s.recv(65536))
+        # New connections are plain now.
+        with harness.Conn(d.port) as c:
+            self.assertEqual(c.request("GET", "/").status, 200)
+        self.assertTrue(d.alive())
+
     def test_client_certificates_required_accepted_refused_and_told(self):
         make_ca(self.certs, "clients")
         make_leaf(self.certs, "alice", ["alice"], ca="clients")
