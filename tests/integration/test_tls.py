@@ -260,6 +260,34 @@ class TLSTest(harness.DaemonTest):
             self.assertFalse(first["reused"])
             self.assertTrue(again["reused"], version)
 
+    def test_ocsp_response_is_stapled_when_asked(self):
+        d = self.certs
+        serial = subprocess.run(["openssl", "x509", "-in", "a.pem", "-noout", "-serial"],
+                                cwd=d, capture_output=True, text=True,
+                                check=True).stdout.strip().split("=")[1]
+        expiry = time.strftime("%y%m%d%H%M%SZ", time.gmtime(time.time() + 5 * 86400))
+        with open(os.path.join(d, "index.txt"), "w") as f:
+            f.write("V\t%s\t\t%s\tunknown\t/CN=a\n" % (expiry, serial))
+        sh(d, "openssl", "ocsp", "-index", "index.txt", "-rsigner", "ca.pem", "-rkey", "ca.key",
+           "-CA", "ca.pem", "-issuer", "ca.pem", "-cert", "a.pem", "-respout", "a.ocsp",
+           "-ndays", "1")
+        self.write_file("garbage.ocsp", "not DER")
+        rc, out, err = self.check_config(self.tls(names=("a",),
+                                                  ocsp_response=[self.path("garbage.ocsp")]))
+        self.assertNotEqual(rc, 0)
+        self.assertIn("not a successful DER OCSP response", err)
+        dm = self.start_daemon([harness.hello(tls=self.tls(
+            ocsp_response=[os.path.join(d, "a.ocsp")]), min_workers=1)])
+        out = []
+        for name in ("a.test", "b.test"):  # b has no response: nothing stapled
+            p = subprocess.run([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % dm.port,
+                                "-servername", name, "-status", "-CAfile", self.ca],
+                               input=b"", capture_output=True, timeout=30)
+            out.append(p.stdout.decode(errors="replace"))
+        self.assertIn("OCSP Response Status: successful", out[0])
+        self.assertIn("Cert Status: good", out[0])
+        self.assertIn("OCSP response: no response sent", out[1])
+
     def test_tickets_resume_after_a_reload(self):
         d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1)])
         ctx = client_context(self.ca)
