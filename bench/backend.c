@@ -62,6 +62,7 @@ struct conn {
 	uint64_t stream_left; /* generated body bytes to send */
 	int      close_after; /* close once the response is out */
 	int      want_out;    /* EPOLLOUT registered */
+	int      header;      /* a PROXY header may come first */
 };
 
 static volatile sig_atomic_t stop;
@@ -71,6 +72,7 @@ static unsigned              delay_ms;
 static char                  block[BLOCK_SIZE];
 static int                   is_tcp;
 static long long             paused_until; /* accept paused (EMFILE) */
+static int                   proxy_header; /* --proxy-protocol */
 
 static void
 on_signal(int sig)
@@ -352,6 +354,45 @@ process(struct conn *c)
 	return (set_events(c, 0));
 }
 
+/*
+ * --proxy-protocol: skip a PROXY header (v1 line or v2 block) at the start
+ * of a connection, as a server behind proxy_protocol must; 0 while it is
+ * incomplete, -1 when it is malformed.  A connection that starts with
+ * anything else has none.
+ */
+static int
+skip_proxy_header(struct conn *c)
+{
+	static const char sig[12] = "\r\n\r\n\0\r\nQUIT\n";
+	const char       *eol;
+	size_t            len;
+
+	if (c->in_len >= 16 && memcmp(c->in, sig, sizeof sig) == 0) {
+		len = 16 +
+		    (((unsigned char)c->in[14] << 8) |
+			(unsigned char)c->in[15]);
+		if (c->in_len < len)
+			return (0);
+	} else if (c->in_len >= 6 && memcmp(c->in, "PROXY ", 6) == 0) {
+		eol =
+		    memmem(c->in, c->in_len < 108 ? c->in_len : 108, "\r\n", 2);
+		if (eol == NULL)
+			return (c->in_len < 108 ? 0 : -1);
+		len = (size_t)(eol - c->in) + 2;
+	} else if (c->in_len < 16 &&
+	    (memcmp(c->in, sig, c->in_len < 12 ? c->in_len : 12) == 0 ||
+		memcmp(c->in, "PROXY ", c->in_len < 6 ? c->in_len : 6) == 0))
+		return (0);
+	else {
+		c->header = 0; /* none: the same backend serves A and B */
+		return (1);
+	}
+	memmove(c->in, c->in + len, c->in_len - len);
+	c->in_len -= len;
+	c->header = 0;
+	return (1);
+}
+
 static int
 on_readable(struct conn *c)
 {
@@ -372,6 +413,8 @@ on_readable(struct conn *c)
 	if (n == -1)
 		return (errno == EAGAIN || errno == EINTR ? 0 : -1);
 	c->in_len += (size_t)n;
+	if (c->header && (n = skip_proxy_header(c)) <= 0)
+		return ((int)n);
 	return (process(c));
 }
 
@@ -401,6 +444,7 @@ accept_some(void)
 			continue;
 		}
 		c->fd = fd;
+		c->header = proxy_header;
 		memset(&ev, 0, sizeof ev);
 		ev.events = EPOLLIN;
 		ev.data.ptr = c;
@@ -415,7 +459,7 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: bench-backend [--delay MS] "
+	    "usage: bench-backend [--delay MS] [--proxy-protocol] "
 	    "(--socket PATH | --port N | socket activation)\n");
 	exit(2);
 }
@@ -423,19 +467,20 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
+	static const struct option opts[] = { { "socket", required_argument,
+						  NULL, 's' },
 		{ "port", required_argument, NULL, 'p' },
-		{ "delay", required_argument, NULL, 'd' }, { NULL, 0, NULL, 0 }
-	};
-	struct epoll_event ev, evs[MAX_EVENTS];
-	struct sigaction   sa;
-	struct rlimit      rl;
-	const char        *path = NULL, *s;
-	char              *endp;
-	long               port = -1, v;
-	int                ch, i, n, one = 1, timeout;
-	int                made_path = 0;
+		{ "delay", required_argument, NULL, 'd' },
+		{ "proxy-protocol", no_argument, NULL, 'P' },
+		{ NULL, 0, NULL, 0 } };
+	struct epoll_event         ev, evs[MAX_EVENTS];
+	struct sigaction           sa;
+	struct rlimit              rl;
+	const char                *path = NULL, *s;
+	char                      *endp;
+	long                       port = -1, v;
+	int                        ch, i, n, one = 1, timeout;
+	int                        made_path = 0;
 
 	while ((ch = getopt_long(argc, argv, "s:p:d:", opts, NULL)) != -1) {
 		switch (ch) {
@@ -446,6 +491,9 @@ main(int argc, char **argv)
 			port = strtol(optarg, &endp, 10);
 			if (*endp != '\0' || port < 1 || port > 65535)
 				usage();
+			break;
+		case 'P':
+			proxy_header = 1;
 			break;
 		case 'd':
 			v = strtol(optarg, &endp, 10);

@@ -433,7 +433,9 @@ class Bench:
             elif target in AB_SYSTEMS:
                 self.start_socketnautd(
                     h, d, port, pool, delay, autoscale, kind, options or {},
-                    self.args.sn_global if target == "socketnautd-b" else [])
+                    self.args.sn_global if target == "socketnautd-b" else [],
+                    self.args.sn_service_b if target == "socketnautd-b"
+                    else [])
             else:
                 bprocs, paths = self.backends_unix(d, pool, delay, kind)
                 h["procs"] = bprocs
@@ -449,7 +451,8 @@ class Bench:
         return h
 
     def start_socketnautd(self, h, d, port, pool, delay, autoscale,
-                          kind="c", options=None, global_lines=()):
+                          kind="c", options=None, global_lines=(),
+                          service_lines=()):
         if kind == "node":
             # the seed's own set-up: the worker on unix:{socket}
             cmd = "%s %s --socket {socket} --delay %d --trace %s" % (
@@ -461,11 +464,15 @@ class Bench:
             cmd = "%s --socket {socket}" % BACKEND
         if delay and kind != "node":
             cmd += " --delay %d" % delay
+        if kind != "node" and any("proxy_protocol" in line for line in
+                                  self.args.sn_service_b):
+            cmd += " --proxy-protocol"  # A and B: it takes one or none
         if autoscale:
             sizing = "min_workers = %d\n    max_workers = %d" % autoscale
         else:
             sizing = "worker_count = %d" % pool
-        extra = "".join("\n    " + line for line in self.args.sn_conf)
+        extra = "".join("\n    " + line
+                        for line in list(self.args.sn_conf) + list(service_lines))
         extra += "".join("\n    %s = %s" % kv
                          for kv in (options or {}).items())
         activation = ("\n    socket_activation = true"
@@ -1613,6 +1620,10 @@ def main():
                     "\"{dir}/access.log\"' (repeatable; ka, close and bulk "
                     "only; HAProxy and nginx are not run; writes "
                     "bench/RESULTS-ab.md unless --results)")
+    ap.add_argument("--sn-service-b", action="append", default=[],
+                    metavar="LINE", help="A/B run: an extra line for B's "
+                    "service block only, e.g. 'proxy_protocol = v1' (the "
+                    "backends of both then take a PROXY header or none)")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--results", default=None)
@@ -1644,11 +1655,12 @@ def main():
         ap.error("--only: unknown %s (known: %s)" % (
             ",".join(sorted(unknown)), ",".join(ALL_SCEN)))
     args.scen = scen
-    if args.sn_global and scen - {"ka", "close", "bulk"}:
+    args.ab = bool(args.sn_global or args.sn_service_b)
+    if args.ab and scen - {"ka", "close", "bulk"}:
         ap.error("--sn-global: only with --only ka, close and/or bulk")
     if args.results is None:
         args.results = os.path.join(BENCH, "RESULTS-ab.md") \
-            if args.sn_global else RESULTS
+            if args.ab else RESULTS
 
     t_start = time.monotonic()
 
@@ -1686,7 +1698,7 @@ def main():
         nres.setdefault(key, {}).setdefault(target, []).append(value)
 
     try:
-        for rnd in range(args.rounds if not args.sn_global else 0):
+        for rnd in range(args.rounds if not args.ab else 0):
             order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
             load.append(loadavg())
             log("round %d/%d: %s (load average %s)" % (
@@ -1756,11 +1768,11 @@ def main():
                     if t.endswith("-10") and args.burst_ref_small_pool == 0:
                         continue
                     run_burst_node(bench, t, rnd, args, nadd, notes)
-        if args.sn_global:
+        if args.ab:
             run_ab(bench, args, add, notes, load)
         small = {}
         if "burst" in scen and args.burst_ref_small_pool > 0 and \
-                not args.sn_global:
+                not args.ab:
             for t in ["haproxy", "nginx"]:
                 h = bench.start(t, pool=args.burst_ref_small_pool,
                                 delay=args.burst_delay)
@@ -1791,10 +1803,11 @@ def main():
              "## Machine", ""]
     for k, v in machine():
         lines.append("- %s: %s" % (k, v))
-    if res and args.sn_global:
+    if res and args.ab:
         lines += ["", "## A/B: socketnautd against socketnautd with %s "
                   "(medians of %d rounds, order swapped each round)" % (
-                      "; ".join("`%s`" % g for g in args.sn_global),
+                      "; ".join("`%s`" % g for g in
+                                args.sn_global + args.sn_service_b),
                       args.rounds), "", ab_table(res), "",
                   "Settings: wrk -t1; keep-alive -c%d -d%ds on `GET /`; "
                   "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d "
@@ -1874,7 +1887,7 @@ def main():
               "%s; at the end: %s.  The machine may be shared: the "
               "per-round figures below show how noisy it was." % (
                   "; ".join(load), loadavg())]
-    if res and not args.sn_global:
+    if res and not args.ab:
         lines += ["", "## Every round (round 1 / round 2 / ...)", "",
                   spread_table(res), ""]
     else:
