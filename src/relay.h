@@ -58,6 +58,7 @@ struct relay {
 	unsigned          replied : 1;  /* the worker sent a byte */
 	unsigned          keep : 1;    /* keep a copy of what the client sent */
 	unsigned          waiting : 1; /* on the service's queue */
+	unsigned          owed : 1;    /* proxy_protocol header not sent yet */
 	unsigned          wait_counted : 1; /* in the queue wait histogram */
 	int               half_end; /* the first direction to end, or -1 */
 	int               attempts;

@@ -42,6 +42,30 @@ while True:
     c.close()
 """
 
+# A server that speaks first, as SMTP does, after it has read the PROXY v1 line.
+GREETER_WORKER = r"""
+import os, socket
+path = os.environ["SOCKETNAUT_SOCKET"]
+if os.path.exists(path):
+    os.unlink(path)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    data = b""
+    while b"\r\n" not in data and len(data) < 200:
+        d = c.recv(1)
+        if not d:
+            break
+        data += d
+    try:
+        c.sendall(b"220 hello " + data.split(b" ")[2] + b"\r\n")
+    except (OSError, IndexError):
+        pass  # the master's readiness test connects and closes
+    c.close()
+"""
+
 # Accepts its first client before it creates its agent, then answers every client with its
 # peer-info key and the address the master reports.
 LATE_AGENT_WORKER = r"""
@@ -298,6 +322,22 @@ class ProxyProtocolTest(harness.DaemonTest):
                                            % (sport, d.port)), got)
             self.assertEqual(got.count(b"PROXY "), 1, got)
         harness.wait_until(lambda: "stalled" in d.log(), 10, what="the stall to be logged")
+        self.stop_daemon(d)
+
+    def test_a_client_that_waits_for_the_server_gets_the_header_sent_alone(self):
+        # Mostly the header leaves with the client's first bytes in one send; a client that
+        # says nothing (the server speaks first) must not leave the worker waiting for it.
+        script = self.write_file("greeter.py", GREETER_WORKER)
+        d = self.start_daemon([{"name": "smtp", "worker_count": 1,
+                                "proxy_protocol": harness.Raw("v1"),
+                                "command": harness.PYTHON + " " + script}])
+        d.wait_ready(1)
+        s = socket.socket()
+        s.settimeout(10)
+        s.bind(("127.0.0.2", 0))
+        s.connect(("127.0.0.1", d.port))
+        self.assertEqual(s.recv(100), b"220 hello 127.0.0.2\r\n")
+        s.close()
         self.stop_daemon(d)
 
     def test_v2_header_carries_addresses_and_a_unique_id_per_connection(self):
