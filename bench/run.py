@@ -40,7 +40,7 @@ TARGETS = ["socketnautd", "haproxy", "nginx", "direct"]
 PROXIES = ["socketnautd", "haproxy", "nginx"]
 LABEL = {"socketnautd": "socketnautd", "haproxy": "HAProxy",
          "nginx": "nginx", "direct": "direct",
-         "socketnautd-b": "socketnautd + --sn-global"}
+         "socketnautd-b": "socketnautd + B settings"}
 AB_SYSTEMS = ["socketnautd", "socketnautd-b"]
 BULK_SIZE = 1 << 20
 ALL_SCEN = ["ka", "close", "bulk", "idle", "burst", "burst-node"]
@@ -1248,7 +1248,7 @@ def ab_table(res):
                      fmt(mb) if mb is not None else "–", ratio(mb, ma),
                      " / ".join(fmt(v) for v in a),
                      " / ".join(fmt(v) for v in b)])
-    return md_table(["scenario", "A: socketnautd", "B: with --sn-global",
+    return md_table(["scenario", "A: socketnautd", "B: with the extra settings",
                      "B/A", "A per round", "B per round"], rows)
 
 

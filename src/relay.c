@@ -421,6 +421,8 @@ relay_proxy_encode(struct relay *r, char *hdr)
 	char             id[40];
 	socklen_t        len = sizeof r->local;
 
+	if (r->local.sa.sa_family == AF_UNSPEC && r->listener != NULL)
+		r->local = r->listener->local;
 	if (r->local.sa.sa_family == AF_UNSPEC &&
 	    getsockname(r->cfd, &r->local.sa, &len) == -1)
 		r->local.sa.sa_family = AF_UNSPEC;
