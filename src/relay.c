@@ -440,13 +440,25 @@ relay_proxy_encode(struct relay *r, char *hdr)
  * The header alone: for a moved client (its request waits in up.buf) or a
  * client that has sent nothing yet.
  */
+/*
+ * The header went: the client's event, if it waited with the short owed
+ * timeout, is added again by relay_update with the idle one.
+ */
+static void
+relay_paid(struct relay *r)
+{
+	r->owed = 0;
+	event_del(&r->cev);
+	r->cmask = 0;
+}
+
 static int
 relay_proxy_header(struct relay *r)
 {
 	char    hdr[PROXY_OUT_MAX];
 	ssize_t n, w;
 
-	r->owed = 0;
+	relay_paid(r);
 	if ((n = relay_proxy_encode(r, hdr)) == -1) {
 		errno = EINVAL;
 		return (-1);
@@ -710,7 +722,7 @@ relay_read_owed(struct relay *r, ssize_t n, char **out, ssize_t *hl)
 	}
 	*out -= *hl;
 	memcpy(*out, hdr, *hl);
-	r->owed = 0;
+	relay_paid(r);
 	return (0);
 }
 
@@ -852,8 +864,6 @@ relay_client_cb(evutil_socket_t fd, short events, void *arg)
 			relay_close(r, RELAY_END_ERROR, errno);
 			return;
 		}
-		event_del(&r->cev); /* added again with the idle timeout */
-		r->cmask = 0;
 		relay_update(r);
 		return;
 	}
