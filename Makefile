@@ -29,7 +29,7 @@ else
 BUILD		?= build
 endif
 
-DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/health.c src/keeper.c \
+DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/handoff.c src/health.c src/keeper.c \
 		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
 		  src/service.c src/sockdir.c src/upgrade.c src/util.c src/worker.c \
 		  src/output.c src/pidfile.c

@@ -90,6 +90,7 @@ int         relay_unread(const struct relay *);
 int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);
 void        relay_close(struct relay *, const char *why);
+void        relay_handed(struct relay *);
 void        relay_finished(struct relay *);
 const char *relay_peer(const struct relay *, char *buf, size_t len);
 

@@ -498,6 +498,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		w->dir = sockdir_ref(svc->sockdir);
 	for (i = 0; i < CONTROL_PEER_BUCKETS; i++)
 		TAILQ_INIT(&w->peers[i]);
+	handoff_init(w);
 	evtimer_assign(&w->timer, sn_base, worker_probe, w);
 
 	if (worker_address(w, &actfd) == -1) {
@@ -683,7 +684,9 @@ worker_set_ready(struct worker *w, const char *how)
 		close(w->probefd);
 		w->probefd = -1;
 	}
-	if (w->sockpath != NULL)
+	if (w->svc->conf->mode == MODE_HANDOFF)
+		snprintf(buf, sizeof buf, "its control channel");
+	else if (w->sockpath != NULL)
 		snprintf(buf, sizeof buf, "unix:%s", w->sockpath);
 	else
 		addr_str((struct sockaddr *)&w->addr.ss, buf, sizeof buf);
@@ -769,6 +772,11 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 		return (0); /* not there yet (the probe goes on), or killed */
 	if (sc->backend != BACKEND_AGENT) {
 		worker_set_ready(w, "reported ready");
+		return (0);
+	}
+	if (sc->mode == MODE_HANDOFF) {
+		/* It takes connections on its channel: no address needed. */
+		worker_set_ready(w, "takes handed connections");
 		return (0);
 	}
 	if (strncmp(addr, "unix:", 5) == 0) {
@@ -936,6 +944,19 @@ worker_stalled(struct worker *w, long long idle_ms)
 }
 
 /*
+ * mode handoff: the worker could not be given a connection (its control
+ * channel full, as a stalled worker leaves it, or gone).  That is
+ * evidence as a refused connect is: out of rotation at once, a
+ * replacement starts; the connections it holds are its own to finish,
+ * so it is not killed (they would die with it).
+ */
+void
+worker_handoff_refused(struct worker *w, const char *why)
+{
+	worker_unhealthy(w, why);
+}
+
+/*
  * How long the worker process has used no CPU, as far as the samples taken
  * at each call (from /proc/PID/stat) tell.  The stall watch calls it only
  * for workers that owe replies.
@@ -1091,6 +1112,7 @@ worker_exited(struct worker *w, int status)
 	worker_set_state(w, WORKER_STOPPING);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
+	handoff_worker_exited(w);
 	if (w->sockpath != NULL && w->dir != NULL)
 		sockdir_unlink(w->dir, worker_sockname(w));
 	/* Freed by the caller, or by the last relay to let go of it. */
@@ -1143,6 +1165,7 @@ worker_free(struct worker *w)
 		control_close(w->control, NULL);
 	output_close(w->output);
 	w->output = NULL;
+	handoff_worker_free(w);
 	health_stop(w);
 	free(w->sockpath);
 	w->sockpath = NULL;

@@ -1,0 +1,25 @@
+/* Connections handed to agent workers over their control channel. */
+#ifndef SN_HANDOFF_H
+#define SN_HANDOFF_H
+
+#include <sys/queue.h>
+
+#include <stdint.h>
+
+#include "socketnaut/proto.h"
+
+struct relay;
+struct worker;
+
+#define HANDOFF_BUCKETS 64
+
+struct handoff;
+TAILQ_HEAD(handoff_head, handoff);
+
+void handoff_give(struct relay *);
+int  handoff_closed(struct worker *, const struct sn_msg *, const char **why);
+void handoff_worker_exited(struct worker *);
+void handoff_worker_free(struct worker *);
+void handoff_init(struct worker *);
+
+#endif
