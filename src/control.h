@@ -48,12 +48,14 @@ struct control {
 struct control *control_open(struct worker *, int);
 void            control_close(struct control *, const char *);
 void            control_drain(struct control *);
-int             control_send_fd(
-		struct control *, uint8_t type, const char *payload, size_t len, int fd);
+void            control_bind(struct relay *);
+void            control_peer_add(struct worker *, struct relay *);
+void            control_peer_del(struct relay *);
+int control_log_take(struct control_bucket *, long long now, size_t textlen);
+
+/* mode handoff (handoff.c) */
+int control_send_fd(
+    struct control *, uint8_t type, const char *payload, size_t len, int fd);
 void control_addr_fields(FILE *, const char *side, const struct sockaddr *);
-void control_bind(struct relay *);
-void control_peer_add(struct worker *, struct relay *);
-void control_peer_del(struct relay *);
-int  control_log_take(struct control_bucket *, long long now, size_t textlen);
 
 #endif

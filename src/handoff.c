@@ -110,8 +110,9 @@ handoff_give(struct relay *r)
 	free(buf);
 	if (rc == -1) {
 		handoff_failed(r,
-		    errno == EAGAIN ? "its control channel is full: it takes no more connections"
-				    : "its control channel failed");
+		    errno == EAGAIN
+			? "its control channel is full: it takes no more connections"
+			: "its control channel failed");
 		return;
 	}
 	/* The worker holds the connection now; ours is only a record. */

@@ -34,46 +34,48 @@ enum worker_state {
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
-	struct service     *svc;
-	enum worker_state   state;
-	pid_t               pid;
-	int                 slot;   /* {index}, 0..max_workers-1 */
-	unsigned            serial; /* unique in the daemon: socket name */
-	unsigned            generation;
-	char               *sockpath;  /* unix backend */
-	struct sockdir     *dir;       /* its service's socket directory */
-	int                 pinfd;     /* O_PATH fd of its socket (sockdir.c) */
-	uid_t               uid;       /* it runs as: owner of its socket */
-	int                 port;      /* tcp backend */
-	struct sn_addr      addr;      /* where relays connect */
-	int                 nconns;    /* relays assigned to it */
-	int                 awaiting;  /* relays waiting for its reply */
-	long long           started;   /* ms */
-	long long           progress;  /* ms: bytes last moved to or from it */
-	unsigned long long  cpu;       /* CPU ticks at the last sample */
-	long long           cpu_since; /* ms: CPU time last seen moving */
-	unsigned long       served;    /* connections it answered */
-	unsigned long       accepted;  /* connections given to it */
-	int                 fails;     /* connect failures in a row */
-	int                 probefd;
-	int                 execfd; /* exec-failure pipe, -1 after */
-	int                 exec_failed;
-	int                 failed; /* killed for not getting ready */
-	int                 was_ready;
-	int                 reaped; /* the process is gone */
-	int                 termed; /* SIGTERM sent */
-	int                 cgroup; /* runs in cgroup worker-SERIAL */
-	struct control     *control;
-	struct health      *health; /* active checks, if configured */
-	struct relay_head   peers[CONTROL_PEER_BUCKETS];
-	struct handoff_head handed[HANDOFF_BUCKETS]; /* mode handoff */
-	int                 nhanded; /* of nconns, handed to it */
-	struct event        timer;   /* probe, ready, retire or kill timer */
-	struct event        execev;
+	struct service    *svc;
+	enum worker_state  state;
+	pid_t              pid;
+	int                slot;   /* {index}, 0..max_workers-1 */
+	unsigned           serial; /* unique in the daemon: socket name */
+	unsigned           generation;
+	char              *sockpath;  /* unix backend */
+	struct sockdir    *dir;       /* its service's socket directory */
+	int                pinfd;     /* O_PATH fd of its socket (sockdir.c) */
+	uid_t              uid;       /* it runs as: owner of its socket */
+	int                port;      /* tcp backend */
+	struct sn_addr     addr;      /* where relays connect */
+	int                nconns;    /* relays assigned to it */
+	int                awaiting;  /* relays waiting for its reply */
+	long long          started;   /* ms */
+	long long          progress;  /* ms: bytes last moved to or from it */
+	unsigned long long cpu;       /* CPU ticks at the last sample */
+	long long          cpu_since; /* ms: CPU time last seen moving */
+	unsigned long      served;    /* connections it answered */
+	unsigned long      accepted;  /* connections given to it */
+	int                fails;     /* connect failures in a row */
+	int                probefd;
+	int                execfd; /* exec-failure pipe, -1 after */
+	int                exec_failed;
+	int                failed; /* killed for not getting ready */
+	int                was_ready;
+	int                reaped; /* the process is gone */
+	int                termed; /* SIGTERM sent */
+	int                cgroup; /* runs in cgroup worker-SERIAL */
+	struct control    *control;
+	struct health     *health; /* active checks, if configured */
+	struct relay_head  peers[CONTROL_PEER_BUCKETS];
+	struct event       timer; /* probe, ready, retire or kill timer */
+	struct event       execev;
 
 	/* Its log budget, shared by LOG frames and its output. */
 	struct control_bucket logs;
 	struct output        *output; /* its stdout and stderr, captured */
+
+	/* mode handoff: the connections it holds, counted in nconns */
+	struct handoff_head handed[HANDOFF_BUCKETS];
+	int                 nhanded;
 };
 TAILQ_HEAD(worker_head, worker);
 
