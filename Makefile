@@ -213,7 +213,13 @@ $(BUILD)/socketnaut.pc: lib/socketnaut.pc.in Makefile
 	$(LIB_PC_SED) lib/socketnaut.pc.in > $@
 
 lib: $(BUILD)/libsocketnaut.a $(BUILD)/libsocketnaut.so.0 \
-    $(BUILD)/socketnaut.pc $(BUILD)/socketnaut-c-logger
+    $(BUILD)/socketnaut.pc $(BUILD)/socketnaut-c-logger \
+    $(BUILD)/socketnaut-handoff-worker
+
+$(BUILD)/socketnaut-handoff-worker: examples/handoff/handoff-worker.c \
+    $(BUILD)/libsocketnaut.a include/socketnaut.h Makefile
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ examples/handoff/handoff-worker.c \
+	    $(BUILD)/libsocketnaut.a
 
 $(BUILD)/socketnaut-c-logger: examples/c-logger/logger.c \
     $(BUILD)/libsocketnaut.a include/socketnaut.h Makefile
