@@ -8,8 +8,9 @@
  * is never answered.  On drain it finishes its connections, says so and
  * exits.
  *
- * For tests: SN_HANDOFF_STOP_READING=N stops reading the control channel
- * after N connections, as a worker stuck in a long computation would.
+ * For tests: SN_HANDOFF_STOP_READING=SLOT:N makes the worker of that slot
+ * stop reading its control channel after N connections, as a worker stuck
+ * in a long computation would.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -213,7 +214,8 @@ int
 main(void)
 {
 	struct epoll_event ev, evs[64];
-	const char        *s;
+	const char        *s, *w;
+	char              *end;
 	int                i, n;
 
 	if ((agent = sn_agent_open()) == NULL) {
@@ -221,8 +223,11 @@ main(void)
 		    strerror(errno));
 		return (1);
 	}
-	if ((s = getenv("SN_HANDOFF_STOP_READING")) != NULL)
-		stop_reading = strtol(s, NULL, 10);
+	/* "SLOT:N": the worker of that slot only. */
+	if ((s = getenv("SN_HANDOFF_STOP_READING")) != NULL &&
+	    (w = getenv("SOCKETNAUT_WORKER")) != NULL &&
+	    strtol(s, &end, 10) == strtol(w, NULL, 10) && *end == ':')
+		stop_reading = strtol(end + 1, NULL, 10);
 	for (i = 0; i < MAX_CONNS; i++)
 		conns[i].fd = -1;
 	sn_agent_set_callbacks(agent, NULL, on_drain, NULL);
