@@ -30,8 +30,8 @@
 #define AGENT_CLOSE_MS 1000        /* sn_agent_close's flush */
 #define AGENT_KEY_MAX  63          /* the master's limit on a key */
 #define AGENT_SYNC_ID  0x80000000u /* ids of blocking queries */
-#define AGENT_PENDING  256 /* handed connections not yet accepted */
-#define AGENT_FDS      8   /* descriptors one recvmsg may carry */
+#define AGENT_PENDING  256         /* handed connections not yet accepted */
+#define AGENT_FDS      8           /* descriptors one recvmsg may carry */
 
 /* A connection handed to us: pending until accepted, then open. */
 struct agent_handed {

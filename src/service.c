@@ -810,8 +810,9 @@ service_shutdown_timeout(evutil_socket_t fd, short events, void *arg)
 void
 service_stop(struct service *svc, int now)
 {
-	struct relay *r, *next;
-	size_t        i;
+	struct worker *w;
+	struct relay  *r, *next;
+	size_t         i;
 
 	if (!svc->stopping) {
 		svc->stopping = 1;
@@ -830,6 +831,8 @@ service_stop(struct service *svc, int now)
 			next = TAILQ_NEXT(r, all);
 			relay_finished(r);
 		}
+		TAILQ_FOREACH (w, &svc->workers, entry)
+			worker_drain_handed(w);
 		if (svc->nconns > 0 && !now) {
 			log_info("service %s: waiting for %d connection%s",
 			    svc->conf->name, svc->nconns,

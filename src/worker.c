@@ -872,8 +872,26 @@ worker_retire(struct worker *w, long long ms)
 	worker_set_state(w, WORKER_DRAINING);
 	if (w->nconns == 0)
 		worker_stop(w, "reload");
-	else
+	else {
 		worker_timer(w, worker_retire_timer, ms);
+		worker_drain_handed(w);
+	}
+}
+
+/*
+ * mode handoff: the worker holds its clients itself, so it is asked to
+ * finish them now (close idle keep-alive connections, end with the
+ * current requests) rather than when the last one leaves.
+ */
+void
+worker_drain_handed(struct worker *w)
+{
+	struct control *c = w->control;
+
+	if (w->svc->conf->mode == MODE_HANDOFF && c != NULL && c->spoke &&
+	    !c->drain_sent && w->nhanded > 0 && worker_alive(w) &&
+	    w->state != WORKER_STOPPING)
+		control_drain(c);
 }
 
 /*

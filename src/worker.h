@@ -97,6 +97,7 @@ void worker_connect_failed(struct worker *, int error);
 void worker_connected(struct worker *);
 void worker_stalled(struct worker *, long long idle_ms);
 void worker_handoff_refused(struct worker *, const char *why);
+void worker_drain_handed(struct worker *);
 long long worker_cpu_idle_ms(struct worker *, long long now);
 void      worker_check_result(struct worker *, int ok, const char *why);
 void      worker_abandon(struct worker *);

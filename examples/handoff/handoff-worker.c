@@ -128,15 +128,16 @@ conn_read(struct conn *c)
 			return;
 		}
 		c->reqlen += (size_t)n;
-		while (!c->hang && (end = memmem(c->req, c->reqlen,
-					"\r\n\r\n", 4)) != NULL) {
+		while (!c->hang &&
+		    (end = memmem(c->req, c->reqlen, "\r\n\r\n", 4)) != NULL) {
 			used = (size_t)(end - c->req) + 4;
 			*end = '\0';
 			if (strncmp(c->req, "GET /hang ", 10) == 0) {
 				c->hang = 1;
 				break;
 			}
-			keep = strcasestr(c->req, "connection: close") == NULL &&
+			keep =
+			    strcasestr(c->req, "connection: close") == NULL &&
 			    strstr(c->req, "HTTP/1.0") == NULL;
 			memmove(c->req, c->req + used, c->reqlen - used);
 			c->reqlen -= used;
@@ -204,8 +205,7 @@ on_drain(struct sn_agent *a, void *arg)
 	draining = 1;
 	/* Idle connections end now; busy ones after their answer. */
 	for (i = 0; i < MAX_CONNS; i++) {
-		if (conns[i].fd != -1 && conns[i].reqlen == 0 &&
-		    !conns[i].hang)
+		if (conns[i].fd != -1 && conns[i].reqlen == 0 && !conns[i].hang)
 			conn_close(&conns[i]);
 	}
 }

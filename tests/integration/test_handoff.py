@@ -1,0 +1,261 @@
+"""mode = handoff: the master accepts, picks the worker, and hands the client's socket to it over
+its control channel; the worker serves it and reports its close, so the pool's counts stay
+exact.  Workers: socketnaut-handoff-worker (C, libsocketnaut) and handoff_worker.py (Python
+agent: http.server and asyncio)."""
+
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import threading
+import time
+
+import harness
+
+CWORKER = os.path.join(harness.BUILD, "socketnaut-handoff-worker")
+PYWORKER = os.path.join(harness.HERE, "handoff_worker.py")
+
+
+def c_fields(body):
+    """The C worker's answer: pid=.. id=.. remote=.. local=.. asked=.. getpeername=.."""
+    return dict(kv.split("=", 1) for kv in body.decode().split())
+
+
+class HandoffTest(harness.DaemonTest):
+
+    def service(self, command=None, **kw):
+        svc = {"name": "h", "command": command or [CWORKER], "backend": harness.Raw("agent"),
+               "mode": harness.Raw("handoff"), "min_workers": 2, "max_workers": 2}
+        svc.update(kw)
+        return svc
+
+    def start(self, **kw):
+        d = self.start_daemon([self.service(**kw)])
+        d.wait_ready(kw.get("min_workers", 2))
+        return d
+
+    def assert_true_peers(self, conn, local_port, remote, local, asked, seen):
+        mine = "127.0.0.1:%d" % conn.sock.getsockname()[1]
+        self.assertEqual(remote, mine, "the client as the master told it")
+        self.assertEqual(asked, mine, "the client as a peer-info request gives it")
+        self.assertEqual(seen, mine, "the worker sees the real client as its peer")
+        self.assertEqual(local, "127.0.0.1:%d" % local_port, "the listener it reached")
+
+    def test_c_worker_serves_a_handed_connection_with_true_peer_facts(self):
+        d = self.start()
+        with harness.Conn(d.port) as c:
+            f1 = c_fields(c.request(keepalive=True).body)
+            f2 = c_fields(c.request(keepalive=True).body)
+            self.assertEqual(f1["pid"], f2["pid"], "one connection, one worker")
+            self.assertIn(int(f1["pid"]), d.workers())
+            self.assert_true_peers(c, d.port, f1["remote"], f1["local"], f1["asked"],
+                                   f1["getpeername"])
+        self.stop_daemon(d)
+
+    def check_python_worker(self, kind):
+        d = self.start(command=[harness.PYTHON, PYWORKER, kind])
+        for _ in range(3):
+            with harness.Conn(d.port) as c:
+                r = c.request(keepalive=True)
+                self.assertEqual(r.status, 200)
+                j = json.loads(r.body)
+                self.assertEqual(j["kind"], kind)
+                self.assertIn(j["pid"], d.workers())
+                info = j["info"]
+                self.assertEqual(info["remote"]["family"], "IPv4")
+                self.assert_true_peers(
+                    c, d.port, "%s:%d" % (info["remote"]["address"], info["remote"]["port"]),
+                    "%s:%d" % (info["local"]["address"], info["local"]["port"]),
+                    "%s:%d" % (info["remote"]["address"], info["remote"]["port"]),
+                    "%s:%d" % tuple(j["getpeername"]))
+                self.assertEqual(c.request(keepalive=True).status, 200, "kept alive")
+        self.stop_daemon(d)
+
+    def test_python_http_server_worker_serves_handed_connections(self):
+        self.check_python_worker("threading")
+
+    def test_python_asyncio_worker_serves_handed_connections(self):
+        self.check_python_worker("asyncio")
+
+    # -- exact counts ---------------------------------------------------------------------
+
+    def open_served(self, d, n):
+        """n keep-alive connections, each answered (none left queued by a leaked count)."""
+        conns = []
+        for _ in range(n):
+            c = harness.Conn(d.port, timeout=10)
+            conns.append(c)
+        pids = [c_fields(c.request(keepalive=True).body)["pid"] for c in conns]
+        return conns, pids
+
+    def assert_capacity(self, d, n):
+        """Exactly n connections fit: n are served at once, one more waits in the queue
+        until queue_timeout closes it unanswered."""
+        conns, _ = self.open_served(d, n)
+        extra = harness.Conn(d.port, timeout=10)
+        try:
+            with self.assertRaises((harness.IncompleteResponse, ConnectionError),
+                                   msg="connection %d should have waited for a slot" % (n + 1)):
+                extra.request()
+        finally:
+            extra.close()
+            for c in conns:
+                c.close()
+
+    def test_counts_stay_exact_whoever_closes_first(self):
+        # 2 workers x worker_concurrency 2: 4 slots; a fifth client waits (queue_timeout 1s).
+        d = self.start(worker_concurrency=2, queue_timeout="1s")
+        self.assert_capacity(d, 4)
+        # Clients close first.
+        conns, _ = self.open_served(d, 4)
+        for c in conns:
+            c.close()
+        self.assert_capacity(d, 4)
+        # Workers close first (Connection: close), then the clients.
+        conns, _ = self.open_served(d, 4)
+        for c in conns:
+            self.assertEqual(c.request().headers.get("connection"), "close")
+        for c in conns:
+            c.close()
+        self.assert_capacity(d, 4)
+        # Mixed, and half-closed clients (shutdown of the write side only).
+        conns, _ = self.open_served(d, 4)
+        conns[0].close()
+        conns[1].request()
+        conns[2].sock.shutdown(socket.SHUT_WR)
+        conns[3].close()
+        time.sleep(0.2)
+        for c in conns:
+            c.close()
+        self.assert_capacity(d, 4)
+        self.stop_daemon(d)
+
+    def test_a_killed_worker_loses_only_its_own_clients_and_their_records(self):
+        d = self.start(worker_concurrency=1, queue_timeout="1s")
+        conns, pids = self.open_served(d, 2)
+        self.assertNotEqual(pids[0], pids[1], "least connections: one client each")
+        os.kill(int(pids[0]), signal.SIGKILL)
+        with self.assertRaises((harness.IncompleteResponse, ConnectionError)):
+            conns[0].request(keepalive=True)
+        r = conns[1].request(keepalive=True)
+        self.assertEqual(c_fields(r.body)["pid"], pids[1], "the other worker's client lives on")
+        conns[0].close()
+        conns[1].close()
+        harness.wait_until(lambda: d.log().count(": ready at ") >= 3, 10,
+                           what="the replacement ready")
+        d.wait_workers(2)
+        self.assert_capacity(d, 2)
+        self.assertIn("1 handed connection closed with it", d.log())
+        self.stop_daemon(d)
+
+    def test_a_worker_that_stops_reading_its_channel_is_taken_out_of_rotation(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = min(hard, 4096)
+        if soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        if want < 2500:
+            self.skipTest("needs 2500 descriptors, RLIMIT_NOFILE allows %d" % want)
+        # Slot 0 takes one connection, then never reads its channel again.
+        d = self.start(env=["SN_HANDOFF_STOP_READING=0:1"], queue_timeout="20s")
+        first = harness.Conn(d.port)
+        stuck = c_fields(first.request(keepalive=True).body)["pid"]
+        conns = []
+        try:
+            for _ in range(2000):
+                conns.append(harness.connect(d.port))
+                if len(conns) % 50 == 0 and "control channel is full" in d.log():
+                    break
+            harness.wait_until(lambda: "control channel is full" in d.log(), 10,
+                               what="the full channel noticed")
+            # From now on every client goes to a worker that takes it.
+            for _ in range(10):
+                with harness.Conn(d.port) as c:
+                    self.assertNotEqual(c_fields(c.request().body)["pid"], stuck)
+            # It still serves the connection it took.
+            self.assertEqual(c_fields(first.request(keepalive=True).body)["pid"], stuck)
+        finally:
+            first.close()
+            for s in conns:
+                s.close()
+        self.assertRegex(d.log(), r"worker %s: unhealthy: its control channel is full" % stuck)
+
+    # -- reload and drain -------------------------------------------------------------------
+
+    def client_loop(self, port, stop, counts, limit=3000):
+        for _ in range(limit):
+            if stop.is_set():
+                return
+            try:
+                r = harness.http(port, timeout=10)
+                counts["ok" if r.status == 200 else "bad"] += 1
+            except Exception as e:       # any failure counts
+                counts["bad"] += 1
+                counts.setdefault("errors", []).append(repr(e))
+
+    def test_reload_and_drain_in_handoff_mode_fail_no_request(self):
+        d = self.start()
+        stop = threading.Event()
+        counts = [{"ok": 0, "bad": 0} for _ in range(3)]
+        threads = [threading.Thread(target=self.client_loop, args=(d.port, stop, c))
+                   for c in counts]
+        for t in threads:
+            t.start()
+        try:
+            for gen in (1, 2):
+                time.sleep(0.5)
+                d.proc.send_signal(signal.SIGHUP)
+                harness.wait_until(lambda: d.log().count(": ready at ") >= 2 + 2 * gen, 20,
+                                   what="generation %d ready" % gen)
+                harness.wait_until(lambda: len(d.workers()) == 2, 20,
+                                   what="the old generation drained and gone")
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        ok = sum(c["ok"] for c in counts)
+        bad = sum(c["bad"] for c in counts)
+        self.assertGreater(ok, 20)
+        self.assertEqual(bad, 0, [c.get("errors", [])[:3] for c in counts])
+        # Drain on stop: an idle keep-alive client does not hold the shutdown.
+        idle = harness.Conn(d.port)
+        idle.request(keepalive=True)
+        t0 = time.monotonic()
+        self.stop_daemon(d)
+        self.assertLess(time.monotonic() - t0, 4.5, "stopped before shutdown_timeout")
+        idle.close()
+
+
+class HandoffConfigTest(harness.DaemonTest):
+
+    def check(self, body):
+        path = self.path("t.conf")
+        with open(path, "w") as f:
+            f.write('runtime_dir = "%s"\nservice "h" {\n    listen = { "127.0.0.1:%d" }\n'
+                    '    command = "%s"\n%s}\n' % (self.path("run"), harness.free_port(),
+                                                   CWORKER, body))
+        return harness.run_check(path)
+
+    def test_handoff_needs_an_agent_backend_and_says_where(self):
+        rc, _, err = self.check("    backend = unix\n    mode = handoff\n")
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r"t\.conf:6: mode handoff needs backend agent")
+
+    def test_handoff_refuses_health_checks(self):
+        rc, _, err = self.check("    backend = agent\n    mode = handoff\n"
+                                "    health_check {\n        type = tcp\n    }\n")
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r"t\.conf:6: mode handoff and health_check exclude each other")
+
+    def test_unknown_mode_is_refused(self):
+        rc, _, err = self.check("    backend = agent\n    mode = splice\n")
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r"t\.conf:6: mode: unknown mode \"splice\"")
+
+    def test_handoff_with_an_agent_backend_is_ok(self):
+        rc, out, err = self.check("    backend = agent\n    mode = handoff\n")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("configuration OK", out)
