@@ -606,8 +606,8 @@ class ServiceAgent:
                         break
                     continue
                 sock, info = got
-                remote = (info or {}).get("remote") or {}
-                addr = (remote.get("address"), remote.get("port"))
+                remote = info["remote"] if info else None
+                addr = (remote["address"], remote["port"]) if remote else sock.getpeername()
                 try:
                     server.process_request(sock, addr)
                 except Exception:
@@ -632,7 +632,9 @@ class ServiceAgent:
             sock.setblocking(False)
             reader = asyncio.StreamReader()
             protocol = asyncio.StreamReaderProtocol(reader, client_connected_cb)
-            await loop.connect_accepted_socket(lambda: protocol, sock=sock)
+            # On AbstractEventLoop's stubs only from Python 3.10; in every loop since 3.5.3.
+            await loop.connect_accepted_socket(  # type: ignore[attr-defined]
+                lambda: protocol, sock=sock)
 
     # -- drain ----------------------------------------------------------------
 
