@@ -338,6 +338,17 @@ cb_mode(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	    cfg, opt, value, result, kw, "mode", "relay or handoff"));
 }
 
+/* handoff_channel: "control" (0) or "node" (1, see handoff.c). */
+static int
+cb_handoff_channel(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const struct keyword kw[] = { { "control", 0 }, { "node", 1 },
+		{ NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "channel", "control or node"));
+}
+
 static cfg_opt_t health_opts[] = { CFG_STR("type", "tcp", CFGF_NONE),
 	CFG_STR("path", "/", CFGF_NONE), CFG_INT("expect", 200, CFGF_NONE),
 	CFG_INT_CB("interval", 2000, CFGF_NONE, cb_duration),
@@ -362,6 +373,7 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_STR_LIST("command", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("backend", BACKEND_UNIX, CFGF_NONE, cb_backend),
 	CFG_INT_CB("mode", MODE_RELAY, CFGF_NONE, cb_mode),
+	CFG_INT_CB("handoff_channel", 0, CFGF_NONE, cb_handoff_channel),
 	CFG_BOOL("socket_activation", cfg_false, CFGF_NONE),
 	CFG_BOOL("control", cfg_true, CFGF_NONE),
 	CFG_INT("worker_count", 0, CFGF_NODEFAULT),
@@ -584,6 +596,10 @@ static void
 service_mode(struct sn_service_conf *sc, cfg_t *sec)
 {
 	sc->mode = (enum sn_mode)cfg_getint(sec, "mode");
+	sc->handoff_node = (int)cfg_getint(sec, "handoff_channel");
+	if (sc->handoff_node && sc->mode != MODE_HANDOFF)
+		config_error(line_of(sec, "handoff_channel"),
+		    "handoff_channel needs mode handoff");
 	if (sc->mode != MODE_HANDOFF)
 		return;
 	if (sc->backend != BACKEND_AGENT)

@@ -43,6 +43,7 @@ struct sn_service_conf {
 	char           *exec_path; /* argv[0] resolved at load time */
 	enum sn_backend backend;
 	enum sn_mode    mode;
+	int             handoff_node; /* handoffs on a Node IPC channel */
 	int             activation;
 	int             control; /* SOCKETNAUT_CONTROL_FD channel */
 	char          **env;     /* NAME=value additions */

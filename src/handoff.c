@@ -6,6 +6,15 @@
  * against its worker until the worker reports its close (or dies: its
  * records go with it).  The master never sees the bytes: idle_timeout,
  * byte counts and stall evidence from bytes do not apply.
+ *
+ * Node cannot receive a descriptor on an arbitrary socket, only on the
+ * IPC channel it sets up at start from NODE_CHANNEL_FD.  With
+ * handoff_channel = node each worker gets a second socketpair as that
+ * channel, and the handoff goes on it the way node:cluster's primary
+ * passes a connection: one JSON line, {"cmd":"NODE_HANDLE",
+ * "type":"net.Socket","msg":{...}}, with the fd attached.  Node answers
+ * each with a NODE_HANDLE_ACK line, which we read and drop.  The close is
+ * still reported on the control channel.
  */
 #include <sys/socket.h>
 
@@ -22,6 +31,11 @@
 #include "service.h"
 #include "socketnautd.h"
 #include "worker.h"
+
+struct handoff_node {
+	int          fd;
+	struct event ev;
+};
 
 struct handoff {
 	TAILQ_ENTRY(handoff) entry; /* its worker's bucket */
@@ -84,14 +98,154 @@ handoff_failed(struct relay *r, const char *why)
 	service_dispatch(svc, r);
 }
 
+int
+handoff_node_pair(int *sp, char **cause)
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		*cause = xasprintf("socketpair: %s", strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * What Node sends on its channel (NODE_HANDLE_ACK lines, and whatever the
+ * program sends with process.send) is read and dropped, a bounded read a
+ * turn; descriptors it might send are not taken (no control buffer).
+ */
+static void
+handoff_node_read(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker *w = arg;
+	char           buf[4096];
+	ssize_t        n;
+
+	(void)events;
+	n = recv(fd, buf, sizeof buf, 0);
+	if (n == 0)
+		handoff_node_close(w, "its Node IPC channel is closed");
+	else if (n == -1 && errno != EAGAIN && errno != EINTR)
+		handoff_node_close(w, "its Node IPC channel failed");
+}
+
+void
+handoff_node_open(struct worker *w, int fd)
+{
+	struct handoff_node *n;
+
+	n = xcalloc(1, sizeof *n);
+	n->fd = fd;
+	fd_nonblock(fd);
+	event_assign(
+	    &n->ev, sn_base, fd, EV_READ | EV_PERSIST, handoff_node_read, w);
+	event_add(&n->ev, NULL);
+	w->node = n;
+}
+
+/* Closed: the worker can take no more connections (why is not NULL). */
+void
+handoff_node_close(struct worker *w, const char *why)
+{
+	struct handoff_node *n = w->node;
+
+	if (n == NULL)
+		return;
+	event_del(&n->ev);
+	close(n->fd);
+	free(n);
+	w->node = NULL;
+	if (why != NULL)
+		worker_handoff_refused(w, why);
+}
+
+/*
+ * The handoff as a node:cluster JSON line; its msg holds the fields of our
+ * HANDOFF frame (numbers for the id and the ports, the rest strings: only
+ * numeric addresses and family names, nothing to escape).
+ */
+static char *
+handoff_node_json(const char *payload, size_t plen, size_t *len)
+{
+	const char *p = payload, *end = payload + plen, *nl, *eq;
+	char       *buf = NULL;
+	size_t      n = 0;
+	FILE       *f;
+	int         num;
+
+	if ((f = open_memstream(&buf, &n)) == NULL)
+		fatal("open_memstream");
+	fputs("{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\","
+	      "\"msg\":{\"socketnaut\":\"handoff\"",
+	    f);
+	while (p < end) {
+		if ((nl = memchr(p, '\n', end - p)) == NULL)
+			nl = end;
+		if ((eq = memchr(p, '=', nl - p)) != NULL) {
+			num = (eq - p == 2 && memcmp(p, "id", 2) == 0) ||
+			    (eq - p > 5 && memcmp(eq - 5, "_port", 5) == 0);
+			fprintf(f, ",\"%.*s\":%s%.*s%s", (int)(eq - p), p,
+			    num ? "" : "\"", (int)(nl - eq - 1), eq + 1,
+			    num ? "" : "\"");
+		}
+		p = nl + 1;
+	}
+	fputs("},\"key\":null}\n", f);
+	fclose(f);
+	*len = n;
+	return (buf);
+}
+
+/* Send buf with fd attached on the Node channel; -1 and errno as sendmsg. */
+static int
+handoff_node_send(struct worker *w, const char *buf, size_t len, int fd)
+{
+	char            cbuf[CMSG_SPACE(sizeof(int))];
+	struct msghdr   msg;
+	struct iovec    iov;
+	struct cmsghdr *cm;
+	ssize_t         n;
+
+	if (w->node == NULL) {
+		errno = EPIPE;
+		return (-1);
+	}
+	memset(&msg, 0, sizeof msg);
+	memset(cbuf, 0, sizeof cbuf);
+	iov.iov_base = (void *)buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof cbuf;
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	do
+		n = sendmsg(w->node->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return (-1);
+	/*
+	 * A line this short goes whole into a Unix stream socket or not at
+	 * all; if ever not, the fd went but Node cannot parse the rest: the
+	 * channel is of no more use.
+	 */
+	if ((size_t)n < len)
+		handoff_node_close(
+		    w, "a handoff was cut short on its Node IPC channel");
+	return (0);
+}
+
 /* Give r's client to the worker the pool assigned it. */
 void
 handoff_give(struct relay *r)
 {
 	struct worker  *w = r->worker;
 	struct handoff *h;
-	char           *buf;
-	size_t          len;
+	char           *buf, *json;
+	size_t          len, jlen;
 	uint32_t        id;
 	int             rc;
 
@@ -106,7 +260,13 @@ handoff_give(struct relay *r)
 		relay_close(r, "getsockname failed");
 		return;
 	}
-	rc = control_send_fd(w->control, SN_MSG_HANDOFF, buf, len, r->cfd);
+	if (w->svc->conf->handoff_node) {
+		json = handoff_node_json(buf, len, &jlen);
+		rc = handoff_node_send(w, json, jlen, r->cfd);
+		free(json);
+	} else
+		rc = control_send_fd(
+		    w->control, SN_MSG_HANDOFF, buf, len, r->cfd);
 	free(buf);
 	if (rc == -1) {
 		handoff_failed(r,

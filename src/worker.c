@@ -171,6 +171,9 @@ env_is_ours(const char *e)
 		"LISTEN_FDNAMES=",
 		"NOTIFY_SOCKET=",
 		"PORT=",
+		"NODE_CHANNEL_FD=",
+		"NODE_CHANNEL_SERIALIZATION_MODE=",
+		"NODE_UNIQUE_ID=",
 	};
 	size_t i;
 
@@ -190,8 +193,8 @@ worker_env(struct worker *w)
 	char                  **env;
 	size_t                  n = 0, i, j, k, len;
 
-	env =
-	    xcalloc(argv_count(environ) + argv_count(sc->env) + 8, sizeof *env);
+	env = xcalloc(
+	    argv_count(environ) + argv_count(sc->env) + 12, sizeof *env);
 	for (i = 0; environ[i] != NULL; i++) {
 		if (!env_is_ours(environ[i]))
 			env[n++] = environ[i];
@@ -205,6 +208,11 @@ worker_env(struct worker *w)
 	if (sc->control)
 		env[n++] = xasprintf("SOCKETNAUT_CONTROL_FD=%d",
 		    FIRST_PASSED_FD + (sc->activation ? 1 : 0));
+	if (sc->handoff_node) {
+		/* Node's IPC channel: handoffs arrive as node:cluster's do. */
+		env[n++] = xasprintf("NODE_CHANNEL_FD=%d", FIRST_PASSED_FD + 1);
+		env[n++] = xstrdup("NODE_CHANNEL_SERIALIZATION_MODE=json");
+	}
 	if (sc->activation) {
 		env[n++] = xasprintf("LISTEN_PID=%ld", (long)getpid());
 		env[n++] = xstrdup("LISTEN_FDS=1");
@@ -477,8 +485,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	sigset_t                all, old;
 	char                  **argv;
 	int                     actfd, pipefd[2], ctl[2] = { -1, -1 };
-	int                     outfd[2] = { -1, -1 };
-	int                     pass[2], npass = 0, cgfd = -1;
+	int                     outfd[2] = { -1, -1 }, node[2] = { -1, -1 };
+	int                     pass[3], npass = 0, cgfd = -1;
 	size_t                  i, n;
 	pid_t                   master = getpid();
 
@@ -543,10 +551,21 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		close(outfd[1]);
 		goto fail;
 	}
+	if (sc->handoff_node && handoff_node_pair(node, cause) == -1) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		close(outfd[0]);
+		close(outfd[1]);
+		close(ctl[0]);
+		close(ctl[1]);
+		goto fail;
+	}
 	if (actfd != -1)
 		pass[npass++] = actfd;
 	if (ctl[1] != -1)
 		pass[npass++] = ctl[1];
+	if (node[1] != -1)
+		pass[npass++] = node[1];
 	worker_cgroup(w, &cgfd);
 
 	sigfillset(&all);
@@ -566,16 +585,22 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	close(outfd[1]);
 	if (ctl[1] != -1)
 		close(ctl[1]);
+	if (node[1] != -1)
+		close(node[1]);
 	if (w->pid == -1) {
 		*cause = xasprintf("fork: %s", strerror(errno));
 		close(pipefd[0]);
 		close(outfd[0]);
 		if (ctl[0] != -1)
 			close(ctl[0]);
+		if (node[0] != -1)
+			close(node[0]);
 		goto fail;
 	}
 	if (ctl[0] != -1)
 		w->control = control_open(w, ctl[0]);
+	if (node[0] != -1)
+		handoff_node_open(w, node[0]);
 	w->output = output_open(w, outfd[0]);
 	argv_free(argv);
 	if (actfd != -1)
@@ -1130,6 +1155,7 @@ worker_exited(struct worker *w, int status)
 	worker_set_state(w, WORKER_STOPPING);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
+	handoff_node_close(w, NULL);
 	handoff_worker_exited(w);
 	if (w->sockpath != NULL && w->dir != NULL)
 		sockdir_unlink(w->dir, worker_sockname(w));
@@ -1183,6 +1209,7 @@ worker_free(struct worker *w)
 		control_close(w->control, NULL);
 	output_close(w->output);
 	w->output = NULL;
+	handoff_node_close(w, NULL);
 	handoff_worker_free(w);
 	health_stop(w);
 	free(w->sockpath);

@@ -74,8 +74,9 @@ struct worker {
 	struct output        *output; /* its stdout and stderr, captured */
 
 	/* mode handoff: the connections it holds, counted in nconns */
-	struct handoff_head handed[HANDOFF_BUCKETS];
-	int                 nhanded;
+	struct handoff_head  handed[HANDOFF_BUCKETS];
+	int                  nhanded;
+	struct handoff_node *node; /* handoff_channel node */
 };
 TAILQ_HEAD(worker_head, worker);
 
