@@ -356,8 +356,11 @@ class ServiceAgent extends EventEmitter {
         });
     }
 
+    /* Idle: closed once what it was answered is written. */
     _endIfIdle(socket) {
-        if (!this._busy.get(socket)) socket.end();
+        if (this._busy.get(socket)) return;
+        if (socket.writableLength > 0) socket.end(() => socket.destroy());
+        else socket.destroy();
     }
 
     /* Resolves to { local, remote } for a relayed connection, or undefined. */

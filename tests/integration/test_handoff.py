@@ -7,6 +7,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import threading
@@ -16,6 +17,8 @@ import harness
 
 CWORKER = os.path.join(harness.BUILD, "socketnaut-handoff-worker")
 PYWORKER = os.path.join(harness.HERE, "handoff_worker.py")
+NODEWORKER = os.path.join(harness.HERE, "handoff_worker_node.js")
+NODE = shutil.which("node") or shutil.which("nodejs")
 
 
 def c_fields(body):
@@ -54,8 +57,8 @@ class HandoffTest(harness.DaemonTest):
                                    f1["getpeername"])
         self.stop_daemon(d)
 
-    def check_python_worker(self, kind):
-        d = self.start(command=[harness.PYTHON, PYWORKER, kind])
+    def check_python_worker(self, kind, command=None, **svc):
+        d = self.start(command=command or [harness.PYTHON, PYWORKER, kind], **svc)
         for _ in range(3):
             with harness.Conn(d.port) as c:
                 r = c.request(keepalive=True)
@@ -78,6 +81,34 @@ class HandoffTest(harness.DaemonTest):
 
     def test_python_asyncio_worker_serves_handed_connections(self):
         self.check_python_worker("asyncio")
+
+    def test_node_worker_serves_connections_handed_on_its_ipc_channel(self):
+        if NODE is None:
+            self.skipTest("node not installed")
+        self.check_python_worker("node", command=[NODE, NODEWORKER],
+                                 handoff_channel=harness.Raw("node"))
+
+    def test_node_worker_counts_stay_exact_and_it_drains(self):
+        if NODE is None:
+            self.skipTest("node not installed")
+        d = self.start(command=[NODE, NODEWORKER], handoff_channel=harness.Raw("node"),
+                       worker_concurrency=1, queue_timeout="1s")
+        for _ in range(2):
+            conns = [harness.Conn(d.port) for _ in range(2)]
+            pids = {json.loads(c.request(keepalive=True).body)["pid"] for c in conns}
+            self.assertEqual(len(pids), 2, "one client each")
+            extra = harness.Conn(d.port)
+            with self.assertRaises((harness.IncompleteResponse, ConnectionError)):
+                extra.request()
+            extra.close()
+            for c in conns:
+                c.close()
+        idle = harness.Conn(d.port)
+        idle.request(keepalive=True)
+        t0 = time.monotonic()
+        self.stop_daemon(d)
+        self.assertLess(time.monotonic() - t0, 4.5, "idle handed connection ended on drain")
+        idle.close()
 
     # -- exact counts ---------------------------------------------------------------------
 
@@ -254,6 +285,11 @@ class HandoffConfigTest(harness.DaemonTest):
         rc, _, err = self.check("    backend = agent\n    mode = splice\n")
         self.assertEqual(rc, 1)
         self.assertRegex(err, r"t\.conf:6: mode: unknown mode \"splice\"")
+
+    def test_handoff_channel_needs_handoff(self):
+        rc, _, err = self.check("    backend = agent\n    handoff_channel = node\n")
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r"t\.conf:6: handoff_channel needs mode handoff")
 
     def test_handoff_with_an_agent_backend_is_ok(self):
         rc, out, err = self.check("    backend = agent\n    mode = handoff\n")
