@@ -5,7 +5,12 @@ VERSION		= 0.1.0
 PREFIX		?= /usr/local
 SBINDIR		?= $(PREFIX)/sbin
 BINDIR		?= $(PREFIX)/bin
+# FHS: a system install (PREFIX=/usr) reads its configuration from /etc.
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR	?= /etc
+else
 SYSCONFDIR	?= $(PREFIX)/etc
+endif
 MANDIR		?= $(PREFIX)/share/man
 UNITDIR		?= $(PREFIX)/lib/systemd/system
 DESTDIR		?=
@@ -15,8 +20,9 @@ PKG_CONFIG	?= pkg-config
 CFLAGS		?= -O2 -g
 WARN		= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 		  -Wmissing-prototypes -Wstrict-prototypes
-ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Iinclude \
-		  -DSN_CONFIG_PATH='"$(SYSCONFDIR)/socketnaut.conf"'
+ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -Isrc \
+		  -Iinclude -DSN_CONFIG_PATH='"$(SN_CONFIG_PATH)"'
+SN_CONFIG_PATH	= $(SYSCONFDIR)/socketnaut.conf
 LIBS		= $(shell $(PKG_CONFIG) --libs libevent libconfuse 2>/dev/null || echo -levent -lconfuse)
 CHECK_LIBS	= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
@@ -29,26 +35,43 @@ else
 BUILD		?= build
 endif
 
-DAEMON_SRCS	= src/cgroup.c src/config.c src/control.c src/handoff.c src/health.c src/keeper.c \
+DAEMON_SRCS	= src/accesslog.c src/cgroup.c src/config.c src/control.c \
+		  src/counters.c src/handoff.c src/health.c src/keeper.c src/stats.c \
 		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
-		  src/service.c src/sockdir.c src/upgrade.c src/util.c src/worker.c \
-		  src/output.c src/pidfile.c
+		  src/service.c src/sockdir.c src/status.c src/upgrade.c src/util.c \
+		  src/worker.c src/output.c src/pidfile.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
 
-all: $(BUILD)/socketnautd $(BUILD)/socketnaut-hello lib
+all: $(BUILD)/socketnautd $(BUILD)/socketnautctl $(BUILD)/socketnaut-hello lib
 
-$(BUILD)/%.o: src/%.c $(wildcard src/*.h include/socketnaut/*.h) Makefile
+$(BUILD)/%.o: src/%.c $(wildcard src/*.h include/socketnaut/*.h) Makefile \
+    $(BUILD)/paths.stamp
 	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/socketnautd: $(DAEMON_OBJS) $(BUILD)/socketnautd.o
+# The paths compiled in (SN_CONFIG_PATH), rewritten only when they change:
+# `make install PREFIX=/usr` after a plain `make` rebuilds what names them.
+$(BUILD)/paths.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo 'SN_CONFIG_PATH=$(SN_CONFIG_PATH)' | cmp -s - $@ || \
+	    echo 'SN_CONFIG_PATH=$(SN_CONFIG_PATH)' > $@
+
+FORCE:
+
+$(BUILD)/socketnautd: $(DAEMON_OBJS) $(BUILD)/admin.o $(BUILD)/socketnautd.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# The admin client: the admin socket's framing (src/admin.h) and libc only.
+$(BUILD)/socketnautctl: src/socketnautctl.c src/admin.h Makefile
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ src/socketnautctl.c
 
 $(BUILD)/socketnaut-hello: examples/hello/socketnaut-hello.c Makefile
 	@mkdir -p $(BUILD)
-	$(CC) -std=gnu11 $(WARN) $(CFLAGS) $(filter -fsanitize%,$(ALL_CFLAGS)) \
+	$(CC) -std=gnu11 $(WARN) $(CPPFLAGS) $(CFLAGS) \
+	    $(filter -fsanitize%,$(ALL_CFLAGS)) \
 	    $(LDFLAGS) -o $@ examples/hello/socketnaut-hello.c
 
 $(BUILD)/unit/%.o: tests/unit/%.c $(wildcard src/*.h) Makefile
@@ -98,6 +121,8 @@ test: all $(BUILD)/unit-tests
 	    python3 tests/integration/run.py
 	@$(MAKE) --no-print-directory lib-check
 	BUILD=$(BUILD) sh tests/install/install.sh
+	sh tests/install/deb.sh
+	sh tests/install/unit.sh $(BUILD)
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz-brief
 
@@ -119,7 +144,7 @@ lint:
 	@if command -v systemd-analyze >/dev/null; then \
 	    mkdir -p $(BUILD)/man/man5 $(BUILD)/man/man8 && \
 	    cp man/socketnaut.conf.5 $(BUILD)/man/man5/ && \
-	    cp man/socketnautd.8 $(BUILD)/man/man8/ && \
+	    cp man/socketnautd.8 man/socketnautctl.8 $(BUILD)/man/man8/ && \
 	    sed -e 's|@SBINDIR@|$(CURDIR)/$(BUILD)|g' \
 	        -e 's|@SYSCONFDIR@|$(CURDIR)/etc|g' \
 	        systemd/socketnautd.service.in > $(BUILD)/socketnautd.service && \
@@ -130,12 +155,16 @@ lint:
 
 install: all install-lib install-agents
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
-	    $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(MANDIR)/man5 \
-	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BUILD)/socketnautd $(DESTDIR)$(SBINDIR)/socketnautd
+	install -m 755 $(BUILD)/socketnautctl $(DESTDIR)$(SBINDIR)/socketnautctl
 	install -m 755 $(BUILD)/socketnaut-hello \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello
+	install -m 644 man/socketnaut-hello.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/socketnautd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 man/socketnautctl.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 man/socketnaut.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 man/socketnaut-agent.7 $(DESTDIR)$(MANDIR)/man7/
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
@@ -153,7 +182,10 @@ install: all install-lib install-agents
 
 uninstall: uninstall-lib uninstall-agents
 	rm -f $(DESTDIR)$(SBINDIR)/socketnautd \
+	    $(DESTDIR)$(SBINDIR)/socketnautctl \
+	    $(DESTDIR)$(MANDIR)/man8/socketnautctl.8 \
 	    $(DESTDIR)$(BINDIR)/socketnaut-hello \
+	    $(DESTDIR)$(MANDIR)/man1/socketnaut-hello.1 \
 	    $(DESTDIR)$(MANDIR)/man8/socketnautd.8 \
 	    $(DESTDIR)$(MANDIR)/man5/socketnaut.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man7/socketnaut-agent.7 \
@@ -164,7 +196,8 @@ uninstall: uninstall-lib uninstall-agents
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps run check test lint format fuzz fuzz-brief install uninstall clean bench
+.PHONY: all deps run check test lint format fuzz fuzz-brief install uninstall clean bench \
+    install-agents uninstall-agents
 
 # Side-by-side benchmark against HAProxy and nginx (bench/README); writes
 # bench/RESULTS.md.  BENCH_ARGS passes options to bench/run.py.
@@ -176,7 +209,12 @@ bench: all
 # with the shared wire format code of src/proto.c; its tests (tests/lib/);
 # the C example worker (examples/c-logger/).
 
-LIBDIR		?= $(PREFIX)/lib
+# Debian's multiarch directory (lib/x86_64-linux-gnu) where there is one.
+ifeq ($(origin LIBDIR),undefined)
+MULTIARCH	:= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || \
+		     $(CC) -print-multiarch 2>/dev/null)
+LIBDIR		= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
+endif
 INCLUDEDIR	?= $(PREFIX)/include
 PKGCONFIGDIR	?= $(LIBDIR)/pkgconfig
 AR		?= ar
@@ -283,12 +321,13 @@ uninstall-lib:
 
 # Agents #####################################################################
 # The Node package socketnaut-agent (agents/node) where `npm install DIR`,
-# NODE_PATH and `npm ls -g` find it (npm's global layout; a Debian package
-# would set NODEDIR=/usr/share/nodejs), and the Python module where Debian's
-# python3 imports it from (/usr/local/lib/python3.X/dist-packages for
-# PREFIX=/usr/local, /usr/lib/python3/dist-packages for PREFIX=/usr).
+# NODE_PATH and `npm ls -g` find it (npm's global layout), or with
+# PREFIX=/usr where Debian's nodejs looks without NODE_PATH
+# (/usr/share/nodejs); the Python module where Debian's python3 imports it
+# from (/usr/local/lib/python3.X/dist-packages for PREFIX=/usr/local,
+# /usr/lib/python3/dist-packages for PREFIX=/usr).
 
-NODEDIR		?= $(PREFIX)/lib/node_modules
+NODEDIR		?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/share/nodejs,$(PREFIX)/lib/node_modules)
 PYTHON		?= $(firstword $(wildcard /usr/bin/python3) python3)
 PYTHON_VERSION	:= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 PYTHONDIR	?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages)

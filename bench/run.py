@@ -39,7 +39,9 @@ RESULTS = os.path.join(BENCH, "RESULTS.md")
 TARGETS = ["socketnautd", "handoff", "haproxy", "nginx", "direct"]
 PROXIES = ["socketnautd", "handoff", "haproxy", "nginx"]
 LABEL = {"socketnautd": "socketnautd", "handoff": "socketnautd (handoff)",
-         "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct"}
+         "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct",
+         "socketnautd-b": "socketnautd + --sn-global"}
+AB_SYSTEMS = ["socketnautd", "socketnautd-b"]
 BULK_SIZE = 1 << 20
 ALL_SCEN = ["ka", "close", "bulk", "idle", "burst", "burst-node"]
 # burst-node is opt-in (--only burst-node): it starts 5 systems a round, two
@@ -428,9 +430,10 @@ class Bench:
             if target == "direct":
                 h["procs"] = self.backends_tcp(port, pool)
                 h["pid"] = None
-            elif target == "socketnautd":
-                self.start_socketnautd(h, d, port, pool, delay, autoscale,
-                                       kind, options or {})
+            elif target in AB_SYSTEMS:
+                self.start_socketnautd(
+                    h, d, port, pool, delay, autoscale, kind, options or {},
+                    self.args.sn_global if target == "socketnautd-b" else [])
             elif target == "handoff":
                 # mode handoff: the backend takes each client's fd from
                 # the master (libsocketnaut), the master leaves the path
@@ -454,7 +457,8 @@ class Bench:
         return h
 
     def start_socketnautd(self, h, d, port, pool, delay, autoscale,
-                          kind="c", options=None, handoff=False):
+                          kind="c", options=None, global_lines=(),
+                          handoff=False):
         if handoff:
             cmd = "%s --handoff" % BACKEND
         elif kind == "node":
@@ -479,9 +483,11 @@ class Bench:
                       if self.args.socket_activation and kind != "node"
                       and not handoff else "")
         conf = os.path.join(d, "socketnaut.conf")
+        glob = "".join(line.replace("{dir}", d) + "\n"
+                       for line in global_lines)
         with open(conf, "w") as f:
             f.write(f"""# written by bench/run.py
-runtime_dir = "{d}/run"
+{glob}runtime_dir = "{d}/run"
 shutdown_timeout = 1s
 kill_timeout = 1s
 service "bench" {{
@@ -1203,6 +1209,53 @@ def run_idle(bench, h, t, rnd, args, add, notes):
     check_alive(h, t, "idle")
 
 
+def run_ab(bench, args, add, notes, load):
+    """--sn-global: socketnautd as is (A) and with the extra global lines (B),
+    both running for the whole round, each scenario visiting them back to
+    back, their order swapped every round."""
+    for rnd in range(args.rounds):
+        order = AB_SYSTEMS if rnd % 2 == 0 else AB_SYSTEMS[::-1]
+        load.append(loadavg())
+        log("round %d/%d: %s (load average %s)" % (
+            rnd + 1, args.rounds, ", ".join(order), load[-1]))
+        hs = {}
+        try:
+            for t in order:
+                hs[t] = bench.start(t)
+            for name in ("ka", "close", "bulk"):
+                if name in args.scen:
+                    for t in order:
+                        run_scenario(hs[t], t, name, rnd, args, add, notes)
+        finally:
+            for t in reversed(list(hs)):
+                bench.stop(hs[t])
+
+
+def ab_table(res):
+    """A against B: medians, B/A, and every round's values."""
+    titles = {"ka_rps": ("keep-alive: requests/s", fmt_rps),
+              "ka_cpu": ("keep-alive: proxy CPU per request", fmt_us),
+              "close_rps": ("Connection: close: requests/s", fmt_rps),
+              "close_cpu": ("Connection: close: proxy CPU per connection",
+                            fmt_us),
+              "bulk_bps": ("bulk: bytes/s", fmt_gbs),
+              "bulk_cpu": ("bulk: proxy CPU per MiB", fmt_us),
+              "wrk_err": ("wrk errors + non-2xx", fmt_int)}
+    rows = []
+    for key, (title, fmt) in titles.items():
+        vals = res.get(key)
+        if not vals:
+            continue
+        a, b = (vals.get(t, []) for t in AB_SYSTEMS)
+        ma, mb = med(a), med(b)
+        rows.append([title, fmt(ma) if ma is not None else "–",
+                     fmt(mb) if mb is not None else "–", ratio(mb, ma),
+                     " / ".join(fmt(v) for v in a),
+                     " / ".join(fmt(v) for v in b)])
+    return md_table(["scenario", "A: socketnautd", "B: with --sn-global",
+                     "B/A", "A per round", "B per round"], rows)
+
+
 def check_alive(h, t, what):
     for p in h["procs"]:
         if p.poll() is not None:
@@ -1571,9 +1624,16 @@ def main():
     ap.add_argument("--sn-conf", action="append", default=[],
                     metavar="LINE", help="extra line for socketnautd's "
                     "service block, e.g. 'control = false' (repeatable)")
+    ap.add_argument("--sn-global", action="append", default=[],
+                    metavar="LINE", help="A/B run: socketnautd as is against "
+                    "socketnautd with this extra global line ({dir}: the "
+                    "system's own temporary directory), e.g. 'access_log = "
+                    "\"{dir}/access.log\"' (repeatable; ka, close and bulk "
+                    "only; HAProxy and nginx are not run; writes "
+                    "bench/RESULTS-ab.md unless --results)")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--keep-tmp", action="store_true")
-    ap.add_argument("--results", default=RESULTS)
+    ap.add_argument("--results", default=None)
     args = ap.parse_args()
     for name, lo, hi in (("rounds", 1, 50), ("ka_seconds", 1, 600),
                          ("seconds", 1, 600), ("conns", 1, 10000),
@@ -1602,6 +1662,11 @@ def main():
         ap.error("--only: unknown %s (known: %s)" % (
             ",".join(sorted(unknown)), ",".join(ALL_SCEN)))
     args.scen = scen
+    if args.sn_global and scen - {"ka", "close", "bulk"}:
+        ap.error("--sn-global: only with --only ka, close and/or bulk")
+    if args.results is None:
+        args.results = os.path.join(BENCH, "RESULTS-ab.md") \
+            if args.sn_global else RESULTS
 
     t_start = time.monotonic()
 
@@ -1639,7 +1704,7 @@ def main():
         nres.setdefault(key, {}).setdefault(target, []).append(value)
 
     try:
-        for rnd in range(args.rounds):
+        for rnd in range(args.rounds if not args.sn_global else 0):
             order = (TARGETS[rnd % len(TARGETS):] +
                      TARGETS[:rnd % len(TARGETS)])
             load.append(loadavg())
@@ -1710,8 +1775,11 @@ def main():
                     if t.endswith("-10") and args.burst_ref_small_pool == 0:
                         continue
                     run_burst_node(bench, t, rnd, args, nadd, notes)
+        if args.sn_global:
+            run_ab(bench, args, add, notes, load)
         small = {}
-        if "burst" in scen and args.burst_ref_small_pool > 0:
+        if "burst" in scen and args.burst_ref_small_pool > 0 and \
+                not args.sn_global:
             for t in ["haproxy", "nginx"]:
                 h = bench.start(t, pool=args.burst_ref_small_pool,
                                 delay=args.burst_delay)
@@ -1742,7 +1810,17 @@ def main():
              "## Machine", ""]
     for k, v in machine():
         lines.append("- %s: %s" % (k, v))
-    if res:
+    if res and args.sn_global:
+        lines += ["", "## A/B: socketnautd against socketnautd with %s "
+                  "(medians of %d rounds, order swapped each round)" % (
+                      "; ".join("`%s`" % g for g in args.sn_global),
+                      args.rounds), "", ab_table(res), "",
+                  "Settings: wrk -t1; keep-alive -c%d -d%ds on `GET /`; "
+                  "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d "
+                  "-d%ds; both with `worker_count = 2` of bench-backend." % (
+                      args.conns, args.ka_seconds, args.conns, args.seconds,
+                      args.bulk_conns, args.seconds)]
+    elif res:
         head, rows = build_table(res, args)
         lines += ["", "## Results (medians of %d alternating rounds)" %
                   args.rounds, "",
@@ -1815,7 +1893,7 @@ def main():
               "%s; at the end: %s.  The machine may be shared: the "
               "per-round figures below show how noisy it was." % (
                   "; ".join(load), loadavg())]
-    if res:
+    if res and not args.sn_global:
         lines += ["", "## Every round (round 1 / round 2 / ...)", "",
                   spread_table(res), ""]
     else:

@@ -28,7 +28,6 @@
 #include "sockdir.h"
 
 #define SERVICE_NAME_MAX 32
-#define WORKERS_MAX      4096
 #define LOG_RATE_MAX     1000000 /* worker_log_rate, lines */
 
 /*
@@ -72,6 +71,8 @@ struct include {
 	size_t end;   /* and after it */
 	int    endline;
 };
+
+#define ADMIN_SOCKET_NAME "admin.sock" /* in runtime_dir, by default */
 
 /* State of one config_load() call; the callbacks have no user pointer. */
 static struct {
@@ -117,12 +118,32 @@ config_where(int line, int *fline)
 
 static void
 config_error(int, const char *, ...) __attribute__((format(printf, 2, 3)));
+static char *config_access_log(cfg_t *);
+
+/* Also given every error (socketnautctl reload), when set. */
+static config_error_fn *error_sink;
+static void            *error_sink_arg;
+
+void
+config_error_sink(config_error_fn *fn, void *arg)
+{
+	error_sink = fn;
+	error_sink_arg = arg;
+}
+
+static void
+config_report(const char *text)
+{
+	log_errorx("%s", text);
+	if (error_sink != NULL)
+		error_sink(text, error_sink_arg);
+}
 
 static void
 config_error(int line, const char *fmt, ...)
 {
 	va_list     ap;
-	char       *msg;
+	char       *msg, *text;
 	const char *path;
 
 	va_start(ap, fmt);
@@ -131,11 +152,13 @@ config_error(int line, const char *fmt, ...)
 	va_end(ap);
 	if (line > 0) {
 		path = config_where(line, &line);
-		log_errorx("%s:%d: %s", path, line, msg);
+		text = xasprintf("%s:%d: %s", path, line, msg);
 	} else
-		log_errorx("%s: %s",
+		text = xasprintf("%s: %s",
 		    load.nfiles > 0 ? load.files[load.cur].path : load.path,
 		    msg);
+	config_report(text);
+	free(text);
 	free(msg);
 	load.errors++;
 }
@@ -399,19 +422,25 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_INT("spawn_concurrency", 0, CFGF_NODEFAULT),
 	CFG_INT("spare_workers", 0, CFGF_NONE),
 	CFG_INT("max_queue", 0, CFGF_NONE),
-	CFG_STR("worker_log_rate", "100/s", CFGF_NONE), CFG_END() };
+	CFG_STR("worker_log_rate", "100/s", CFGF_NONE),
+	CFG_STR("access_log", NULL, CFGF_NODEFAULT), CFG_END() };
 
 static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
 	CFG_STR("log_target", "stderr", CFGF_NONE),
+	CFG_STR("access_log", "off", CFGF_NONE),
+	CFG_STR("stats_listen", NULL, CFGF_NODEFAULT),
 	CFG_STR("runtime_dir", NULL, CFGF_NODEFAULT),
 	CFG_STR("pid_file", NULL, CFGF_NODEFAULT),
 	CFG_STR("user", NULL, CFGF_NODEFAULT),
 	CFG_STR("group", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("shutdown_timeout", 30000, CFGF_NONE, cb_duration),
+	CFG_INT_CB("drain_delay", 0, CFGF_NONE, cb_duration),
 	CFG_INT_CB("kill_timeout", 5000, CFGF_NONE, cb_duration),
 	CFG_INT_CB("worker_cgroup", 1, CFGF_NONE, cb_cgroup),
 	CFG_INT_CB("upgrade_timeout", 60000, CFGF_NONE, cb_duration),
+	CFG_STR("admin_socket", NULL, CFGF_NODEFAULT),
+	CFG_STR("admin_group", NULL, CFGF_NODEFAULT),
 	CFG_SEC("service", service_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END() };
@@ -910,6 +939,9 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	    ? cfg_getint(sec, "kill_timeout")
 	    : conf->kill_timeout;
 
+	sc->access_log = cfg_size(sec, "access_log") > 0
+	    ? config_access_log(sec)
+	    : xstrdup(conf->access_log);
 	sc->sockdir = xasprintf("%s/%s", conf->runtime_dir, sc->name);
 	/* Room for "/<pid>-<serial>.sock": 10 digits each. */
 	if (strlen(sc->sockdir) + 28 > sizeof sun.sun_path)
@@ -1012,6 +1044,80 @@ config_listen_assignable(struct sn_config *conf, cfg_t *root)
 	}
 }
 
+/* access_log of the file or of a service section: off, syslog or a path. */
+static char *
+config_access_log(cfg_t *sec)
+{
+	const char *v = cfg_getstr(sec, "access_log");
+
+	if (strcmp(v, "off") != 0 && strcmp(v, "syslog") != 0 && v[0] != '/')
+		config_error(line_of(sec, "access_log"),
+		    "access_log must be off, syslog or an absolute file path, not \"%s\"",
+		    v);
+	return (xstrdup(v));
+}
+
+/* The access log and the stats listener (HTTP: /metrics, /status). */
+static void
+config_operations(struct sn_config *conf, cfg_t *root)
+{
+	const char *v;
+	char       *cause;
+
+	conf->access_log = config_access_log(root);
+	if (conf->access_log[0] == '/')
+		config_writable(root, "access_log", conf->access_log);
+	if (cfg_size(root, "stats_listen") == 0)
+		return;
+	v = cfg_getstr(root, "stats_listen");
+	conf->stats_listen = xstrdup(v);
+	if (addr_parse_numeric(v, &conf->stats_addr, &cause) == -1) {
+		config_error(line_of(root, "stats_listen"),
+		    "stats_listen: %s (expected ADDRESS:PORT, e.g. 127.0.0.1:9100)",
+		    cause);
+		free(cause);
+	}
+}
+
+/*
+ * admin_socket: "off", an absolute path, or by default admin.sock in the
+ * runtime directory; admin_group: a group whose members may use it.
+ */
+static void
+config_admin(struct sn_config *conf, cfg_t *root)
+{
+	struct sockaddr_un sun;
+	struct group      *gr;
+	const char        *v;
+
+	if (cfg_size(root, "admin_socket") == 0)
+		conf->admin_socket =
+		    xasprintf("%s/%s", conf->runtime_dir, ADMIN_SOCKET_NAME);
+	else if (strcmp((v = cfg_getstr(root, "admin_socket")), "off") != 0) {
+		conf->admin_socket = xstrdup(v);
+		if (v[0] != '/' || v[strlen(v) - 1] == '/')
+			config_error(line_of(root, "admin_socket"),
+			    "admin_socket must be off or the absolute path of a socket, not \"%s\"",
+			    v);
+	}
+	if (conf->admin_socket != NULL &&
+	    strlen(conf->admin_socket) >= sizeof sun.sun_path)
+		config_error(line_of(root, "admin_socket"),
+		    "admin_socket %s is longer than %zu bytes",
+		    conf->admin_socket, sizeof sun.sun_path - 1);
+	if (cfg_size(root, "admin_group") == 0)
+		return;
+	conf->admin_group = xstrdup(cfg_getstr(root, "admin_group"));
+	if ((gr = getgrnam(conf->admin_group)) == NULL)
+		config_error(line_of(root, "admin_group"),
+		    "admin_group: unknown group \"%s\"", conf->admin_group);
+	else
+		conf->admin_gid = gr->gr_gid;
+	if (conf->admin_socket == NULL)
+		config_error(line_of(root, "admin_group"),
+		    "admin_group is set but admin_socket is off");
+}
+
 static void
 config_build(struct sn_config *conf, cfg_t *root)
 {
@@ -1037,6 +1143,7 @@ config_build(struct sn_config *conf, cfg_t *root)
 		else
 			config_writable(root, "pid_file", conf->pid_file);
 	}
+	config_operations(conf, root);
 	conf->runtime_dir = xstrdup(cfg_size(root, "runtime_dir") > 0
 		? cfg_getstr(root, "runtime_dir")
 		: config_default_runtime_dir());
@@ -1049,12 +1156,14 @@ config_build(struct sn_config *conf, cfg_t *root)
 		free(cause);
 	}
 	conf->shutdown_timeout = cfg_getint(root, "shutdown_timeout");
+	conf->drain_delay = cfg_getint(root, "drain_delay");
 	conf->kill_timeout = cfg_getint(root, "kill_timeout");
 	conf->worker_cgroup = (int)cfg_getint(root, "worker_cgroup");
 	conf->upgrade_timeout = cfg_getint(root, "upgrade_timeout");
 	if (conf->upgrade_timeout < 1000)
 		config_error(line_of(root, "upgrade_timeout"),
 		    "upgrade_timeout must be at least 1s");
+	config_admin(conf, root);
 
 	n = cfg_size(root, "service");
 	if (n == 0)
@@ -1716,6 +1825,7 @@ config_load(const char *path)
 {
 	struct sn_config *conf;
 	cfg_t            *cfg;
+	char             *text;
 	int               i;
 
 	memset(&load, 0, sizeof load);
@@ -1737,9 +1847,12 @@ config_load(const char *path)
 	cfg_free(cfg);
 	free(load.lines);
 	free(load.seclines);
-	if (load.errors > 0)
-		log_errorx("%s: %d error%s", path, load.errors,
+	if (load.errors > 0) {
+		text = xasprintf("%s: %d error%s", path, load.errors,
 		    load.errors == 1 ? "" : "s");
+		config_report(text);
+		free(text);
+	}
 	for (i = 0; i < load.nfiles; i++)
 		free(load.files[i].path);
 	free(load.files);
@@ -1777,12 +1890,17 @@ config_unref(struct sn_config *conf)
 		free(sc->user);
 		free(sc->group);
 		free(sc->sockdir);
+		free(sc->access_log);
 		free(sc->health.path);
 	}
 	free(conf->services);
 	free(conf->path);
 	free(conf->log_target);
 	free(conf->pid_file);
+	free(conf->access_log);
+	free(conf->stats_listen);
 	free(conf->runtime_dir);
+	free(conf->admin_socket);
+	free(conf->admin_group);
 	free(conf);
 }

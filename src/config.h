@@ -6,6 +6,11 @@
 
 #include "util.h"
 
+#define WORKERS_MAX 4096 /* min_workers, max_workers, worker_count */
+
+/* Receives each configuration error ("file:line: what is wrong"). */
+typedef void config_error_fn(const char *msg, void *arg);
+
 enum sn_backend {
 	BACKEND_UNIX,
 	BACKEND_TCP,
@@ -77,7 +82,8 @@ struct sn_service_conf {
 	long long             shutdown_timeout;
 	long long             kill_timeout;
 
-	char *sockdir; /* runtime_dir/name */
+	char *sockdir;    /* runtime_dir/name */
+	char *access_log; /* its own, or the global one */
 };
 
 struct sn_config {
@@ -88,9 +94,16 @@ struct sn_config {
 	char                   *runtime_dir;
 	char                   *pid_file; /* NULL: none */
 	long long               shutdown_timeout;
+	long long               drain_delay; /* SIGTERM: 503, then stop */
 	long long               kill_timeout;
 	int                     worker_cgroup;   /* auto (1) or off (0) */
 	long long               upgrade_timeout; /* new master ready within */
+	char                   *access_log;      /* "off", "syslog" or a path */
+	char                   *stats_listen;    /* "ADDR:PORT", or NULL */
+	struct sn_addr          stats_addr;
+	char                   *admin_socket; /* NULL: off */
+	char                   *admin_group;  /* NULL: none */
+	gid_t                   admin_gid;
 	struct sn_service_conf *services;
 	size_t                  nservices;
 };
@@ -99,5 +112,6 @@ struct sn_config *config_load(const char *path);
 void              config_ref(struct sn_config *);
 void              config_unref(struct sn_config *);
 const char       *config_default_runtime_dir(void);
+void              config_error_sink(config_error_fn *, void *arg);
 
 #endif

@@ -92,7 +92,7 @@ handoff_failed(struct relay *r, const char *why)
 	r->tried[r->attempts % RELAY_ATTEMPTS] = w->serial;
 	relay_rewind(r);
 	if (++r->attempts >= RELAY_ATTEMPTS) {
-		relay_close(r, "no worker could take the connection");
+		relay_close(r, RELAY_END_CONNECT_FAILED, 0);
 		return;
 	}
 	service_dispatch(svc, r);
@@ -257,7 +257,7 @@ handoff_give(struct relay *r)
 		handoff_serial = 1;
 	id = handoff_serial;
 	if ((buf = handoff_payload(r, id, &len)) == NULL) {
-		relay_close(r, "getsockname failed");
+		relay_close(r, RELAY_END_ERROR, errno);
 		return;
 	}
 	if (w->svc->conf->handoff_node) {

@@ -309,8 +309,7 @@ listener_accept(evutil_socket_t fd, short events, void *arg)
 		cfd = accept4(fd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd != -1) {
-			service_accepted(
-			    l->svc, cfd, (struct sockaddr *)&ss, len);
+			service_accepted(l, cfd, (struct sockaddr *)&ss, len);
 			continue;
 		}
 		switch (errno) {

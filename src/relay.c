@@ -19,8 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "control.h"
 #include "handoff.h"
+#include "listener.h"
 #include "log.h"
 #include "relay.h"
 #include "service.h"
@@ -75,18 +77,22 @@ relay_timer(struct relay *r, event_callback_fn cb, long long ms)
 /* A client was accepted: it waits for dispatch. */
 struct relay *
 relay_new(
-    struct service *svc, int fd, const struct sockaddr *sa, socklen_t salen)
+    struct listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
 {
-	struct relay *r;
-	int           one = 1;
+	struct service *svc = l->svc;
+	struct relay   *r;
+	int             one = 1;
 
 	r = xcalloc(1, sizeof *r);
 	r->svc = svc;
+	r->listener = l;
+	r->half_end = -1;
 	r->cfd = fd;
 	r->wfd = -1;
 	r->state = RELAY_QUEUED;
 	r->keep = 1;
 	r->accepted = r->queued = r->since = relay_now();
+	r->wait_since = r->accepted;
 	if (salen > sizeof r->peer)
 		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
@@ -102,6 +108,8 @@ relay_new(
 void
 relay_wait(struct relay *r)
 {
+	if (r->state != RELAY_QUEUED)
+		r->wait_since = relay_now();
 	relay_unwait(r);
 	TAILQ_INSERT_TAIL(&r->svc->queue, r, entry);
 	r->svc->nqueued++;
@@ -176,27 +184,69 @@ relay_detach(struct relay *r)
 }
 
 /*
+ * The client leaves the queue (for a worker, or closed): its time there
+ * adds up over requeues; the histogram counts each client's first wait.
+ */
+static void
+relay_waited(struct relay *r)
+{
+	if (r->state != RELAY_QUEUED)
+		return;
+	r->waited += relay_now() - r->wait_since;
+	if (!r->wait_counted) {
+		r->wait_counted = 1;
+		counters_wait(&r->svc->ctr, r->waited);
+	}
+}
+
+/* Its worker's process ended other than cleanly: it did not just hang up. */
+static int
+relay_worker_died(const struct relay *r)
+{
+	return (r->worker != NULL && r->worker->reaped &&
+	    r->worker->exit != WORKER_EXIT_CLEAN);
+}
+
+/* Bytes delivered each way, for the relay and for the service. */
+static void
+relay_count(struct relay *r, struct relay_half *h, ssize_t n)
+{
+	h->total += n;
+	if (h == &r->up)
+		r->svc->ctr.bytes_in += n;
+	else
+		r->svc->ctr.bytes_out += n;
+}
+
+/*
  * Close both sockets and let go of the worker and the service now; the
  * memory goes once the current callback is over, so callers up the stack
- * see RELAY_CLOSING rather than freed memory.
+ * see RELAY_CLOSING rather than freed memory.  end says why (error: the
+ * errno behind it, or 0); it is counted and access-logged here.
  */
 void
-relay_close(struct relay *r, const char *why)
+relay_close(struct relay *r, enum relay_end end, int error)
 {
 	struct service *svc = r->svc;
 	char            peer[ADDRSTRLEN];
 
 	if (r->state == RELAY_CLOSING)
 		return;
+	relay_waited(r);
+	svc->ctr.closed[end]++;
+	if (svc->alog != NULL)
+		accesslog_relay(svc->alog, r, end, error);
 	/* Formatting the address costs a fifth of a connection's CPU. */
-	if (why == NULL || log_getlevel() < LOG_DEBUG)
+	if (log_getlevel() < LOG_DEBUG)
 		;
 	else if (r->worker != NULL)
-		worker_log(LOG_DEBUG, r->worker, "client %s: %s",
-		    relay_peer(r, peer, sizeof peer), why);
+		worker_log(LOG_DEBUG, r->worker, "client %s: %s%s%s",
+		    relay_peer(r, peer, sizeof peer), relay_end_name(end),
+		    error ? ": " : "", error ? strerror(error) : "");
 	else
-		log_debug("service %s: client %s: %s", svc->conf->name,
-		    relay_peer(r, peer, sizeof peer), why);
+		log_debug("service %s: client %s: %s%s%s", svc->conf->name,
+		    relay_peer(r, peer, sizeof peer), relay_end_name(end),
+		    error ? ": " : "", error ? strerror(error) : "");
 	relay_unwait(r);
 	control_peer_del(r);
 	relay_detach(r);
@@ -317,6 +367,7 @@ relay_rewind(struct relay *r)
 	relay_detach(r);
 	r->cmask = r->wmask = 0;
 	r->state = RELAY_QUEUED;
+	r->wait_since = relay_now();
 }
 
 /* Make an OPEN relay's events wait for what each direction needs now. */
@@ -396,8 +447,9 @@ relay_try_connect(struct relay *r)
 			return;
 		}
 		if (r->wfd == -1) {
+			error = errno;
 			log_warn("service %s: socket", r->svc->conf->name);
-			relay_close(r, "cannot create a worker socket");
+			relay_close(r, RELAY_END_ERROR, error);
 			return;
 		}
 		if (w->addr.ss.ss_family != AF_UNIX)
@@ -444,6 +496,8 @@ relay_connect_failed(struct relay *r, int error)
 	char peer[ADDRSTRLEN];
 
 	if (error != EAGAIN)
+		r->svc->ctr.connect_failures++;
+	if (error != EAGAIN)
 		worker_log(LOG_WARNING, r->worker, "client %s: connect: %s",
 		    relay_peer(r, peer, sizeof peer), strerror(error));
 	service_connect_failed(r, error);
@@ -461,6 +515,7 @@ void
 relay_connect(struct relay *r)
 {
 	relay_unwait(r);
+	relay_waited(r);
 	event_del(&r->cev);
 	r->state = RELAY_CONNECTING;
 	r->since = relay_now();
@@ -504,22 +559,31 @@ relay_timeout(evutil_socket_t fd, short events, void *arg)
 	(void)fd;
 	(void)events;
 	service_queue_timeout(r->svc);
-	relay_close(r, NULL);
+	relay_close(r, RELAY_END_QUEUE_TIMEOUT, 0);
 }
 
 /*
- * One direction is finished.  The relay closes when both are, or when we
- * are shutting down and the worker has answered in full.
+ * One direction is finished, because side (RELAY_END_CLIENT or _WORKER)
+ * ended it.  The relay closes when both are, ended by the side that ended
+ * first, or when we are shutting down and the worker has answered in full.
  */
 static void
-relay_half_done(struct relay *r, struct relay_half *h)
+relay_half_done(struct relay *r, struct relay_half *h, enum relay_end side)
 {
 	h->done = 1;
 	free(h->buf);
 	h->buf = NULL;
 	h->off = h->len = 0;
-	if ((r->up.done && r->down.done) || (r->down.done && r->svc->stopping))
-		relay_close(r, "closed");
+	if (r->half_end == -1)
+		r->half_end = side;
+	if (r->up.done && r->down.done)
+		relay_close(r,
+		    r->half_end == RELAY_END_WORKER && relay_worker_died(r)
+			? RELAY_END_WORKER_DIED
+			: (enum relay_end)r->half_end,
+		    0);
+	else if (r->down.done && r->svc->stopping)
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 }
 
 /*
@@ -530,7 +594,7 @@ void
 relay_finished(struct relay *r)
 {
 	if (r->state == RELAY_OPEN && r->down.done)
-		relay_close(r, "shutting down");
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 }
 
 /*
@@ -566,7 +630,7 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 			relay_replied(r);
 		w = send(dst, scratch, n, MSG_NOSIGNAL);
 		if (w > 0)
-			h->total += w;
+			relay_count(r, h, w);
 		if (w > 0 && h == &r->up)
 			relay_sent(r);
 		if (w == n)
@@ -575,7 +639,9 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 			if (errno != EAGAIN && errno != EINTR) {
 				/* The destination will take nothing more. */
 				shutdown(src, SHUT_RD);
-				relay_half_done(r, h);
+				relay_half_done(r, h,
+				    h == &r->up ? RELAY_END_WORKER
+						: RELAY_END_CLIENT);
 				return;
 			}
 			w = 0;
@@ -593,11 +659,16 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		 */
 		if (!(h == &r->up ? r->down.done : r->up.done))
 			shutdown(dst, SHUT_WR);
-		relay_half_done(r, h);
+		relay_half_done(
+		    r, h, h == &r->up ? RELAY_END_CLIENT : RELAY_END_WORKER);
 		return;
 	}
 	if (errno != EAGAIN && errno != EINTR)
-		relay_close(r, strerror(errno));
+		relay_close(r,
+		    h == &r->down && relay_worker_died(r)
+			? RELAY_END_WORKER_DIED
+			: RELAY_END_ERROR,
+		    errno);
 }
 
 /* Send pending bytes to dst. */
@@ -609,11 +680,12 @@ relay_flush(struct relay *r, struct relay_half *h, int dst)
 	w = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
 	if (w == -1) {
 		if (errno != EAGAIN && errno != EINTR)
-			relay_half_done(r, h);
+			relay_half_done(r, h,
+			    h == &r->up ? RELAY_END_WORKER : RELAY_END_CLIENT);
 		return;
 	}
 	r->last_active = relay_now();
-	h->total += w;
+	relay_count(r, h, w);
 	if (h == &r->up)
 		relay_sent(r);
 	h->off += w;
@@ -631,7 +703,7 @@ relay_idle(struct relay *r, short events)
 		return (0);
 	if (relay_now() - r->last_active < r->svc->conf->idle_timeout)
 		return (0);
-	relay_close(r, "idle timeout");
+	relay_close(r, RELAY_END_IDLE, 0);
 	return (1);
 }
 

@@ -10,6 +10,9 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "counters.h"
+
+struct listener;
 struct service;
 struct worker;
 
@@ -42,6 +45,7 @@ struct relay {
 	TAILQ_ENTRY(relay) all;   /* the service's relays */
 	TAILQ_ENTRY(relay) keyed; /* peer-info index of its worker */
 	struct service   *svc;
+	struct listener  *listener; /* that accepted it */
 	struct worker    *worker;
 	struct worker    *peer_worker;
 	uint32_t          key;   /* the worker's view of our address */
@@ -53,6 +57,8 @@ struct relay {
 	unsigned          replied : 1;  /* the worker sent a byte */
 	unsigned          keep : 1;    /* keep a copy of what the client sent */
 	unsigned          waiting : 1; /* on the service's queue */
+	unsigned          wait_counted : 1; /* in the queue wait histogram */
+	int               half_end; /* the first direction to end, or -1 */
 	int               attempts;
 	unsigned          tried[RELAY_ATTEMPTS]; /* serials that failed it */
 	int               cfd;
@@ -62,10 +68,12 @@ struct relay {
 	long long         since;    /* ms: connect started */
 	long long         opened;   /* ms: worker connected, 0 before */
 	long long         last_active;
-	char             *replay;    /* what the client sent, while kept */
-	size_t            replaylen; /* bytes the client sent before a reply */
-	struct relay_half up;        /* client to worker */
-	struct relay_half down;      /* worker to client */
+	long long         wait_since; /* ms: entered the queue */
+	long long         waited;     /* ms in the queue, all told */
+	char             *replay;     /* what the client sent, while kept */
+	size_t            replaylen;  /* bytes the client sent before a reply */
+	struct relay_half up;         /* client to worker */
+	struct relay_half down;       /* worker to client */
 	/*
 	 * Two events: cev is the client's (a plain timer while the client
 	 * waits for a worker), wev the worker connection's.
@@ -80,8 +88,8 @@ struct relay {
 };
 TAILQ_HEAD(relay_head, relay);
 
-struct relay *
-relay_new(struct service *, int fd, const struct sockaddr *peer, socklen_t len);
+struct relay *relay_new(
+    struct listener *, int fd, const struct sockaddr *peer, socklen_t len);
 void        relay_wait(struct relay *);
 void        relay_unwait(struct relay *);
 void        relay_connect(struct relay *);
@@ -89,7 +97,7 @@ void        relay_retry_later(struct relay *);
 int         relay_unread(const struct relay *);
 int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);
-void        relay_close(struct relay *, const char *why);
+void        relay_close(struct relay *, enum relay_end, int error);
 void        relay_handed(struct relay *);
 void        relay_finished(struct relay *);
 const char *relay_peer(const struct relay *, char *buf, size_t len);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "log.h"
 #include "service.h"
 #include "sockdir.h"
@@ -72,6 +73,18 @@ service_idle_tv(struct service *svc)
 	}
 }
 
+/* A new generation's slots (the old one's workers no longer count). */
+static void
+service_slots_reset(struct service *svc)
+{
+	free(svc->slots);
+	free(svc->restarts);
+	svc->crashes = 0;
+	svc->nslots = SERVICE_SLOTS(svc->conf);
+	svc->slots = xcalloc(svc->nslots, 1);
+	svc->restarts = xcalloc(svc->nslots, sizeof *svc->restarts);
+}
+
 struct service *
 service_new(struct sn_config *owner, struct sn_service_conf *sc)
 {
@@ -84,7 +97,7 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 	TAILQ_INIT(&svc->workers);
 	TAILQ_INIT(&svc->queue);
 	TAILQ_INIT(&svc->relays);
-	svc->slots = xcalloc(SERVICE_SLOTS(sc), 1);
+	service_slots_reset(svc);
 	service_idle_tv(svc);
 	evtimer_assign(&svc->check, sn_base, service_check, svc);
 	evtimer_assign(&svc->watch, sn_base, service_watch, svc);
@@ -134,6 +147,24 @@ service_sockdir(struct service *svc, int clean, char **cause)
 	return (0);
 }
 
+/* The access log its access_log names; on failure it keeps the one it has. */
+static int
+service_accesslog(struct service *svc, char **cause)
+{
+	struct accesslog *al;
+	char             *why;
+
+	if (accesslog_get(svc->conf->access_log, &al, &why) == -1) {
+		*cause = xasprintf(
+		    "service %s: access_log: %s", svc->conf->name, why);
+		free(why);
+		return (-1);
+	}
+	accesslog_put(svc->alog);
+	svc->alog = al;
+	return (0);
+}
+
 int
 service_start(struct service *svc, char **cause)
 {
@@ -144,6 +175,8 @@ service_start(struct service *svc, char **cause)
 	if (sc->backend != BACKEND_TCP &&
 	    service_sockdir(svc, !daemon_started && !upgrade_child(), cause) ==
 		-1)
+		return (-1);
+	if (service_accesslog(svc, cause) == -1)
 		return (-1);
 	svc->listeners = xcalloc(sc->nlisten, sizeof *svc->listeners);
 	for (i = 0; i < sc->nlisten; i++) {
@@ -301,6 +334,8 @@ service_spawn_one(struct service *svc)
 		return (NULL);
 	}
 	TAILQ_INSERT_TAIL(&svc->workers, w, entry);
+	svc->restarts[slot] = svc->crashes;
+	svc->crashes = 0;
 	return (w);
 }
 
@@ -322,7 +357,7 @@ service_dispatch(struct service *svc, struct relay *r)
 		service_attach(r, p.worker);
 		relay_connect(r);
 	} else if (svc->stopping && svc->online == 0) {
-		relay_close(r, "shutting down");
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 		return;
 	} else
 		relay_wait(r);
@@ -349,9 +384,12 @@ service_update_accepting(struct service *svc)
 /* A listener accepted a client: it is ours until it closes. */
 void
 service_accepted(
-    struct service *svc, int fd, const struct sockaddr *sa, socklen_t len)
+    struct listener *l, int fd, const struct sockaddr *sa, socklen_t len)
 {
-	service_dispatch(svc, relay_new(svc, fd, sa, len));
+	struct service *svc = l->svc;
+
+	svc->ctr.accepted++;
+	service_dispatch(svc, relay_new(l, fd, sa, len));
 	service_update_accepting(svc);
 }
 
@@ -383,7 +421,11 @@ service_connect_failed(struct relay *r, int error)
 	r->tried[r->attempts % RELAY_ATTEMPTS] = w->serial;
 	relay_rewind(r);
 	if (++r->attempts >= RELAY_ATTEMPTS) {
-		relay_close(r, "no worker could take the connection");
+		relay_close(r,
+		    error == ECONNREFUSED || error == ENOENT
+			? RELAY_END_REFUSED
+			: RELAY_END_CONNECT_FAILED,
+		    error);
 		return;
 	}
 	service_dispatch(svc, r);
@@ -532,6 +574,11 @@ service_reap(struct service *svc, struct worker *w, int status)
 {
 	int quick = worker_failed_start(w);
 
+	/* A crash (not asked to stop): its replacement counts one more. */
+	if (w->state != WORKER_STOPPING && w->generation == svc->generation &&
+	    w->slot < svc->nslots && svc->restarts[w->slot] + 1 > svc->crashes)
+		svc->crashes = svc->restarts[w->slot] + 1;
+
 	/* Back-off first: leaving the pool may start a replacement. */
 	if (w->generation == svc->generation && quick) {
 		svc->failures++;
@@ -609,10 +656,13 @@ service_reload(
 		log_warnx("%s", cause);
 		free(cause);
 	}
+	if (service_accesslog(svc, &cause) == -1) {
+		log_warnx("%s; keeping the current one", cause);
+		free(cause);
+	}
 	config_unref(old);
 
-	free(svc->slots);
-	svc->slots = xcalloc(SERVICE_SLOTS(sc), 1);
+	service_slots_reset(svc);
 	svc->generation++;
 	svc->online = svc->ready = 0;
 	svc->failures = 0;
@@ -783,7 +833,7 @@ service_stop_workers(struct service *svc)
 
 	event_del(&svc->shutdown);
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
-		relay_close(r, "shutdown timeout");
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
 	TAILQ_FOREACH (w, &svc->workers, entry)
 		worker_stop(w, "shutdown");
 	daemon_check();
@@ -826,7 +876,8 @@ service_stop(struct service *svc, int now)
 		if (!svc->handover)
 			event_del(&svc->drain);
 		while (!svc->handover && TAILQ_FIRST(&svc->queue) != NULL)
-			relay_close(TAILQ_FIRST(&svc->queue), "shutting down");
+			relay_close(
+			    TAILQ_FIRST(&svc->queue), RELAY_END_SHUTDOWN, 0);
 		for (r = TAILQ_FIRST(&svc->relays); r != NULL; r = next) {
 			next = TAILQ_NEXT(r, all);
 			relay_finished(r);
@@ -869,6 +920,25 @@ service_relay_done(struct service *svc)
 	service_update_accepting(svc);
 }
 
+/*
+ * What a load balancer's health check learns: the service takes clients
+ * and has a worker in rotation (of any generation: during a reload the
+ * previous one serves until the new one is ready).
+ */
+const char *
+service_unavailable(const struct service *svc)
+{
+	struct worker *w;
+
+	if (svc->stopping || svc->removed)
+		return ("stopping");
+	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (w->state == WORKER_READY)
+			return (NULL);
+	}
+	return ("no ready worker");
+}
+
 /* Stopped: no worker process and no connection left. */
 int
 service_stopped(const struct service *svc)
@@ -892,7 +962,8 @@ service_free(struct service *svc)
 	size_t         i;
 
 	while ((r = TAILQ_FIRST(&svc->relays)) != NULL)
-		relay_close(r, NULL);
+		relay_close(r, RELAY_END_SHUTDOWN, 0);
+	accesslog_put(svc->alog);
 	while ((w = TAILQ_FIRST(&svc->workers)) != NULL)
 		worker_abandon(w);
 	for (i = 0; i < svc->nlisteners; i++)
@@ -909,5 +980,109 @@ service_free(struct service *svc)
 	config_unref(svc->owner);
 	free(svc->listeners);
 	free(svc->slots);
+	free(svc->restarts);
 	free(svc);
+}
+
+/* Room in the slot arrays for a larger pool (kept when it shrinks). */
+static void
+service_slots_grow(struct service *svc)
+{
+	int n = SERVICE_SLOTS(svc->conf);
+
+	if (n <= svc->nslots)
+		return;
+	svc->slots = xreallocarray(svc->slots, n, 1);
+	svc->restarts = xreallocarray(svc->restarts, n, sizeof *svc->restarts);
+	memset(svc->slots + svc->nslots, 0, n - svc->nslots);
+	memset(svc->restarts + svc->nslots, 0,
+	    (n - svc->nslots) * sizeof *svc->restarts);
+	svc->nslots = n;
+}
+
+/*
+ * socketnautctl scale: new pool bounds until the next reload.  Workers
+ * above the new maximum leave the rotation, idle ones first (busy ones
+ * drain); below the minimum, new ones start.
+ */
+int
+service_scale(struct service *svc, int min, int max, char **cause)
+{
+	struct sn_service_conf *sc = svc->conf;
+	struct worker          *w, *prev;
+	int                     excess, pass;
+
+	if (svc->stopping) {
+		*cause = xasprintf("service %s is stopping", sc->name);
+		return (-1);
+	}
+	if (min < 0 || min > WORKERS_MAX || max < 1 || max > WORKERS_MAX ||
+	    min > max || sc->spare_workers > max) {
+		*cause = xasprintf(
+		    "service %s: min %d, max %d: need 0 <= min <= max, 1 <= max <= %d and max >= spare_workers (%d)",
+		    sc->name, min, max, WORKERS_MAX, sc->spare_workers);
+		return (-1);
+	}
+	sc->min_workers = min;
+	sc->max_workers = max;
+	service_slots_grow(svc);
+	log_notice("service %s: scaled to min_workers %d, max_workers %d",
+	    sc->name, min, max);
+	excess = svc->online - max;
+	for (pass = 0; pass < 3 && excess > 0; pass++) {
+		for (w = TAILQ_LAST(&svc->workers, worker_head);
+		     w != NULL && excess > 0; w = prev) {
+			prev = TAILQ_PREV(w, worker_head, entry);
+			if (w->generation != svc->generation)
+				continue;
+			if (pass == 0 && w->state == WORKER_STARTING)
+				worker_stop(w, "scaled down");
+			else if (pass == 1 && worker_in_rotation(w) &&
+			    w->nconns == 0)
+				worker_stop(w, "scaled down");
+			else if (pass == 2 && worker_in_rotation(w))
+				worker_retire(w, sc->shutdown_timeout);
+			else
+				continue;
+			excess--;
+		}
+	}
+	service_maintain(svc);
+	service_drain_queue(svc);
+	daemon_status_changed();
+	return (0);
+}
+
+/* socketnautctl restart: a new generation, as a reload starts one. */
+void
+service_restart(struct service *svc)
+{
+	service_reload(svc, svc->owner, svc->conf);
+}
+
+/*
+ * socketnautctl drain: one worker takes no new clients and stops once
+ * idle (at shutdown_timeout at the latest); the pool replaces it if it
+ * needs to.
+ */
+int
+service_drain_worker(struct service *svc, pid_t pid, char **cause)
+{
+	struct worker *w;
+
+	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (w->pid == pid && worker_alive(w))
+			break;
+	}
+	if (w == NULL) {
+		*cause = xasprintf("service %s has no worker with pid %ld",
+		    svc->conf->name, (long)pid);
+		return (-1);
+	}
+	if (w->state == WORKER_STARTING || w->nconns == 0)
+		worker_stop(w, "drained by socketnautctl");
+	else if (w->state == WORKER_READY || w->state == WORKER_UNHEALTHY)
+		worker_retire(w, svc->conf->shutdown_timeout);
+	worker_log(LOG_NOTICE, w, "draining (socketnautctl)");
+	return (0);
 }

@@ -8,6 +8,7 @@
 #include <event2/event_struct.h>
 
 #include "config.h"
+#include "counters.h"
 #include "listener.h"
 #include "relay.h"
 #include "worker.h"
@@ -33,6 +34,9 @@ struct service {
 	int                     online; /* STARTING + READY, this generation */
 	int                     ready;  /* READY, this generation */
 	unsigned char          *slots;  /* held by a live worker process */
+	unsigned long          *restarts; /* per slot: crashes replaced */
+	int                     nslots;   /* size of both */
+	unsigned long           crashes;  /* for the next worker started */
 	unsigned                generation;
 	struct relay_head       queue;    /* clients with no worker yet */
 	struct relay_head       relays;   /* every client of the service */
@@ -53,6 +57,8 @@ struct service {
 	struct event            respawn;
 	struct event            drain; /* the queue, after a slot frees */
 	struct event            shutdown;
+	struct service_counters ctr;  /* kept across reloads */
+	struct accesslog       *alog; /* NULL: access_log off */
 };
 TAILQ_HEAD(service_head, service);
 
@@ -72,18 +78,22 @@ void        service_update_accepting(struct service *);
 void        service_free(struct service *);
 struct pick service_pick(const struct service *, const struct relay *);
 void
-service_accepted(struct service *, int fd, const struct sockaddr *, socklen_t);
-void      service_dispatch(struct service *, struct relay *);
-void      service_connect_failed(struct relay *, int error);
-void      service_relay_done(struct service *);
-void      service_queue_timeout(struct service *);
-void      service_slot_freed(struct service *);
-void      service_fd_exhausted(struct service *);
-void      service_worker_ready(struct service *, struct worker *);
-void      service_worker_gone(struct service *);
-int       service_move_clients(struct service *, struct worker *);
-void      service_reap(struct service *, struct worker *, int status);
-int       service_stopped(const struct service *);
-long long service_backoff_ms(int failures);
+service_accepted(struct listener *, int fd, const struct sockaddr *, socklen_t);
+void        service_dispatch(struct service *, struct relay *);
+void        service_connect_failed(struct relay *, int error);
+void        service_relay_done(struct service *);
+void        service_queue_timeout(struct service *);
+void        service_slot_freed(struct service *);
+void        service_fd_exhausted(struct service *);
+void        service_worker_ready(struct service *, struct worker *);
+void        service_worker_gone(struct service *);
+int         service_move_clients(struct service *, struct worker *);
+void        service_reap(struct service *, struct worker *, int status);
+int         service_stopped(const struct service *);
+const char *service_unavailable(const struct service *);
+long long   service_backoff_ms(int failures);
+int         service_scale(struct service *, int min, int max, char **cause);
+void        service_restart(struct service *);
+int         service_drain_worker(struct service *, pid_t, char **cause);
 
 #endif

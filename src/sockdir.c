@@ -265,6 +265,16 @@ sockdir_check(const char *runtime_dir, char **cause)
 }
 
 /*
+ * A directory of ours for a socket of the master's own (the admin
+ * socket): opened with the runtime directory's checks, made if missing.
+ */
+int
+sockdir_open_own(const char *path, char **cause)
+{
+	return (sockdir_walk(path, 1, NULL, cause));
+}
+
+/*
  * Remove stale sockets (only sockets: nothing else is ours to remove), or
  * only those whose name starts with prefix.
  */

@@ -10,6 +10,7 @@
 struct sockdir;
 
 int             sockdir_check(const char *runtime_dir, char **cause);
+int             sockdir_open_own(const char *path, char **cause);
 struct sockdir *sockdir_open(const char *runtime_dir, const char *name,
     int give, uid_t uid, gid_t gid, int clean, char **cause);
 int             sockdir_give(struct sockdir *, uid_t uid, gid_t gid, char **);

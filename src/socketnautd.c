@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
+#include "admin.h"
 #include "cgroup.h"
 #include "config.h"
 #include "keeper.h"
@@ -23,6 +25,8 @@
 #include "sdnotify.h"
 #include "service.h"
 #include "socketnautd.h"
+#include "stats.h"
+#include "status.h"
 #include "upgrade.h"
 
 #ifndef SN_CONFIG_PATH
@@ -36,6 +40,8 @@ int                daemon_started;
 static struct sn_config   *conf;
 static struct service_head services = TAILQ_HEAD_INITIALIZER(services);
 static int                 stopping;
+static int                 draining; /* drain_delay runs: health says 503 */
+static struct event        drain_ev;
 static int                 ready_sent;
 static int                 debug_flag;
 static struct event        check_ev; /* daemon_check(), deferred */
@@ -63,6 +69,27 @@ static void __attribute__((noreturn)) usage(int status)
 	fprintf(f, "  -V, --version      print the version and exit\n");
 	fprintf(f, "  -h, --help         print this help and exit\n");
 	exit(status);
+}
+
+/*
+ * The new master of a binary upgrade serves: the admin socket and the
+ * stats listener are its own from now on (the old one still has them
+ * until it hands over: the admin socket is renamed over, the stats port
+ * shared with SO_REUSEPORT until the old one closes its own).
+ */
+static void
+daemon_take_over(void)
+{
+	char *cause;
+
+	if (admin_open(conf, 1, &cause) == -1) {
+		log_warnx("admin_socket: %s", cause);
+		free(cause);
+	}
+	if (stats_start(conf, &services, &cause) == -1) {
+		log_warnx("%s", cause);
+		free(cause);
+	}
 }
 
 static void
@@ -95,7 +122,8 @@ daemon_status_changed(void)
 			    svc->conf->name, svc->ready, svc->online,
 			    svc->nconns);
 	}
-	if (stopping)
+	admin_changed();
+	if (stopping || draining)
 		return;
 	sdnotify("STATUS=%s", line);
 	if (ready && !ready_sent) {
@@ -104,6 +132,7 @@ daemon_status_changed(void)
 		if (upgrade_child()) {
 			upgrade_ready();
 			daemon_pidfile();
+			daemon_take_over();
 			TAILQ_FOREACH (svc, &services, entry)
 				service_update_accepting(svc);
 		} else
@@ -166,7 +195,68 @@ daemon_handover(pid_t new_master)
 	stopping = 1;
 	TAILQ_FOREACH (svc, &services, entry)
 		service_handover(svc);
+	stats_stop();
 	daemon_maybe_exit();
+}
+
+/* Load balancers see 503 from now on; the daemon serves as before. */
+int
+daemon_draining(void)
+{
+	return (draining || stopping);
+}
+
+static void
+daemon_drain_over(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	(void)arg;
+	daemon_stop(0);
+}
+
+/*
+ * SIGTERM with drain_delay: keep serving while the health endpoint tells
+ * load balancers to go away, then stop as without it.
+ */
+static void
+daemon_drain(void)
+{
+	struct timeval tv;
+
+	draining = 1;
+	log_notice(
+	    "draining: health checks fail from now on, shutting down in %lld ms",
+	    conf->drain_delay);
+	sdnotify("STATUS=draining for load balancers, then shutting down");
+	evtimer_assign(&drain_ev, sn_base, daemon_drain_over, NULL);
+	tv.tv_sec = conf->drain_delay / 1000;
+	tv.tv_usec = (conf->drain_delay % 1000) * 1000;
+	evtimer_add(&drain_ev, &tv);
+}
+
+/*
+ * SIGTERM, SIGINT or socketnautctl stop: with drain_delay, drain for load
+ * balancers first; a second one cuts the drain short, a third the
+ * shutdown's wait for connections.
+ */
+static void
+daemon_terminate(void)
+{
+	if (!stopping && !draining && conf->drain_delay > 0)
+		daemon_drain();
+	else {
+		if (draining)
+			evtimer_del(&drain_ev);
+		daemon_stop(stopping);
+	}
+}
+
+/* socketnautctl stop: as SIGTERM. */
+void
+daemon_shutdown(void)
+{
+	daemon_terminate();
 }
 
 static void
@@ -261,6 +351,30 @@ daemon_listens_on(const struct sn_addr *addr)
 	return (0);
 }
 
+/* The reload's outcome, counted for /metrics. */
+static void
+daemon_reloaded(int ok)
+{
+	if (ok)
+		daemon_counters.reloads_ok++;
+	else
+		daemon_counters.reloads_failed++;
+	daemon_counters.last_reload_ok = ok;
+	daemon_counters.last_reload = now_ms();
+}
+
+/* The stats listener follows the file; a failure is logged. */
+static void
+daemon_reload_operations(struct sn_config *nconf)
+{
+	char *cause;
+
+	if (stats_reload(nconf, &cause) == -1) {
+		log_warnx("stats_listen: %s", cause);
+		free(cause);
+	}
+}
+
 static int
 daemon_name_cmp(const void *va, const void *vb)
 {
@@ -306,25 +420,59 @@ daemon_find(struct service **index, size_t n, const char *name)
 	return (found != NULL ? *found : NULL);
 }
 
+/* A running service by name (socketnautctl); NULL if none. */
+struct service *
+daemon_service(const char *name)
+{
+	struct service *svc;
+
+	TAILQ_FOREACH (svc, &services, entry) {
+		if (!svc->removed && strcmp(svc->conf->name, name) == 0)
+			return (svc);
+	}
+	return (NULL);
+}
+
+/* The running services in order, for walks from another file. */
+struct service *
+daemon_service_next(struct service *svc)
+{
+	svc = svc == NULL ? TAILQ_FIRST(&services) : TAILQ_NEXT(svc, entry);
+	while (svc != NULL && svc->removed)
+		svc = TAILQ_NEXT(svc, entry);
+	return (svc);
+}
+
 /*
- * SIGHUP: read the file again.  A bad file changes nothing; a good one
- * starts a new worker generation in every service, starts new services
- * and stops removed ones.
+ * SIGHUP or socketnautctl reload: read the file again.  A bad file changes
+ * nothing (-1); a good one starts a new worker generation in every
+ * service, starts new services and stops removed ones.  Every error, of
+ * the file or of a new service, also goes to err when it is set.
  */
-static void
-daemon_reload(void)
+int
+daemon_reload(config_error_fn *err, void *arg)
 {
 	struct sn_config *nconf;
 	struct service   *svc, **index;
 	char             *cause;
 	size_t            i, n;
 
+	if (stopping) {
+		if (err != NULL)
+			err("socketnautd is shutting down", arg);
+		return (-1);
+	}
 	log_notice("reloading %s", conf->path);
 	sdnotify("RELOADING=1");
-	if ((nconf = config_load(conf->path)) == NULL) {
+	config_error_sink(err, arg);
+	nconf = config_load(conf->path);
+	config_error_sink(NULL, NULL);
+	status_reloaded(nconf != NULL);
+	if (nconf == NULL) {
 		log_errorx("reload failed: the running configuration stays");
+		daemon_reloaded(0);
 		sdnotify("READY=1");
-		return;
+		return (-1);
 	}
 	/* Removed services first: their addresses may go to new ones. */
 	TAILQ_FOREACH (svc, &services, entry)
@@ -355,6 +503,8 @@ daemon_reload(void)
 		TAILQ_INSERT_TAIL(&services, svc, entry);
 		if (service_start(svc, &cause) == -1) {
 			log_errorx("%s", cause);
+			if (err != NULL)
+				err(cause, arg);
 			free(cause);
 			svc->removed = 1;
 			service_stop(svc, 1);
@@ -367,12 +517,16 @@ daemon_reload(void)
 		free(cause);
 	} else
 		log_reopen();
+	admin_reconfigured(nconf);
+	daemon_reload_operations(nconf);
 	config_unref(conf);
 	conf = nconf;
 	log_setlevel(debug_flag ? LOG_DEBUG : conf->log_level);
+	daemon_reloaded(1);
 	daemon_status_changed();
 	sdnotify("READY=1");
 	daemon_maybe_exit();
+	return (0);
 }
 
 static void
@@ -411,17 +565,18 @@ daemon_signal(evutil_socket_t sig, short events, void *arg)
 	case SIGTERM:
 	case SIGINT:
 		upgrade_abort();
-		daemon_stop(stopping);
+		daemon_terminate();
 		break;
 	case SIGCHLD:
 		daemon_reap();
 		break;
 	case SIGHUP:
 		if (!stopping)
-			daemon_reload();
+			daemon_reload(NULL, NULL);
 		break;
 	case SIGUSR1:
 		log_reopen();
+		accesslog_reopen();
 		break;
 	case SIGUSR2:
 		if (stopping && !upgrade_handed_over())
@@ -568,13 +723,24 @@ main(int argc, char **argv)
 		    &sigev[i], sn_base, sigs[i], daemon_signal, NULL);
 		evsignal_add(&sigev[i], NULL);
 	}
+	if (!upgrade_child() && stats_start(conf, &services, &cause) == -1) {
+		log_errorx("%s", cause);
+		return (1);
+	}
 
 	log_notice("socketnautd %s starting with %s (%zu service%s)%s",
 	    SOCKETNAUTD_VERSION, path, conf->nservices,
 	    conf->nservices == 1 ? "" : "s",
 	    upgrade_child() ? ", a binary upgrade" : "");
+	status_init(&services);
+	/* A new master of an upgrade takes the admin socket when it serves. */
+	if (!upgrade_child() && admin_open(conf, 0, &cause) == -1) {
+		log_errorx("admin_socket: %s", cause);
+		free(cause);
+		stopping = 1;
+	}
 	listener_inherit();
-	for (i = 0; i < conf->nservices; i++) {
+	for (i = 0; i < conf->nservices && !stopping; i++) {
 		svc = service_new(conf, &conf->services[i]);
 		TAILQ_INSERT_TAIL(&services, svc, entry);
 		if (service_start(svc, &cause) == -1) {
@@ -607,10 +773,13 @@ main(int argc, char **argv)
 		ch = 0;
 	}
 
+	admin_close();
 	while ((svc = TAILQ_FIRST(&services)) != NULL) {
 		TAILQ_REMOVE(&services, svc, entry);
 		service_free(svc);
 	}
+	accesslog_flush_all();
+	stats_stop();
 	daemon_collect(-1, 0, NULL);
 	free(garbage);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)

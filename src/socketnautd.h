@@ -18,5 +18,14 @@ void daemon_status_changed(void);
 void daemon_check(void);
 void daemon_defer_free(void *);
 int  daemon_listens_on(const struct sn_addr *);
+int  daemon_draining(void);
+
+/* For the admin socket (admin.c). */
+struct service;
+typedef void    config_error_fn(const char *msg, void *arg);
+int             daemon_reload(config_error_fn *, void *arg);
+void            daemon_shutdown(void);
+struct service *daemon_service(const char *name);
+struct service *daemon_service_next(struct service *);
 
 #endif

@@ -134,6 +134,10 @@ worker_set_state(struct worker *w, enum worker_state to)
 		if (from == WORKER_NEW || to == WORKER_EXITED)
 			svc->slots[w->slot] = to != WORKER_EXITED;
 	}
+	if (to == WORKER_UNHEALTHY && from == WORKER_READY)
+		svc->ctr.health_down++;
+	else if (to == WORKER_READY && from == WORKER_UNHEALTHY)
+		svc->ctr.health_up++;
 	if (to == WORKER_UNHEALTHY)
 		health_reset(w);
 	else if (to != WORKER_READY)
@@ -607,6 +611,11 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		close(actfd);
 
 	w->started = now_ms();
+	svc->ctr.worker_starts++;
+	if (svc->ctr.crashes_unreplaced > 0) {
+		svc->ctr.crashes_unreplaced--;
+		svc->ctr.worker_restarts++;
+	}
 	worker_set_state(w, WORKER_STARTING);
 	w->execfd = pipefd[0];
 	fd_nonblock(w->execfd);
@@ -1123,13 +1132,36 @@ worker_failed_start(const struct worker *w)
 	    (w->served == 0 && now_ms() - w->started < CRASH_LOOP_MS));
 }
 
-/* The process is gone: log how, drop its socket, leave the pool. */
+/*
+ * Asked to stop, it ends cleanly unless we had to SIGKILL it; unasked,
+ * only status 0 is clean.
+ */
+static enum worker_exit
+worker_exit_kind(const struct worker *w, int status)
+{
+	if (w->state == WORKER_STOPPING)
+		return (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL
+			? WORKER_EXIT_KILLED
+			: WORKER_EXIT_CLEAN);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return (WORKER_EXIT_CLEAN);
+	return (WORKER_EXIT_CRASH);
+}
+
+/* The process is gone: log how, count it, drop its socket, leave the pool. */
 void
 worker_exited(struct worker *w, int status)
 {
-	long long age = now_ms() - w->started;
-	int       expected = w->state == WORKER_STOPPING;
+	struct service *svc = w->svc;
+	long long       age = now_ms() - w->started;
+	int             expected = w->state == WORKER_STOPPING;
 
+	w->exit = worker_exit_kind(w, status);
+	svc->ctr.worker_exits[w->exit]++;
+	/* The pool replaces it: the next start counts as a restart. */
+	if (w->exit != WORKER_EXIT_CLEAN && w->generation == svc->generation &&
+	    !svc->stopping)
+		svc->ctr.crashes_unreplaced++;
 	w->reaped = 1;
 	output_exited(w->output);  /* its last words before its end */
 	worker_signal(w, SIGKILL); /* what it left behind */

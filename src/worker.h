@@ -62,6 +62,7 @@ struct worker {
 	int                was_ready;
 	int                reaped; /* the process is gone */
 	int                termed; /* SIGTERM sent */
+	enum worker_exit   exit;   /* how it ended, once reaped */
 	int                cgroup; /* runs in cgroup worker-SERIAL */
 	struct control    *control;
 	struct health     *health; /* active checks, if configured */

@@ -86,6 +86,7 @@ static int                   verbose;
 static unsigned              delay_ms;
 static const char           *worker = "-";
 static long                  mypid;
+static int                   test_routes; /* HELLO_TEST_ROUTES=1 */
 static char                  pattern[CHUNK_SIZE + 26];
 static struct conn         **conns;
 static size_t                nconns;
@@ -474,7 +475,7 @@ route(struct conn *c, const struct request *req, const char *body, size_t len)
 	else
 		c->close_after = !req->conn_keepalive || req->conn_close;
 	get = strcmp(req->method, "GET") == 0 || req->head_only;
-	if (get && path_is(req, "/exit") &&
+	if (get && test_routes && path_is(req, "/exit") &&
 	    query_number(q, "code", 255, &n) == 0)
 		_exit((int)n);
 	sleep_ms(delay_ms);
@@ -488,6 +489,9 @@ route(struct conn *c, const struct request *req, const char *body, size_t len)
 		    "Hello, World! worker %s pid %ld\n", worker, mypid));
 	if (path_is(req, "/pid"))
 		return (respond_text(c, req, 200, "%ld\n", mypid));
+	/* What lets a client stall, crash or read a worker: tests only. */
+	if (!test_routes)
+		return (respond_text(c, req, 404, "not found\n"));
 	if (path_is(req, "/bytes")) {
 		if (query_number(q, "n", MAX_STREAM, &n) == -1)
 			return (respond_text(c, req, 400, "need n=BYTES\n"));
@@ -983,7 +987,7 @@ main(int argc, char **argv)
 		{ "delay", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
 	const char                *socket_opt = NULL, *port_opt = NULL;
-	const char                *delay_opt = NULL, *delay;
+	const char                *delay_opt = NULL, *delay, *v;
 	uint64_t                   n;
 	size_t                     i;
 	int                        ch, lfd;
@@ -1009,6 +1013,8 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 	mypid = (long)getpid();
+	test_routes =
+	    (v = getenv("HELLO_TEST_ROUTES")) != NULL && strcmp(v, "1") == 0;
 	if (setting(NULL, "SOCKETNAUT_WORKER") != NULL)
 		worker = getenv("SOCKETNAUT_WORKER");
 	if ((delay = setting(delay_opt, "HELLO_DELAY_MS")) != NULL) {

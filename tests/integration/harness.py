@@ -35,6 +35,7 @@ def _path_from_env(name, default):
 DAEMON = _path_from_env("SOCKETNAUTD", "build/socketnautd")
 BUILD = _path_from_env("SN_BUILD", "build")
 HELLO = os.path.join(BUILD, "socketnaut-hello")
+CTL = os.path.join(BUILD, "socketnautctl")
 PYWORKER = os.path.join(HERE, "pyworker.py")
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 DEBUG = os.environ.get("SN_DEBUG", "1") != "0"
@@ -268,6 +269,8 @@ def daemon_env(extra=None):
                  "RUNTIME_DIRECTORY", "SOCKETNAUT_SOCKET", "SOCKETNAUT_SERVICE",
                  "SOCKETNAUT_WORKER", "PORT"):
         env.pop(name, None)
+    # socketnaut-hello's routes that stall, crash or read a worker
+    env["HELLO_TEST_ROUTES"] = "1"
     env.update(extra or {})
     return env
 
@@ -303,6 +306,8 @@ class Daemon:
                 "kill_timeout": "2s"}
         opts.update(global_opts or {})
         self.runtime_dir = opts.get("runtime_dir")
+        self.admin_socket = opts.get("admin_socket") or (
+            os.path.join(self.runtime_dir, "admin.sock") if self.runtime_dir else None)
         self.config_path = os.path.join(tmpdir, name + ".conf")
         self.log_path = os.path.join(tmpdir, name + ".log")
         with open(self.config_path, "w") as f:
@@ -373,12 +378,50 @@ class Daemon:
         return list(seen)
 
     def wait_ready(self, count, timeout=10):
-        """Wait (bounded) until `count` workers have been seen ready, and there are `count`
-        workers; returns their pids.  (Workers that exist are not yet ready: a client that
-        comes earlier is queued or given to the ready ones.)"""
-        wait_until(lambda: self.log().count(": ready at ") >= count, timeout,
+        """Wait (bounded) until `count` workers are ready (asked through the admin socket),
+        and there are `count` workers; returns their pids.  (Workers that exist are not yet
+        ready: a client that comes earlier is queued or given to the ready ones.)"""
+        wait_until(lambda: len(self.ready_pids()) >= count, timeout,
                    what="%d workers ready" % count)
         return self.wait_workers(count, timeout)
+
+    def ctl(self, *args, timeout=30, user=None, group=None, extra_groups=None, ctl=None):
+        """Run socketnautctl against this daemon's admin socket; returns the
+        CompletedProcess (returncode, stdout, stderr as text)."""
+        where = ["-s", self.admin_socket] if self.admin_socket != "off" else []
+        return subprocess.run([ctl or CTL] + where + list(args), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout,
+                              user=user, group=group, extra_groups=extra_groups)
+
+    def status(self, timeout=30):
+        """The daemon's state: `socketnautctl status -j`, parsed (STATUS-SCHEMA.md)."""
+        import json
+        p = self.ctl("-j", "status", timeout=timeout)
+        if p.returncode != 0:
+            raise AssertionError("socketnautctl status failed (%d): %s"
+                                 % (p.returncode, p.stderr.strip()))
+        return json.loads(p.stdout)
+
+    def service(self, name=None, timeout=30):
+        """One service's entry of status() (the first one without a name)."""
+        services = self.status(timeout)["services"]
+        for svc in services:
+            if name is None or svc["name"] == name:
+                return svc
+        raise AssertionError("no service %r in status: %s" % (name, services))
+
+    def ready_pids(self, name=None, generation=None):
+        """Pids of the ready workers (of one service, of one generation), from status();
+        [] while the daemon does not answer."""
+        if not self.alive():
+            return []
+        try:
+            services = self.status()["services"]
+        except (AssertionError, ValueError, subprocess.TimeoutExpired):
+            return []
+        return sorted(w["pid"] for svc in services for w in svc["workers"]
+                      if (name is None or svc["name"] == name) and w["state"] == "ready"
+                      and (generation is None or w["generation"] == generation))
 
     def log(self):
         try:

@@ -23,6 +23,11 @@ def rewrite(d, old, new):
         f.write(cfg.replace(old, new))
 
 
+
+def running(d):
+    """Names of the services not stopping, from socketnautctl status."""
+    return [s["name"] for s in d.status()["services"] if s["state"] != "stopping"]
+
 class EdgeTest(harness.DaemonTest):
 
     def test_shutdown_ends_when_a_connection_outlives_every_worker(self):
@@ -46,7 +51,7 @@ class EdgeTest(harness.DaemonTest):
         port = d.ports["old"]
         rewrite(d, 'service "old"', 'service "new"')
         d.proc.send_signal(signal.SIGHUP)
-        harness.wait_until(lambda: "service new: listening on" in d.log(), 10,
+        harness.wait_until(lambda: running(d) == ["new"], 10,
                            what="the renamed service to listen")
         harness.http_ok(self, port)
         self.assertNotIn("cannot listen", d.log())
@@ -60,8 +65,7 @@ class EdgeTest(harness.DaemonTest):
         held.read_response()
         rewrite(d, "max_connections = 1", "max_connections = 0")
         d.proc.send_signal(signal.SIGHUP)
-        harness.wait_until(lambda: "starting worker generation 1" in d.log(), 10,
-                           what="reload")
+        harness.wait_until(lambda: d.service()["generation"] == 1, 10, what="reload")
         r = harness.http(d.port, path="/", timeout=5)
         self.assertEqual(r.status, 200)
         held.close()
@@ -81,14 +85,15 @@ class EdgeTest(harness.DaemonTest):
         with open(d.config_path, "w") as f:
             f.write(head)
         d.proc.send_signal(signal.SIGHUP)
-        harness.wait_until(lambda: "service web: no longer configured" in d.log(), 10,
-                           what="web removed")
+        harness.wait_until(lambda: "web" not in running(d),
+                           10, what="web removed")
         with open(d.config_path, "w") as f:
             f.write(full)
         d.proc.send_signal(signal.SIGHUP)
         busy.read_response()
         busy.close()
-        harness.wait_until(lambda: "service web: removed" in d.log(), 15,
+        harness.wait_until(lambda: [s["state"] for s in d.status()["services"]
+                                    if s["name"] == "web"] == ["running"], 15,
                            what="the old web to finish")
         for _ in range(5):
             harness.http_ok(self, port)

@@ -13,6 +13,15 @@ import unittest
 import harness
 
 
+def worker_of(d, pid):
+    """(state, health) of one worker in socketnautctl status, None once it is gone."""
+    for svc in d.status()["services"]:
+        for w in svc["workers"]:
+            if w["pid"] == pid:
+                return (w["state"], w["health"])
+    return None
+
+
 def wait_ready(d, n):
     """The n workers' pids once each has been seen ready (a signal sent earlier could reach
     a worker before its handler is set)."""
@@ -153,8 +162,8 @@ class WorkerHealthTest(harness.DaemonTest):
 
     def ready_pair(self, d, seen):
         """The two workers, once `seen` workers have been reported ready in all."""
-        harness.wait_until(lambda: d.log().count(": ready at ") >= seen, 10,
-                           what="the replacement ready")
+        harness.wait_until(lambda: d.status()["services"][0]["workers_ready"] == 2 and
+                           len(d.ready_pids()) == 2, 10, what="the replacement ready")
         return d.wait_workers(2)
 
     def test_worker_that_served_and_was_killed_is_replaced_at_once_every_time(self):
@@ -253,7 +262,7 @@ class ActiveCheckTest(harness.DaemonTest):
         sick = pids[0]
         flag = self.path("flag.%d" % sick)
         open(flag, "w").close()
-        harness.wait_until(lambda: "check" in d.log() and "out of rotation" in d.log(), 10,
+        harness.wait_until(lambda: worker_of(d, sick) == ("unhealthy", "down"), 10,
                            what="the failing checks to take the worker out")
         for _ in range(10):
             r = harness.http(d.port)
@@ -261,7 +270,7 @@ class ActiveCheckTest(harness.DaemonTest):
             self.assertNotEqual(r.text.strip(), str(sick), "an unhealthy worker got a client")
         self.assertTrue(harness.proc_alive(sick), "checked worker stopped while it may recover")
         os.unlink(flag)
-        harness.wait_until(lambda: "healthy again" in d.log(), 10,
+        harness.wait_until(lambda: worker_of(d, sick) == ("ready", "up"), 10,
                            what="passing checks to bring the worker back")
         seen = set()
         for _ in range(20):
@@ -292,8 +301,8 @@ class ActiveCheckTest(harness.DaemonTest):
                                 "fall": 2}, backend="tcp")
         pids = wait_ready(d, 2)
         os.kill(pids[0], signal.SIGUSR1)
-        harness.wait_until(lambda: "out of rotation" in d.log(), 10,
-                           what="the tcp check to notice")
+        harness.wait_until(lambda: worker_of(d, pids[0]) in (("unhealthy", "down"), None),
+                           10, what="the tcp check to notice")
         harness.wait_until(lambda: not harness.proc_alive(pids[0]), 15,
                            what="the worker to be replaced")
         self.stop_daemon(d)

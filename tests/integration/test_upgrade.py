@@ -2,6 +2,7 @@
 new master starts its workers and, once ready, takes over; the old one drains and exits.  A
 failed upgrade leaves the old master serving with its workers untouched."""
 
+import json
 import os
 import re
 import shutil
@@ -397,6 +398,26 @@ class UpgradeTest(harness.DaemonTest):
         workers = self.workers_of(new)
         self.stop_master(new, workers, d.runtime_dir)
         self.assertFalse(os.path.exists(pid_file), "the new master left its pid file")
+
+    def test_admin_socket_and_stats_listener_follow_the_new_master(self):
+        stats = harness.free_port()
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              {"stats_listen": "127.0.0.1:%d" % stats})
+        d.wait_ready(1)
+        self.assertEqual(d.status()["pid"], d.pid)
+        d.proc.send_signal(signal.SIGUSR2)
+        new = self.wait_new_master(d)
+        self.addCleanup(self.kill_master, new)
+        self.assertEqual(d.proc.wait(20), 0)
+        # the admin socket the operator knows answers for the new master
+        self.assertEqual(d.status()["pid"], new)
+        self.assertTrue(os.path.exists(d.admin_socket))
+        r = harness.http(stats, path="/status.json")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(json.loads(r.body)["pid"], new)
+        self.assertEqual(harness.http(stats, path="/health").status, 200)
+        self.stop_master(new, self.workers_of(new), d.runtime_dir)
+        self.assertFalse(os.path.exists(d.admin_socket), "the new master left its admin socket")
 
     def test_sockets_passed_as_systemd_does_are_used_and_unknown_ones_closed(self):
         port, other = harness.free_port(), harness.free_port()

@@ -35,6 +35,12 @@ daemon_listens_on(const struct sn_addr *addr)
 }
 
 int
+daemon_draining(void)
+{
+	return (0);
+}
+
+int
 main(void)
 {
 	SRunner *sr;
@@ -46,6 +52,8 @@ main(void)
 	srunner_add_suite(sr, proto_suite());
 	srunner_add_suite(sr, control_suite());
 	srunner_add_suite(sr, sockdir_suite());
+	srunner_add_suite(sr, status_suite());
+	srunner_add_suite(sr, counters_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

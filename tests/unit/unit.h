@@ -10,5 +10,7 @@ Suite *pick_suite(void);
 Suite *proto_suite(void);
 Suite *control_suite(void);
 Suite *sockdir_suite(void);
+Suite *status_suite(void);
+Suite *counters_suite(void);
 
 #endif

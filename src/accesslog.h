@@ -1,0 +1,17 @@
+/* Access logs: one line per client connection, at its close. */
+#ifndef SN_ACCESSLOG_H
+#define SN_ACCESSLOG_H
+
+#include "counters.h"
+
+struct accesslog;
+struct relay;
+
+int  accesslog_get(const char *target, struct accesslog **, char **cause);
+void accesslog_put(struct accesslog *);
+void accesslog_reopen(void);
+void accesslog_flush_all(void);
+void accesslog_relay(
+    struct accesslog *, const struct relay *, enum relay_end, int error);
+
+#endif
