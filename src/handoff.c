@@ -24,8 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "control.h"
 #include "handoff.h"
+#include "listener.h"
 #include "log.h"
 #include "relay.h"
 #include "service.h"
@@ -39,9 +41,16 @@ struct handoff_node {
 
 struct handoff {
 	TAILQ_ENTRY(handoff) entry; /* its worker's bucket */
-	uint32_t  id;
-	long long accepted; /* ms */
-	long long handed;   /* ms */
+	uint32_t               id;
+	long long              accepted; /* ms */
+	long long              handed;   /* ms */
+	long long              waited;   /* ms in the queue */
+	const struct listener *listener; /* that accepted it */
+	union {
+		struct sockaddr     sa;
+		struct sockaddr_in  sin;
+		struct sockaddr_in6 sin6;
+	} peer;
 };
 
 static uint32_t handoff_serial;
@@ -280,10 +289,26 @@ handoff_give(struct relay *r)
 	h->id = id;
 	h->accepted = r->accepted;
 	h->handed = now_coarse_ms();
+	h->waited = r->waited;
+	h->listener = r->listener;
+	memcpy(&h->peer, &r->peer, sizeof h->peer);
 	TAILQ_INSERT_TAIL(&w->handed[id % HANDOFF_BUCKETS], h, entry);
 	w->nhanded++;
 	worker_connected(w);
 	relay_handed(r);
+}
+
+/* A handed connection ended: counted and logged as a relayed one is. */
+static void
+handoff_ended(struct worker *w, struct handoff *h, enum relay_end end)
+{
+	struct service *svc = w->svc;
+
+	svc->ctr.closed[end]++;
+	if (svc->alog != NULL)
+		accesslog_handed(svc->alog, svc, &h->peer.sa,
+		    h->listener != NULL ? h->listener->name : NULL,
+		    (long)w->pid, h->waited, h->accepted, end);
 }
 
 /* Drop a record: the connection no longer counts against its worker. */
@@ -325,6 +350,7 @@ handoff_closed(struct worker *w, const struct sn_msg *m, const char **why)
 		*why = "closed for a connection it was not given";
 		return (-1);
 	}
+	handoff_ended(w, h, RELAY_END_HANDED);
 	handoff_free(w, h);
 	worker_release(w);
 	service_relay_done(svc);
@@ -344,6 +370,7 @@ handoff_worker_exited(struct worker *w)
 
 	for (i = 0; i < HANDOFF_BUCKETS; i++) {
 		while ((h = TAILQ_FIRST(&w->handed[i])) != NULL) {
+			handoff_ended(w, h, RELAY_END_WORKER_DIED);
 			handoff_free(w, h);
 			w->nconns--;
 			lost++;

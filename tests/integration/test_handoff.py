@@ -213,6 +213,43 @@ class HandoffTest(harness.DaemonTest):
                 s.close()
         self.assertRegex(d.log(), r"worker %s: unhealthy: its control channel is full" % stuck)
 
+    # -- what the master tells of handed connections -----------------------------------------
+
+    def test_access_log_has_a_line_per_handed_connection_without_bytes(self):
+        log_path = self.path("access.log")
+        d = self.start(access_log=log_path, worker_concurrency=1)
+
+        def lines():
+            try:
+                with open(log_path) as f:
+                    return [l.split(" ") for l in f.read().splitlines() if l]
+            except OSError:
+                return []
+
+        c = harness.Conn(d.port)
+        pid = c_fields(c.request(keepalive=True).body)["pid"]
+        port = c.sock.getsockname()[1]
+        c.close()
+        harness.wait_until(lambda: len(lines()) >= 1, 10, what="one access log line")
+        f = lines()[0]
+        self.assertEqual(len(f), 11, f)
+        self.assertEqual(f[1], "h")
+        self.assertEqual(f[2], "127.0.0.1:%d" % port)
+        self.assertEqual(f[3], "127.0.0.1:%d" % d.port)
+        self.assertEqual(f[4], pid)
+        self.assertEqual((f[6], f[8], f[9]), ("-", "-", "-"), "no connect time, no bytes")
+        self.assertGreaterEqual(int(f[7]), 0)
+        self.assertEqual(f[10], "handed")
+        # A worker killed under a handed connection: worker_died.
+        c = harness.Conn(d.port)
+        pid = c_fields(c.request(keepalive=True).body)["pid"]
+        os.kill(int(pid), signal.SIGKILL)
+        harness.wait_until(lambda: len(lines()) >= 2, 10, what="a second line")
+        self.assertEqual(lines()[1][4], pid)
+        self.assertEqual(lines()[1][10], "worker_died")
+        c.close()
+        self.stop_daemon(d)
+
     # -- reload and drain -------------------------------------------------------------------
 
     def client_loop(self, port, stop, counts, limit=3000):
