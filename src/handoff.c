@@ -41,6 +41,8 @@ struct handoff_node {
 
 struct handoff {
 	TAILQ_ENTRY(handoff) entry; /* its worker's bucket */
+	TAILQ_ENTRY(handoff) all;   /* its service's */
+	struct worker         *worker;
 	uint32_t               id;
 	long long              accepted; /* ms */
 	long long              handed;   /* ms */
@@ -292,6 +294,8 @@ handoff_give(struct relay *r)
 	h->waited = r->waited;
 	h->listener = r->listener;
 	memcpy(&h->peer, &r->peer, sizeof h->peer);
+	h->worker = w;
+	TAILQ_INSERT_TAIL(&w->svc->handed, h, all);
 	TAILQ_INSERT_TAIL(&w->handed[id % HANDOFF_BUCKETS], h, entry);
 	w->nhanded++;
 	worker_connected(w);
@@ -316,6 +320,7 @@ static void
 handoff_free(struct worker *w, struct handoff *h)
 {
 	TAILQ_REMOVE(&w->handed[h->id % HANDOFF_BUCKETS], h, entry);
+	TAILQ_REMOVE(&w->svc->handed, h, all);
 	w->nhanded--;
 	free(h);
 }
@@ -394,4 +399,26 @@ handoff_worker_free(struct worker *w)
 		while ((h = TAILQ_FIRST(&w->handed[i])) != NULL)
 			handoff_free(w, h);
 	}
+}
+
+const struct handoff *
+handoff_first(const struct service *svc)
+{
+	return (TAILQ_FIRST(&svc->handed));
+}
+
+const struct handoff *
+handoff_next(const struct handoff *h)
+{
+	return (TAILQ_NEXT(h, all));
+}
+
+void
+handoff_view(const struct handoff *h, struct handoff_view *v)
+{
+	v->peer = &h->peer.sa;
+	v->listener = h->listener != NULL ? h->listener->name : NULL;
+	v->pid = (long)h->worker->pid;
+	v->accepted = h->accepted;
+	v->waited = h->waited;
 }

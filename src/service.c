@@ -97,6 +97,7 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 	TAILQ_INIT(&svc->workers);
 	TAILQ_INIT(&svc->queue);
 	TAILQ_INIT(&svc->relays);
+	TAILQ_INIT(&svc->handed);
 	service_slots_reset(svc);
 	service_idle_tv(svc);
 	evtimer_assign(&svc->check, sn_base, service_check, svc);

@@ -250,6 +250,29 @@ class HandoffTest(harness.DaemonTest):
         c.close()
         self.stop_daemon(d)
 
+    def test_conns_lists_handed_connections_with_their_worker_and_no_bytes(self):
+        d = self.start()
+        conns, pids = self.open_served(d, 2)
+        p = d.ctl("-j", "conns")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        listed = json.loads(p.stdout)["connections"]
+        mine = {"127.0.0.1:%d" % c.sock.getsockname()[1]: pid for c, pid in zip(conns, pids)}
+        self.assertEqual(len(listed), 2, listed)
+        for e in listed:
+            self.assertEqual(e["state"], "handed")
+            self.assertEqual(str(e["worker_pid"]), mine[e["client"]])
+            self.assertEqual(e["listener"], "127.0.0.1:%d" % d.port)
+            self.assertIsNone(e["bytes_in"])
+            self.assertIsNone(e["bytes_out"])
+            self.assertGreaterEqual(e["age_s"], 0)
+        table = d.ctl("conns").stdout
+        self.assertEqual(table.count(" handed "), 2, table)
+        for c in conns:
+            c.close()
+        harness.wait_until(lambda: json.loads(d.ctl("-j", "conns").stdout)["connections"] == [],
+                           10, what="no connection listed once closed")
+        self.stop_daemon(d)
+
     # -- reload and drain -------------------------------------------------------------------
 
     def client_loop(self, port, stop, counts, limit=3000):
