@@ -161,6 +161,10 @@ class HandoffTest(harness.DaemonTest):
         for c in conns:
             c.close()
         self.assert_capacity(d, 4)
+        harness.wait_until(lambda: d.status()["services"][0]["connections"] == 0, 10,
+                           what="no connection counted once all closed")
+        self.assertEqual([w["connections"] for w in d.status()["services"][0]["workers"]],
+                         [0, 0])
         self.stop_daemon(d)
 
     def test_a_killed_worker_loses_only_its_own_clients_and_their_records(self):
@@ -181,6 +185,23 @@ class HandoffTest(harness.DaemonTest):
         self.assertIn("1 handed connection closed with it", d.log())
         self.stop_daemon(d)
 
+    def test_a_worker_reporting_a_close_it_was_not_given_loses_its_channel_only(self):
+        # Sends READY, then CLOSED for an id never handed to it.
+        script = ("import os,socket,struct,time\n"
+                  "s=socket.socket(fileno=int(os.environ['SOCKETNAUT_CONTROL_FD']))\n"
+                  "s.sendall(struct.pack('>BBH',1,1,0))\n"
+                  "time.sleep(0.5)\n"
+                  "s.sendall(struct.pack('>BBH',1,5,7)+b'id=4242')\n"
+                  "time.sleep(30)\n")
+        path = self.write_file("bogus_close.py", script)
+        d = self.start_daemon([self.service(name="bad", command=[harness.PYTHON, path],
+                                            min_workers=1, max_workers=1),
+                               self.service()])
+        harness.wait_until(lambda: "closed for a connection it was not given" in d.log(), 10,
+                           what="the bogus close refused")
+        with harness.Conn(d.ports["h"]) as c:
+            self.assertEqual(c.request().status, 200, "the other service serves on")
+
     def test_a_worker_that_stops_reading_its_channel_is_taken_out_of_rotation(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = min(hard, 4096)
@@ -195,12 +216,15 @@ class HandoffTest(harness.DaemonTest):
         stuck = c_fields(first.request(keepalive=True).body)["pid"]
         conns = []
         try:
+            def unhealthy():
+                return [w["pid"] for w in d.status()["services"][0]["workers"]
+                        if w["state"] == "unhealthy"]
             for _ in range(2000):
                 conns.append(harness.connect(d.port))
-                if len(conns) % 50 == 0 and "control channel is full" in d.log():
+                if len(conns) % 50 == 0 and unhealthy():
                     break
-            harness.wait_until(lambda: "control channel is full" in d.log(), 10,
-                               what="the full channel noticed")
+            harness.wait_until(lambda: unhealthy() == [int(stuck)], 10,
+                               what="the worker with the full channel out of rotation")
             # From now on every client goes to a worker that takes it.
             for _ in range(10):
                 with harness.Conn(d.port) as c:
