@@ -37,9 +37,9 @@ endif
 
 DAEMON_SRCS	= src/accesslog.c src/cgroup.c src/config.c src/control.c \
 		  src/counters.c src/handoff.c src/health.c src/keeper.c src/stats.c \
-		  src/listener.c src/log.c src/proto.c src/relay.c src/sdnotify.c \
-		  src/service.c src/sockdir.c src/status.c src/upgrade.c src/util.c \
-		  src/worker.c src/output.c src/pidfile.c
+		  src/listener.c src/log.c src/proto.c src/proxy.c src/relay.c \
+		  src/sdnotify.c src/service.c src/sockdir.c src/status.c \
+		  src/upgrade.c src/util.c src/worker.c src/output.c src/pidfile.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)
 UNIT_OBJS	= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%.o)
@@ -89,17 +89,29 @@ $(BUILD)/fuzz-proto: tests/fuzz/fuzz_proto.c src/proto.c include/socketnaut/prot
 	$(FUZZ_CC) -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined \
 	    -o $@ tests/fuzz/fuzz_proto.c src/proto.c
 
-fuzz: $(BUILD)/fuzz-proto
-	@mkdir -p $(BUILD)/fuzz-corpus
+$(BUILD)/fuzz-proxy: tests/fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
+	@mkdir -p $(BUILD)
+	$(FUZZ_CC) -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc \
+	    -fsanitize=fuzzer,address,undefined -o $@ tests/fuzz/fuzz_proxy.c src/proxy.c
+
+fuzz: $(BUILD)/fuzz-proto $(BUILD)/fuzz-proxy
+	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-corpus-proxy
 	$(BUILD)/fuzz-proto -max_total_time=$(FUZZ_SECONDS) -max_len=9000 \
 	    $(BUILD)/fuzz-corpus tests/fuzz/corpus
+	$(BUILD)/fuzz-proxy -max_total_time=$(FUZZ_SECONDS) -max_len=600 \
+	    $(BUILD)/fuzz-corpus-proxy tests/fuzz/corpus-proxy
 
-fuzz-brief: $(BUILD)/fuzz-proto
-	@mkdir -p $(BUILD)/fuzz-corpus
+fuzz-brief: $(BUILD)/fuzz-proto $(BUILD)/fuzz-proxy
+	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-corpus-proxy
 	@$(BUILD)/fuzz-proto -runs=2000000 -max_total_time=10 -max_len=9000 \
 	    $(BUILD)/fuzz-corpus tests/fuzz/corpus > $(BUILD)/fuzz.log 2>&1 || \
 	    { tail -n 40 $(BUILD)/fuzz.log; exit 1; }
 	@echo "fuzz: $$(tail -n 1 $(BUILD)/fuzz.log)"
+	@$(BUILD)/fuzz-proxy -runs=1000000 -max_total_time=5 -max_len=600 \
+	    $(BUILD)/fuzz-corpus-proxy tests/fuzz/corpus-proxy \
+	    > $(BUILD)/fuzz-proxy.log 2>&1 || \
+	    { tail -n 40 $(BUILD)/fuzz-proxy.log; exit 1; }
+	@echo "fuzz proxy: $$(tail -n 1 $(BUILD)/fuzz-proxy.log)"
 
 deps:
 	@sh tools/install-deps

@@ -8,6 +8,7 @@
  * (every later call fails with EPROTO), never the worker.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -74,6 +75,8 @@ struct sn_agent {
 	unsigned char          in[SN_PROTO_HDR + SN_PROTO_MAX];
 	unsigned char          out[AGENT_OUT_MAX];
 };
+
+static int agent_send(struct sn_agent *, uint8_t, const char *, size_t);
 
 static int
 agent_fail(struct sn_agent *a, int error)
@@ -173,6 +176,8 @@ sn_agent_open(void)
 	a->fd = (int)fd;
 	a->next_id = 1;
 	a->next_sync_id = AGENT_SYNC_ID;
+	/* Before the worker listens: its connections get peer-info names. */
+	agent_send(a, SN_MSG_HELLO, NULL, 0);
 	return (a);
 }
 
@@ -408,13 +413,15 @@ sn_agent_drained(struct sn_agent *a)
 /*
  * The key of an accepted connection: how the worker sees the master's end
  * of it, the peer port for TCP or "@" and the autobound abstract name for
- * Unix sockets.
+ * Unix sockets; "ino:" and our end's inode when the master left its end
+ * unnamed (the connection came before this agent said hello).
  */
 int
 sn_agent_peer_key(int fd, char *key, size_t len)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_un     *sun = (struct sockaddr_un *)&ss;
+	struct stat             st;
 	socklen_t               sl = sizeof ss;
 	size_t                  off = offsetof(struct sockaddr_un, sun_path);
 	size_t                  nlen, i;
@@ -434,6 +441,11 @@ sn_agent_peer_key(int fd, char *key, size_t len)
 		n = snprintf(key, len, "%u", port);
 		break;
 	case AF_UNIX:
+		if (sl <= off && fstat(fd, &st) == 0) {
+			n = snprintf(key, len, "ino:%llu",
+			    (unsigned long long)st.st_ino);
+			break;
+		}
 		/* Only an abstract name identifies the master's end. */
 		if (sl <= off + 1 || sun->sun_path[0] != '\0') {
 			errno = EADDRNOTAVAIL;

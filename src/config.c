@@ -372,6 +372,27 @@ cb_handoff_channel(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	    cfg, opt, value, result, kw, "channel", "control or node"));
 }
 
+static int
+cb_proxy_protocol(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const struct keyword kw[] = { { "off", PROXY_OFF },
+		{ "v1", PROXY_V1 }, { "v2", PROXY_V2 }, { NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "version", "off, v1 or v2"));
+}
+
+static int
+cb_accept_proxy(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const struct keyword kw[] = { { "off", PROXY_OFF },
+		{ "v1", PROXY_V1 }, { "v2", PROXY_V2 }, { "any", PROXY_ANY },
+		{ NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "version", "off, v1, v2 or any"));
+}
+
 static cfg_opt_t health_opts[] = { CFG_STR("type", "tcp", CFGF_NONE),
 	CFG_STR("path", "/", CFGF_NONE), CFG_INT("expect", 200, CFGF_NONE),
 	CFG_INT_CB("interval", 2000, CFGF_NONE, cb_duration),
@@ -423,7 +444,11 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_INT("spare_workers", 0, CFGF_NONE),
 	CFG_INT("max_queue", 0, CFGF_NONE),
 	CFG_STR("worker_log_rate", "100/s", CFGF_NONE),
-	CFG_STR("access_log", NULL, CFGF_NODEFAULT), CFG_END() };
+	CFG_STR("access_log", NULL, CFGF_NODEFAULT),
+	CFG_INT_CB("proxy_protocol", PROXY_OFF, CFGF_NONE, cb_proxy_protocol),
+	CFG_INT_CB("accept_proxy", PROXY_OFF, CFGF_NONE, cb_accept_proxy),
+	CFG_STR_LIST("trusted_proxies", NULL, CFGF_NONE),
+	CFG_INT_CB("proxy_timeout", 5000, CFGF_NONE, cb_duration), CFG_END() };
 
 static cfg_opt_t root_opts[] = { CFG_INT_CB("log_level", LOG_INFO, CFGF_NONE,
 				     cb_level),
@@ -637,6 +662,9 @@ service_mode(struct sn_service_conf *sc, cfg_t *sec)
 	if (cfg_size(sec, "health_check") > 0)
 		config_error(line_of(sec, "mode"),
 		    "mode handoff and health_check exclude each other: a handoff worker has no address to check");
+	if (cfg_getint(sec, "proxy_protocol") != PROXY_OFF)
+		config_error(line_of(sec, "mode"),
+		    "mode handoff and proxy_protocol exclude each other: the worker gets the client's own socket, and the client's address with it");
 	/*
 	 * TODO(tls): once a service can terminate TLS, refuse it here with
 	 * "mode handoff and tls exclude each other": the master would have
@@ -870,6 +898,40 @@ service_listen(struct sn_service_conf *sc, cfg_t *sec)
 
 static void service_health(struct sn_service_conf *, cfg_t *);
 
+/*
+ * PROXY protocol both ways.  A header from a load balancer is believed
+ * only from trusted_proxies, which accept_proxy therefore requires: an
+ * empty list would let anyone who reaches the port name any address.
+ */
+static void
+service_proxy(struct sn_service_conf *sc, cfg_t *sec)
+{
+	size_t i, n = cfg_size(sec, "trusted_proxies");
+	int    line = line_of(sec, "trusted_proxies");
+
+	sc->proxy_protocol =
+	    (enum proxy_version)cfg_getint(sec, "proxy_protocol");
+	sc->accept_proxy = (enum proxy_version)cfg_getint(sec, "accept_proxy");
+	sc->proxy_timeout = cfg_getint(sec, "proxy_timeout");
+	if (sc->proxy_timeout < 1 || sc->proxy_timeout > 3600 * MS_PER_SEC)
+		config_error(line_of(sec, "proxy_timeout"),
+		    "proxy_timeout must be between 1ms and 1h");
+	sc->trusted_proxies = xcalloc(n + 1, sizeof *sc->trusted_proxies);
+	for (i = 0; i < n; i++) {
+		if (proxy_cidr_parse(cfg_getnstr(sec, "trusted_proxies", i),
+			&sc->trusted_proxies[sc->ntrusted_proxies]) == -1) {
+			config_error(line,
+			    "trusted_proxies: \"%s\" is not an address or a CIDR (10.0.0.0/8, ::1/128; no host bits past the prefix)",
+			    cfg_getnstr(sec, "trusted_proxies", i));
+			continue;
+		}
+		sc->ntrusted_proxies++;
+	}
+	if (sc->accept_proxy != PROXY_OFF && n == 0)
+		config_error(line_of(sec, "accept_proxy"),
+		    "accept_proxy needs trusted_proxies: the load balancers whose headers are believed");
+}
+
 static void
 service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 {
@@ -916,6 +978,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	    : conf->worker_cgroup;
 	service_command(sc, sec);
 	service_workers(sc, sec);
+	service_proxy(sc, sec);
 	service_env(sc, sec);
 	service_listen(sc, sec);
 
@@ -1883,6 +1946,7 @@ config_unref(struct sn_config *conf)
 		free(sc->name);
 		argv_free(sc->listen_text);
 		free(sc->listen);
+		free(sc->trusted_proxies);
 		argv_free(sc->argv);
 		free(sc->exec_path);
 		argv_free(sc->env);

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include "proxy.h"
 #include "util.h"
 
 #define WORKERS_MAX 4096 /* min_workers, max_workers, worker_count */
@@ -79,6 +80,11 @@ struct sn_service_conf {
 	long long stall_timeout; /* 0: off */
 
 	struct sn_health_conf health;
+	enum proxy_version    proxy_protocol; /* header sent to workers */
+	enum proxy_version    accept_proxy;   /* header read from clients */
+	struct proxy_cidr    *trusted_proxies;
+	size_t                ntrusted_proxies;
+	long long             proxy_timeout;
 	long long             shutdown_timeout;
 	long long             kill_timeout;
 

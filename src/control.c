@@ -6,9 +6,14 @@
  * it instead of growing the master's memory.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -208,20 +213,34 @@ control_drain(struct control *c)
 		c->drain_sent = 1;
 }
 
+#define CONTROL_INO_SCAN 64 /* unnamed connections one query examines */
+
 /*
  * The relay's key as its worker sees the master's end: the port of a TCP
  * connection, or the abstract name "@sn-PID-N" control_bind() gave a Unix
- * one (N is the key).
+ * one (N is the key).  A Unix connection made before the worker's agent
+ * spoke is unnamed: its key is "ino:N", the inode of the worker's own end
+ * (*ok is 2).
  */
 static uint32_t
 peer_key(const char *s, int *ok)
 {
-	const char   *p;
-	char          want[32];
-	unsigned long v;
-	size_t        n;
+	const char        *p;
+	char               want[32];
+	unsigned long      v;
+	unsigned long long ino;
+	size_t             n;
 
 	*ok = 0;
+	if (strncmp(s, "ino:", 4) == 0) {
+		p = s + 4;
+		if (*p == '\0' || strlen(p) > 10 ||
+		    strspn(p, "0123456789") != strlen(p))
+			return (0);
+		ino = strtoull(p, NULL, 10);
+		*ok = ino > 0 && ino <= UINT32_MAX ? 2 : 0;
+		return ((uint32_t)ino);
+	}
 	if (s[0] == '@') {
 		n = (size_t)snprintf(want, sizeof want, "@sn-%x-", master_pid);
 		p = s + n;
@@ -241,6 +260,17 @@ peer_key(const char *s, int *ok)
 }
 
 /*
+ * Whether the master names its end of the worker's Unix connections: only
+ * for a worker that has spoken on its control channel (an agent says
+ * hello first), so a plain worker's peer is unnamed, never a made-up name.
+ */
+int
+control_names_peers(const struct worker *w)
+{
+	return (w->control != NULL && w->control->spoke);
+}
+
+/*
  * Before connecting to a Unix worker: name our end "@sn-PID-N" so the
  * worker can tell us which connection it asks about, with no lookup of
  * the name afterwards.
@@ -254,11 +284,95 @@ control_bind(struct relay *r)
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
-	r->key = ++serial;
+	if (++serial == 0) /* 0 stands for unnamed */
+		serial = 1;
+	r->key = serial;
 	n = snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1, "sn-%x-%x",
 	    master_pid, r->key);
 	r->named = bind(r->wfd, (struct sockaddr *)&sun,
 		       offsetof(struct sockaddr_un, sun_path) + 1 + n) == 0;
+}
+
+/*
+ * The inode of the other end of our Unix socket fd (the worker's, once it
+ * accepted), from the kernel's sock_diag; 0 when it cannot tell.  The
+ * kernel answers within send(), so the reply is read without waiting.
+ */
+static uint32_t
+control_peer_inode(int fd)
+{
+	struct {
+		struct nlmsghdr      nlh;
+		struct unix_diag_req req;
+	} q;
+	union {
+		struct nlmsghdr nlh;
+		char            buf[512];
+	} reply;
+	struct unix_diag_msg *dm;
+	struct rtattr        *rta;
+	static int            nl = -1;
+	struct stat           st;
+	ssize_t               n;
+	uint32_t              peer = 0;
+	int                   len;
+
+	if (fstat(fd, &st) == -1)
+		return (0);
+	if (nl == -1)
+		nl = socket(AF_NETLINK,
+		    SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    NETLINK_SOCK_DIAG);
+	if (nl == -1)
+		return (0);
+	memset(&q, 0, sizeof q);
+	q.nlh.nlmsg_len = sizeof q;
+	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	q.nlh.nlmsg_flags = NLM_F_REQUEST;
+	q.req.sdiag_family = AF_UNIX;
+	q.req.udiag_states = ~0U;
+	q.req.udiag_ino = (uint32_t)st.st_ino;
+	q.req.udiag_show = UDIAG_SHOW_PEER;
+	q.req.udiag_cookie[0] = q.req.udiag_cookie[1] = ~0U;
+	while (recv(nl, &reply, sizeof reply, MSG_DONTWAIT) > 0)
+		; /* a late reply to an earlier query */
+	if (send(nl, &q, sizeof q, 0) != (ssize_t)sizeof q ||
+	    (n = recv(nl, &reply, sizeof reply, MSG_DONTWAIT)) <
+		(ssize_t)NLMSG_LENGTH(sizeof *dm) ||
+	    !NLMSG_OK(&reply.nlh, (size_t)n) ||
+	    reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY)
+		return (0);
+	dm = NLMSG_DATA(&reply.nlh);
+	len = (int)reply.nlh.nlmsg_len - (int)NLMSG_LENGTH(sizeof *dm);
+	for (rta = (struct rtattr *)(dm + 1); RTA_OK(rta, len);
+	     rta = RTA_NEXT(rta, len)) {
+		if (rta->rta_type == UNIX_DIAG_PEER &&
+		    RTA_PAYLOAD(rta) >= sizeof peer)
+			memcpy(&peer, RTA_DATA(rta), sizeof peer);
+	}
+	return (peer);
+}
+
+/*
+ * An unnamed connection of the worker (made before its agent spoke) by the
+ * inode of the worker's end; a bounded scan, as only the first few
+ * connections of a worker whose agent starts late are unnamed.
+ */
+static struct relay *
+control_peer_by_inode(struct worker *w, uint32_t ino)
+{
+	struct relay *r;
+	int           seen = 0;
+
+	TAILQ_FOREACH (r, &w->peers[0], keyed) {
+		if (r->key != 0)
+			continue;
+		if (++seen > CONTROL_INO_SCAN)
+			break;
+		if (r->wfd != -1 && control_peer_inode(r->wfd) == ino)
+			return (r);
+	}
+	return (NULL);
 }
 
 /* Index a relay under the address its worker sees as its peer. */
@@ -270,7 +384,7 @@ control_peer_add(struct worker *w, struct relay *r)
 
 	if (w->addr.ss.ss_family == AF_UNIX) {
 		if (!r->named)
-			return;
+			r->key = 0; /* found by its worker's inode, see below */
 	} else {
 		if (getsockname(r->wfd, (struct sockaddr *)&ss, &len) == -1)
 			return;
@@ -340,7 +454,9 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 		return;
 	}
 	k = peer_key(key, &ok);
-	if (ok) {
+	if (ok == 2)
+		r = control_peer_by_inode(w, k);
+	else if (ok) {
 		TAILQ_FOREACH (r, &w->peers[k % CONTROL_PEER_BUCKETS], keyed) {
 			if (r->key == k)
 				break;
@@ -349,8 +465,11 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 	if ((f = open_memstream(&buf, &len)) == NULL)
 		fatal("open_memstream");
 	fprintf(f, "id=%s\n", id);
+	if (r != NULL && r->local.sa.sa_family != AF_UNSPEC)
+		memcpy(&local, &r->local, sizeof r->local);
 	if (r == NULL ||
-	    getsockname(r->cfd, (struct sockaddr *)&local, &llen) == -1)
+	    (r->local.sa.sa_family == AF_UNSPEC &&
+		getsockname(r->cfd, (struct sockaddr *)&local, &llen) == -1))
 		fprintf(f, "status=unknown\n");
 	else {
 		fprintf(f, "status=ok\n");
@@ -499,6 +618,10 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 	switch (m->type) {
 	case SN_MSG_READY:
 		control_ready(c, m);
+		break;
+	case SN_MSG_HELLO:
+		/* Again from each process that opens an inherited channel. */
+		c->hello++;
 		break;
 	case SN_MSG_PEER_QUERY:
 		control_peer_query(c, m);

@@ -43,11 +43,13 @@ struct control {
 	int                drain_sent; /* we asked it to drain */
 	int                drained;    /* it said it drained */
 	int                spoke;      /* an agent: drain, do not signal */
+	int                hello;      /* a hello message came */
 };
 
 struct control *control_open(struct worker *, int);
 void            control_close(struct control *, const char *);
 void            control_drain(struct control *);
+int             control_names_peers(const struct worker *);
 void            control_bind(struct relay *);
 void            control_peer_add(struct worker *, struct relay *);
 void            control_peer_del(struct relay *);

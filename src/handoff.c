@@ -76,7 +76,10 @@ handoff_payload(struct relay *r, uint32_t id, size_t *len)
 	size_t                  n = 0;
 	FILE                   *f;
 
-	if (getsockname(r->cfd, (struct sockaddr *)&local, &llen) == -1)
+	/* The address a trusted PROXY header named, else the listener's. */
+	if (r->local.sa.sa_family != AF_UNSPEC)
+		memcpy(&local, &r->local, sizeof r->local);
+	else if (getsockname(r->cfd, (struct sockaddr *)&local, &llen) == -1)
 		return (NULL);
 	if ((f = open_memstream(&buf, &n)) == NULL)
 		fatal("open_memstream");

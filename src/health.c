@@ -6,6 +6,8 @@
  * apply (worker_check_result); this file only gathers the evidence.
  */
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "proxy.h"
 #include "service.h"
 #include "socketnautd.h"
 #include "worker.h"
@@ -172,7 +175,7 @@ health_io(evutil_socket_t fd, short events, void *arg)
 			health_done(h, 0, strerror(error));
 			return;
 		}
-		if (!health_conf(h)->http) {
+		if (h->reqlen == 0) {
 			health_done(h, 1, "connected");
 			return;
 		}
@@ -186,7 +189,9 @@ health_io(evutil_socket_t fd, short events, void *arg)
 		}
 		if (n > 0)
 			h->sent += n;
-		if (h->sent == h->reqlen)
+		if (h->sent == h->reqlen && !health_conf(h)->http)
+			health_done(h, 1, "connected");
+		else if (h->sent == h->reqlen)
 			health_wait(h, EV_READ);
 		return;
 	}
@@ -222,12 +227,37 @@ health_run(evutil_socket_t unused, short events, void *arg)
 	health_wait(h, EV_WRITE);
 }
 
+/*
+ * What a check sends first when the service speaks PROXY to its workers,
+ * so that a worker requiring the header takes the check: v2 LOCAL (our
+ * own connection); for v1 a TCP4 line from this host to itself, ports 0,
+ * since some servers (gunicorn) refuse "PROXY UNKNOWN".
+ */
+static ssize_t
+health_proxy_header(enum proxy_version v, char *out, size_t len)
+{
+	struct sockaddr_in lo;
+
+	if (v == PROXY_OFF)
+		return (0);
+	if (v == PROXY_V2)
+		return (proxy_encode(out, len, v, NULL, NULL, NULL, 0));
+	memset(&lo, 0, sizeof lo);
+	lo.sin_family = AF_INET;
+	lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return (proxy_encode(out, len, v, (struct sockaddr *)&lo,
+	    (struct sockaddr *)&lo, NULL, 0));
+}
+
 /* The worker is ready: check it every interval from now on. */
 void
 health_start(struct worker *w)
 {
 	const struct sn_health_conf *hc = &w->svc->conf->health;
 	struct health               *h;
+	char                         hdr[PROXY_OUT_MAX], *http = NULL;
+	ssize_t                      hlen;
+	size_t                       len = 0;
 
 	if (!hc->enabled || w->health != NULL)
 		return;
@@ -236,12 +266,24 @@ health_start(struct worker *w)
 	h->conf = *hc;
 	h->conf.path = NULL; /* only the request below uses it */
 	h->fd = -1;
+	hlen =
+	    health_proxy_header(w->svc->conf->proxy_protocol, hdr, sizeof hdr);
+	if (hlen < 0)
+		hlen = 0;
 	if (hc->http) {
-		h->request = xasprintf(
+		http = xasprintf(
 		    "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: socketnautd-health-check\r\nConnection: close\r\n\r\n",
 		    hc->path);
-		h->reqlen = strlen(h->request);
+		len = strlen(http);
 	}
+	if (hlen + len > 0) {
+		h->request = xcalloc(1, hlen + len);
+		memcpy(h->request, hdr, hlen);
+		if (len > 0)
+			memcpy(h->request + hlen, http, len);
+		h->reqlen = hlen + len;
+	}
+	free(http);
 	evtimer_assign(&h->timer, sn_base, health_run, h);
 	health_schedule(h, hc->interval);
 	w->health = h;

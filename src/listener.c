@@ -2,7 +2,10 @@
  * A service's public sockets.  Accepts come in bounded batches so one busy
  * port cannot starve the loop; when the process runs out of descriptors a
  * listener pauses for a moment instead of spinning on a socket that stays
- * readable.  What to do with an accepted client is the service's call.
+ * readable.  With accept_proxy, a client from a trusted load balancer is
+ * held here until its PROXY header is read (peeked, then exactly the
+ * header consumed, so the client's own bytes stay in the kernel).  What to
+ * do with an accepted client is the service's call.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -16,12 +19,15 @@
 
 #include "listener.h"
 #include "log.h"
+#include "proxy.h"
 #include "service.h"
 #include "socketnautd.h"
 
 #define ACCEPT_BATCH    64
 #define INHERIT_FIRST   3    /* SD_LISTEN_FDS_START */
 #define INHERIT_MAX_FDS 4096 /* more than any configuration binds */
+#define PENDING_MAX     1024 /* clients of one listener owing a header */
+#define PROXY_WARN_MS   1000 /* one refused-header line a second at most */
 
 /* A listening socket passed to us, not yet claimed by a listener. */
 struct inherited {
@@ -32,6 +38,17 @@ struct inherited {
 
 static struct inherited *inherited;
 static size_t            ninherited;
+
+/* A client whose PROXY header has not come in full yet. */
+struct listener_pending {
+	TAILQ_ENTRY(listener_pending) entry;
+	struct listener     *l;
+	int                  fd;
+	union proxy_sockaddr peer;
+	socklen_t            peerlen;
+	struct event         ev;    /* readable, edge-triggered: new bytes */
+	struct event         timer; /* proxy_timeout */
+};
 
 static void listener_accept(evutil_socket_t, short, void *);
 static void listener_resume(evutil_socket_t, short, void *);
@@ -205,6 +222,7 @@ listener_open(
 {
 	int one = 1, v6only = !a->dualstack;
 
+	TAILQ_INIT(&l->pending);
 	addr_str((struct sockaddr *)&a->ss, l->name, sizeof l->name);
 	if (a->dualstack)
 		snprintf(l->name, sizeof l->name, "*:%u",
@@ -284,15 +302,170 @@ listener_resume(evutil_socket_t fd, short events, void *arg)
 	listener_update(l);
 }
 
+static void
+listener_pending_free(struct listener_pending *p)
+{
+	TAILQ_REMOVE(&p->l->pending, p, entry);
+	p->l->npending--;
+	event_del(&p->ev);
+	event_del(&p->timer);
+	if (p->fd != -1)
+		close(p->fd);
+	free(p);
+}
+
 void
 listener_close(struct listener *l)
 {
 	if (l->fd == -1)
 		return;
+	while (!TAILQ_EMPTY(&l->pending))
+		listener_pending_free(TAILQ_FIRST(&l->pending));
 	event_del(&l->ev);
 	event_del(&l->resume);
 	close(l->fd);
 	l->fd = -1;
+}
+
+/*
+ * A client refused for its PROXY header (or its source): counted, and one
+ * line a second at most, with how many were refused since the last.
+ */
+static void
+listener_refuse(
+    struct listener *l, int fd, const struct sockaddr *peer, const char *why)
+{
+	struct service *svc = l->svc;
+	long long       now = now_coarse_ms();
+	char            addr[ADDRSTRLEN];
+
+	close(fd);
+	svc->proxy_refused++;
+	svc->proxy_unlogged++;
+	if (now - svc->proxy_warned < PROXY_WARN_MS)
+		return;
+	log_warnx(
+	    "service %s: client %s on %s: %s, closed (%lu refused since the last such line)",
+	    svc->conf->name, addr_str(peer, addr, sizeof addr), l->name, why,
+	    svc->proxy_unlogged);
+	svc->proxy_unlogged = 0;
+	svc->proxy_warned = now;
+}
+
+/* The header is in: the client goes to the service as the one it names. */
+static void
+listener_pending_done(struct listener_pending *p, const struct proxy_hdr *h)
+{
+	struct listener     *l = p->l;
+	union proxy_sockaddr peer = p->peer;
+	socklen_t            peerlen = p->peerlen;
+	int                  fd = p->fd;
+
+	/* Its edge-triggered event goes first: libevent mixes no two kinds. */
+	p->fd = -1;
+	listener_pending_free(p);
+	if (h->local) /* LOCAL or UNKNOWN: the balancer's own connection */
+		service_accepted(l, fd, &peer.sa, peerlen);
+	else
+		service_accepted_as(l, fd, &h->src.sa,
+		    h->src.sa.sa_family == AF_INET ? sizeof h->src.sin
+						   : sizeof h->src.sin6,
+		    &h->dst.sa);
+}
+
+/*
+ * New bytes from a client owing its header: peek at all that came (at
+ * most a header's worth), and once the header is whole take exactly it.
+ */
+static void
+listener_pending_read(evutil_socket_t fd, short events, void *arg)
+{
+	struct listener_pending *p = arg;
+	struct listener         *l = p->l;
+	struct proxy_hdr         h;
+	char                     buf[PROXY_IN_MAX];
+	const char              *cause = NULL;
+	ssize_t                  n, used;
+
+	(void)events;
+	n = recv(fd, buf, sizeof buf, MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		log_debug("service %s: client closed before its PROXY header",
+		    l->svc->conf->name);
+		listener_pending_free(p);
+		return;
+	}
+	used = proxy_parse(buf, n, l->svc->conf->accept_proxy, &h, &cause);
+	if (used == 0 && n == (ssize_t)sizeof buf)
+		cause = "PROXY header too long";
+	if (used == 0 && cause == NULL)
+		return;
+	if (used > 0 && recv(fd, buf, used, 0) != used)
+		cause = "PROXY header could not be read";
+	if (cause != NULL) {
+		p->fd = -1;
+		listener_refuse(l, fd, &p->peer.sa, cause);
+		listener_pending_free(p);
+		return;
+	}
+	listener_pending_done(p, &h);
+}
+
+static void
+listener_pending_timeout(evutil_socket_t fd, short events, void *arg)
+{
+	struct listener_pending *p = arg;
+	int                      cfd = p->fd;
+
+	(void)fd;
+	(void)events;
+	p->fd = -1;
+	listener_refuse(
+	    p->l, cfd, &p->peer.sa, "no complete PROXY header in time");
+	listener_pending_free(p);
+}
+
+/*
+ * accept_proxy: a client from a trusted source waits here for its header;
+ * any other is closed at once.
+ */
+static void
+listener_pending_new(
+    struct listener *l, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	const struct sn_service_conf *sc = l->svc->conf;
+	struct listener_pending      *p;
+	struct timeval                tv;
+
+	if (!proxy_cidr_match(sc->trusted_proxies, sc->ntrusted_proxies, sa)) {
+		listener_refuse(l, fd, sa, "not in trusted_proxies");
+		return;
+	}
+	if (l->npending >= PENDING_MAX) {
+		listener_refuse(
+		    l, fd, sa, "too many clients owe a PROXY header");
+		return;
+	}
+	p = xcalloc(1, sizeof *p);
+	p->l = l;
+	p->fd = fd;
+	if (len > sizeof p->peer)
+		len = sizeof p->peer;
+	memcpy(&p->peer, sa, len);
+	p->peerlen = len;
+	TAILQ_INSERT_TAIL(&l->pending, p, entry);
+	l->npending++;
+	/* Edge-triggered: peeked bytes stay readable until the header is whole.
+	 */
+	event_assign(&p->ev, sn_base, fd, EV_READ | EV_PERSIST | EV_ET,
+	    listener_pending_read, p);
+	evtimer_assign(&p->timer, sn_base, listener_pending_timeout, p);
+	tv.tv_sec = sc->proxy_timeout / 1000;
+	tv.tv_usec = (sc->proxy_timeout % 1000) * 1000;
+	event_add(&p->ev, NULL);
+	evtimer_add(&p->timer, &tv);
 }
 
 static void
@@ -308,6 +481,11 @@ listener_accept(evutil_socket_t fd, short events, void *arg)
 		len = sizeof ss;
 		cfd = accept4(fd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd != -1 && l->svc->conf->accept_proxy != PROXY_OFF) {
+			listener_pending_new(
+			    l, cfd, (struct sockaddr *)&ss, len);
+			continue;
+		}
 		if (cfd != -1) {
 			service_accepted(l, cfd, (struct sockaddr *)&ss, len);
 			continue;

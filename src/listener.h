@@ -2,12 +2,16 @@
 #ifndef SN_LISTENER_H
 #define SN_LISTENER_H
 
+#include <sys/queue.h>
+
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
 #include "util.h"
 
 struct service;
+struct listener_pending;
+TAILQ_HEAD(listener_pending_head, listener_pending);
 
 struct listener {
 	struct service *svc;
@@ -18,6 +22,9 @@ struct listener {
 	struct event    ev;
 	struct event    resume;
 	char            name[ADDRSTRLEN];
+	/* accept_proxy: clients whose PROXY header is not read yet */
+	struct listener_pending_head pending;
+	int                          npending;
 };
 
 int listener_open(

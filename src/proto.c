@@ -18,6 +18,8 @@ sn_proto_type_name(uint8_t type)
 		return ("log");
 	case SN_MSG_DRAINED:
 		return ("drained");
+	case SN_MSG_HELLO:
+		return ("hello");
 	case SN_MSG_PEER_INFO:
 		return ("peer-info");
 	case SN_MSG_DRAIN:

@@ -15,6 +15,7 @@
 #include <linux/sockios.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "handoff.h"
 #include "listener.h"
 #include "log.h"
+#include "proxy.h"
 #include "relay.h"
 #include "service.h"
 #include "socketnautd.h"
@@ -62,6 +64,15 @@ relay_peer(const struct relay *r, char *buf, size_t len)
 	return (addr_str(&r->peer.sa, buf, len));
 }
 
+/* A PROXY header named the address the client reached. */
+void
+relay_set_local(struct relay *r, const struct sockaddr *local)
+{
+	memcpy(&r->local, local,
+	    local->sa_family == AF_INET6 ? sizeof r->local.sin6
+					 : sizeof r->local.sin);
+}
+
 /* cev as a plain timer (the client is not read until a worker is connected). */
 static void
 relay_timer(struct relay *r, event_callback_fn cb, long long ms)
@@ -79,6 +90,7 @@ struct relay *
 relay_new(
     struct listener *l, int fd, const struct sockaddr *sa, socklen_t salen)
 {
+	static uint64_t serial;
 	struct service *svc = l->svc;
 	struct relay   *r;
 	int             one = 1;
@@ -96,6 +108,7 @@ relay_new(
 	if (salen > sizeof r->peer)
 		salen = sizeof r->peer;
 	memcpy(&r->peer, sa, salen);
+	r->id = ++serial;
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	evtimer_assign(&r->cev, sn_base, relay_timeout, r);
@@ -406,10 +419,53 @@ relay_update(struct relay *r)
 	}
 }
 
+/*
+ * proxy_protocol: the header goes first on every worker connection, so a
+ * client moved to another worker is announced again to that one.  A new
+ * socket's send buffer is empty, so a short send means a broken one.
+ */
+static int
+relay_proxy_header(struct relay *r)
+{
+	static unsigned  pid;
+	struct proxy_tlv tlv;
+	char             hdr[PROXY_OUT_MAX], id[40];
+	socklen_t        len = sizeof r->local;
+	ssize_t          n, w;
+
+	if (r->svc->conf->proxy_protocol == PROXY_OFF)
+		return (0);
+	if (r->local.sa.sa_family == AF_UNSPEC &&
+	    getsockname(r->cfd, &r->local.sa, &len) == -1)
+		r->local.sa.sa_family = AF_UNSPEC;
+	if (pid == 0)
+		pid = (unsigned)getpid();
+	tlv.type = PROXY_TLV_UNIQUE_ID;
+	tlv.len = (uint16_t)snprintf(
+	    id, sizeof id, "%x-%llx", pid, (unsigned long long)r->id);
+	tlv.value = id;
+	n = proxy_encode(hdr, sizeof hdr, r->svc->conf->proxy_protocol,
+	    &r->peer.sa, &r->local.sa, &tlv, 1);
+	if (n == -1) {
+		errno = EINVAL;
+		return (-1);
+	}
+	w = send(r->wfd, hdr, n, MSG_NOSIGNAL);
+	if (w == n)
+		return (0);
+	if (w >= 0)
+		errno = EIO;
+	return (-1);
+}
+
 /* Both sides are connected: start moving bytes. */
 static void
 relay_open(struct relay *r)
 {
+	if (relay_proxy_header(r) == -1) {
+		relay_connect_failed(r, errno);
+		return;
+	}
 	event_del(&r->cev);
 	if (event_initialized(&r->wev))
 		event_del(&r->wev);
@@ -455,7 +511,7 @@ relay_try_connect(struct relay *r)
 		if (w->addr.ss.ss_family != AF_UNIX)
 			setsockopt(
 			    r->wfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		else if (r->svc->conf->control)
+		else if (control_names_peers(w))
 			control_bind(r);
 	}
 	rc = connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len);

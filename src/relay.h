@@ -11,6 +11,7 @@
 #include <event2/event_struct.h>
 
 #include "counters.h"
+#include "proxy.h"
 
 struct listener;
 struct service;
@@ -84,7 +85,12 @@ struct relay {
 		struct sockaddr     sa;
 		struct sockaddr_in  sin;
 		struct sockaddr_in6 sin6;
-	} peer;
+	} peer; /* the client, or the one a trusted PROXY header names */
+
+	/* The address the client reached (AF_UNSPEC: not looked up yet). */
+	union proxy_sockaddr local;
+	/* A serial, for the PROXY v2 unique id. */
+	uint64_t id;
 };
 TAILQ_HEAD(relay_head, relay);
 
@@ -101,5 +107,7 @@ void        relay_close(struct relay *, enum relay_end, int error);
 void        relay_handed(struct relay *);
 void        relay_finished(struct relay *);
 const char *relay_peer(const struct relay *, char *buf, size_t len);
+
+void relay_set_local(struct relay *, const struct sockaddr *local);
 
 #endif

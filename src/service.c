@@ -387,10 +387,23 @@ void
 service_accepted(
     struct listener *l, int fd, const struct sockaddr *sa, socklen_t len)
 {
+	service_accepted_as(l, fd, sa, len, NULL);
+}
+
+/* The same, for a client a PROXY header named: local is the address it reached.
+ */
+void
+service_accepted_as(struct listener *l, int fd, const struct sockaddr *sa,
+    socklen_t len, const struct sockaddr *local)
+{
 	struct service *svc = l->svc;
+	struct relay   *r;
 
 	svc->ctr.accepted++;
-	service_dispatch(svc, relay_new(l, fd, sa, len));
+	r = relay_new(l, fd, sa, len);
+	if (local != NULL)
+		relay_set_local(r, local);
+	service_dispatch(svc, r);
 	service_update_accepting(svc);
 }
 

@@ -60,6 +60,11 @@ struct service {
 	struct event            shutdown;
 	struct service_counters ctr;  /* kept across reloads */
 	struct accesslog       *alog; /* NULL: access_log off */
+
+	/* accept_proxy: clients closed, of them since the last line, its ms */
+	unsigned long proxy_refused;
+	unsigned long proxy_unlogged;
+	long long     proxy_warned;
 };
 TAILQ_HEAD(service_head, service);
 
@@ -96,5 +101,8 @@ long long   service_backoff_ms(int failures);
 int         service_scale(struct service *, int min, int max, char **cause);
 void        service_restart(struct service *);
 int         service_drain_worker(struct service *, pid_t, char **cause);
+
+void service_accepted_as(struct listener *, int fd, const struct sockaddr *peer,
+    socklen_t, const struct sockaddr *local);
 
 #endif

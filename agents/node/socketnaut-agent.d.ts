@@ -132,7 +132,7 @@ export declare const MSG: {
     readonly PEER_QUERY: 0x02;
     readonly LOG: 0x03;
     readonly DRAINED: 0x04;
-    readonly CLOSED: 0x05;
+    readonly CLOSED: 0x06;
     readonly PEER_INFO: 0x81;
     readonly DRAIN: 0x82;
     readonly HANDOFF: 0x83;

@@ -74,7 +74,8 @@ const MSG = Object.freeze({
     PEER_QUERY: 0x02,
     LOG: 0x03,
     DRAINED: 0x04,
-    CLOSED: 0x05,
+    HELLO: 0x05, /* not sent: Node cannot read a Unix peer name anyway */
+    CLOSED: 0x06,
     PEER_INFO: 0x81,
     DRAIN: 0x82,
     HANDOFF: 0x83,

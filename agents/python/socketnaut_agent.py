@@ -111,9 +111,10 @@ READY = 0x01
 PEER_QUERY = 0x02
 LOG = 0x03
 DRAINED = 0x04
+HELLO = 0x05
 PEER_INFO = 0x81
 DRAIN = 0x82
-CLOSED = 0x05
+CLOSED = 0x06
 HANDOFF = 0x83
 
 HANDOFF_PENDING = 256   # handed connections not yet accepted: then the master waits
@@ -236,8 +237,12 @@ def connection_key(obj: Any) -> Optional[str]:
         return str(port) if port not in (None, "") else None
     if hasattr(obj, "getpeername"):                 # a socket
         try:
-            return _key_from_peername(obj.getpeername())
-        except (OSError, ValueError):
+            peer = obj.getpeername()
+            if peer in ("", b"") and obj.family == socket.AF_UNIX:
+                # The master left its end unnamed (we had not said hello yet).
+                return "ino:%d" % os.fstat(obj.fileno()).st_ino
+            return _key_from_peername(peer)
+        except (OSError, ValueError, AttributeError):
             return None
     if hasattr(obj, "get_extra_info"):              # asyncio transport / StreamWriter
         sock = obj.get_extra_info("socket")
@@ -399,6 +404,8 @@ class ServiceAgent:
         self._sock = sock
         self.fd = fd
         self.enabled = True
+        # Before the worker listens: the master names its connections for peer info.
+        self._send(encode_frame(HELLO))
         self._reader = threading.Thread(target=self._read_loop, name="socketnaut-agent",
                                         daemon=True)
         self._reader.start()

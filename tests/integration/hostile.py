@@ -48,7 +48,7 @@ def abuse(ctl, mode, out):
     elif mode == "oversize":
         ctl.sendall(struct.pack(">BBH", 1, 2, 0xffff) + b"x" * 5000)
     elif mode == "unknown":
-        ctl.sendall(frame(0x06))
+        ctl.sendall(frame(0x09))
     elif mode == "unexpected":
         ctl.sendall(frame(0x82))
     elif mode == "flood-unread":

@@ -190,6 +190,7 @@ class PythonAgentCodecTest(unittest.TestCase):
         agent = self.a.ServiceAgent(fd=worker.detach())
         self.addCleanup(agent.close)
         self.assertTrue(agent.enabled)
+        self.assertEqual(master.recv(4), b"\x01\x05\x00\x00")  # HELLO, on opening
         results = {}
 
         def query(port):

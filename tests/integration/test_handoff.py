@@ -191,7 +191,7 @@ class HandoffTest(harness.DaemonTest):
                   "s=socket.socket(fileno=int(os.environ['SOCKETNAUT_CONTROL_FD']))\n"
                   "s.sendall(struct.pack('>BBH',1,1,0))\n"
                   "time.sleep(0.5)\n"
-                  "s.sendall(struct.pack('>BBH',1,5,7)+b'id=4242')\n"
+                  "s.sendall(struct.pack('>BBH',1,6,7)+b'id=4242')\n"
                   "time.sleep(30)\n")
         path = self.write_file("bogus_close.py", script)
         d = self.start_daemon([self.service(name="bad", command=[harness.PYTHON, path],
@@ -364,6 +364,11 @@ class HandoffConfigTest(harness.DaemonTest):
                                 "    health_check {\n        type = tcp\n    }\n")
         self.assertEqual(rc, 1)
         self.assertRegex(err, r"t\.conf:6: mode handoff and health_check exclude each other")
+
+    def test_handoff_refuses_proxy_protocol_to_workers(self):
+        rc, _, err = self.check("    backend = agent\n    mode = handoff\n    proxy_protocol = v2\n")
+        self.assertEqual(rc, 1)
+        self.assertRegex(err, r"t\.conf:6: mode handoff and proxy_protocol exclude each other")
 
     def test_unknown_mode_is_refused(self):
         rc, _, err = self.check("    backend = agent\n    mode = splice\n")

@@ -67,6 +67,8 @@ class LoadBalancerHealthTest(harness.DaemonTest):
         pid = harness.hello_identity(harness.http_ok(self, d.port).body)[1]
         # stop it so it cannot be ready, then kill: the replacement becomes ready later
         os.kill(pid, signal.SIGKILL)
+        harness.wait_until(lambda: d.ready_pids() not in ([], [pid]), 20,
+                           what="a replacement in rotation")
         self.wait_health(200, "/health/web", timeout=20)
         self.assertNotEqual(harness.hello_identity(harness.http_ok(self, d.port).body)[1], pid)
 

@@ -46,11 +46,21 @@ class UpgradeTest(harness.DaemonTest):
                            what="%d log line(s) /%s/" % (count, pattern))
 
     def new_masters(self, d):
-        """The old master's children that run its command line: the new master(s) (the
-        keeper, forked without exec, has it too)."""
+        """Processes other than the old master that run its command line: the new
+        master(s) (the keeper, forked without exec, has it too).  Not only its children:
+        an old master that drains at once is gone, and its child reparented, before we look."""
         conf = d.config_path.encode()
-        return [p for p in harness.children(d.pid)
-                if conf in cmdline(p) and harness.proc_comm(p) != "sn-keeper"]
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == d.pid:
+                continue
+            p = int(name)
+            try:
+                if conf in cmdline(p) and harness.proc_comm(p) != "sn-keeper":
+                    found.append(p)
+            except OSError:
+                pass
+        return found
 
     def wait_new_master(self, d, timeout=15):
         pids = harness.wait_until(lambda: self.new_masters(d), timeout, what="a new master")
@@ -82,8 +92,9 @@ class UpgradeTest(harness.DaemonTest):
     def sockets(self, runtime_dir):
         found = []
         for root, _, files in os.walk(runtime_dir):
-            found += [f for f in files
-                      if stat.S_ISSOCK(os.lstat(os.path.join(root, f)).st_mode)]
+            # workers' sockets; the admin socket is the running master's
+            found += [f for f in files if f != "admin.sock" and
+                      stat.S_ISSOCK(os.lstat(os.path.join(root, f)).st_mode)]
         return sorted(found)
 
     def served_by(self, port, n=4):
@@ -360,8 +371,7 @@ class UpgradeTest(harness.DaemonTest):
                            what="the first new master's worker")
         os.kill(first, signal.SIGUSR2)
         second = harness.wait_until(
-            lambda: [p for p in harness.children(first)
-                     if harness.proc_comm(p) == harness.proc_comm(first)], 15,
+            lambda: [p for p in self.new_masters(d) if p != first], 15,
             what="a second new master")[0]
         self.addCleanup(self.kill_master, second)
         harness.wait_until(lambda: not harness.proc_alive(first), 20,

@@ -6,6 +6,7 @@
  * connections.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -75,13 +76,16 @@ now_ms(void)
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
-/* Open an agent on one end of a fresh socketpair; the test keeps the other. */
+/*
+ * Open an agent on one end of a fresh socketpair; the test keeps the other,
+ * past the HELLO the agent sends on opening.
+ */
 static struct sn_agent *
 agent_pair(int *mfd)
 {
 	struct sn_agent *a;
 	int              sv[2];
-	char             num[16];
+	char             num[16], hello[8];
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	snprintf(num, sizeof num, "%d", sv[1]);
@@ -89,6 +93,8 @@ agent_pair(int *mfd)
 	a = sn_agent_open();
 	ck_assert_ptr_nonnull(a);
 	ck_assert_int_eq(sn_agent_fd(a), sv[1]);
+	ck_assert_int_eq(recv(sv[0], hello, sizeof hello, MSG_DONTWAIT), 4);
+	ck_assert_mem_eq(hello, "\x01\x05\x00\x00", 4);
 	*mfd = sv[0];
 	return (a);
 }
@@ -505,7 +511,7 @@ START_TEST(test_handed_fds_are_accepted_in_order_with_their_peers)
 	ck_assert_int_eq(c, 'b');
 	close(fd1);
 	ck_assert_int_eq(sn_agent_handoff_closed(agent, 7), 0);
-	expect_frame(master, "\x01\x05\x00\x04id=7", 8);
+	expect_frame(master, "\x01\x06\x00\x04id=7", 8);
 	ck_assert_int_eq(sn_agent_handoff_closed(agent, 7), -1);
 	ck_assert_int_eq(errno, ENOENT);
 	close(fd2);
@@ -577,19 +583,28 @@ END_TEST
 
 START_TEST(test_peer_query_fails_without_a_usable_key)
 {
-	uint32_t id = 99;
-	int      sv[2];
+	uint32_t      id = 99;
+	int           sv[2];
+	struct stat   st;
+	char          want[64];
+	unsigned char buf[SN_PROTO_HDR + SN_PROTO_MAX];
+	size_t        n;
 
 	ck_assert_int_eq(sn_agent_peer_query(agent, -1, &id), -1);
 	ck_assert_int_eq(errno, EBADF);
-	/* An unnamed Unix peer identifies nothing. */
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	ck_assert_int_eq(sn_agent_peer_query(agent, sv[0], &id), -1);
-	ck_assert_int_eq(errno, EADDRNOTAVAIL);
 	ck_assert_uint_eq(id, 99);
+	nothing_to_read(master);
+	/* An unnamed Unix peer (the master's end before hello): our inode. */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(fstat(sv[0], &st), 0);
+	ck_assert_int_eq(sn_agent_peer_query(agent, sv[0], &id), 0);
+	snprintf(want, sizeof want, "id=%u\nkey=ino:%llu", (unsigned)id,
+	    (unsigned long long)st.st_ino);
+	n = read_frame(master, buf);
+	ck_assert_uint_eq(n, SN_PROTO_HDR + strlen(want));
+	ck_assert_mem_eq(buf + SN_PROTO_HDR, want, strlen(want));
 	close(sv[0]);
 	close(sv[1]);
-	nothing_to_read(master);
 }
 END_TEST
 
@@ -717,7 +732,7 @@ struct garbage {
 static const struct garbage garbage[] = {
 	G("version 2", "\x02\x82\x00\x00"),
 	G("length 4097", "\x01\x81\x10\x01"),
-	G("unknown type 0x05", "\x01\x05\x00\x00"),
+	G("unknown type 0x09", "\x01\x09\x00\x00"),
 	G("key without =",
 	    "\x01\x81\x00\x04"
 	    "idx1"),

@@ -32,7 +32,7 @@ START_TEST(vectors_parse_to_their_messages)
 		{ "\x01\x82\x00\x00", 4, SN_MSG_DRAIN, "" },
 		{ "\x01\x81\x00\x13id=7\nstatus=unknown", 23, SN_MSG_PEER_INFO,
 		    "id=7\nstatus=unknown" },
-		{ "\x01\x05\x00\x04id=3", 8, SN_MSG_CLOSED, "id=3" },
+		{ "\x01\x06\x00\x04id=3", 8, SN_MSG_CLOSED, "id=3" },
 		{ "\x01\x83\x00\x11id=3\nlocal_port=8", 21, SN_MSG_HANDOFF,
 		    "id=3\nlocal_port=8" },
 	};
@@ -90,7 +90,7 @@ START_TEST(malformed_frames_are_refused_with_a_reason)
 	} v[] = {
 		{ "\x02\x01\x00\x00", 4, "version" },
 		{ "\x00\x01\x00\x00", 4, "version" },
-		{ "\x01\x06\x00\x00", 4, "unknown message type" },
+		{ "\x01\x09\x00\x00", 4, "unknown message type" },
 		{ "\x01\x00\x00\x00", 4, "unknown message type" },
 		{ "\x01\x02\x10\x01", 4, "too long" },
 		{ "\x01\x02\xff\xff", 4, "too long" },

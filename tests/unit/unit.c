@@ -54,6 +54,7 @@ main(void)
 	srunner_add_suite(sr, sockdir_suite());
 	srunner_add_suite(sr, status_suite());
 	srunner_add_suite(sr, counters_suite());
+	srunner_add_suite(sr, proxy_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -12,5 +12,6 @@ Suite *control_suite(void);
 Suite *sockdir_suite(void);
 Suite *status_suite(void);
 Suite *counters_suite(void);
+Suite *proxy_suite(void);
 
 #endif
