@@ -17,6 +17,8 @@
  *   --socket PATH         a Unix stream socket (an existing path is replaced)
  *   --port N              127.0.0.1:N with SO_REUSEPORT (several processes
  *                         can share the port: the bench's "direct" case)
+ *   --handoff             none: socketnautd hands it each client over its
+ *                         control channel (mode handoff, libsocketnaut)
  *
  * SIGTERM or SIGINT: exit 0 (removing the socket path it created).
  */
@@ -42,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <socketnaut.h>
+
 #define MAX_HEADER   (16 * 1024)
 #define MAX_BODY     (64 * 1024 * 1024)
 #define MAX_BYTES    (1ULL << 40)
@@ -63,6 +67,7 @@ struct conn {
 	int      close_after; /* close once the response is out */
 	int      want_out;    /* EPOLLOUT registered */
 	int      header;      /* a PROXY header may come first */
+	uint32_t handoff_id;  /* --handoff: reported when it closes */
 };
 
 static volatile sig_atomic_t stop;
@@ -73,6 +78,7 @@ static char                  block[BLOCK_SIZE];
 static int                   is_tcp;
 static long long             paused_until; /* accept paused (EMFILE) */
 static int                   proxy_header; /* --proxy-protocol */
+static struct sn_agent      *agent;        /* --handoff */
 
 static void
 on_signal(int sig)
@@ -102,6 +108,8 @@ conn_free(struct conn *c)
 {
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	if (agent != NULL)
+		sn_agent_handoff_closed(agent, c->handoff_id);
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -425,8 +433,19 @@ accept_some(void)
 	struct conn       *c;
 	int                fd, i, one = 1;
 
+	uint32_t id = 0;
+
 	for (i = 0; i < ACCEPT_BATCH; i++) {
-		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (agent != NULL) {
+			/* socketnautd handed us the client (mode handoff). */
+			if ((fd = sn_agent_accept(agent, NULL, &id)) == -1) {
+				if (errno != EAGAIN)
+					die("sn_agent_accept");
+				return;
+			}
+		} else
+			fd = accept4(
+			    lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
@@ -445,6 +464,7 @@ accept_some(void)
 		}
 		c->fd = fd;
 		c->header = proxy_header;
+		c->handoff_id = id;
 		memset(&ev, 0, sizeof ev);
 		ev.events = EPOLLIN;
 		ev.data.ptr = c;
@@ -460,7 +480,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: bench-backend [--delay MS] [--proxy-protocol] "
-	    "(--socket PATH | --port N | socket activation)\n");
+	    "(--socket PATH | --port N | --handoff | socket activation)\n");
 	exit(2);
 }
 
@@ -472,7 +492,7 @@ main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "delay", required_argument, NULL, 'd' },
 		{ "proxy-protocol", no_argument, NULL, 'P' },
-		{ NULL, 0, NULL, 0 } };
+		{ "handoff", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 } };
 	struct epoll_event         ev, evs[MAX_EVENTS];
 	struct sigaction           sa;
 	struct rlimit              rl;
@@ -480,10 +500,13 @@ main(int argc, char **argv)
 	char                      *endp;
 	long                       port = -1, v;
 	int                        ch, i, n, one = 1, timeout;
-	int                        made_path = 0;
+	int                        made_path = 0, handoff = 0;
 
-	while ((ch = getopt_long(argc, argv, "s:p:d:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:p:d:H", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'H':
+			handoff = 1;
+			break;
 		case 's':
 			path = optarg;
 			break;
@@ -520,7 +543,12 @@ main(int argc, char **argv)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	if ((s = getenv("LISTEN_FDS")) != NULL && atoi(s) >= 1 &&
+	if (handoff) {
+		/* No listener: the control channel brings the clients. */
+		if ((agent = sn_agent_open()) == NULL)
+			die("sn_agent_open");
+		lfd = sn_agent_fd(agent);
+	} else if ((s = getenv("LISTEN_FDS")) != NULL && atoi(s) >= 1 &&
 	    (getenv("LISTEN_PID") == NULL ||
 		atol(getenv("LISTEN_PID")) == (long)getpid())) {
 		lfd = 3;
@@ -579,6 +607,8 @@ main(int argc, char **argv)
 	ev.data.ptr = NULL;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) == -1)
 		die("epoll_ctl");
+	if (agent != NULL && sn_agent_ready(agent, NULL) == -1)
+		die("sn_agent_ready");
 
 	while (!stop) {
 		timeout = -1;

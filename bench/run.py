@@ -36,10 +36,10 @@ NODE_WORKER = os.path.join(BENCH, "node-worker.mjs")
 SUMMARY_LUA = os.path.join(BENCH, "summary.lua")
 RESULTS = os.path.join(BENCH, "RESULTS.md")
 
-TARGETS = ["socketnautd", "haproxy", "nginx", "direct"]
-PROXIES = ["socketnautd", "haproxy", "nginx"]
-LABEL = {"socketnautd": "socketnautd", "haproxy": "HAProxy",
-         "nginx": "nginx", "direct": "direct",
+TARGETS = ["socketnautd", "handoff", "haproxy", "nginx", "direct"]
+PROXIES = ["socketnautd", "handoff", "haproxy", "nginx"]
+LABEL = {"socketnautd": "socketnautd", "handoff": "socketnautd (handoff)",
+         "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct",
          "socketnautd-b": "socketnautd + B settings"}
 AB_SYSTEMS = ["socketnautd", "socketnautd-b"]
 BULK_SIZE = 1 << 20
@@ -436,6 +436,14 @@ class Bench:
                     self.args.sn_global if target == "socketnautd-b" else [],
                     self.args.sn_service_b if target == "socketnautd-b"
                     else [])
+            elif target == "handoff":
+                # mode handoff: the backend takes each client's fd from
+                # the master (libsocketnaut), the master leaves the path
+                self.start_socketnautd(h, d, port, pool, delay, autoscale,
+                                       kind, dict(options or {},
+                                                  backend="agent",
+                                                  mode="handoff"),
+                                       handoff=True)
             else:
                 bprocs, paths = self.backends_unix(d, pool, delay, kind)
                 h["procs"] = bprocs
@@ -452,8 +460,10 @@ class Bench:
 
     def start_socketnautd(self, h, d, port, pool, delay, autoscale,
                           kind="c", options=None, global_lines=(),
-                          service_lines=()):
-        if kind == "node":
+                          service_lines=(), handoff=False):
+        if handoff:
+            cmd = "%s --handoff" % BACKEND
+        elif kind == "node":
             # the seed's own set-up: the worker on unix:{socket}
             cmd = "%s %s --socket {socket} --delay %d --trace %s" % (
                 node_binary(), NODE_WORKER, delay,
@@ -477,7 +487,7 @@ class Bench:
                          for kv in (options or {}).items())
         activation = ("\n    socket_activation = true"
                       if self.args.socket_activation and kind != "node"
-                      else "")
+                      and not handoff else "")
         conf = os.path.join(d, "socketnaut.conf")
         glob = "".join(line.replace("{dir}", d) + "\n"
                        for line in global_lines)
@@ -1352,13 +1362,17 @@ def nginx_stream_module():
 
 
 def build_backend():
+    lib = os.path.join(BUILD, "libsocketnaut.a")
     if (os.path.exists(BACKEND) and
-            os.path.getmtime(BACKEND) >= os.path.getmtime(BACKEND_SRC)):
+            os.path.getmtime(BACKEND) >= os.path.getmtime(BACKEND_SRC) and
+            os.path.getmtime(BACKEND) >= os.path.getmtime(lib)):
         return
     os.makedirs(BUILD, exist_ok=True)
     cc = os.environ.get("CC", "cc")
+    # linked with libsocketnaut for --handoff (make bench builds it first)
     argv = [cc, "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-            "-o", BACKEND, BACKEND_SRC]
+            "-I", os.path.join(ROOT, "include"), "-o", BACKEND, BACKEND_SRC,
+            os.path.join(BUILD, "libsocketnaut.a")]
     log(" ".join(argv))
     subprocess.run(argv, check=True, timeout=120)
 
@@ -1509,7 +1523,7 @@ def build_table(res, args):
             m = {t: (sum(vals[t]) if vals.get(t) else None) for t in TARGETS}
         else:
             m = {t: med(vals.get(t, [])) for t in TARGETS}
-        sn = m["socketnautd"]
+        sn, ho, di = m["socketnautd"], m["handoff"], m["direct"]
         cells = [fmt(m[t]) if m[t] is not None else "–" for t in TARGETS]
         hp, ng = m["haproxy"], m["nginx"]
         best = None
@@ -1517,8 +1531,9 @@ def build_table(res, args):
             best = max(hp, ng) if better == "↑" else min(hp, ng)
         if better and key not in ("burst_err", "wrk_err"):
             r_h, r_n, r_b = ratio(sn, hp), ratio(sn, ng), ratio(sn, best)
+            h_b, h_d = ratio(ho, best), ratio(ho, di)
         else:
-            r_h = r_n = r_b = "–"
+            r_h = r_n = r_b = h_b = h_d = "–"
         met = ""
         if sn is not None:
             if okf and best:
@@ -1533,10 +1548,12 @@ def build_table(res, args):
             elif key in ("burst_err", "wrk_err"):
                 met = "yes" if sn == 0 else "NO"
         arrow = " (%s)" % better if better else ""
-        rows.append([title + arrow] + cells + [r_h, r_n, r_b, target, met])
+        rows.append([title + arrow] + cells +
+                    [r_h, r_n, r_b, h_b, h_d, target, met])
     head = ["scenario (↑ higher is better, ↓ lower)", "socketnautd",
-            "HAProxy", "nginx", "direct", "sn/HAProxy", "sn/nginx",
-            "sn/best", "target", "met"]
+            "socketnautd (handoff)", "HAProxy", "nginx", "direct",
+            "sn/HAProxy", "sn/nginx", "sn/best", "handoff/best",
+            "handoff/direct", "target", "met"]
     return head, rows
 
 
@@ -1699,7 +1716,8 @@ def main():
 
     try:
         for rnd in range(args.rounds if not args.ab else 0):
-            order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
+            order = (TARGETS[rnd % len(TARGETS):] +
+                     TARGETS[:rnd % len(TARGETS)])
             load.append(loadavg())
             log("round %d/%d: %s (load average %s)" % (
                 rnd + 1, args.rounds, ", ".join(
@@ -1729,7 +1747,7 @@ def main():
                     for t in reversed(list(hs)):
                         bench.stop(hs[t])
             if "burst" in scen:
-                border = [t for t in order if t != "direct"]
+                border = [t for t in order if t not in ("direct", "handoff")]
                 for t in border:
                     if t == "socketnautd":
                         h = bench.start(t, delay=args.burst_delay,

@@ -22,6 +22,7 @@ static const char *end_names[RELAY_END_COUNT] = {
 	"worker_died",
 	"shutdown",
 	"error",
+	"handed",
 };
 
 static const char *exit_names[WORKER_EXIT_COUNT] = {

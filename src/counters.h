@@ -20,6 +20,7 @@ enum relay_end {
 	RELAY_END_WORKER_DIED,    /* its worker's process ended under it */
 	RELAY_END_SHUTDOWN,       /* the daemon or the service stopped */
 	RELAY_END_ERROR,          /* a socket error (errno says which) */
+	RELAY_END_HANDED, /* handed off: its worker reported the close */
 	RELAY_END_COUNT,
 };
 

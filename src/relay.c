@@ -22,6 +22,7 @@
 
 #include "accesslog.h"
 #include "control.h"
+#include "handoff.h"
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
@@ -282,6 +283,31 @@ relay_close(struct relay *r, enum relay_end end, int error)
 }
 
 /*
+ * mode handoff: the worker now holds the client (handoff.c keeps the
+ * record that counts it); we drop our copy of the fd and the relay, but
+ * not the worker's or the service's count.
+ */
+void
+relay_handed(struct relay *r)
+{
+	relay_unwait(r);
+	control_peer_del(r);
+	event_del(&r->cev);
+	if (event_initialized(&r->wev))
+		event_del(&r->wev);
+	free(r->up.buf);
+	free(r->down.buf);
+	free(r->replay);
+	r->up.buf = r->down.buf = r->replay = NULL;
+	close(r->cfd);
+	r->cfd = -1;
+	r->worker = NULL;
+	TAILQ_REMOVE(&r->svc->relays, r, all);
+	r->state = RELAY_CLOSING;
+	daemon_defer_free(r);
+}
+
+/*
  * What the worker has not read of what it was sent, as the kernel counts
  * it (SIOCOUTQ: buffer space, so at least the bytes); -1 when it cannot
  * tell (TCP: loopback acknowledges what the worker has not read).
@@ -507,6 +533,10 @@ relay_try_connect(struct relay *r)
 	struct timeval tv;
 	int            one = 1, rc, error;
 
+	if (r->svc->conf->mode == MODE_HANDOFF) {
+		handoff_give(r);
+		return;
+	}
 	if (r->wfd == -1) {
 		r->wfd = socket(w->addr.ss.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -105,6 +105,7 @@ int         relay_unread(const struct relay *);
 int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);
 void        relay_close(struct relay *, enum relay_end, int error);
+void        relay_handed(struct relay *);
 void        relay_finished(struct relay *);
 const char *relay_peer(const struct relay *, char *buf, size_t len);
 
