@@ -17,6 +17,14 @@ import time
 import harness
 
 
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -61,7 +69,8 @@ class UpgradeTest(harness.DaemonTest):
                     found.append(p)
             except OSError:
                 pass
-        return found
+        # a worker forked by a new master has its command line until it execs
+        return [p for p in found if ppid(p) not in found]
 
     def wait_new_master(self, d, timeout=15):
         pids = harness.wait_until(lambda: self.new_masters(d), timeout, what="a new master")
