@@ -36,7 +36,7 @@ BUILD		?= build
 endif
 
 DAEMON_SRCS	= src/accesslog.c src/cgroup.c src/config.c src/control.c \
-		  src/counters.c src/health.c src/keeper.c src/stats.c \
+		  src/counters.c src/handoff.c src/health.c src/keeper.c src/stats.c \
 		  src/listener.c src/log.c src/proto.c src/proxy.c src/relay.c \
 		  src/sdnotify.c src/service.c src/sockdir.c src/status.c \
 		  src/upgrade.c src/util.c src/worker.c src/output.c src/pidfile.c
@@ -264,7 +264,13 @@ $(BUILD)/socketnaut.pc: lib/socketnaut.pc.in Makefile
 	$(LIB_PC_SED) lib/socketnaut.pc.in > $@
 
 lib: $(BUILD)/libsocketnaut.a $(BUILD)/libsocketnaut.so.0 \
-    $(BUILD)/socketnaut.pc $(BUILD)/socketnaut-c-logger
+    $(BUILD)/socketnaut.pc $(BUILD)/socketnaut-c-logger \
+    $(BUILD)/socketnaut-handoff-worker
+
+$(BUILD)/socketnaut-handoff-worker: examples/handoff/handoff-worker.c \
+    $(BUILD)/libsocketnaut.a include/socketnaut.h Makefile
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ examples/handoff/handoff-worker.c \
+	    $(BUILD)/libsocketnaut.a
 
 $(BUILD)/socketnaut-c-logger: examples/c-logger/logger.c \
     $(BUILD)/libsocketnaut.a include/socketnaut.h Makefile

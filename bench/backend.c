@@ -17,6 +17,8 @@
  *   --socket PATH         a Unix stream socket (an existing path is replaced)
  *   --port N              127.0.0.1:N with SO_REUSEPORT (several processes
  *                         can share the port: the bench's "direct" case)
+ *   --handoff             none: socketnautd hands it each client over its
+ *                         control channel (mode handoff, libsocketnaut)
  *
  * SIGTERM or SIGINT: exit 0 (removing the socket path it created).
  */
@@ -42,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <socketnaut.h>
+
 #define MAX_HEADER   (16 * 1024)
 #define MAX_BODY     (64 * 1024 * 1024)
 #define MAX_BYTES    (1ULL << 40)
@@ -62,6 +66,8 @@ struct conn {
 	uint64_t stream_left; /* generated body bytes to send */
 	int      close_after; /* close once the response is out */
 	int      want_out;    /* EPOLLOUT registered */
+	int      header;      /* a PROXY header may come first */
+	uint32_t handoff_id;  /* --handoff: reported when it closes */
 };
 
 static volatile sig_atomic_t stop;
@@ -71,6 +77,8 @@ static unsigned              delay_ms;
 static char                  block[BLOCK_SIZE];
 static int                   is_tcp;
 static long long             paused_until; /* accept paused (EMFILE) */
+static int                   proxy_header; /* --proxy-protocol */
+static struct sn_agent      *agent;        /* --handoff */
 
 static void
 on_signal(int sig)
@@ -100,6 +108,8 @@ conn_free(struct conn *c)
 {
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	if (agent != NULL)
+		sn_agent_handoff_closed(agent, c->handoff_id);
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -352,6 +362,45 @@ process(struct conn *c)
 	return (set_events(c, 0));
 }
 
+/*
+ * --proxy-protocol: skip a PROXY header (v1 line or v2 block) at the start
+ * of a connection, as a server behind proxy_protocol must; 0 while it is
+ * incomplete, -1 when it is malformed.  A connection that starts with
+ * anything else has none.
+ */
+static int
+skip_proxy_header(struct conn *c)
+{
+	static const char sig[12] = "\r\n\r\n\0\r\nQUIT\n";
+	const char       *eol;
+	size_t            len;
+
+	if (c->in_len >= 16 && memcmp(c->in, sig, sizeof sig) == 0) {
+		len = 16 +
+		    (((unsigned char)c->in[14] << 8) |
+			(unsigned char)c->in[15]);
+		if (c->in_len < len)
+			return (0);
+	} else if (c->in_len >= 6 && memcmp(c->in, "PROXY ", 6) == 0) {
+		eol =
+		    memmem(c->in, c->in_len < 108 ? c->in_len : 108, "\r\n", 2);
+		if (eol == NULL)
+			return (c->in_len < 108 ? 0 : -1);
+		len = (size_t)(eol - c->in) + 2;
+	} else if (c->in_len < 16 &&
+	    (memcmp(c->in, sig, c->in_len < 12 ? c->in_len : 12) == 0 ||
+		memcmp(c->in, "PROXY ", c->in_len < 6 ? c->in_len : 6) == 0))
+		return (0);
+	else {
+		c->header = 0; /* none: the same backend serves A and B */
+		return (1);
+	}
+	memmove(c->in, c->in + len, c->in_len - len);
+	c->in_len -= len;
+	c->header = 0;
+	return (1);
+}
+
 static int
 on_readable(struct conn *c)
 {
@@ -372,6 +421,8 @@ on_readable(struct conn *c)
 	if (n == -1)
 		return (errno == EAGAIN || errno == EINTR ? 0 : -1);
 	c->in_len += (size_t)n;
+	if (c->header && (n = skip_proxy_header(c)) <= 0)
+		return ((int)n);
 	return (process(c));
 }
 
@@ -382,8 +433,19 @@ accept_some(void)
 	struct conn       *c;
 	int                fd, i, one = 1;
 
+	uint32_t id = 0;
+
 	for (i = 0; i < ACCEPT_BATCH; i++) {
-		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (agent != NULL) {
+			/* socketnautd handed us the client (mode handoff). */
+			if ((fd = sn_agent_accept(agent, NULL, &id)) == -1) {
+				if (errno != EAGAIN)
+					die("sn_agent_accept");
+				return;
+			}
+		} else
+			fd = accept4(
+			    lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
@@ -401,6 +463,8 @@ accept_some(void)
 			continue;
 		}
 		c->fd = fd;
+		c->header = proxy_header;
+		c->handoff_id = id;
 		memset(&ev, 0, sizeof ev);
 		ev.events = EPOLLIN;
 		ev.data.ptr = c;
@@ -415,30 +479,34 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: bench-backend [--delay MS] "
-	    "(--socket PATH | --port N | socket activation)\n");
+	    "usage: bench-backend [--delay MS] [--proxy-protocol] "
+	    "(--socket PATH | --port N | --handoff | socket activation)\n");
 	exit(2);
 }
 
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
+	static const struct option opts[] = { { "socket", required_argument,
+						  NULL, 's' },
 		{ "port", required_argument, NULL, 'p' },
-		{ "delay", required_argument, NULL, 'd' }, { NULL, 0, NULL, 0 }
-	};
-	struct epoll_event ev, evs[MAX_EVENTS];
-	struct sigaction   sa;
-	struct rlimit      rl;
-	const char        *path = NULL, *s;
-	char              *endp;
-	long               port = -1, v;
-	int                ch, i, n, one = 1, timeout;
-	int                made_path = 0;
+		{ "delay", required_argument, NULL, 'd' },
+		{ "proxy-protocol", no_argument, NULL, 'P' },
+		{ "handoff", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 } };
+	struct epoll_event         ev, evs[MAX_EVENTS];
+	struct sigaction           sa;
+	struct rlimit              rl;
+	const char                *path = NULL, *s;
+	char                      *endp;
+	long                       port = -1, v;
+	int                        ch, i, n, one = 1, timeout;
+	int                        made_path = 0, handoff = 0;
 
-	while ((ch = getopt_long(argc, argv, "s:p:d:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:p:d:H", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'H':
+			handoff = 1;
+			break;
 		case 's':
 			path = optarg;
 			break;
@@ -446,6 +514,9 @@ main(int argc, char **argv)
 			port = strtol(optarg, &endp, 10);
 			if (*endp != '\0' || port < 1 || port > 65535)
 				usage();
+			break;
+		case 'P':
+			proxy_header = 1;
 			break;
 		case 'd':
 			v = strtol(optarg, &endp, 10);
@@ -472,7 +543,12 @@ main(int argc, char **argv)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	if ((s = getenv("LISTEN_FDS")) != NULL && atoi(s) >= 1 &&
+	if (handoff) {
+		/* No listener: the control channel brings the clients. */
+		if ((agent = sn_agent_open()) == NULL)
+			die("sn_agent_open");
+		lfd = sn_agent_fd(agent);
+	} else if ((s = getenv("LISTEN_FDS")) != NULL && atoi(s) >= 1 &&
 	    (getenv("LISTEN_PID") == NULL ||
 		atol(getenv("LISTEN_PID")) == (long)getpid())) {
 		lfd = 3;
@@ -531,6 +607,8 @@ main(int argc, char **argv)
 	ev.data.ptr = NULL;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) == -1)
 		die("epoll_ctl");
+	if (agent != NULL && sn_agent_ready(agent, NULL) == -1)
+		die("sn_agent_ready");
 
 	while (!stop) {
 		timeout = -1;

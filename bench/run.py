@@ -36,11 +36,11 @@ NODE_WORKER = os.path.join(BENCH, "node-worker.mjs")
 SUMMARY_LUA = os.path.join(BENCH, "summary.lua")
 RESULTS = os.path.join(BENCH, "RESULTS.md")
 
-TARGETS = ["socketnautd", "haproxy", "nginx", "direct"]
-PROXIES = ["socketnautd", "haproxy", "nginx"]
-LABEL = {"socketnautd": "socketnautd", "haproxy": "HAProxy",
-         "nginx": "nginx", "direct": "direct",
-         "socketnautd-b": "socketnautd + --sn-global"}
+TARGETS = ["socketnautd", "handoff", "haproxy", "nginx", "direct"]
+PROXIES = ["socketnautd", "handoff", "haproxy", "nginx"]
+LABEL = {"socketnautd": "socketnautd", "handoff": "socketnautd (handoff)",
+         "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct",
+         "socketnautd-b": "socketnautd + B settings"}
 AB_SYSTEMS = ["socketnautd", "socketnautd-b"]
 BULK_SIZE = 1 << 20
 ALL_SCEN = ["ka", "close", "bulk", "idle", "burst", "burst-node", "tls"]
@@ -433,7 +433,17 @@ class Bench:
             elif target in AB_SYSTEMS:
                 self.start_socketnautd(
                     h, d, port, pool, delay, autoscale, kind, options or {},
-                    self.args.sn_global if target == "socketnautd-b" else [])
+                    self.args.sn_global if target == "socketnautd-b" else [],
+                    self.args.sn_service_b if target == "socketnautd-b"
+                    else [])
+            elif target == "handoff":
+                # mode handoff: the backend takes each client's fd from
+                # the master (libsocketnaut), the master leaves the path
+                self.start_socketnautd(h, d, port, pool, delay, autoscale,
+                                       kind, dict(options or {},
+                                                  backend="agent",
+                                                  mode="handoff"),
+                                       handoff=True)
             else:
                 bprocs, paths = self.backends_unix(d, pool, delay, kind)
                 h["procs"] = bprocs
@@ -449,8 +459,11 @@ class Bench:
         return h
 
     def start_socketnautd(self, h, d, port, pool, delay, autoscale,
-                          kind="c", options=None, global_lines=()):
-        if kind == "node":
+                          kind="c", options=None, global_lines=(),
+                          service_lines=(), handoff=False):
+        if handoff:
+            cmd = "%s --handoff" % BACKEND
+        elif kind == "node":
             # the seed's own set-up: the worker on unix:{socket}
             cmd = "%s %s --socket {socket} --delay %d --trace %s" % (
                 node_binary(), NODE_WORKER, delay,
@@ -461,16 +474,20 @@ class Bench:
             cmd = "%s --socket {socket}" % BACKEND
         if delay and kind != "node":
             cmd += " --delay %d" % delay
+        if kind != "node" and any("proxy_protocol" in line for line in
+                                  self.args.sn_service_b):
+            cmd += " --proxy-protocol"  # A and B: it takes one or none
         if autoscale:
             sizing = "min_workers = %d\n    max_workers = %d" % autoscale
         else:
             sizing = "worker_count = %d" % pool
-        extra = "".join("\n    " + line for line in self.args.sn_conf)
+        extra = "".join("\n    " + line
+                        for line in list(self.args.sn_conf) + list(service_lines))
         extra += "".join("\n    %s = %s" % kv
                          for kv in (options or {}).items())
         activation = ("\n    socket_activation = true"
                       if self.args.socket_activation and kind != "node"
-                      else "")
+                      and not handoff else "")
         conf = os.path.join(d, "socketnaut.conf")
         glob = "".join(line.replace("{dir}", d) + "\n"
                        for line in global_lines)
@@ -1242,7 +1259,7 @@ def ab_table(res):
                      fmt(mb) if mb is not None else "–", ratio(mb, ma),
                      " / ".join(fmt(v) for v in a),
                      " / ".join(fmt(v) for v in b)])
-    return md_table(["scenario", "A: socketnautd", "B: with --sn-global",
+    return md_table(["scenario", "A: socketnautd", "B: with the extra settings",
                      "B/A", "A per round", "B per round"], rows)
 
 
@@ -1346,13 +1363,17 @@ def nginx_stream_module():
 
 
 def build_backend():
+    lib = os.path.join(BUILD, "libsocketnaut.a")
     if (os.path.exists(BACKEND) and
-            os.path.getmtime(BACKEND) >= os.path.getmtime(BACKEND_SRC)):
+            os.path.getmtime(BACKEND) >= os.path.getmtime(BACKEND_SRC) and
+            os.path.getmtime(BACKEND) >= os.path.getmtime(lib)):
         return
     os.makedirs(BUILD, exist_ok=True)
     cc = os.environ.get("CC", "cc")
+    # linked with libsocketnaut for --handoff (make bench builds it first)
     argv = [cc, "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-            "-o", BACKEND, BACKEND_SRC]
+            "-I", os.path.join(ROOT, "include"), "-o", BACKEND, BACKEND_SRC,
+            os.path.join(BUILD, "libsocketnaut.a")]
     log(" ".join(argv))
     subprocess.run(argv, check=True, timeout=120)
 
@@ -1503,7 +1524,7 @@ def build_table(res, args):
             m = {t: (sum(vals[t]) if vals.get(t) else None) for t in TARGETS}
         else:
             m = {t: med(vals.get(t, [])) for t in TARGETS}
-        sn = m["socketnautd"]
+        sn, ho, di = m["socketnautd"], m["handoff"], m["direct"]
         cells = [fmt(m[t]) if m[t] is not None else "–" for t in TARGETS]
         hp, ng = m["haproxy"], m["nginx"]
         best = None
@@ -1511,8 +1532,9 @@ def build_table(res, args):
             best = max(hp, ng) if better == "↑" else min(hp, ng)
         if better and key not in ("burst_err", "wrk_err"):
             r_h, r_n, r_b = ratio(sn, hp), ratio(sn, ng), ratio(sn, best)
+            h_b, h_d = ratio(ho, best), ratio(ho, di)
         else:
-            r_h = r_n = r_b = "–"
+            r_h = r_n = r_b = h_b = h_d = "–"
         met = ""
         if sn is not None:
             if okf and best:
@@ -1527,10 +1549,12 @@ def build_table(res, args):
             elif key in ("burst_err", "wrk_err"):
                 met = "yes" if sn == 0 else "NO"
         arrow = " (%s)" % better if better else ""
-        rows.append([title + arrow] + cells + [r_h, r_n, r_b, target, met])
+        rows.append([title + arrow] + cells +
+                    [r_h, r_n, r_b, h_b, h_d, target, met])
     head = ["scenario (↑ higher is better, ↓ lower)", "socketnautd",
-            "HAProxy", "nginx", "direct", "sn/HAProxy", "sn/nginx",
-            "sn/best", "target", "met"]
+            "socketnautd (handoff)", "HAProxy", "nginx", "direct",
+            "sn/HAProxy", "sn/nginx", "sn/best", "handoff/best",
+            "handoff/direct", "target", "met"]
     return head, rows
 
 
@@ -1622,6 +1646,10 @@ def main():
                     "\"{dir}/access.log\"' (repeatable; ka, close and bulk "
                     "only; HAProxy and nginx are not run; writes "
                     "bench/RESULTS-ab.md unless --results)")
+    ap.add_argument("--sn-service-b", action="append", default=[],
+                    metavar="LINE", help="A/B run: an extra line for B's "
+                    "service block only, e.g. 'proxy_protocol = v1' (the "
+                    "backends of both then take a PROXY header or none)")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--results", default=None)
@@ -1656,11 +1684,12 @@ def main():
     args.scen = scen
     if "tls" in scen and scen != {"tls"}:
         ap.error("--only tls: runs alone")
-    if args.sn_global and scen - {"ka", "close", "bulk"}:
+    args.ab = bool(args.sn_global or args.sn_service_b)
+    if args.ab and scen - {"ka", "close", "bulk"}:
         ap.error("--sn-global: only with --only ka, close and/or bulk")
     if args.results is None:
         args.results = os.path.join(BENCH, "RESULTS-ab.md") \
-            if args.sn_global else RESULTS
+            if args.ab else RESULTS
 
     t_start = time.monotonic()
 
@@ -1702,8 +1731,9 @@ def main():
             import tlsbench
             tlsbench.run(bench, args, sys.modules[__name__])
             return
-        for rnd in range(args.rounds if not args.sn_global else 0):
-            order = TARGETS[rnd % 4:] + TARGETS[:rnd % 4]
+        for rnd in range(args.rounds if not args.ab else 0):
+            order = (TARGETS[rnd % len(TARGETS):] +
+                     TARGETS[:rnd % len(TARGETS)])
             load.append(loadavg())
             log("round %d/%d: %s (load average %s)" % (
                 rnd + 1, args.rounds, ", ".join(
@@ -1733,7 +1763,7 @@ def main():
                     for t in reversed(list(hs)):
                         bench.stop(hs[t])
             if "burst" in scen:
-                border = [t for t in order if t != "direct"]
+                border = [t for t in order if t not in ("direct", "handoff")]
                 for t in border:
                     if t == "socketnautd":
                         h = bench.start(t, delay=args.burst_delay,
@@ -1772,11 +1802,11 @@ def main():
                     if t.endswith("-10") and args.burst_ref_small_pool == 0:
                         continue
                     run_burst_node(bench, t, rnd, args, nadd, notes)
-        if args.sn_global:
+        if args.ab:
             run_ab(bench, args, add, notes, load)
         small = {}
         if "burst" in scen and args.burst_ref_small_pool > 0 and \
-                not args.sn_global:
+                not args.ab:
             for t in ["haproxy", "nginx"]:
                 h = bench.start(t, pool=args.burst_ref_small_pool,
                                 delay=args.burst_delay)
@@ -1807,10 +1837,11 @@ def main():
              "## Machine", ""]
     for k, v in machine():
         lines.append("- %s: %s" % (k, v))
-    if res and args.sn_global:
+    if res and args.ab:
         lines += ["", "## A/B: socketnautd against socketnautd with %s "
                   "(medians of %d rounds, order swapped each round)" % (
-                      "; ".join("`%s`" % g for g in args.sn_global),
+                      "; ".join("`%s`" % g for g in
+                                args.sn_global + args.sn_service_b),
                       args.rounds), "", ab_table(res), "",
                   "Settings: wrk -t1; keep-alive -c%d -d%ds on `GET /`; "
                   "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d "
@@ -1890,7 +1921,7 @@ def main():
               "%s; at the end: %s.  The machine may be shared: the "
               "per-round figures below show how noisy it was." % (
                   "; ".join(load), loadavg())]
-    if res and not args.sn_global:
+    if res and not args.ab:
         lines += ["", "## Every round (round 1 / round 2 / ...)", "",
                   spread_table(res), ""]
     else:

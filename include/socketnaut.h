@@ -3,7 +3,8 @@
  * worker started by socketnautd(8) reports that it is ready (or the
  * address it chose), asks for the real client address of a relayed
  * connection, writes into the daemon's log, and hears when it should
- * drain.  Every call is nonblocking except sn_agent_peer_info,
+ * drain, and takes the client connections it is handed (mode handoff:
+ * sn_agent_accept).  Every call is nonblocking except sn_agent_peer_info,
  * sn_agent_flush and sn_agent_close, which wait at most their timeout.
  * See socketnaut(3).
  */
@@ -71,6 +72,8 @@ int sn_agent_peer_info(struct sn_agent *, int, struct sn_peer_info *, int);
 int sn_agent_peer_tls(
     struct sn_agent *, int, struct sn_peer_info *, struct sn_peer_tls *, int);
 int  sn_agent_drained(struct sn_agent *);
+int  sn_agent_accept(struct sn_agent *, struct sn_peer_info *, uint32_t *id);
+int  sn_agent_handoff_closed(struct sn_agent *, uint32_t id);
 int  sn_agent_flush(struct sn_agent *, int);
 void sn_agent_close(struct sn_agent *);
 

@@ -31,6 +31,15 @@
 #define AGENT_CLOSE_MS 1000        /* sn_agent_close's flush */
 #define AGENT_KEY_MAX  63          /* the master's limit on a key */
 #define AGENT_SYNC_ID  0x80000000u /* ids of blocking queries */
+#define AGENT_PENDING  256         /* handed connections not yet accepted */
+#define AGENT_FDS      8           /* descriptors one recvmsg may carry */
+
+/* A connection handed to us: pending until accepted, then open. */
+struct agent_handed {
+	int                 fd;
+	uint32_t            id;
+	struct sn_peer_info peer;
+};
 
 /* A blocking sn_agent_peer_info waiting for its reply. */
 struct agent_waiter {
@@ -54,6 +63,13 @@ struct sn_agent {
 	sn_agent_drain_cb     *on_drain;
 	void                  *arg;
 	struct agent_waiter   *waiters;
+	int                    fds[AGENT_PENDING + AGENT_FDS]; /* unclaimed */
+	size_t                 nfds;
+	struct agent_handed    pending[AGENT_PENDING]; /* to accept */
+	size_t                 npending;
+	struct agent_handed   *open; /* accepted, close not reported */
+	size_t                 nopen;
+	size_t                 openmax;
 	size_t                 inlen;
 	size_t                 outoff;
 	size_t                 outlen;
@@ -619,6 +635,32 @@ agent_deliver(struct sn_agent *a, uint32_t id, int found,
 }
 
 /*
+ * A handoff frame: its fd came with its first byte (the oldest one not
+ * claimed yet).  It waits for sn_agent_accept.
+ */
+static int
+agent_handoff_msg(struct sn_agent *a, const struct sn_msg *m)
+{
+	struct agent_handed *h;
+	unsigned long        id;
+
+	if (a->nfds == 0 || a->npending == AGENT_PENDING ||
+	    agent_number(m, "id", UINT32_MAX, &id) == -1 || id == 0)
+		return (-1);
+	h = &a->pending[a->npending];
+	memset(h, 0, sizeof *h);
+	if (agent_addr(m, "remote", &h->peer.remote) == -1 ||
+	    agent_addr(m, "local", &h->peer.local) == -1)
+		return (-1);
+	h->id = (uint32_t)id;
+	h->fd = a->fds[0];
+	memmove(a->fds, a->fds + 1, (a->nfds - 1) * sizeof *a->fds);
+	a->nfds--;
+	a->npending++;
+	return (0);
+}
+
+/*
  * Dispatch every whole frame in the input buffer.  Each is taken out of
  * the buffer before its callback runs, so a callback may call into the
  * library again.  Returns the number of frames, or -1.
@@ -642,6 +684,9 @@ agent_dispatch(struct sn_agent *a)
 		if (used == -1)
 			return (agent_fail(a, EPROTO));
 		type = m.type;
+		/* Full of connections not accepted yet: the rest waits. */
+		if (type == SN_MSG_HANDOFF && a->npending == AGENT_PENDING)
+			break;
 		switch (type) {
 		case SN_MSG_PEER_INFO:
 			memset(&pi, 0, sizeof pi);
@@ -650,6 +695,10 @@ agent_dispatch(struct sn_agent *a)
 			agent_peer_tls_msg(&m, &tls);
 			break;
 		case SN_MSG_DRAIN:
+			break;
+		case SN_MSG_HANDOFF:
+			if (agent_handoff_msg(a, &m) == -1)
+				return (agent_fail(a, EPROTO));
 			break;
 		default:
 			/* A message only a worker sends. */
@@ -660,7 +709,7 @@ agent_dispatch(struct sn_agent *a)
 		count++;
 		if (type == SN_MSG_PEER_INFO)
 			agent_deliver(a, id, found, &pi, &tls);
-		else {
+		else if (type == SN_MSG_DRAIN) {
 			a->drain = 1;
 			if (a->on_drain != NULL) {
 				a->depth++;
@@ -676,6 +725,51 @@ agent_dispatch(struct sn_agent *a)
 	return (count);
 }
 
+/*
+ * recv, keeping the descriptors that come with the bytes (one per handoff
+ * frame, in order).  Descriptors we cannot keep kill the channel.
+ */
+static ssize_t
+agent_recv(struct sn_agent *a)
+{
+	char            cbuf[CMSG_SPACE(AGENT_FDS * sizeof(int))];
+	struct msghdr   msg;
+	struct iovec    iov;
+	struct cmsghdr *cm;
+	ssize_t         n;
+	size_t          k, i;
+	int             fd, bad = 0;
+
+	memset(&msg, 0, sizeof msg);
+	iov.iov_base = a->in + a->inlen;
+	iov.iov_len = sizeof a->in - a->inlen;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof cbuf;
+	n = recvmsg(a->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n == -1)
+		return (-1);
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < k; i++) {
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+			if (a->nfds == sizeof a->fds / sizeof a->fds[0]) {
+				close(fd);
+				bad = 1;
+			} else
+				a->fds[a->nfds++] = fd;
+		}
+	}
+	if (bad || (msg.msg_flags & MSG_CTRUNC)) {
+		errno = EPROTO;
+		return (-1);
+	}
+	return (n);
+}
+
 /* Read what is there (until EAGAIN) and dispatch it. */
 static int
 agent_input(struct sn_agent *a)
@@ -689,8 +783,10 @@ agent_input(struct sn_agent *a)
 		count += c;
 		if (a->closing)
 			return (count);
-		n = recv(a->fd, a->in + a->inlen, sizeof a->in - a->inlen,
-		    MSG_DONTWAIT);
+		/* Handed connections not taken yet: the master waits. */
+		if (a->npending == AGENT_PENDING)
+			return (count);
+		n = agent_recv(a);
 		if (n > 0) {
 			a->inlen += (size_t)n;
 			continue;
@@ -730,6 +826,90 @@ sn_agent_process(struct sn_agent *a)
 	return (rc);
 }
 
+/* A handed connection: the master told us its peers when it handed it. */
+static int
+agent_handed_info(struct sn_agent *a, int fd, struct sn_peer_info *out)
+{
+	size_t i;
+
+	for (i = 0; i < a->nopen; i++) {
+		if (a->open[i].fd == fd) {
+			*out = a->open[i].peer;
+			return (0);
+		}
+	}
+	return (-1);
+}
+
+/*
+ * The next connection the master handed us (mode handoff): its fd
+ * (nonblocking, close-on-exec), its peers and the id to report its close
+ * with.  -1 with EAGAIN when none waits: call again when sn_agent_fd is
+ * readable.
+ */
+int
+sn_agent_accept(struct sn_agent *a, struct sn_peer_info *peer, uint32_t *id)
+{
+	struct agent_handed h, *o;
+	size_t              n;
+
+	if (a == NULL) {
+		errno = ENOTCONN;
+		return (-1);
+	}
+	if (!agent_usable(a))
+		return (-1);
+	if (a->npending == 0 && sn_agent_process(a) == -1)
+		return (-1);
+	if (a->npending == 0) {
+		errno = EAGAIN;
+		return (-1);
+	}
+	if (a->nopen == a->openmax) {
+		n = a->openmax == 0 ? 64 : a->openmax * 2;
+		if ((o = realloc(a->open, n * sizeof *o)) == NULL)
+			return (-1);
+		a->open = o;
+		a->openmax = n;
+	}
+	h = a->pending[0];
+	memmove(a->pending, a->pending + 1, --a->npending * sizeof h);
+	a->open[a->nopen++] = h;
+	if (peer != NULL)
+		*peer = h.peer;
+	if (id != NULL)
+		*id = h.id;
+	return (h.fd);
+}
+
+/*
+ * A handed connection is closed (by the caller, before or after): the
+ * master stops counting it against this worker.
+ */
+int
+sn_agent_handoff_closed(struct sn_agent *a, uint32_t id)
+{
+	char   buf[32];
+	size_t i;
+	int    n;
+
+	if (a == NULL) {
+		errno = ENOTCONN;
+		return (-1);
+	}
+	for (i = 0; i < a->nopen; i++) {
+		if (a->open[i].id == id)
+			break;
+	}
+	if (i == a->nopen) {
+		errno = ENOENT;
+		return (-1);
+	}
+	a->open[i] = a->open[--a->nopen];
+	n = snprintf(buf, sizeof buf, "id=%lu", (unsigned long)id);
+	return (agent_send(a, SN_MSG_CLOSED, buf, (size_t)n));
+}
+
 int
 sn_agent_peer_info(
     struct sn_agent *a, int fd, struct sn_peer_info *out, int timeout_ms)
@@ -760,6 +940,8 @@ agent_peer_sync(struct sn_agent *a, int fd, struct sn_peer_info *out,
 	}
 	if (!agent_usable(a))
 		return (-1);
+	if (agent_handed_info(a, fd, out) == 0)
+		return (0);
 	memset(&w, 0, sizeof w);
 	w.id = a->next_sync_id;
 	w.out = out;
@@ -815,6 +997,13 @@ agent_peer_sync(struct sn_agent *a, int fd, struct sn_peer_info *out,
 static void
 agent_free(struct sn_agent *a)
 {
+	size_t i;
+
+	for (i = 0; i < a->nfds; i++)
+		close(a->fds[i]);
+	for (i = 0; i < a->npending; i++)
+		close(a->pending[i].fd);
+	free(a->open);
 	close(a->fd);
 	free(a);
 }

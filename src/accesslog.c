@@ -260,6 +260,34 @@ accesslog_time(char *buf, size_t len)
 }
 
 /*
+ * A connection handed to a worker (mode handoff), at its close: the same
+ * fields, with "-" for the connect time and the bytes (the master never
+ * saw them).
+ */
+void
+accesslog_handed(struct accesslog *al, const struct service *svc,
+    const struct sockaddr *client, const char *listener, long pid,
+    long long queue_ms, long long accepted, enum relay_end end)
+{
+	char when[48], peer[ADDRSTRLEN];
+
+	if (evbuffer_get_length(al->buf) >= ACCESSLOG_MAX) {
+		al->dropped++;
+		accesslog_schedule();
+		return;
+	}
+	evbuffer_add_printf(al->buf, "%s %s %s %s %ld %lld - %lld - - %s\n",
+	    accesslog_time(when, sizeof when), svc->conf->name,
+	    addr_str(client, peer, sizeof peer),
+	    listener != NULL ? listener : "-", pid, queue_ms,
+	    now_coarse_ms() - accepted, relay_end_name(end));
+	if (evbuffer_get_length(al->buf) >= ACCESSLOG_BATCH)
+		accesslog_flush(al);
+	else
+		accesslog_schedule();
+}
+
+/*
  * time service client listener worker_pid queue_ms connect_ms duration_ms
  * bytes_in bytes_out end: one line, space-separated, "-" where a field
  * does not apply (no worker, never connected).

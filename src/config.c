@@ -352,6 +352,29 @@ cb_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	    cfg, opt, value, result, kw, "backend", "unix, tcp or agent"));
 }
 
+/* mode: relay (the master moves the bytes) or handoff (the worker gets the fd).
+ */
+static int
+cb_mode(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const struct keyword kw[] = { { "relay", MODE_RELAY },
+		{ "handoff", MODE_HANDOFF }, { NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "mode", "relay or handoff"));
+}
+
+/* handoff_channel: "control" (0) or "node" (1, see handoff.c). */
+static int
+cb_handoff_channel(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const struct keyword kw[] = { { "control", 0 }, { "node", 1 },
+		{ NULL, 0 } };
+
+	return (keyword_parse(
+	    cfg, opt, value, result, kw, "channel", "control or node"));
+}
+
 static int
 cb_proxy_protocol(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -435,6 +458,8 @@ static cfg_opt_t service_opts[] = { CFG_STR_LIST(
 	CFG_INT("backlog", 511, CFGF_NONE),
 	CFG_STR_LIST("command", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("backend", BACKEND_UNIX, CFGF_NONE, cb_backend),
+	CFG_INT_CB("mode", MODE_RELAY, CFGF_NONE, cb_mode),
+	CFG_INT_CB("handoff_channel", 0, CFGF_NONE, cb_handoff_channel),
 	CFG_BOOL("socket_activation", cfg_false, CFGF_NONE),
 	CFG_BOOL("control", cfg_true, CFGF_NONE),
 	CFG_INT("worker_count", 0, CFGF_NODEFAULT),
@@ -659,6 +684,37 @@ duration_min(cfg_t *sec, const char *name, long long lo)
 }
 
 /* worker_log_rate: "N/s" (a burst of 2N) or "N/s burst M", in lines. */
+/*
+ * mode = handoff: the worker takes the client's fd over its control
+ * channel, so it must be an agent; the master never sees the bytes, so
+ * nothing that needs them (active checks of an address, TLS) applies.
+ */
+static void
+service_mode(struct sn_service_conf *sc, cfg_t *sec)
+{
+	sc->mode = (enum sn_mode)cfg_getint(sec, "mode");
+	sc->handoff_node = (int)cfg_getint(sec, "handoff_channel");
+	if (sc->handoff_node && sc->mode != MODE_HANDOFF)
+		config_error(line_of(sec, "handoff_channel"),
+		    "handoff_channel needs mode handoff");
+	if (sc->mode != MODE_HANDOFF)
+		return;
+	if (sc->backend != BACKEND_AGENT)
+		config_error(line_of(sec, "mode"),
+		    "mode handoff needs backend agent: only an agent worker can take a connection over its control channel");
+	if (cfg_size(sec, "health_check") > 0)
+		config_error(line_of(sec, "mode"),
+		    "mode handoff and health_check exclude each other: a handoff worker has no address to check");
+	if (cfg_getint(sec, "proxy_protocol") != PROXY_OFF)
+		config_error(line_of(sec, "mode"),
+		    "mode handoff and proxy_protocol exclude each other: the worker gets the client's own socket, and the client's address with it");
+	/*
+	 * TODO(tls): once a service can terminate TLS, refuse it here with
+	 * "mode handoff and tls exclude each other": the master would have
+	 * to hand over a TLS session it cannot pass on.
+	 */
+}
+
 static void
 service_log_rate(struct sn_service_conf *sc, cfg_t *sec)
 {
@@ -943,6 +999,7 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	if (sc->backend == BACKEND_AGENT && sc->activation)
 		config_error(line_of(sec, "socket_activation"),
 		    "backend agent and socket_activation exclude each other: the worker chooses its address");
+	service_mode(sc, sec);
 	int_range(sec, "backlog", 1, 65535);
 	sc->backlog = (int)cfg_getint(sec, "backlog");
 	int_range(sec, "max_connections", 0, 1000000);
@@ -1759,6 +1816,9 @@ service_tls(struct sn_service_conf *sc, cfg_t *sec)
 	if (cfg_size(sec, "tls") == 0)
 		return;
 	ts = cfg_getsec(sec, "tls");
+	if (sc->mode == MODE_HANDOFF)
+		config_error(line_get(ts, SECTION_KEY),
+		    "tls and mode handoff exclude each other: a worker handed the socket would get the encrypted bytes");
 	t = sc->tls = xcalloc(1, sizeof *t);
 	t->certificates = list_copy(ts, "certificate");
 	t->keys = list_copy(ts, "key");

@@ -20,6 +20,12 @@ enum sn_backend {
 	BACKEND_AGENT, /* the worker reports its address */
 };
 
+/* Who moves a client's bytes: the master, or the worker it hands the fd. */
+enum sn_mode {
+	MODE_RELAY,
+	MODE_HANDOFF, /* SCM_RIGHTS over the control channel (handoff.c) */
+};
+
 /* Active checks of each worker (HAProxy's check inter/rise/fall). */
 struct sn_health_conf {
 	int       enabled;
@@ -44,6 +50,8 @@ struct sn_service_conf {
 	char          **argv;      /* words, placeholders unexpanded */
 	char           *exec_path; /* argv[0] resolved at load time */
 	enum sn_backend backend;
+	enum sn_mode    mode;
+	int             handoff_node; /* handoffs on a Node IPC channel */
 	int             activation;
 	int             control; /* SOCKETNAUT_CONTROL_FD channel */
 	char          **env;     /* NAME=value additions */

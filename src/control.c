@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "handoff.h"
 #include "log.h"
 #include "relay.h"
 #include "service.h"
@@ -92,7 +93,8 @@ control_close(struct control *c, const char *why)
 	    !w->exec_failed && w->state == WORKER_STARTING) {
 		/* It can no longer tell us where it listens. */
 		worker_give_up(w, "control channel lost before ready");
-	}
+	} else if (w->svc->conf->mode == MODE_HANDOFF)
+		worker_handoff_refused(w, "its control channel is closed");
 }
 
 /* Queue a frame; a worker that leaves too much unread loses its channel. */
@@ -143,6 +145,66 @@ control_write(evutil_socket_t fd, short events, void *arg)
 		event_del(&c->wev);
 	} else
 		event_add(&c->wev, NULL);
+}
+
+/*
+ * Send one frame with fd attached (SCM_RIGHTS rides with its first byte),
+ * never queued behind other output: -1 with EAGAIN when the channel's
+ * socket buffer or our queue is not empty, so the fd stays ours.
+ */
+int
+control_send_fd(
+    struct control *c, uint8_t type, const char *payload, size_t len, int fd)
+{
+	unsigned char   frame[SN_PROTO_HDR + SN_PROTO_MAX];
+	char            cbuf[CMSG_SPACE(sizeof(int))];
+	struct worker  *w = c->w;
+	struct msghdr   msg;
+	struct iovec    iov;
+	struct cmsghdr *cm;
+	ssize_t         n, flen;
+
+	if (c->outoff < c->outlen) {
+		control_write(c->fd, EV_WRITE, c);
+		if (w->control != c) {
+			errno = EPIPE;
+			return (-1);
+		}
+		if (c->outoff < c->outlen) {
+			errno = EAGAIN;
+			return (-1);
+		}
+	}
+	if ((flen = sn_proto_frame(frame, sizeof frame, type, payload, len)) ==
+	    -1)
+		fatalx("control_send_fd: frame of %zu bytes", len);
+	memset(&msg, 0, sizeof msg);
+	memset(cbuf, 0, sizeof cbuf);
+	iov.iov_base = frame;
+	iov.iov_len = (size_t)flen;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof cbuf;
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	do
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return (-1);
+	if (n < flen) {
+		/* The fd went with the first bytes; the rest waits its turn. */
+		c->out = xreallocarray(c->out, 1, (size_t)(flen - n));
+		memcpy(c->out, frame + n, (size_t)(flen - n));
+		c->outoff = 0;
+		c->outlen = (size_t)(flen - n);
+		event_add(&c->wev, NULL);
+	}
+	return (0);
 }
 
 void
@@ -345,8 +407,9 @@ control_peer_del(struct relay *r)
 	r->peer_worker = NULL;
 }
 
-static void
-addr_fields(FILE *f, const char *side, const struct sockaddr *ss)
+/* One side of a peer-info or handoff message: SIDE_address, _family, _port. */
+void
+control_addr_fields(FILE *f, const char *side, const struct sockaddr *ss)
 {
 	char        host[INET6_ADDRSTRLEN];
 	const void *a;
@@ -431,8 +494,8 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 		fprintf(f, "status=unknown\n");
 	else {
 		fprintf(f, "status=ok\n");
-		addr_fields(f, "remote", &r->peer.sa);
-		addr_fields(f, "local", (struct sockaddr *)&local);
+		control_addr_fields(f, "remote", &r->peer.sa);
+		control_addr_fields(f, "local", (struct sockaddr *)&local);
 		tls_fields(f, r);
 	}
 	fclose(f);
@@ -572,6 +635,7 @@ static int
 control_dispatch(struct control *c, const struct sn_msg *m)
 {
 	struct worker *w = c->w;
+	const char    *why;
 
 	switch (m->type) {
 	case SN_MSG_READY:
@@ -586,6 +650,12 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 		break;
 	case SN_MSG_LOG:
 		control_log(c, m);
+		break;
+	case SN_MSG_CLOSED:
+		if (handoff_closed(w, m, &why) == -1) {
+			control_close(c, why);
+			return (-1);
+		}
 		break;
 	case SN_MSG_DRAINED:
 		/* An answer to DRAIN or SIGTERM: never unasked, never twice. */

@@ -3,6 +3,7 @@
 #define SN_CONTROL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -10,6 +11,7 @@
 #include "socketnaut/proto.h"
 
 struct relay;
+struct sockaddr;
 struct worker;
 
 #define CONTROL_PEER_BUCKETS 64
@@ -52,5 +54,10 @@ void            control_bind(struct relay *);
 void            control_peer_add(struct worker *, struct relay *);
 void            control_peer_del(struct relay *);
 int control_log_take(struct control_bucket *, long long now, size_t textlen);
+
+/* mode handoff (handoff.c) */
+int control_send_fd(
+    struct control *, uint8_t type, const char *payload, size_t len, int fd);
+void control_addr_fields(FILE *, const char *side, const struct sockaddr *);
 
 #endif

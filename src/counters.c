@@ -22,6 +22,7 @@ static const char *end_names[RELAY_END_COUNT] = {
 	"worker_died",
 	"shutdown",
 	"error",
+	"handed",
 	"tls_plaintext",
 	"tls_aborted",
 	"tls_handshake_timeout",

@@ -20,10 +20,11 @@ enum relay_end {
 	RELAY_END_WORKER_DIED,    /* its worker's process ended under it */
 	RELAY_END_SHUTDOWN,       /* the daemon or the service stopped */
 	RELAY_END_ERROR,          /* a socket error (errno says which) */
-	RELAY_END_TLS_PLAINTEXT,  /* tls: not TLS (an HTTP request, say) */
-	RELAY_END_TLS_ABORTED,    /* tls: the client left mid-handshake */
-	RELAY_END_TLS_TIMEOUT,    /* tls: handshake_timeout */
-	RELAY_END_TLS_FAILED,     /* tls: refused (version, cipher, cert...) */
+	RELAY_END_HANDED,        /* handed off: its worker reported the close */
+	RELAY_END_TLS_PLAINTEXT, /* tls: not TLS (an HTTP request, say) */
+	RELAY_END_TLS_ABORTED,   /* tls: the client left mid-handshake */
+	RELAY_END_TLS_TIMEOUT,   /* tls: handshake_timeout */
+	RELAY_END_TLS_FAILED,    /* tls: refused (version, cipher, cert...) */
 	RELAY_END_COUNT,
 };
 

@@ -224,6 +224,16 @@ listener_open(
 
 	TAILQ_INIT(&l->pending);
 	addr_str((struct sockaddr *)&a->ss, l->name, sizeof l->name);
+	/* A specific address spares proxy_protocol a getsockname(). */
+	if ((a->ss.ss_family == AF_INET &&
+		((struct sockaddr_in *)&a->ss)->sin_addr.s_addr !=
+		    htonl(INADDR_ANY)) ||
+	    (a->ss.ss_family == AF_INET6 && !a->dualstack &&
+		!IN6_IS_ADDR_UNSPECIFIED(
+		    &((struct sockaddr_in6 *)&a->ss)->sin6_addr)))
+		memcpy(&l->local, &a->ss,
+		    a->ss.ss_family == AF_INET ? sizeof l->local.sin
+					       : sizeof l->local.sin6);
 	if (a->dualstack)
 		snprintf(l->name, sizeof l->name, "*:%u",
 		    ntohs(((struct sockaddr_in6 *)&a->ss)->sin6_port));

@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "proxy.h"
 #include "util.h"
 
 struct service;
@@ -22,6 +23,8 @@ struct listener {
 	struct event    ev;
 	struct event    resume;
 	char            name[ADDRSTRLEN];
+	/* The address clients reach, when it is one (not a wildcard). */
+	union proxy_sockaddr local;
 	/* accept_proxy: clients whose PROXY header is not read yet */
 	struct listener_pending_head pending;
 	int                          npending;

@@ -24,6 +24,10 @@ sn_proto_type_name(uint8_t type)
 		return ("peer-info");
 	case SN_MSG_DRAIN:
 		return ("drain");
+	case SN_MSG_CLOSED:
+		return ("closed");
+	case SN_MSG_HANDOFF:
+		return ("handoff");
 	}
 	return (NULL);
 }

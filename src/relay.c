@@ -22,6 +22,7 @@
 
 #include "accesslog.h"
 #include "control.h"
+#include "handoff.h"
 #include "listener.h"
 #include "log.h"
 #include "proxy.h"
@@ -34,8 +35,10 @@
 #define RELAY_SCRATCH    (64 * 1024)
 #define RELAY_RETRY_MS   5           /* worker backlog full: try again */
 #define RELAY_REPLAY_MAX (16 * 1024) /* kept to move a client, at most */
+#define RELAY_OWED_US    20000       /* a silent client's header goes alone */
 
-static char scratch[RELAY_SCRATCH];
+/* Room before what is read for a proxy_protocol header to go with it. */
+static char scratch[PROXY_OUT_MAX + RELAY_SCRATCH];
 
 static void relay_client_cb(evutil_socket_t, short, void *);
 static void relay_worker_cb(evutil_socket_t, short, void *);
@@ -291,6 +294,31 @@ relay_close(struct relay *r, enum relay_end end, int error)
 }
 
 /*
+ * mode handoff: the worker now holds the client (handoff.c keeps the
+ * record that counts it); we drop our copy of the fd and the relay, but
+ * not the worker's or the service's count.
+ */
+void
+relay_handed(struct relay *r)
+{
+	relay_unwait(r);
+	control_peer_del(r);
+	event_del(&r->cev);
+	if (event_initialized(&r->wev))
+		event_del(&r->wev);
+	free(r->up.buf);
+	free(r->down.buf);
+	free(r->replay);
+	r->up.buf = r->down.buf = r->replay = NULL;
+	close(r->cfd);
+	r->cfd = -1;
+	r->worker = NULL;
+	TAILQ_REMOVE(&r->svc->relays, r, all);
+	r->state = RELAY_CLOSING;
+	daemon_defer_free(r);
+}
+
+/*
  * What the worker has not read of what it was sent, as the kernel counts
  * it (SIOCOUTQ: buffer space, so at least the bytes); -1 when it cannot
  * tell (TCP: loopback acknowledges what the worker has not read).
@@ -368,6 +396,18 @@ relay_rewind(struct relay *r)
 	r->wait_since = relay_now();
 }
 
+/* How long the proxy_protocol header waits for the client's first bytes. */
+static const struct timeval *
+relay_owed_tv(void)
+{
+	static const struct timeval *tv;
+	struct timeval               owed = { 0, RELAY_OWED_US };
+
+	if (tv == NULL)
+		tv = event_base_init_common_timeout(sn_base, &owed);
+	return (tv);
+}
+
 /* Make an OPEN relay's events wait for what each direction needs now. */
 static void
 relay_update(struct relay *r)
@@ -389,7 +429,8 @@ relay_update(struct relay *r)
 		if (cmask != 0) {
 			event_assign(&r->cev, sn_base, r->cfd,
 			    cmask | EV_PERSIST, relay_client_cb, r);
-			event_add(&r->cev, r->svc->idle_tv);
+			event_add(&r->cev,
+			    r->owed ? relay_owed_tv() : r->svc->idle_tv);
 		}
 		r->cmask = cmask;
 	}
@@ -410,20 +451,19 @@ relay_update(struct relay *r)
  * client moved to another worker is announced again to that one.  A new
  * socket's send buffer is empty, so a short send means a broken one.
  */
-static int
-relay_proxy_header(struct relay *r)
+static ssize_t
+relay_proxy_encode(struct relay *r, char *hdr)
 {
 	static unsigned  pid;
 	struct proxy_tlv tlv[4];
 	struct tls_info  info;
 	unsigned char    ssl[160];
-	char             hdr[PROXY_OUT_MAX], id[40];
+	char             id[40];
 	socklen_t        len = sizeof r->local;
-	ssize_t          n, w;
 	size_t           ntlv = 1;
 
-	if (r->svc->conf->proxy_protocol == PROXY_OFF)
-		return (0);
+	if (r->local.sa.sa_family == AF_UNSPEC && r->listener != NULL)
+		r->local = r->listener->local;
 	if (r->local.sa.sa_family == AF_UNSPEC &&
 	    getsockname(r->cfd, &r->local.sa, &len) == -1)
 		r->local.sa.sa_family = AF_UNSPEC;
@@ -436,9 +476,34 @@ relay_proxy_header(struct relay *r)
 	if (r->tls != NULL)
 		ntlv += relay_tls_tlvs(r, tlv + 1, &info, ssl, sizeof ssl,
 		    PROXY_OUT_MAX - 64 - tlv[0].len);
-	n = proxy_encode(hdr, sizeof hdr, r->svc->conf->proxy_protocol,
-	    &r->peer.sa, &r->local.sa, tlv, ntlv);
-	if (n == -1) {
+	return (proxy_encode(hdr, PROXY_OUT_MAX, r->svc->conf->proxy_protocol,
+	    &r->peer.sa, &r->local.sa, tlv, ntlv));
+}
+
+/*
+ * The header alone: for a moved client (its request waits in up.buf) or a
+ * client that has sent nothing yet.
+ */
+/*
+ * The header went: the client's event, if it waited with the short owed
+ * timeout, is added again by relay_update with the idle one.
+ */
+static void
+relay_paid(struct relay *r)
+{
+	r->owed = 0;
+	event_del(&r->cev);
+	r->cmask = 0;
+}
+
+static int
+relay_proxy_header(struct relay *r)
+{
+	char    hdr[PROXY_OUT_MAX];
+	ssize_t n, w;
+
+	relay_paid(r);
+	if ((n = relay_proxy_encode(r, hdr)) == -1) {
 		errno = EINVAL;
 		return (-1);
 	}
@@ -454,7 +519,13 @@ relay_proxy_header(struct relay *r)
 static void
 relay_open(struct relay *r)
 {
-	if (relay_proxy_header(r) == -1) {
+	/*
+	 * proxy_protocol: the header goes with the client's first bytes in
+	 * one send (relay_read), or alone if the client says nothing for
+	 * RELAY_OWED_US (a protocol where the server speaks first).
+	 */
+	r->owed = r->svc->conf->proxy_protocol != PROXY_OFF;
+	if (r->owed && r->up.buf != NULL && relay_proxy_header(r) == -1) {
 		relay_connect_failed(r, errno);
 		return;
 	}
@@ -480,6 +551,10 @@ relay_try_connect(struct relay *r)
 	struct timeval tv;
 	int            one = 1, rc, error;
 
+	if (r->svc->conf->mode == MODE_HANDOFF) {
+		handoff_give(r);
+		return;
+	}
 	if (r->wfd == -1) {
 		r->wfd = socket(w->addr.ss.ss_family,
 		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -661,21 +736,71 @@ relay_keep(struct relay *r, const char *buf, size_t n)
 }
 
 /* Move what src has to dst. */
+/* Bytes dst could not take yet: they wait in h, and reading pauses. */
+static void
+relay_pending(struct relay_half *h, const char *p, size_t len)
+{
+	h->len = len;
+	h->off = 0;
+	h->buf = xcalloc(1, len);
+	memcpy(h->buf, p, len);
+}
+
+/*
+ * The proxy_protocol header is owed: with the client's first bytes it goes
+ * in the same send, put just before them in scratch (*out, *hl); with none
+ * yet (the client waits for the server to speak, or sent a FIN) alone.
+ */
+static int
+relay_read_owed(struct relay *r, ssize_t n, char **out, ssize_t *hl)
+{
+	char hdr[PROXY_OUT_MAX];
+
+	if (n <= 0) {
+		if (n == -1 && errno != EAGAIN && errno != EINTR)
+			return (0); /* the read error closes it */
+		if (relay_proxy_header(r) == -1) {
+			relay_close(r, RELAY_END_ERROR, errno);
+			return (-1);
+		}
+		return (0);
+	}
+	if ((*hl = relay_proxy_encode(r, hdr)) == -1) {
+		relay_close(r, RELAY_END_ERROR, EINVAL);
+		return (-1);
+	}
+	*out -= *hl;
+	memcpy(*out, hdr, *hl);
+	relay_paid(r);
+	return (0);
+}
+
 static void
 relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 {
-	ssize_t n, w;
+	char   *data = scratch + PROXY_OUT_MAX, *out = data;
+	ssize_t n, w, hl = 0;
 
-	n = relay_recv(r, src, scratch, sizeof scratch);
+	n = relay_recv(r, src, data, RELAY_SCRATCH);
+	if (h == &r->up && r->owed && relay_read_owed(r, n, &out, &hl) == -1)
+		return;
 	if (n > 0) {
 		r->last_active = relay_now();
 		if (h == &r->up)
-			relay_keep(r, scratch, n);
+			relay_keep(r, data, n);
 		else
 			relay_replied(r);
-		w = relay_send(r, dst, scratch, n);
-		if (w > 0)
+		w = relay_send(r, dst, out, hl + n);
+		if (w > 0 && w < hl) {
+			/* Not even the header went (a full buffer): all waits.
+			 */
+			relay_pending(h, out + w, hl + n - w);
+			return;
+		}
+		if (w > 0) {
+			w -= hl; /* what follows the header is the client's */
 			relay_count(r, h, w);
+		}
 		if (w > 0 && h == &r->up)
 			relay_sent(r);
 		if (w == n)
@@ -689,12 +814,13 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 						: RELAY_END_CLIENT);
 				return;
 			}
+			if (hl > 0) {
+				relay_pending(h, out, hl + n);
+				return;
+			}
 			w = 0;
 		}
-		h->len = n - w;
-		h->off = 0;
-		h->buf = xcalloc(1, h->len);
-		memcpy(h->buf, scratch + w, h->len);
+		relay_pending(h, data + w, n - w);
 		return;
 	}
 	if (n == 0) {
@@ -783,6 +909,15 @@ relay_client_cb(evutil_socket_t fd, short events, void *arg)
 	struct relay *r = arg;
 
 	(void)fd;
+	/* The client has said nothing: the worker may speak first. */
+	if (r->owed && events == EV_TIMEOUT) {
+		if (relay_proxy_header(r) == -1) {
+			relay_close(r, RELAY_END_ERROR, errno);
+			return;
+		}
+		relay_update(r);
+		return;
+	}
 	relay_io(r, events, r->cfd, r->wfd, &r->down, &r->up);
 }
 

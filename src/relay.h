@@ -61,6 +61,7 @@ struct relay {
 	unsigned          replied : 1;  /* the worker sent a byte */
 	unsigned          keep : 1;    /* keep a copy of what the client sent */
 	unsigned          waiting : 1; /* on the service's queue */
+	unsigned          owed : 1;    /* proxy_protocol header not sent yet */
 	unsigned          wait_counted : 1; /* in the queue wait histogram */
 	int               half_end; /* the first direction to end, or -1 */
 	int               attempts;
@@ -109,6 +110,7 @@ int         relay_unread(const struct relay *);
 int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);
 void        relay_close(struct relay *, enum relay_end, int error);
+void        relay_handed(struct relay *);
 void        relay_finished(struct relay *);
 int         relay_handshake(struct relay *);
 const char *relay_peer(const struct relay *, char *buf, size_t len);

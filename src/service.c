@@ -97,6 +97,7 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 	TAILQ_INIT(&svc->workers);
 	TAILQ_INIT(&svc->queue);
 	TAILQ_INIT(&svc->relays);
+	TAILQ_INIT(&svc->handed);
 	service_slots_reset(svc);
 	service_idle_tv(svc);
 	evtimer_assign(&svc->check, sn_base, service_check, svc);
@@ -874,8 +875,9 @@ service_shutdown_timeout(evutil_socket_t fd, short events, void *arg)
 void
 service_stop(struct service *svc, int now)
 {
-	struct relay *r, *next;
-	size_t        i;
+	struct worker *w;
+	struct relay  *r, *next;
+	size_t         i;
 
 	if (!svc->stopping) {
 		svc->stopping = 1;
@@ -895,6 +897,8 @@ service_stop(struct service *svc, int now)
 			next = TAILQ_NEXT(r, all);
 			relay_finished(r);
 		}
+		TAILQ_FOREACH (w, &svc->workers, entry)
+			worker_drain_handed(w);
 		if (svc->nconns > 0 && !now) {
 			log_info("service %s: waiting for %d connection%s",
 			    svc->conf->name, svc->nconns,

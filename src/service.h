@@ -40,6 +40,7 @@ struct service {
 	unsigned                generation;
 	struct relay_head       queue;    /* clients with no worker yet */
 	struct relay_head       relays;   /* every client of the service */
+	struct handoff_head     handed;   /* and those handed to workers */
 	int                     nconns;   /* relays alive, queued included */
 	int                     nqueued;  /* relays on the queue */
 	int                     failures; /* quick exits in a row */

@@ -203,6 +203,7 @@ enum stats_field {
 	F_STARTS,
 	F_RESTARTS,
 	F_CONNECT_FAILURES,
+	F_PROXY_REFUSED,
 };
 
 static unsigned long long
@@ -231,6 +232,8 @@ stats_field(const struct service *svc, enum stats_field f)
 		return (c->worker_restarts);
 	case F_CONNECT_FAILURES:
 		return (c->connect_failures);
+	case F_PROXY_REFUSED:
+		return (svc->proxy_refused);
 	}
 	return (0);
 }
@@ -261,6 +264,8 @@ static const struct {
 	    "Worker starts that replaced a worker that crashed or was killed." },
 	{ "connect_failures_total", "counter", F_CONNECT_FAILURES,
 	    "Connects to a worker that failed (refused, timed out, other errors; a full backlog is retried, not counted)." },
+	{ "proxy_refused_total", "counter", F_PROXY_REFUSED,
+	    "Clients of an accept_proxy service closed for their PROXY header: untrusted source, malformed, too long or too slow." },
 };
 
 static int

@@ -421,6 +421,43 @@ status_conn(struct evbuffer *out, const struct relay *r, int json, int first)
 	    (unsigned long long)r->up.total, (unsigned long long)r->down.total);
 }
 
+/*
+ * A connection handed to a worker (mode handoff): state "handed", and no
+ * bytes, which the master never sees.
+ */
+static void
+status_handed(struct evbuffer *out, const struct service *svc,
+    const struct handoff *h, int json, int first)
+{
+	struct handoff_view v;
+	char                peer[ADDRSTRLEN];
+	long long           now = now_coarse_ms();
+
+	handoff_view(h, &v);
+	addr_str(v.peer, peer, sizeof peer);
+	if (!json) {
+		evbuffer_add_printf(out,
+		    "%-16s %-24s %-24s %8ld %-10s %8.1fs %7.1fs %12s %12s\n",
+		    svc->conf->name, peer,
+		    v.listener != NULL ? v.listener : "-", v.pid, "handed",
+		    status_secs(now - v.accepted), status_secs(v.waited), "-",
+		    "-");
+		return;
+	}
+	evbuffer_add_printf(out, "%s{\"service\":", first ? "" : ",");
+	status_json_string(out, svc->conf->name);
+	evbuffer_add_printf(out, ",\"client\":");
+	status_json_string(out, peer);
+	evbuffer_add_printf(out, ",\"listener\":");
+	if (v.listener != NULL)
+		status_json_string(out, v.listener);
+	else
+		evbuffer_add_printf(out, "null");
+	evbuffer_add_printf(out,
+	    ",\"worker_pid\":%ld,\"state\":\"handed\",\"age_s\":%.3f,\"queue_wait_s\":%.3f,\"bytes_in\":null,\"bytes_out\":null}",
+	    v.pid, status_secs(now - v.accepted), status_secs(v.waited));
+}
+
 static const struct service *
 status_nth_service(size_t n)
 {
@@ -461,14 +498,30 @@ static int
 status_conns_piece(struct status_cursor *c, struct evbuffer *out,
     const struct service *svc, size_t limit)
 {
-	const struct relay *r = status_nth_relay(svc, c->item);
-	int                 n = 0;
+	const struct relay   *r = status_nth_relay(svc, c->item);
+	const struct handoff *h;
+	size_t                nrelays = 0, i;
+	int                   n = 0;
 
 	for (; r != NULL; r = TAILQ_NEXT(r, all)) {
 		if (n++ >= STATUS_CONNS_PER_PIECE ||
 		    evbuffer_get_length(out) >= limit)
 			return (0);
 		status_conn(out, r, c->kind == CONNS_JSON, !c->wrote);
+		c->wrote = 1;
+		c->item++;
+	}
+	/* Then the connections handed to workers, numbered after them. */
+	TAILQ_FOREACH (r, &svc->relays, all)
+		nrelays++;
+	h = handoff_first(svc);
+	for (i = nrelays; h != NULL && i < c->item; i++)
+		h = handoff_next(h);
+	for (; h != NULL; h = handoff_next(h)) {
+		if (n++ >= STATUS_CONNS_PER_PIECE ||
+		    evbuffer_get_length(out) >= limit)
+			return (0);
+		status_handed(out, svc, h, c->kind == CONNS_JSON, !c->wrote);
 		c->wrote = 1;
 		c->item++;
 	}

@@ -175,6 +175,9 @@ env_is_ours(const char *e)
 		"LISTEN_FDNAMES=",
 		"NOTIFY_SOCKET=",
 		"PORT=",
+		"NODE_CHANNEL_FD=",
+		"NODE_CHANNEL_SERIALIZATION_MODE=",
+		"NODE_UNIQUE_ID=",
 	};
 	size_t i;
 
@@ -194,8 +197,8 @@ worker_env(struct worker *w)
 	char                  **env;
 	size_t                  n = 0, i, j, k, len;
 
-	env =
-	    xcalloc(argv_count(environ) + argv_count(sc->env) + 8, sizeof *env);
+	env = xcalloc(
+	    argv_count(environ) + argv_count(sc->env) + 12, sizeof *env);
 	for (i = 0; environ[i] != NULL; i++) {
 		if (!env_is_ours(environ[i]))
 			env[n++] = environ[i];
@@ -209,6 +212,11 @@ worker_env(struct worker *w)
 	if (sc->control)
 		env[n++] = xasprintf("SOCKETNAUT_CONTROL_FD=%d",
 		    FIRST_PASSED_FD + (sc->activation ? 1 : 0));
+	if (sc->handoff_node) {
+		/* Node's IPC channel: handoffs arrive as node:cluster's do. */
+		env[n++] = xasprintf("NODE_CHANNEL_FD=%d", FIRST_PASSED_FD + 1);
+		env[n++] = xstrdup("NODE_CHANNEL_SERIALIZATION_MODE=json");
+	}
 	if (sc->activation) {
 		env[n++] = xasprintf("LISTEN_PID=%ld", (long)getpid());
 		env[n++] = xstrdup("LISTEN_FDS=1");
@@ -481,8 +489,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	sigset_t                all, old;
 	char                  **argv;
 	int                     actfd, pipefd[2], ctl[2] = { -1, -1 };
-	int                     outfd[2] = { -1, -1 };
-	int                     pass[2], npass = 0, cgfd = -1;
+	int                     outfd[2] = { -1, -1 }, node[2] = { -1, -1 };
+	int                     pass[3], npass = 0, cgfd = -1;
 	size_t                  i, n;
 	pid_t                   master = getpid();
 
@@ -502,6 +510,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		w->dir = sockdir_ref(svc->sockdir);
 	for (i = 0; i < CONTROL_PEER_BUCKETS; i++)
 		TAILQ_INIT(&w->peers[i]);
+	handoff_init(w);
 	evtimer_assign(&w->timer, sn_base, worker_probe, w);
 
 	if (worker_address(w, &actfd) == -1) {
@@ -546,10 +555,21 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		close(outfd[1]);
 		goto fail;
 	}
+	if (sc->handoff_node && handoff_node_pair(node, cause) == -1) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		close(outfd[0]);
+		close(outfd[1]);
+		close(ctl[0]);
+		close(ctl[1]);
+		goto fail;
+	}
 	if (actfd != -1)
 		pass[npass++] = actfd;
 	if (ctl[1] != -1)
 		pass[npass++] = ctl[1];
+	if (node[1] != -1)
+		pass[npass++] = node[1];
 	worker_cgroup(w, &cgfd);
 
 	sigfillset(&all);
@@ -569,16 +589,22 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	close(outfd[1]);
 	if (ctl[1] != -1)
 		close(ctl[1]);
+	if (node[1] != -1)
+		close(node[1]);
 	if (w->pid == -1) {
 		*cause = xasprintf("fork: %s", strerror(errno));
 		close(pipefd[0]);
 		close(outfd[0]);
 		if (ctl[0] != -1)
 			close(ctl[0]);
+		if (node[0] != -1)
+			close(node[0]);
 		goto fail;
 	}
 	if (ctl[0] != -1)
 		w->control = control_open(w, ctl[0]);
+	if (node[0] != -1)
+		handoff_node_open(w, node[0]);
 	w->output = output_open(w, outfd[0]);
 	argv_free(argv);
 	if (actfd != -1)
@@ -692,7 +718,9 @@ worker_set_ready(struct worker *w, const char *how)
 		close(w->probefd);
 		w->probefd = -1;
 	}
-	if (w->sockpath != NULL)
+	if (w->svc->conf->mode == MODE_HANDOFF)
+		snprintf(buf, sizeof buf, "its control channel");
+	else if (w->sockpath != NULL)
 		snprintf(buf, sizeof buf, "unix:%s", w->sockpath);
 	else
 		addr_str((struct sockaddr *)&w->addr.ss, buf, sizeof buf);
@@ -778,6 +806,11 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 		return (0); /* not there yet (the probe goes on), or killed */
 	if (sc->backend != BACKEND_AGENT) {
 		worker_set_ready(w, "reported ready");
+		return (0);
+	}
+	if (sc->mode == MODE_HANDOFF) {
+		/* It takes connections on its channel: no address needed. */
+		worker_set_ready(w, "takes handed connections");
 		return (0);
 	}
 	if (strncmp(addr, "unix:", 5) == 0) {
@@ -873,8 +906,26 @@ worker_retire(struct worker *w, long long ms)
 	worker_set_state(w, WORKER_DRAINING);
 	if (w->nconns == 0)
 		worker_stop(w, "reload");
-	else
+	else {
 		worker_timer(w, worker_retire_timer, ms);
+		worker_drain_handed(w);
+	}
+}
+
+/*
+ * mode handoff: the worker holds its clients itself, so it is asked to
+ * finish them now (close idle keep-alive connections, end with the
+ * current requests) rather than when the last one leaves.
+ */
+void
+worker_drain_handed(struct worker *w)
+{
+	struct control *c = w->control;
+
+	if (w->svc->conf->mode == MODE_HANDOFF && c != NULL && c->spoke &&
+	    !c->drain_sent && w->nhanded > 0 && worker_alive(w) &&
+	    w->state != WORKER_STOPPING)
+		control_drain(c);
 }
 
 /*
@@ -942,6 +993,19 @@ worker_stalled(struct worker *w, long long idle_ms)
 		    "%d client%s it had not read from moved to other workers",
 		    moved, moved == 1 ? "" : "s");
 	worker_kill(w);
+}
+
+/*
+ * mode handoff: the worker could not be given a connection (its control
+ * channel full, as a stalled worker leaves it, or gone).  That is
+ * evidence as a refused connect is: out of rotation at once, a
+ * replacement starts; the connections it holds are its own to finish,
+ * so it is not killed (they would die with it).
+ */
+void
+worker_handoff_refused(struct worker *w, const char *why)
+{
+	worker_unhealthy(w, why);
 }
 
 /*
@@ -1123,6 +1187,8 @@ worker_exited(struct worker *w, int status)
 	worker_set_state(w, WORKER_STOPPING);
 	if (w->control != NULL)
 		control_close(w->control, NULL);
+	handoff_node_close(w, NULL);
+	handoff_worker_exited(w);
 	if (w->sockpath != NULL && w->dir != NULL)
 		sockdir_unlink(w->dir, worker_sockname(w));
 	/* Freed by the caller, or by the last relay to let go of it. */
@@ -1175,6 +1241,8 @@ worker_free(struct worker *w)
 		control_close(w->control, NULL);
 	output_close(w->output);
 	w->output = NULL;
+	handoff_node_close(w, NULL);
+	handoff_worker_free(w);
 	health_stop(w);
 	free(w->sockpath);
 	w->sockpath = NULL;

@@ -9,6 +9,7 @@
 #include <event2/event_struct.h>
 
 #include "control.h"
+#include "handoff.h"
 #include "relay.h"
 #include "util.h"
 
@@ -72,6 +73,11 @@ struct worker {
 	/* Its log budget, shared by LOG frames and its output. */
 	struct control_bucket logs;
 	struct output        *output; /* its stdout and stderr, captured */
+
+	/* mode handoff: the connections it holds, counted in nconns */
+	struct handoff_head  handed[HANDOFF_BUCKETS];
+	int                  nhanded;
+	struct handoff_node *node; /* handoff_channel node */
 };
 TAILQ_HEAD(worker_head, worker);
 
@@ -92,6 +98,8 @@ int  worker_reported_ready(struct worker *, const char *addr, char **cause);
 void worker_connect_failed(struct worker *, int error);
 void worker_connected(struct worker *);
 void worker_stalled(struct worker *, long long idle_ms);
+void worker_handoff_refused(struct worker *, const char *why);
+void worker_drain_handed(struct worker *);
 long long worker_cpu_idle_ms(struct worker *, long long now);
 void      worker_check_result(struct worker *, int ok, const char *why);
 void      worker_abandon(struct worker *);

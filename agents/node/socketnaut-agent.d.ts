@@ -88,6 +88,11 @@ export interface ServiceAgentOptions {
     fd?: number;
     /** Where SOCKETNAUT_CONTROL_FD is read; process.env by default. */
     env?: { [name: string]: string | undefined };
+    /**
+     * mode handoff with handoff_channel = node: send READY at once and
+     * serve the connections handed on Node's IPC channel with `server`.
+     */
+    handoff?: boolean;
 }
 
 export declare class ServiceAgent extends EventEmitter {
@@ -106,6 +111,8 @@ export declare class ServiceAgent extends EventEmitter {
     requestProxySocketAddressInfo(socket: PeerSocket | null | undefined): Promise<ProxySocketAddressInfo | undefined>;
     /** Tell the master in-flight work is done after a drain (sent once). */
     drained(callback?: () => void): boolean;
+    /** mode handoff: emit each handed socket as 'connection' on server; sends READY. */
+    serveHandoffs<S extends { emit(event: "connection", socket: any): boolean }>(server: S): S;
     on(event: "drain", listener: () => void): this;
     on(event: string | symbol, listener: (...args: any[]) => void): this;
     once(event: "drain", listener: () => void): this;
@@ -136,6 +143,8 @@ export declare const MSG: {
     readonly PEER_QUERY: 0x02;
     readonly LOG: 0x03;
     readonly DRAINED: 0x04;
+    readonly CLOSED: 0x06;
     readonly PEER_INFO: 0x81;
     readonly DRAIN: 0x82;
+    readonly HANDOFF: 0x83;
 };

@@ -41,6 +41,21 @@
  * exitOnDrain: false }) leaves the exit to you; agent.on('drain', fn) is
  * told when a drain starts.
  *
+ * Services in mode handoff (socketnaut.conf(5)) with handoff_channel =
+ * node: the master hands each client's socket to the worker on Node's IPC
+ * channel (NODE_CHANNEL_FD, set up by Node at start), the way node:cluster's
+ * primary passes connections.  createServiceAgent({ server, handoff: true })
+ * sends READY at once (the server listens nowhere), turns every handed
+ * socket into server.emit('connection', socket), and reports its close.
+ * requestProxySocketAddressInfo answers for a handed socket at once.  On
+ * DRAIN, idle handed connections are ended, busy ones after their current
+ * response (Connection: close), then DRAINED and exit.  Limits: Node's
+ * channel carries one JSON line and an ACK per connection (its throughput
+ * is node:cluster's); the program must not use process.send/'message' for
+ * anything that looks like a handoff; a child process started from the
+ * worker must not inherit NODE_CHANNEL_FD (Node removes it from
+ * process.env at start).
+ *
  * Without SOCKETNAUT_CONTROL_FD (run on its own, or control = false) the
  * agent is a no-op: agent.enabled is false, requestProxySocketAddressInfo
  * resolves to undefined, logs are dropped.  The channel is unref'ed: the
@@ -60,9 +75,14 @@ const MSG = Object.freeze({
     LOG: 0x03,
     DRAINED: 0x04,
     HELLO: 0x05, /* not sent: Node cannot read a Unix peer name anyway */
+    CLOSED: 0x06,
     PEER_INFO: 0x81,
     DRAIN: 0x82,
+    HANDOFF: 0x83,
 });
+
+/* Peers of the connections socketnautd handed us, as it told them. */
+const handedInfo = new WeakMap();
 
 /*
  * Socketnaut's Level (since 1.5 its SyslogLevel): syslog severities, lower
@@ -259,7 +279,11 @@ class ServiceAgent extends EventEmitter {
             }
         }
 
-        if (this.server) {
+        this._handed = new Set();
+        this._busy = new WeakMap();
+        if (this.server && options.handoff) {
+            this.serveHandoffs(this.server);
+        } else if (this.server) {
             if (this.server.listening) {
                 this._onListening();
             } else {
@@ -303,8 +327,63 @@ class ServiceAgent extends EventEmitter {
         this.ready(this.addressInfo);
     }
 
+    /*
+     * mode handoff, handoff_channel = node: serve the connections the
+     * master hands over on Node's IPC channel with `server` (an http,
+     * https-less or net server that listens nowhere).  Sends READY.
+     */
+    serveHandoffs(server) {
+        this.server = server;
+        this._handoff = true;
+        process.on('message', (msg, handle) => this._onHandoff(msg, handle));
+        if (typeof server.on === 'function') {
+            server.on('request', (req, res) => this._trackRequest(req, res));
+        }
+        this.ready();
+        return server;
+    }
+
+    _onHandoff(msg, socket) {
+        if (!msg || msg.socketnaut !== 'handoff' || !socket || typeof socket.once !== 'function') return;
+        const id = Number(msg.id);
+        const side = (name) => ({
+            address: msg[`${name}_address`],
+            family: msg[`${name}_family`],
+            port: Number(msg[`${name}_port`]),
+        });
+        handedInfo.set(socket, { local: side('local'), remote: side('remote') });
+        this._handed.add(socket);
+        socket.once('close', () => {
+            this._handed.delete(socket);
+            this._send(encodeFrame(MSG.CLOSED, [['id', id]]));
+            if (this.draining && this._handed.size === 0 && this._drainDone) this._drainDone();
+        });
+        this.server.emit('connection', socket);
+        if (this.draining) this._endIfIdle(socket);
+    }
+
+    _trackRequest(req, res) {
+        const socket = req.socket;
+        if (!this._handed.has(socket)) return;
+        this._busy.set(socket, (this._busy.get(socket) || 0) + 1);
+        if (this.draining) res.setHeader('Connection', 'close');
+        res.once('close', () => {
+            this._busy.set(socket, this._busy.get(socket) - 1);
+            if (this.draining) this._endIfIdle(socket);
+        });
+    }
+
+    /* Idle: closed once what it was answered is written. */
+    _endIfIdle(socket) {
+        if (this._busy.get(socket)) return;
+        if (socket.writableLength > 0) socket.end(() => socket.destroy());
+        else socket.destroy();
+    }
+
     /* Resolves to { local, remote } for a relayed connection, or undefined. */
     requestProxySocketAddressInfo(socket) {
+        const handed = socket && handedInfo.get(socket);
+        if (handed) return Promise.resolve(handed);
         const key = connectionKey(socket);
         if (!this.enabled || key === undefined || !this._socket || this._socket.destroyed) {
             return Promise.resolve(undefined);
@@ -349,6 +428,16 @@ class ServiceAgent extends EventEmitter {
         };
         if (!this.server) {
             finish();
+            return;
+        }
+        if (this._handoff) {
+            // The connections handed before the DRAIN are ours to finish.
+            if (this._handed.size === 0) {
+                finish();
+                return;
+            }
+            this._drainDone = () => { this._drainDone = null; finish(); };
+            for (const socket of this._handed) this._endIfIdle(socket);
             return;
         }
         try {

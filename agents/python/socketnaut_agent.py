@@ -70,6 +70,7 @@ import concurrent.futures
 import inspect
 import itertools
 import os
+import queue
 import signal
 import socket
 import struct
@@ -112,7 +113,7 @@ Level = Union[int, str]
 _Callback = TypeVar("_Callback", bound=Callable[[], Any])
 _Server = TypeVar("_Server", bound="socketserver.TCPServer")
 
-__all__ = ["ServiceAgent", "connection_key", "encode_frame", "decode_frame",
+__all__ = ["ServiceAgent", "HandedSocket", "connection_key", "encode_frame", "decode_frame",
            "parse_payload", "LEVELS"]
 
 VERSION = 1
@@ -126,6 +127,10 @@ DRAINED = 0x04
 HELLO = 0x05
 PEER_INFO = 0x81
 DRAIN = 0x82
+CLOSED = 0x06
+HANDOFF = 0x83
+
+HANDOFF_PENDING = 256   # handed connections not yet accepted: then the master waits
 
 LEVELS = {
     "emerg": 0, "emergency": 0, "panic": 0,
@@ -291,6 +296,41 @@ def _address_info(fields: Dict[str, str], side: str) -> AddressInfo:
             "port": port}
 
 
+def _fd_of(conn: Any) -> Optional[int]:
+    """The fd of a socket, handler, asyncio transport or StreamWriter."""
+    if hasattr(conn, "get_extra_info"):
+        conn = conn.get_extra_info("socket")
+    elif not hasattr(conn, "fileno"):
+        for attr in ("connection", "request"):
+            inner = getattr(conn, attr, None)
+            if inner is not None and hasattr(inner, "fileno"):
+                conn = inner
+                break
+    try:
+        fd = conn.fileno() if hasattr(conn, "fileno") else None
+    except (OSError, ValueError):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+class HandedSocket(socket.socket):
+    """A client connection the master handed to this worker (mode handoff).
+    Its close is reported to the master, which counts the connection
+    against this worker until then: close it (socketserver and asyncio do)
+    rather than leave it to the garbage collector."""
+
+    handoff_id: int = 0
+    peer: Optional[PeerInfo] = None
+    _agent: Optional[ServiceAgent] = None
+
+    def _real_close(self, *args: Any, **kwargs: Any) -> None:
+        agent, self._agent = self._agent, None
+        fd = self.fileno()
+        super()._real_close(*args, **kwargs)   # type: ignore[misc]
+        if agent is not None:
+            agent._handoff_closed(fd, self.handoff_id)
+
+
 def _peer_info_dict(fields: Dict[str, str]) -> Optional[PeerInfo]:
     if fields.get("status") != "ok":
         return None
@@ -364,6 +404,10 @@ class ServiceAgent:
         self._inflight = 0
         self._inflight_cv = threading.Condition()
         self._reader: Optional[threading.Thread] = None
+        self._handoffs: queue.Queue[Tuple[int, int, Optional[PeerInfo]]] = \
+            queue.Queue(HANDOFF_PENDING)
+        self._handed: Dict[int, Optional[PeerInfo]] = {}   # fd -> its peers, while open
+        self._handoff_loop_done: Optional[threading.Event] = None
         if fd is None:
             value = (os.environ if env is None else env).get("SOCKETNAUT_CONTROL_FD")
             if value is None or not value.strip().isdigit():
@@ -474,7 +518,12 @@ class ServiceAgent:
         "family", "port"}, "local": {...}} (local = the public address the
         client connected to; family "IPv4" or "IPv6"), or None when it is
         unknown (not a relayed connection, already closed, agent disabled,
-        no answer within `timeout` seconds).  Blocks; thread-safe."""
+        no answer within `timeout` seconds).  Blocks; thread-safe.  A
+        handed connection (mode handoff) is answered at once with what the
+        master told when it handed it."""
+        handed = self._handed_info(conn)
+        if handed is not None:
+            return handed
         key = connection_key(conn)
         if key is None or not self.enabled or self._closed:
             return None
@@ -496,6 +545,9 @@ class ServiceAgent:
     async def peer_info_async(self, conn: Any, timeout: float = 5.0) -> Optional[PeerInfo]:
         """peer_info for asyncio code: conn may be a transport, a
         StreamWriter, a socket or a key.  Does not block the loop."""
+        handed = self._handed_info(conn)
+        if handed is not None:
+            return handed
         key = connection_key(conn)
         if key is None or not self.enabled or self._closed:
             return None
@@ -532,6 +584,88 @@ class ServiceAgent:
         else:
             slot[1] = value
             slot[0].set()
+
+    # -- handoff ----------------------------------------------------------------
+
+    def _handed_info(self, conn: Any) -> Optional[PeerInfo]:
+        if isinstance(conn, HandedSocket):
+            return conn.peer
+        if not self._handed:
+            return None
+        fd = _fd_of(conn)
+        return self._handed.get(fd) if fd is not None else None
+
+    def accept(self, timeout: Optional[float] = None) -> Optional[Tuple[HandedSocket, Optional[PeerInfo]]]:
+        """The next client connection the master handed this worker (a
+        service in mode handoff): (socket, peer_info), or None when none
+        came within `timeout` seconds (None: wait for one).  The socket is
+        blocking; its close is reported to the master."""
+        try:
+            fd, hid, info = self._handoffs.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        sock = HandedSocket(fileno=fd)
+        sock.handoff_id = hid
+        sock.peer = info
+        sock._agent = self
+        sock.setblocking(True)
+        self._handed[fd] = info
+        return sock, info
+
+    def _handoff_closed(self, fd: int, hid: int) -> None:
+        self._handed.pop(fd, None)
+        self._send(encode_frame(CLOSED, [("id", hid)]))
+
+    def _accepted(self, timeout: Optional[float]) -> Optional[Tuple[HandedSocket, Optional[PeerInfo]]]:
+        # After a drain request: only what was handed before it, no waiting.
+        return self.accept(0 if self.draining else timeout)
+
+    def serve_handoffs(self, server: _Server, poll_interval: float = 0.5) -> None:
+        """Serve handed connections with a socketserver / http.server server
+        (create it with bind_and_activate=False: it listens nowhere) until
+        the master asks this worker to drain; then the connections handed
+        before the request are served too, requests in progress finish,
+        and DRAINED is sent (with the default drain action)."""
+        if self._server is not server:
+            self.attach_http_server(server)
+        self._handoff_loop_done = threading.Event()
+        try:
+            while not self._closed:
+                got = self._accepted(poll_interval)
+                if got is None:
+                    if self.draining:
+                        break
+                    continue
+                sock, info = got
+                remote = info["remote"] if info else None
+                addr = (remote["address"], remote["port"]) if remote else sock.getpeername()
+                try:
+                    server.process_request(sock, addr)
+                except Exception:
+                    server.handle_error(sock, addr)
+                    server.shutdown_request(sock)
+        finally:
+            self._handoff_loop_done.set()
+
+    async def serve_handoffs_async(self, client_connected_cb: Callable[..., Any],
+                                   poll_interval: float = 0.5) -> None:
+        """asyncio: call client_connected_cb(reader, writer) (as
+        asyncio.start_server does) for every handed connection, until the
+        master asks this worker to drain (and those handed before that)."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            got = await loop.run_in_executor(None, self._accepted, poll_interval)
+            if got is None:
+                if self.draining:
+                    return
+                continue
+            sock, _ = got
+            sock.setblocking(False)
+            reader = asyncio.StreamReader()
+            protocol = asyncio.StreamReaderProtocol(reader, client_connected_cb)
+            # On AbstractEventLoop's stubs only from Python 3.10; in every loop since 3.5.3.
+            await loop.connect_accepted_socket(  # type: ignore[attr-defined]
+                lambda: protocol, sock=sock)
 
     # -- drain ----------------------------------------------------------------
 
@@ -592,7 +726,10 @@ class ServiceAgent:
             self._send_drained = False
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        server.shutdown()
+        if self._handoff_loop_done is not None:
+            self._handoff_loop_done.wait()      # serve_handoffs() ends by itself
+        else:
+            server.shutdown()
         try:
             server.socket.close()
         except OSError:
@@ -628,7 +765,8 @@ class ServiceAgent:
 
     # -- reading ----------------------------------------------------------------
 
-    def _dispatch(self, msg_type: int, fields: Dict[str, str]) -> None:
+    def _dispatch(self, msg_type: int, fields: Dict[str, str],
+                  fds: Optional[List[int]] = None) -> None:
         if msg_type == PEER_INFO:
             try:
                 qid = int(fields.get("id", ""))
@@ -638,6 +776,17 @@ class ServiceAgent:
                 slot = self._pending.pop(qid, None)
             if slot is not None:
                 self._resolve(slot, _peer_info_dict(fields))
+        elif msg_type == HANDOFF:
+            if not fds:
+                raise ProtocolError("handoff without a descriptor")
+            fd = fds.pop(0)
+            try:
+                hid = int(fields.get("id", ""))
+            except ValueError:
+                os.close(fd)
+                raise ProtocolError("handoff without an id") from None
+            info = _peer_info_dict(dict(fields, status="ok"))
+            self._handoffs.put((fd, hid, info))     # blocks when full: the master waits
         elif msg_type == DRAIN:
             if self.draining:
                 return
@@ -653,9 +802,17 @@ class ServiceAgent:
         if sock is None:
             return
         buf = bytearray()
+        fds: List[int] = []     # came with handoff frames, not claimed yet
+        anc = socket.CMSG_SPACE(8 * struct.calcsize("i"))
         try:
             while True:
-                data = sock.recv(65536)
+                data, ancdata, flags, _ = sock.recvmsg(65536, anc, socket.MSG_CMSG_CLOEXEC)
+                for level, kind, cdata in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        n = len(cdata) // struct.calcsize("i")
+                        fds.extend(struct.unpack("%di" % n, cdata[:n * struct.calcsize("i")]))
+                if flags & socket.MSG_CTRUNC:
+                    raise ProtocolError("descriptors lost (MSG_CTRUNC)")
                 if not data:
                     break
                 buf += data
@@ -665,7 +822,7 @@ class ServiceAgent:
                         break
                     msg_type, fields, used = frame
                     del buf[:used]
-                    self._dispatch(msg_type, fields)
+                    self._dispatch(msg_type, fields, fds)
         except (OSError, ProtocolError) as e:
             if not self._closed:
                 sys.stderr.write("socketnaut_agent: control channel: %s\n" % e)

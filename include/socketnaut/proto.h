@@ -24,9 +24,12 @@ enum sn_msg_type {
 	SN_MSG_LOG = 0x03,        /* level=0..7, text=... */
 	SN_MSG_DRAINED = 0x04,    /* (empty) */
 	SN_MSG_HELLO = 0x05,      /* (empty): an agent, name my connections */
+	SN_MSG_CLOSED = 0x06,     /* id=N: a handed connection closed */
 	/* master to worker */
 	SN_MSG_PEER_INFO = 0x81, /* id, status, remote_*, local_* */
 	SN_MSG_DRAIN = 0x82,     /* (empty) */
+	/* id, remote_*, local_*; one fd rides with its first byte */
+	SN_MSG_HANDOFF = 0x83,
 };
 
 struct sn_msg {

@@ -46,10 +46,10 @@ grep -q '@[A-Z]*@' "$unit" && fail "the unit has unfilled @VARIABLES@"
 grep -q '^prefix=/opt/sn' "$stage/d/opt/sn/$libdir/pkgconfig/socketnaut.pc" ||
     fail "socketnaut.pc does not name the prefix"
 for f in sbin/socketnautctl share/man/man8/socketnautctl.8; do
-	[ -e "$stage/opt/sn/$f" ] || fail "$f not installed"
+	[ -e "$stage/d/opt/sn/$f" ] || fail "$f not installed"
 done
 grep -q '^ExecReload=/opt/sn/sbin/socketnautctl -c /opt/sn/etc/socketnaut.conf ' \
-    "$stage/opt/sn/lib/systemd/system/socketnautd.service" ||
+    "$unit" ||
     fail "the unit does not reload through the installed socketnautctl"
 
 # The agents: the Node package importable with NODE_PATH (CommonJS) and

@@ -230,6 +230,24 @@ class MetricsTest(harness.DaemonTest):
             s.close()
         self.stop_daemon(d)
 
+    def test_refused_proxy_headers_are_counted(self):
+        d = self.start([harness.hello(worker_count=1, accept_proxy="v1",
+                                      trusted_proxies=["10.0.0.0/8"])])
+        d.wait_ready(1)
+        self.assertEqual(value(scrape(self.stats_port), "socketnaut_proxy_refused",
+                               service="web"), 0)
+        # 127.0.0.1 is no trusted load balancer: closed at once, counted
+        for _ in range(3):
+            with harness.Conn(d.port) as c:
+                c.sock.sendall(b"PROXY TCP4 192.0.2.1 127.0.0.1 1 2\r\nGET / HTTP/1.0\r\n\r\n")
+                try:
+                    self.assertEqual(c.sock.recv(100), b"")
+                except ConnectionResetError:
+                    pass    # closed with our bytes unread
+        harness.wait_until(lambda: value(scrape(self.stats_port), "socketnaut_proxy_refused",
+                                         service="web") == 3, 10,
+                           what="3 refused headers counted")
+
     def test_bad_stats_listen_names_its_line(self):
         path = self.write_file("t.conf", 'runtime_dir = "%s"\n\nstats_listen = "localhost"\n'
                                'service "web" {\n  listen = { "127.0.0.1:%d" }\n'

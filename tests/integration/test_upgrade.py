@@ -4,6 +4,7 @@ failed upgrade leaves the old master serving with its workers untouched."""
 
 import json
 import os
+import unittest
 import re
 import shutil
 import signal
@@ -14,6 +15,14 @@ import threading
 import time
 
 import harness
+
+
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def cmdline(pid):
@@ -60,7 +69,8 @@ class UpgradeTest(harness.DaemonTest):
                     found.append(p)
             except OSError:
                 pass
-        return found
+        # a worker forked by a new master has its command line until it execs
+        return [p for p in found if ppid(p) not in found]
 
     def wait_new_master(self, d, timeout=15):
         pids = harness.wait_until(lambda: self.new_masters(d), timeout, what="a new master")
@@ -170,6 +180,31 @@ class UpgradeTest(harness.DaemonTest):
         # With worker cgroups, the new master sits beside the old one, not below it.
         self.assertNotRegex(log, r"workers in \S*/master/workers-")
         self.stop_master(new, new_workers, d.runtime_dir)
+
+    @unittest.skipIf(shutil.which("wrk") is None, "needs wrk (tools/install-deps installs it)")
+    def test_usr2_under_wrk_load_fails_no_request(self):
+        from test_fleet import parse_wrk
+        d = self.start_daemon([harness.hello(worker_count=2)])
+        d.wait_ready(2)
+        for keepalive in (False, True):
+            head = [] if keepalive else ["-H", "Connection: close"]
+            w = subprocess.Popen(["wrk", "-t1", "-c8", "-d4s"] + head +
+                                 ["http://127.0.0.1:%d/" % d.port],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1.0)
+            master = d.pid if not keepalive else new
+            os.kill(master, signal.SIGUSR2)
+            harness.wait_until(lambda: [p for p in self.new_masters(d) if p != master], 20,
+                               what="a new master")
+            new = [p for p in self.new_masters(d) if p != master][0]
+            self.addCleanup(self.kill_master, new)
+            out, _ = w.communicate(timeout=60)
+            n, failed = parse_wrk(out)
+            self.assertGreater(n, 100, out)
+            self.assertEqual(failed, 0, "requests failed during the upgrade:\n" + out)
+            harness.wait_until(lambda: not harness.proc_alive(master), 20,
+                               what="the old master to exit")
+        self.stop_master(new, self.workers_of(new), d.runtime_dir)
 
     def test_long_lived_connection_to_old_worker_finishes_after_upgrade(self):
         d = self.start_daemon([harness.hello(worker_count=1)],

@@ -438,6 +438,115 @@ START_TEST(test_drained_is_the_vector)
 }
 END_TEST
 
+/* Send one frame from the master's end with fd attached (-1: none). */
+static void
+send_with_fd(int mfd, uint8_t type, const char *payload, int fd)
+{
+	unsigned char   frame[SN_PROTO_HDR + SN_PROTO_MAX];
+	char            cbuf[CMSG_SPACE(sizeof(int))];
+	struct msghdr   msg;
+	struct iovec    iov;
+	struct cmsghdr *cm;
+	ssize_t         n;
+
+	n = sn_proto_frame(frame, sizeof frame, type, payload, strlen(payload));
+	ck_assert_int_gt(n, 0);
+	memset(&msg, 0, sizeof msg);
+	memset(cbuf, 0, sizeof cbuf);
+	iov.iov_base = frame;
+	iov.iov_len = (size_t)n;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd != -1) {
+		msg.msg_control = cbuf;
+		msg.msg_controllen = sizeof cbuf;
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	}
+	ck_assert_int_eq(sendmsg(mfd, &msg, 0), n);
+}
+
+#define HANDOFF_FIELDS                                                         \
+	"remote_address=192.0.2.7\nremote_family=IPv4\nremote_port=51234\n"    \
+	"local_address=::1\nlocal_family=IPv6\nlocal_port=8080"
+
+START_TEST(test_handed_fds_are_accepted_in_order_with_their_peers)
+{
+	struct sn_peer_info pi, asked;
+	uint32_t            id;
+	int                 sp[2], sq[2], fd1, fd2;
+	char                c;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sq), 0);
+	ck_assert_int_eq(sn_agent_accept(agent, &pi, &id), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	send_with_fd(master, SN_MSG_HANDOFF, "id=7\n" HANDOFF_FIELDS, sp[1]);
+	send_with_fd(master, SN_MSG_HANDOFF, "id=8\n" HANDOFF_FIELDS, sq[1]);
+	close(sp[1]);
+	close(sq[1]);
+	fd1 = sn_agent_accept(agent, &pi, &id);
+	ck_assert_int_ge(fd1, 0);
+	ck_assert_uint_eq(id, 7);
+	ck_assert_str_eq(pi.remote.address, "192.0.2.7");
+	ck_assert_int_eq(pi.remote.family, AF_INET);
+	ck_assert_int_eq(pi.remote.port, 51234);
+	ck_assert_str_eq(pi.local.address, "::1");
+	ck_assert_int_eq(pi.local.family, AF_INET6);
+	ck_assert_int_eq(pi.local.port, 8080);
+	ck_assert_int_eq(fcntl(fd1, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	/* The first fd is the first socket sent. */
+	ck_assert_int_eq(write(sp[0], "a", 1), 1);
+	ck_assert_int_eq(read(fd1, &c, 1), 1);
+	/* Peer info for a handed fd: at once, the facts it came with. */
+	ck_assert_int_eq(sn_agent_peer_info(agent, fd1, &asked, 0), 0);
+	ck_assert_str_eq(asked.remote.address, "192.0.2.7");
+	fd2 = sn_agent_accept(agent, NULL, &id);
+	ck_assert_uint_eq(id, 8);
+	ck_assert_int_eq(write(sq[0], "b", 1), 1);
+	ck_assert_int_eq(read(fd2, &c, 1), 1);
+	ck_assert_int_eq(c, 'b');
+	close(fd1);
+	ck_assert_int_eq(sn_agent_handoff_closed(agent, 7), 0);
+	expect_frame(master, "\x01\x06\x00\x04id=7", 8);
+	ck_assert_int_eq(sn_agent_handoff_closed(agent, 7), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	close(fd2);
+	close(sp[0]);
+	close(sq[0]);
+}
+END_TEST
+
+START_TEST(test_handoff_without_a_descriptor_is_rejected)
+{
+	struct sn_peer_info pi;
+
+	send_with_fd(master, SN_MSG_HANDOFF, "id=7\n" HANDOFF_FIELDS, -1);
+	ck_assert_int_eq(sn_agent_accept(agent, &pi, NULL), -1);
+	ck_assert_int_eq(errno, EPROTO);
+}
+END_TEST
+
+START_TEST(test_handoff_with_bad_fields_is_rejected_and_its_fd_closed)
+{
+	int sp[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	send_with_fd(master, SN_MSG_HANDOFF, "id=0\n" HANDOFF_FIELDS, sp[1]);
+	close(sp[1]);
+	ck_assert_int_eq(sn_agent_accept(agent, NULL, NULL), -1);
+	ck_assert_int_eq(errno, EPROTO);
+	sn_agent_close(agent);
+	agent = NULL;
+	/* The agent held the only other end: it is closed with the agent. */
+	ck_assert_int_eq(read(sp[0], &sp[1], 1), 0);
+	close(sp[0]);
+}
+END_TEST
+
 START_TEST(test_peer_query_on_tcp_is_the_vector)
 {
 	unsigned char buf[64];
@@ -1129,6 +1238,11 @@ agent_suite(void)
 	    (int)(sizeof bad_info / sizeof bad_info[0]));
 	tcase_add_test(tc, test_random_garbage_never_crashes);
 	tcase_add_test(tc, test_master_closing_the_channel_is_epipe);
+	tcase_add_test(
+	    tc, test_handed_fds_are_accepted_in_order_with_their_peers);
+	tcase_add_test(tc, test_handoff_without_a_descriptor_is_rejected);
+	tcase_add_test(
+	    tc, test_handoff_with_bad_fields_is_rejected_and_its_fd_closed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("blocking");

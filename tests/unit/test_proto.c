@@ -32,6 +32,9 @@ START_TEST(vectors_parse_to_their_messages)
 		{ "\x01\x82\x00\x00", 4, SN_MSG_DRAIN, "" },
 		{ "\x01\x81\x00\x13id=7\nstatus=unknown", 23, SN_MSG_PEER_INFO,
 		    "id=7\nstatus=unknown" },
+		{ "\x01\x06\x00\x04id=3", 8, SN_MSG_CLOSED, "id=3" },
+		{ "\x01\x83\x00\x11id=3\nlocal_port=8", 21, SN_MSG_HANDOFF,
+		    "id=3\nlocal_port=8" },
 	};
 	struct sn_msg m;
 	const char   *cause;
