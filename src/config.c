@@ -708,11 +708,9 @@ service_mode(struct sn_service_conf *sc, cfg_t *sec)
 	if (cfg_getint(sec, "proxy_protocol") != PROXY_OFF)
 		config_error(line_of(sec, "mode"),
 		    "mode handoff and proxy_protocol exclude each other: the worker gets the client's own socket, and the client's address with it");
-	/*
-	 * TODO(tls): once a service can terminate TLS, refuse it here with
-	 * "mode handoff and tls exclude each other": the master would have
-	 * to hand over a TLS session it cannot pass on.
-	 */
+	if (cfg_size(sec, "tls") > 0)
+		config_error(line_of(sec, "mode"),
+		    "mode handoff and tls exclude each other: the master would have to hand over a TLS session it cannot pass on");
 }
 
 static void
@@ -1816,9 +1814,6 @@ service_tls(struct sn_service_conf *sc, cfg_t *sec)
 	if (cfg_size(sec, "tls") == 0)
 		return;
 	ts = cfg_getsec(sec, "tls");
-	if (sc->mode == MODE_HANDOFF)
-		config_error(line_get(ts, SECTION_KEY),
-		    "tls and mode handoff exclude each other: a worker handed the socket would get the encrypted bytes");
 	t = sc->tls = xcalloc(1, sizeof *t);
 	t->certificates = list_copy(ts, "certificate");
 	t->keys = list_copy(ts, "key");

@@ -591,8 +591,17 @@ START_TEST(proxy_ssl_tlv_has_the_specification_layout)
 END_TEST
 
 /* The tls section through config_load: each error on its own line. */
+static char *load_conf_svc(const char *, const char *, struct sn_config **);
+
 static char *
 load_conf(const char *body, struct sn_config **out)
+{
+	return (load_conf_svc("", body, out));
+}
+
+/* The same, with extra service lines (from line 4) before the section. */
+static char *
+load_conf_svc(const char *svc, const char *body, struct sn_config **out)
 {
 	char  cpath[300], *text;
 	FILE *f;
@@ -605,8 +614,9 @@ load_conf(const char *body, struct sn_config **out)
 	    "service \"web\" {\n"
 	    "  listen = { \"127.0.0.1:18443\" }\n"
 	    "  command = \"/bin/sh -c 'exit 0'\"\n"
+	    "%s"
 	    "  tls {\n%s  }\n}\n",
-	    dir, body);
+	    dir, svc, body);
 	fclose(f);
 	truncate(lpath, 0);
 	*out = config_load(cpath);
@@ -673,6 +683,18 @@ START_TEST(tls_section_errors_name_their_lines)
 		strstr(out, "soon.pem expires in") != NULL,
 	    "%s", out);
 	config_unref(c);
+	free(out);
+
+	snprintf(body, sizeof body,
+	    "    certificate = { \"%s\" }\n"
+	    "    key = { \"%s\" }\n",
+	    path("a.pem"), path("a.key"));
+	out = load_conf_svc("  backend = agent\n  mode = handoff\n", body, &c);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(
+	    strstr(out, "t.conf:6: mode handoff and tls exclude each other") !=
+		NULL,
+	    "%s", out);
 	free(out);
 }
 END_TEST
