@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <socketnaut.h>
@@ -43,7 +44,19 @@ struct conn {
 static struct sn_agent *agent;
 static struct conn      conns[MAX_CONNS];
 static int              ep = -1, draining, nconns, reading = 1;
-static long             accepted, stop_reading = -1;
+static long long        drain_at; /* ms */
+
+#define DRAIN_IDLE_MS 1000
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+static long accepted, stop_reading = -1;
 
 static void
 conn_close(struct conn *c)
@@ -203,7 +216,22 @@ on_drain(struct sn_agent *a, void *arg)
 	(void)a;
 	(void)arg;
 	draining = 1;
-	/* Idle connections end now; busy ones after their answer. */
+	drain_at = now_ms();
+	(void)i;
+}
+
+/*
+ * Draining: each connection's next answer says Connection: close; one
+ * that stays idle for DRAIN_IDLE_MS is closed then (closing it at once
+ * could cross a request already on its way: a failed request for it).
+ */
+static void
+close_idle(void)
+{
+	int i;
+
+	if (!draining || now_ms() - drain_at < DRAIN_IDLE_MS)
+		return;
 	for (i = 0; i < MAX_CONNS; i++) {
 		if (conns[i].fd != -1 && conns[i].reqlen == 0 && !conns[i].hang)
 			conn_close(&conns[i]);
@@ -250,6 +278,7 @@ main(void)
 		}
 		if (sn_agent_want_write(agent))
 			sn_agent_flush(agent, 1000);
+		close_idle();
 	}
 	sn_agent_drained(agent);
 	sn_agent_close(agent);

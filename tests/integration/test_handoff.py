@@ -8,6 +8,8 @@ import os
 import re
 import resource
 import shutil
+import unittest
+import subprocess
 import signal
 import socket
 import threading
@@ -342,6 +344,26 @@ class HandoffTest(harness.DaemonTest):
         self.stop_daemon(d)
         self.assertLess(time.monotonic() - t0, 4.5, "stopped before shutdown_timeout")
         idle.close()
+
+
+    @unittest.skipIf(shutil.which("wrk") is None, "needs wrk (tools/install-deps installs it)")
+    def test_reload_and_drain_under_wrk_fail_no_request(self):
+        from test_fleet import parse_wrk
+        d = self.start()
+        for head in ([], ["-H", "Connection: close"]):
+            w = subprocess.Popen(["wrk", "-t1", "-c8", "-d4s"] + head +
+                                 ["http://127.0.0.1:%d/" % d.port],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1.0)
+            gen = d.status()["services"][0]["generation"]
+            self.assertEqual(d.ctl("-t", "30", "reload").returncode, 0)
+            self.assertEqual(d.status()["services"][0]["generation"], gen + 1)
+            out, _ = w.communicate(timeout=60)
+            n, failed = parse_wrk(out)
+            self.assertGreater(n, 100, out)
+            self.assertEqual(failed, 0, "requests failed during a reload in handoff mode:\n"
+                             + out)
+        self.stop_daemon(d)
 
 
 class HandoffConfigTest(harness.DaemonTest):
