@@ -82,14 +82,18 @@ class HostileWorkerTest(harness.DaemonTest):
         d = self.run_hostile("ready-repeat", "control channel: ready sent twice, closing it")
         log = d.log()
         self.assertEqual(log.count("ready sent twice"), 1, "one line, not one per frame")
-        self.assertLess(len(log), 1 << 20, "the daemon's log grew past 1 MB")
+        # the good service's per-request debug lines grow with the machine's speed
+        theirs = "\n".join(l for l in log.splitlines() if "service good:" not in l)
+        self.assertLess(len(theirs), 1 << 20, "the daemon's log grew past 1 MB")
 
     def test_drained_nobody_asked_for_closes_the_channel_with_one_line(self):
         d = self.run_hostile("drained-unasked",
                              "control channel: drained without a drain request, closing it")
         log = d.log()
         self.assertEqual(log.count("drained"), 1, "one line, not one per frame")
-        self.assertLess(len(log), 1 << 20, "the daemon's log grew past 1 MB")
+        # the good service's per-request debug lines grow with the machine's speed
+        theirs = "\n".join(l for l in log.splitlines() if "service good:" not in l)
+        self.assertLess(len(theirs), 1 << 20, "the daemon's log grew past 1 MB")
 
     def test_log_flood_is_rate_limited_and_the_master_stays_responsive(self):
         out = self.path("flood")
