@@ -21,6 +21,18 @@ def slow_after_first(tmp, seconds):
     return script
 
 
+
+def sockets_of(pid):
+    """Sockets pid holds now (an fd may close while we look)."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except FileNotFoundError:
+            pass
+    return n
+
+
 class Timed(threading.Thread):
     """One request in a thread; records when it ended and what it got."""
 
@@ -89,9 +101,7 @@ class QueueTest(harness.DaemonTest):
         deadline = time.monotonic() + 10
         while any(t.is_alive() for t in clients) and time.monotonic() < deadline:
             for pid in pids:
-                socks = sum(1 for fd in os.listdir("/proc/%d/fd" % pid)
-                            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"))
-                most = max(most, socks - 2)  # less its listener and control channel
+                most = max(most, sockets_of(pid) - 2)  # less its listener and control channel
             time.sleep(0.01)
         for t in clients:
             t.join(30)
