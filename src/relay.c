@@ -444,6 +444,9 @@ relay_update(struct relay *r)
 		}
 		r->wmask = wmask;
 	}
+	/* OpenSSL holds client bytes the socket will not signal again. */
+	if (r->tls != NULL && (cmask & EV_READ) && tls_conn_more(r->tls))
+		event_active(&r->cev, EV_READ, 0);
 }
 
 /*
@@ -1001,9 +1004,14 @@ relay_handshake_wait(struct relay *r)
 					 : TLS_HANDSHAKE_TIMEOUT;
 	left -= relay_now() - r->accepted;
 	ms_to_tv(left > 0 ? left : 1, &tv);
-	event_del(&r->cev);
-	event_assign(&r->cev, sn_base, r->cfd, tls_conn_want(r->tls),
-	    relay_handshake_cb, r);
+	/* Still waiting for the same: only the timeout moves (no epoll_ctl). */
+	if (r->cmask != tls_conn_want(r->tls)) {
+		if (r->cmask > 0)
+			event_del(&r->cev);
+		r->cmask = tls_conn_want(r->tls);
+		event_assign(&r->cev, sn_base, r->cfd, r->cmask | EV_PERSIST,
+		    relay_handshake_cb, r);
+	}
 	event_add(&r->cev, &tv);
 }
 
@@ -1031,7 +1039,9 @@ relay_handshake_step(struct relay *r)
 {
 	switch (tls_conn_handshake(r->tls)) {
 	case TLS_HANDSHAKE_DONE:
-		event_del(&r->cev);
+		if (r->cmask > 0)
+			event_del(&r->cev);
+		r->cmask = 0;
 		evtimer_assign(&r->cev, sn_base, relay_timeout, r);
 		r->state = RELAY_QUEUED;
 		r->queued = r->since = r->wait_since = relay_now();

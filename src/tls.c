@@ -32,7 +32,6 @@
 #include "util.h"
 
 #define TLS_FILE_MAX   (1024 * 1024) /* a CA or OCSP file we hash or keep */
-#define TLS_RECORD_MAX 16384         /* plaintext in one record */
 #define TLS_TIMEOUT_S  300           /* sessions without tickets */
 
 /* One session ticket key: AES-256-CBC and HMAC-SHA256, named. */
@@ -73,6 +72,7 @@ struct tls_conn {
 	SSL             *ssl;
 	struct tls      *tls;
 	short            want;
+	int              more;   /* decrypted or read-ahead bytes may wait */
 	int              failed; /* no close_notify after a fatal error */
 	enum tls_failure failure;
 	char             error[160];
@@ -663,6 +663,7 @@ tls_conn_new(struct tls *t, int fd)
 		return (NULL);
 	}
 	SSL_set_accept_state(c->ssl);
+	SSL_set_read_ahead(c->ssl, 1);
 	tls_ref(t);
 	c->tls = t;
 	return (c);
@@ -747,8 +748,11 @@ tls_conn_handshake(struct tls_conn *c)
 	ERR_clear_error();
 	errno = 0;
 	c->want = 0;
-	if ((rc = SSL_do_handshake(c->ssl)) == 1)
+	if ((rc = SSL_do_handshake(c->ssl)) == 1) {
+		/* The client's first request may have come with its Finished. */
+		c->more = SSL_has_pending(c->ssl);
 		return (TLS_HANDSHAKE_DONE);
+	}
 	switch (tls_conn_status(c, rc)) {
 	case 0:
 		return (TLS_HANDSHAKE_WANT);
@@ -761,10 +765,11 @@ tls_conn_handshake(struct tls_conn *c)
 }
 
 /*
- * Decrypted bytes, whole records only (a record fits in what is left), so
- * nothing stays buffered inside OpenSSL that the socket would not signal:
- * >0 bytes, 0 the client closed (close_notify or EOF), -1 with errno
- * (EAGAIN: tls_conn_want() says for what).
+ * Decrypted bytes: >0 bytes, 0 the client closed (close_notify or EOF), -1
+ * with errno (EAGAIN: tls_conn_want() says for what).  OpenSSL reads ahead
+ * (one read(2) takes several records), so it can hold bytes the socket will
+ * not signal again: the loop drains it until it wants the socket, and when
+ * len fills first, tls_conn_more() tells the caller to read again.
  */
 ssize_t
 tls_conn_read(struct tls_conn *c, void *buf, size_t len)
@@ -773,7 +778,8 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 	int    n, st;
 
 	c->want = 0;
-	while (got == 0 || len - got >= TLS_RECORD_MAX) {
+	c->more = 0;
+	while (got < len) {
 		ERR_clear_error();
 		errno = 0;
 		n = SSL_read(c->ssl, (char *)buf + got,
@@ -785,11 +791,14 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 		if (got > 0) {
 			/* The next call sees the EOF or error again. */
 			c->want = 0;
+			c->more = SSL_get_error(c->ssl, n) != SSL_ERROR_WANT_READ;
+			ERR_clear_error();
 			return ((ssize_t)got);
 		}
 		st = tls_conn_status(c, n);
 		return (st == 1 ? 0 : -1);
 	}
+	c->more = 1;
 	return ((ssize_t)got);
 }
 
@@ -818,6 +827,13 @@ tls_conn_close_notify(struct tls_conn *c)
 	ERR_clear_error();
 	if (SSL_shutdown(c->ssl) < 0)
 		ERR_clear_error();
+}
+
+/* Bytes may wait inside OpenSSL: read again without waiting for the socket. */
+int
+tls_conn_more(const struct tls_conn *c)
+{
+	return (c->more);
 }
 
 short

@@ -71,6 +71,7 @@ int              tls_conn_handshake(struct tls_conn *);
 ssize_t          tls_conn_read(struct tls_conn *, void *buf, size_t len);
 ssize_t          tls_conn_write(struct tls_conn *, const void *buf, size_t len);
 void             tls_conn_close_notify(struct tls_conn *);
+int              tls_conn_more(const struct tls_conn *);
 short            tls_conn_want(const struct tls_conn *);
 enum tls_failure tls_conn_failure(const struct tls_conn *);
 const char      *tls_conn_error(const struct tls_conn *);

@@ -505,6 +505,59 @@ class TLSTest(harness.DaemonTest):
         self.assertEqual(closed("tls_aborted"), 5)
         self.assertEqual(closed("tls_handshake_failed"), 0)
 
+    def test_bytes_read_ahead_with_the_handshake_or_past_a_full_buffer_are_relayed(self):
+        # The master reads ahead: one read(2) can take the client's Finished and its first
+        # request, or more records than one relay buffer holds.  Bytes OpenSSL holds are
+        # never signalled by the socket again, so each case would hang if they waited for it.
+        d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1)])
+        d.wait_ready(1)
+        ctx = client_context(self.ca)
+        # 1. Finished and the request in one TCP segment (a memory-BIO client).
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="a.test")
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as raw:
+            for _ in range(20):
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    chunk = raw.recv(65536)
+                    self.assertTrue(chunk, "closed during the handshake")
+                    incoming.write(chunk)
+            tls.write(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            raw.sendall(outgoing.read())  # Finished, then the request: one send
+            data = b""
+            while not data.endswith(b"\n") or b"\r\n\r\n" not in data:
+                try:
+                    data += tls.read(65536)
+                    continue
+                except ssl.SSLWantReadError:
+                    pass
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                incoming.write(chunk)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
+        self.assertIn(b"Hello, World!", data)
+        # 2. A 1 MiB POST and 30 GETs written at once on one keep-alive connection: the
+        # relay's 64 KiB buffer fills while OpenSSL still holds records.
+        body = harness.random_bytes(1 << 20, 11)
+        batch = harness.build_request("POST", "/echo", body, keepalive=True)
+        batch += b"".join(harness.build_request("GET", "/pid", keepalive=True)
+                          for _ in range(30))
+        raw = socket.create_connection(("127.0.0.1", d.port), timeout=20)
+        s = ctx.wrap_socket(raw, server_hostname="a.test")
+        sender = threading.Thread(target=s.sendall, args=(batch,))
+        sender.start()
+        with harness.Conn(d.port, sock=s, timeout=20) as c:
+            first = c.read_response("POST")
+            self.assertEqual(first.status, 200)
+            self.assertEqual(first.body, body)
+            for i in range(30):
+                self.assertEqual(c.read_response().status, 200, i)
+        sender.join(20)
+
     def test_memory_per_idle_tls_connection(self):
         d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1,
                                              idle_timeout=harness.Raw("60s"))])
