@@ -1,12 +1,17 @@
 /*
  * The byte path between a client and a worker.  Each direction reads into
- * one shared scratch buffer and writes straight on; only bytes the
- * destination cannot take yet are copied into a per-direction buffer, and
- * while they wait the source is not read (backpressure).  Which worker a
+ * a buffer from a small free list and writes straight on; the buffer goes
+ * back at once unless the destination could not take it all, and then it
+ * stays with that direction, uncopied, and the source is not read until it
+ * drains (backpressure).  Which worker a
  * client goes to, and where it goes when that fails, is the pool's call
- * (service.c); the relay tells it what happened.  A relay has one
- * persistent event per socket whose interest set changes only when a
- * direction blocks or drains, so an idle connection costs two events.
+ * (service.c); the relay tells it what happened.  Each socket of an open
+ * relay has one persistent edge-triggered event for both directions, added
+ * once: cready and wready keep what an edge said a socket is ready for
+ * until a read or write finds it used up, so a direction that blocks or
+ * drains costs no epoll_ctl (a bulk transfer through TLS made six per
+ * 64 KiB toggling level-triggered interest), and an idle connection costs
+ * two events.
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -36,9 +41,19 @@
 #define RELAY_RETRY_MS   5           /* worker backlog full: try again */
 #define RELAY_REPLAY_MAX (16 * 1024) /* kept to move a client, at most */
 #define RELAY_OWED_US    20000       /* a silent client's header goes alone */
+#define RELAY_ROUNDS     4 /* reads per direction, then others' turn */
+#define RELAY_EVENTS     (EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST)
 
-/* Room before what is read for a proxy_protocol header to go with it. */
-static char scratch[PROXY_OUT_MAX + RELAY_SCRATCH];
+/*
+ * Relay buffers, with room before what is read for a proxy_protocol header
+ * to go with it.  Freed ones wait in a short list: a busy relay takes and
+ * gives back one per read, and neither malloc nor the kernel (heap growth
+ * and trimming, page faults) sees it.
+ */
+#define RELAY_BUF      (PROXY_OUT_MAX + RELAY_SCRATCH)
+#define RELAY_BUF_KEEP 32
+static char *relay_bufs[RELAY_BUF_KEEP];
+static int   relay_nbufs;
 
 static void relay_client_cb(evutil_socket_t, short, void *);
 static void relay_worker_cb(evutil_socket_t, short, void *);
@@ -46,15 +61,34 @@ static void relay_connected(evutil_socket_t, short, void *);
 static void relay_timeout(evutil_socket_t, short, void *);
 static void relay_connect_retry(evutil_socket_t, short, void *);
 static void relay_connect_failed(struct relay *, int);
+static void relay_unkick(struct relay *);
 
 /* The client side, through TLS when the service terminates it. */
 static ssize_t relay_recv(struct relay *, int, void *, size_t);
 static ssize_t relay_send(struct relay *, int, const void *, size_t);
 static void    relay_shut_wr(struct relay *, int);
-static short   relay_tls_events(struct relay *, int, short);
 static void    relay_tls_close(struct relay *);
 static size_t  relay_tls_tlvs(struct relay *, struct proxy_tlv *,
      struct tls_info *, unsigned char *, size_t, size_t);
+
+static char *
+relay_buf_get(void)
+{
+	if (relay_nbufs > 0)
+		return (relay_bufs[--relay_nbufs]);
+	return (xreallocarray(NULL, 1, RELAY_BUF));
+}
+
+static void
+relay_buf_put(char *buf)
+{
+	if (buf == NULL)
+		return;
+	if (relay_nbufs < RELAY_BUF_KEEP)
+		relay_bufs[relay_nbufs++] = buf;
+	else
+		free(buf);
+}
 
 /* Monotonic: a step of the wall clock neither expires nor extends timeouts. */
 static long long
@@ -273,13 +307,14 @@ relay_close(struct relay *r, enum relay_end end, int error)
 		    relay_peer(r, peer, sizeof peer), relay_end_name(end),
 		    error ? ": " : "", error ? strerror(error) : "");
 	relay_unwait(r);
+	relay_unkick(r);
 	control_peer_del(r);
 	relay_detach(r);
 	event_del(&r->cev);
 	if (event_initialized(&r->wev))
 		event_del(&r->wev);
-	free(r->up.buf);
-	free(r->down.buf);
+	relay_buf_put(r->up.buf);
+	relay_buf_put(r->down.buf);
 	free(r->replay);
 	r->up.buf = r->down.buf = r->replay = NULL;
 	relay_tls_close(r);
@@ -302,12 +337,13 @@ void
 relay_handed(struct relay *r)
 {
 	relay_unwait(r);
+	relay_unkick(r);
 	control_peer_del(r);
 	event_del(&r->cev);
 	if (event_initialized(&r->wev))
 		event_del(&r->wev);
-	free(r->up.buf);
-	free(r->down.buf);
+	relay_buf_put(r->up.buf);
+	relay_buf_put(r->down.buf);
 	free(r->replay);
 	r->up.buf = r->down.buf = r->replay = NULL;
 	close(r->cfd);
@@ -369,19 +405,21 @@ relay_rewind(struct relay *r)
 {
 	if (r->state == RELAY_OPEN) {
 		r->queued = relay_now();
-		free(r->up.buf);
+		relay_buf_put(r->up.buf);
 		r->up.buf = NULL;
 		r->up.off = r->up.len = 0;
 		if (r->replay != NULL) {
-			r->up.buf = xcalloc(1, r->replaylen);
+			/* At most RELAY_REPLAY_MAX: it fits. */
+			r->up.buf = relay_buf_get();
 			memcpy(r->up.buf, r->replay, r->replaylen);
 			r->up.len = r->replaylen;
 		}
-		free(r->down.buf);
+		relay_buf_put(r->down.buf);
 		r->down.buf = NULL;
 		r->down.off = r->down.len = 0;
 		r->down.done = 0;
 	}
+	relay_unkick(r);
 	control_peer_del(r);
 	event_del(&r->cev);
 	if (r->wfd != -1) {
@@ -392,6 +430,7 @@ relay_rewind(struct relay *r)
 	}
 	relay_detach(r);
 	r->cmask = r->wmask = 0;
+	r->cready = r->wready = 0;
 	r->state = RELAY_QUEUED;
 	r->wait_since = relay_now();
 }
@@ -408,45 +447,112 @@ relay_owed_tv(void)
 	return (tv);
 }
 
-/* Make an OPEN relay's events wait for what each direction needs now. */
+/*
+ * Relays with work left after their RELAY_ROUNDS run again after the next
+ * poll (a zero timer, not event_active: libevent would run those in the
+ * same pass, and a relay with endless work would starve every socket).
+ */
+static TAILQ_HEAD(, relay) kicks = TAILQ_HEAD_INITIALIZER(kicks);
+static struct event kick_ev;
+
+static void relay_pump(struct relay *);
+
+static void
+relay_kicks_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct relay *r;
+	int           n = 0;
+
+	(void)fd;
+	(void)events;
+	(void)arg;
+	TAILQ_FOREACH (r, &kicks, kick)
+		n++;
+	/* Only those already there: one kicked again waits for its turn. */
+	while (n-- > 0 && (r = TAILQ_FIRST(&kicks)) != NULL) {
+		relay_unkick(r);
+		if (r->state == RELAY_OPEN)
+			relay_pump(r);
+	}
+}
+
+static void
+relay_kick(struct relay *r)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (r->kicked)
+		return;
+	if (!event_initialized(&kick_ev))
+		evtimer_assign(&kick_ev, sn_base, relay_kicks_cb, NULL);
+	TAILQ_INSERT_TAIL(&kicks, r, kick);
+	r->kicked = 1;
+	if (!evtimer_pending(&kick_ev, NULL))
+		evtimer_add(&kick_ev, &now);
+}
+
+static void
+relay_unkick(struct relay *r)
+{
+	if (r->kicked) {
+		TAILQ_REMOVE(&kicks, r, kick);
+		r->kicked = 0;
+	}
+}
+
+/* What the client socket must be ready for to read, or to write (TLS). */
+static int
+relay_client_can(const struct relay *r, short op)
+{
+	short need = op;
+
+	if (r->tls != NULL)
+		need = op == EV_READ ? r->tlsrd : r->tlswr;
+	return ((r->cready & need) != 0);
+}
+
+/* What can move now. */
+enum {
+	RELAY_FLUSH_DOWN = 1, /* pending bytes to the client */
+	RELAY_FLUSH_UP = 2,   /* pending bytes to the worker */
+	RELAY_READ_UP = 4,    /* the client has bytes */
+	RELAY_READ_DOWN = 8   /* the worker has bytes */
+};
+
+static int
+relay_work(const struct relay *r)
+{
+	int work = 0;
+
+	if (r->down.buf != NULL && relay_client_can(r, EV_WRITE))
+		work |= RELAY_FLUSH_DOWN;
+	if (r->up.buf != NULL && (r->wready & EV_WRITE))
+		work |= RELAY_FLUSH_UP;
+	if (r->up.buf == NULL && !r->up.done && relay_client_can(r, EV_READ))
+		work |= RELAY_READ_UP;
+	if (r->down.buf == NULL && !r->down.done && (r->wready & EV_READ))
+		work |= RELAY_READ_DOWN;
+	return (work);
+}
+
+/* Add an OPEN relay's events once; run it again if it has work left. */
 static void
 relay_update(struct relay *r)
 {
-	short cmask = 0, wmask = 0;
-
-	if (r->up.buf == NULL && !r->up.done)
-		cmask |= EV_READ;
-	if (r->down.buf != NULL)
-		cmask |= EV_WRITE;
-	if (r->down.buf == NULL && !r->down.done)
-		wmask |= EV_READ;
-	if (r->up.buf != NULL)
-		wmask |= EV_WRITE;
-	cmask |= r->tlsmask;
-	if (cmask != r->cmask) {
-		if (r->cmask > 0)
-			event_del(&r->cev);
-		if (cmask != 0) {
-			event_assign(&r->cev, sn_base, r->cfd,
-			    cmask | EV_PERSIST, relay_client_cb, r);
-			event_add(&r->cev,
-			    r->owed ? relay_owed_tv() : r->svc->idle_tv);
-		}
-		r->cmask = cmask;
+	if (!r->cmask) {
+		event_assign(
+		    &r->cev, sn_base, r->cfd, RELAY_EVENTS, relay_client_cb, r);
+		event_add(&r->cev, r->owed ? relay_owed_tv() : r->svc->idle_tv);
+		r->cmask = 1;
 	}
-	if (wmask != r->wmask) {
-		if (r->wmask > 0)
-			event_del(&r->wev);
-		if (wmask != 0) {
-			event_assign(&r->wev, sn_base, r->wfd,
-			    wmask | EV_PERSIST, relay_worker_cb, r);
-			event_add(&r->wev, r->svc->idle_tv);
-		}
-		r->wmask = wmask;
+	if (!r->wmask) {
+		event_assign(
+		    &r->wev, sn_base, r->wfd, RELAY_EVENTS, relay_worker_cb, r);
+		event_add(&r->wev, r->svc->idle_tv);
+		r->wmask = 1;
 	}
-	/* OpenSSL holds client bytes the socket will not signal again. */
-	if (r->tls != NULL && (cmask & EV_READ) && tls_conn_more(r->tls))
-		event_active(&r->cev, EV_READ, 0);
+	if (relay_work(r))
+		relay_kick(r);
 }
 
 /*
@@ -495,8 +601,9 @@ static void
 relay_paid(struct relay *r)
 {
 	r->owed = 0;
-	event_del(&r->cev);
-	r->cmask = 0;
+	if (r->state == RELAY_OPEN && r->cmask)
+		event_add(
+		    &r->cev, r->svc->idle_tv); /* only the timeout moves */
 }
 
 static int
@@ -541,7 +648,13 @@ relay_open(struct relay *r)
 	/* Only a Unix worker can show it never read what it was sent. */
 	if (r->worker->addr.ss.ss_family != AF_UNIX)
 		relay_forget(r);
-	r->cmask = r->wmask = -1;
+	r->cmask = r->wmask = 0;
+	/* Adding the events reports what each socket is ready for. */
+	r->cready = r->wready = 0;
+	r->tlsrd = EV_READ;
+	r->tlswr = EV_WRITE;
+	if (r->tls != NULL && tls_conn_more(r->tls))
+		r->cready |= EV_READ; /* read with the handshake */
 	relay_update(r);
 	if (r->up.buf != NULL)
 		relay_sent(r); /* a moved client's request waits to go */
@@ -693,7 +806,7 @@ static void
 relay_half_done(struct relay *r, struct relay_half *h, enum relay_end side)
 {
 	h->done = 1;
-	free(h->buf);
+	relay_buf_put(h->buf);
 	h->buf = NULL;
 	h->off = h->len = 0;
 	if (r->half_end == -1)
@@ -738,20 +851,21 @@ relay_keep(struct relay *r, const char *buf, size_t n)
 	r->replaylen += n;
 }
 
-/* Move what src has to dst. */
-/* Bytes dst could not take yet: they wait in h, and reading pauses. */
+/*
+ * Bytes dst could not take yet (from p to end in buf): they wait in h, in
+ * the buffer they were read into, and reading pauses.
+ */
 static void
-relay_pending(struct relay_half *h, const char *p, size_t len)
+relay_pending(struct relay_half *h, char *buf, const char *p, const char *end)
 {
-	h->len = len;
-	h->off = 0;
-	h->buf = xcalloc(1, len);
-	memcpy(h->buf, p, len);
+	h->buf = buf;
+	h->off = (size_t)(p - buf);
+	h->len = (size_t)(end - buf);
 }
 
 /*
  * The proxy_protocol header is owed: with the client's first bytes it goes
- * in the same send, put just before them in scratch (*out, *hl); with none
+ * in the same send, put just before them in the buffer (*out, *hl); with none
  * yet (the client waits for the server to speak, or sent a FIN) alone.
  */
 static int
@@ -781,12 +895,14 @@ relay_read_owed(struct relay *r, ssize_t n, char **out, ssize_t *hl)
 static void
 relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 {
-	char   *data = scratch + PROXY_OUT_MAX, *out = data;
+	char   *buf = relay_buf_get(), *data = buf + PROXY_OUT_MAX, *out = data;
 	ssize_t n, w, hl = 0;
 
 	n = relay_recv(r, src, data, RELAY_SCRATCH);
-	if (h == &r->up && r->owed && relay_read_owed(r, n, &out, &hl) == -1)
+	if (h == &r->up && r->owed && relay_read_owed(r, n, &out, &hl) == -1) {
+		relay_buf_put(buf);
 		return;
+	}
 	if (n > 0) {
 		r->last_active = relay_now();
 		if (h == &r->up)
@@ -797,7 +913,7 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		if (w > 0 && w < hl) {
 			/* Not even the header went (a full buffer): all waits.
 			 */
-			relay_pending(h, out + w, hl + n - w);
+			relay_pending(h, buf, out + w, data + n);
 			return;
 		}
 		if (w > 0) {
@@ -806,10 +922,13 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 		}
 		if (w > 0 && h == &r->up)
 			relay_sent(r);
-		if (w == n)
+		if (w == n) {
+			relay_buf_put(buf);
 			return;
+		}
 		if (w == -1) {
 			if (errno != EAGAIN && errno != EINTR) {
+				relay_buf_put(buf);
 				/* The destination will take nothing more. */
 				shutdown(src, SHUT_RD);
 				relay_half_done(r, h,
@@ -818,14 +937,15 @@ relay_read(struct relay *r, struct relay_half *h, int src, int dst)
 				return;
 			}
 			if (hl > 0) {
-				relay_pending(h, out, hl + n);
+				relay_pending(h, buf, out, data + n);
 				return;
 			}
 			w = 0;
 		}
-		relay_pending(h, data + w, n - w);
+		relay_pending(h, buf, data + w, data + n);
 		return;
 	}
+	relay_buf_put(buf);
 	if (n == 0) {
 		/*
 		 * FIN: nothing is pending (we do not read while it is).  When
@@ -864,7 +984,7 @@ relay_flush(struct relay *r, struct relay_half *h, int dst)
 		relay_sent(r);
 	h->off += w;
 	if (h->off == h->len) {
-		free(h->buf);
+		relay_buf_put(h->buf);
 		h->buf = NULL;
 		h->off = h->len = 0;
 	}
@@ -882,28 +1002,49 @@ relay_idle(struct relay *r, short events)
 }
 
 /*
- * One socket is ready: send it what waits for it (out), then read what it
- * has for its peer (in).
+ * Move what can move: pending bytes first, then fresh reads, each
+ * direction until its socket is used up or RELAY_ROUNDS reads went; a
+ * relay with work left runs again after the next poll.
  */
 static void
-relay_io(struct relay *r, short events, int fd, int peer,
-    struct relay_half *out, struct relay_half *in)
+relay_pump(struct relay *r)
 {
-	if (relay_idle(r, events))
-		return;
-	if (r->tls != NULL && fd == r->cfd)
-		events = relay_tls_events(r, fd, events);
-	if ((events & EV_WRITE) && out->buf != NULL) {
-		relay_flush(r, out, fd);
+	int i, work;
+
+	for (i = 0; i < RELAY_ROUNDS && (work = relay_work(r)) != 0; i++) {
+		if (work & RELAY_FLUSH_DOWN)
+			relay_flush(r, &r->down, r->cfd);
 		if (r->state == RELAY_CLOSING)
 			return;
-	}
-	if ((events & EV_READ) && in->buf == NULL && !in->done) {
-		relay_read(r, in, fd, peer);
+		if (work & RELAY_FLUSH_UP)
+			relay_flush(r, &r->up, r->wfd);
+		if (r->state == RELAY_CLOSING)
+			return;
+		if ((work & RELAY_READ_UP) && r->up.buf == NULL && !r->up.done)
+			relay_read(r, &r->up, r->cfd, r->wfd);
+		if (r->state == RELAY_CLOSING)
+			return;
+		if ((work & RELAY_READ_DOWN) && r->down.buf == NULL &&
+		    !r->down.done)
+			relay_read(r, &r->down, r->wfd, r->cfd);
 		if (r->state == RELAY_CLOSING)
 			return;
 	}
 	relay_update(r);
+}
+
+/* An edge on one socket: note what it is ready for, then move bytes. */
+static void
+relay_io(struct relay *r, short events, short *ready)
+{
+	if (relay_idle(r, events))
+		return;
+	*ready |= events & (EV_READ | EV_WRITE | EV_CLOSED);
+	/* A hang-up: reads find the end (libevent reports it as EV_READ). */
+	if (events & EV_CLOSED)
+		*ready |= EV_READ;
+	relay_unkick(r);
+	relay_pump(r);
 }
 
 static void
@@ -921,7 +1062,7 @@ relay_client_cb(evutil_socket_t fd, short events, void *arg)
 		relay_update(r);
 		return;
 	}
-	relay_io(r, events, r->cfd, r->wfd, &r->down, &r->up);
+	relay_io(r, events, &r->cready);
 }
 
 static void
@@ -930,7 +1071,7 @@ relay_worker_cb(evutil_socket_t fd, short events, void *arg)
 	struct relay *r = arg;
 
 	(void)fd;
-	relay_io(r, events, r->wfd, r->cfd, &r->up, &r->down);
+	relay_io(r, events, &r->wready);
 }
 
 /*
@@ -942,43 +1083,51 @@ relay_worker_cb(evutil_socket_t fd, short events, void *arg)
 static ssize_t
 relay_recv(struct relay *r, int fd, void *buf, size_t len)
 {
+	short  *ready = fd == r->cfd ? &r->cready : &r->wready;
 	ssize_t n;
 
-	if (r->tls == NULL || fd != r->cfd)
-		return (read(fd, buf, len));
+	if (r->tls == NULL || fd != r->cfd) {
+		n = read(fd, buf, len);
+		/*
+		 * Short: the socket is drained, and what comes later makes a
+		 * new edge.  An end already signalled may not: read it.
+		 */
+		if ((n == -1 && errno == EAGAIN) ||
+		    (n > 0 && (size_t)n < len && !(*ready & EV_CLOSED)))
+			*ready &= ~EV_READ;
+		return (n);
+	}
 	n = tls_conn_read(r->tls, buf, len);
-	/* A read that waits for the socket to take bytes (a key update). */
-	r->tlsmask =
-	    n == -1 && errno == EAGAIN && tls_conn_want(r->tls) == EV_WRITE
-	    ? EV_WRITE
-	    : 0;
+	r->tlsrd = EV_READ;
+	if (n == -1 && errno == EAGAIN) {
+		/* For the socket to give, or to take (a key update). */
+		r->tlsrd = tls_conn_want(r->tls);
+		*ready &= ~r->tlsrd;
+	} else if (n > 0 && !tls_conn_more(r->tls))
+		*ready &= ~EV_READ; /* it read until the socket had no more */
 	return (n);
 }
 
 static ssize_t
 relay_send(struct relay *r, int fd, const void *buf, size_t len)
 {
+	short  *ready = fd == r->cfd ? &r->cready : &r->wready;
 	ssize_t n;
 
-	if (r->tls == NULL || fd != r->cfd)
-		return (send(fd, buf, len, MSG_NOSIGNAL));
+	if (r->tls == NULL || fd != r->cfd) {
+		n = send(fd, buf, len, MSG_NOSIGNAL);
+		if ((n == -1 && errno == EAGAIN) || (n >= 0 && (size_t)n < len))
+			*ready &= ~EV_WRITE;
+		return (n);
+	}
 	n = tls_conn_write(r->tls, buf, len);
-	if (n == -1 && errno == EAGAIN && tls_conn_want(r->tls) == EV_READ)
-		r->tlsmask = EV_READ;
+	r->tlswr = EV_WRITE;
+	if (n == -1 && errno == EAGAIN) {
+		r->tlswr = tls_conn_want(r->tls);
+		*ready &= ~r->tlswr;
+	} else if (n >= 0 && (size_t)n < len)
+		*ready &= ~EV_WRITE; /* a partial write stopped at EAGAIN */
 	return (n);
-}
-
-/* What TLS waited for has come: let the operation that waited run. */
-static short
-relay_tls_events(struct relay *r, int fd, short events)
-{
-	(void)fd;
-	if (r->tlsmask == EV_WRITE && (events & EV_WRITE))
-		events |= EV_READ;
-	if (r->tlsmask == EV_READ && (events & EV_READ))
-		events |= EV_WRITE;
-	r->tlsmask = 0;
-	return (events);
 }
 
 /* The worker finished: close_notify, then the TCP half-close. */

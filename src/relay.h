@@ -48,6 +48,7 @@ struct relay {
 	TAILQ_ENTRY(relay) entry; /* on the service's queue while waiting */
 	TAILQ_ENTRY(relay) all;   /* the service's relays */
 	TAILQ_ENTRY(relay) keyed; /* peer-info index of its worker */
+	TAILQ_ENTRY(relay) kick;  /* to run again after the next poll */
 	struct service   *svc;
 	struct listener  *listener; /* that accepted it */
 	struct worker    *worker;
@@ -55,14 +56,17 @@ struct relay {
 	uint32_t          key;   /* the worker's view of our address */
 	int               named; /* control_bind() named our end */
 	enum relay_state  state;
-	short             cmask; /* events cev waits for while OPEN */
-	short             wmask;
+	short             cmask;  /* cev added (OPEN); the handshake's wait */
+	short             wmask;  /* wev added (OPEN) */
+	short             cready; /* edges seen on the client, not used up */
+	short             wready; /* and on the worker connection */
 	unsigned          awaiting : 1; /* sent to the worker, no reply yet */
 	unsigned          replied : 1;  /* the worker sent a byte */
 	unsigned          keep : 1;    /* keep a copy of what the client sent */
 	unsigned          waiting : 1; /* on the service's queue */
 	unsigned          owed : 1;    /* proxy_protocol header not sent yet */
 	unsigned          wait_counted : 1; /* in the queue wait histogram */
+	unsigned          kicked : 1;       /* on the kick list */
 	int               half_end; /* the first direction to end, or -1 */
 	int               attempts;
 	unsigned          tried[RELAY_ATTEMPTS]; /* serials that failed it */
@@ -76,7 +80,8 @@ struct relay {
 	long long         wait_since; /* ms: entered the queue */
 	long long         waited;     /* ms in the queue, all told */
 	struct tls_conn  *tls;        /* the client's TLS session, if any */
-	short             tlsmask;    /* events TLS waits for besides ours */
+	short             tlsrd;      /* what a TLS read waits for */
+	short             tlswr;      /* what a TLS write waits for */
 	char             *replay;     /* what the client sent, while kept */
 	size_t            replaylen;  /* bytes the client sent before a reply */
 	struct relay_half up;         /* client to worker */

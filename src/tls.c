@@ -31,8 +31,8 @@
 #include "tls.h"
 #include "util.h"
 
-#define TLS_FILE_MAX   (1024 * 1024) /* a CA or OCSP file we hash or keep */
-#define TLS_TIMEOUT_S  300           /* sessions without tickets */
+#define TLS_FILE_MAX  (1024 * 1024) /* a CA or OCSP file we hash or keep */
+#define TLS_TIMEOUT_S 300           /* sessions without tickets */
 
 /* One session ticket key: AES-256-CBC and HMAC-SHA256, named. */
 struct tls_key {
@@ -749,7 +749,8 @@ tls_conn_handshake(struct tls_conn *c)
 	errno = 0;
 	c->want = 0;
 	if ((rc = SSL_do_handshake(c->ssl)) == 1) {
-		/* The client's first request may have come with its Finished. */
+		/* The client's first request may have come with its Finished.
+		 */
 		c->more = SSL_has_pending(c->ssl);
 		return (TLS_HANDSHAKE_DONE);
 	}
@@ -791,7 +792,8 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 		if (got > 0) {
 			/* The next call sees the EOF or error again. */
 			c->want = 0;
-			c->more = SSL_get_error(c->ssl, n) != SSL_ERROR_WANT_READ;
+			c->more =
+			    SSL_get_error(c->ssl, n) != SSL_ERROR_WANT_READ;
 			ERR_clear_error();
 			return ((ssize_t)got);
 		}
@@ -802,20 +804,37 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 	return ((ssize_t)got);
 }
 
+/*
+ * Encrypt and send: OpenSSL returns after each record (partial writes are
+ * on, so an EAGAIN keeps what went), and the loop goes on until all went
+ * or the socket is full, so a short count means the socket took no more.
+ */
 ssize_t
 tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
 {
-	int n;
+	size_t put = 0;
+	int    n;
 
-	ERR_clear_error();
-	errno = 0;
 	c->want = 0;
-	n = SSL_write(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-	if (n > 0)
-		return (n);
-	if (tls_conn_status(c, n) == 1)
-		errno = EPIPE;
-	return (-1);
+	while (put < len) {
+		ERR_clear_error();
+		errno = 0;
+		n = SSL_write(c->ssl, (const char *)buf + put,
+		    len - put > INT_MAX ? INT_MAX : (int)(len - put));
+		if (n > 0) {
+			put += (size_t)n;
+			continue;
+		}
+		if (put > 0) {
+			/* The next call meets the EAGAIN or the error again. */
+			ERR_clear_error();
+			return ((ssize_t)put);
+		}
+		if (tls_conn_status(c, n) == 1)
+			errno = EPIPE;
+		return (-1);
+	}
+	return ((ssize_t)put);
 }
 
 /* Half-close: tell the client nothing more comes (best effort). */
