@@ -43,6 +43,7 @@
 #define RELAY_OWED_US    20000       /* a silent client's header goes alone */
 #define RELAY_ROUNDS     4 /* reads per direction, then others' turn */
 #define RELAY_EVENTS     (EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST)
+#define RELAY_AT_EOF     0x1000 /* in cready/wready: the next read is the end */
 
 /*
  * Relay buffers, with room before what is read for a proxy_protocol header
@@ -1039,6 +1040,14 @@ relay_io(struct relay *r, short events, short *ready)
 {
 	if (relay_idle(r, events))
 		return;
+	/*
+	 * The idle timer's tick: look again at both sockets, so that even an
+	 * edge the readiness bookkeeping lost costs a wait, not a hang.
+	 */
+	if (events & EV_TIMEOUT) {
+		r->cready |= EV_READ | EV_WRITE;
+		r->wready |= EV_READ | EV_WRITE;
+	}
 	*ready |= events & (EV_READ | EV_WRITE | EV_CLOSED);
 	/* A hang-up: reads find the end (libevent reports it as EV_READ). */
 	if (events & EV_CLOSED)
@@ -1087,13 +1096,19 @@ relay_recv(struct relay *r, int fd, void *buf, size_t len)
 	ssize_t n;
 
 	if (r->tls == NULL || fd != r->cfd) {
+		if (*ready & RELAY_AT_EOF)
+			return (0);
 		n = read(fd, buf, len);
 		/*
 		 * Short: the socket is drained, and what comes later makes a
-		 * new edge.  An end already signalled may not: read it.
+		 * new edge.  Short after the peer's end was signalled: every
+		 * byte before the end is read, so the end is next (no read
+		 * needed to learn it).
 		 */
-		if ((n == -1 && errno == EAGAIN) ||
-		    (n > 0 && (size_t)n < len && !(*ready & EV_CLOSED)))
+		if (n > 0 && (size_t)n < len && (*ready & EV_CLOSED))
+			*ready |= RELAY_AT_EOF;
+		else if ((n == -1 && errno == EAGAIN) ||
+		    (n > 0 && (size_t)n < len))
 			*ready &= ~EV_READ;
 		return (n);
 	}
