@@ -441,9 +441,14 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 	SSL_CTX_set_options(ctx,
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 		SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+	/*
+	 * The chain sent is the certificate file's, as configured: OpenSSL
+	 * would otherwise try to build one from its store on every full
+	 * handshake.
+	 */
 	SSL_CTX_set_mode(ctx,
 	    SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	if (c->ciphers != NULL && !SSL_CTX_set_cipher_list(ctx, c->ciphers)) {
 		tls_ssl_error(err, sizeof err);
 		tls_report(report, arg, "ciphers", 1,
