@@ -221,6 +221,35 @@ class TLSTest(harness.DaemonTest):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn(b"Hello", p.stdout)
 
+    def test_the_chain_in_the_certificate_file_is_sent_as_it_is(self):
+        # An intermediate CA: the client trusts only the root, so the handshake needs the
+        # intermediate from the certificate file (nothing is looked up: the chain is the file).
+        sh(self.certs, "openssl", "req", "-newkey", "ec", "-pkeyopt",
+           "ec_paramgen_curve:P-256", "-nodes", "-keyout", "mid.key", "-out", "mid.csr",
+           "-subj", "/CN=socketnaut test intermediate")
+        with open(os.path.join(self.certs, "mid.ext"), "w") as f:
+            f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n")
+        sh(self.certs, "openssl", "x509", "-req", "-in", "mid.csr", "-CA", "ca.pem", "-CAkey",
+           "ca.key", "-CAcreateserial", "-out", "mid.pem", "-days", "30", "-extfile",
+           "mid.ext")
+        make_leaf(self.certs, "c", ["c.test"], ca="mid")
+        with open(self.cert("c-chain"), "w") as out:
+            for part in ("c", "mid"):
+                with open(self.cert(part)) as f:
+                    out.write(f.read())
+        d = self.start_daemon([harness.hello(
+            tls={"certificate": [self.cert("c-chain")], "key": [self.key("c")]},
+            min_workers=1)])
+        status, _, facts = https_get(d.port, client_context(self.ca), "c.test")
+        self.assertEqual(status, 200)
+        self.assertIn("c.test", cert_names(facts["cert"]))
+        # The leaf alone: a client that trusts only the root cannot build the chain.
+        self.stop_daemon(d)
+        d = self.start_daemon([harness.hello(
+            tls={"certificate": [self.cert("c")], "key": [self.key("c")]}, min_workers=1)])
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            https_get(d.port, client_context(self.ca), "c.test")
+
     def test_alpn_sni_and_version_reach_the_worker_through_peer_info(self):
         d = self.start_daemon([self.agent_service(alpn=["h2", "http/1.1"])])
         d.wait_ready(1)
