@@ -1118,7 +1118,7 @@ relay_recv(struct relay *r, int fd, void *buf, size_t len)
 		/* For the socket to give, or to take (a key update). */
 		r->tlsrd = tls_conn_want(r->tls);
 		*ready &= ~r->tlsrd;
-	} else if (n > 0 && !tls_conn_more(r->tls))
+	} else if (n > 0 && !tls_conn_more(r->tls) && !(*ready & EV_CLOSED))
 		*ready &= ~EV_READ; /* it read until the socket had no more */
 	return (n);
 }

@@ -72,8 +72,9 @@ struct tls_conn {
 	SSL             *ssl;
 	struct tls      *tls;
 	short            want;
-	int              more;   /* decrypted or read-ahead bytes may wait */
-	int              failed; /* no close_notify after a fatal error */
+	int              more;    /* decrypted or read-ahead bytes may wait */
+	int              drained; /* the last socket read got less than asked */
+	int              failed;  /* no close_notify after a fatal error */
 	enum tls_failure failure;
 	char             error[160];
 };
@@ -653,6 +654,25 @@ tls_conf_free(struct tls_conf *c)
 	free(c);
 }
 
+/*
+ * Watch the socket reads OpenSSL makes: one that got less than it asked
+ * for (or nothing) left the socket empty, so a TLS read can stop there
+ * without one more read(2) to meet EAGAIN.
+ */
+static long
+tls_bio_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+    int ret, size_t *processed)
+{
+	struct tls_conn *c = (struct tls_conn *)BIO_get_callback_arg(b);
+
+	(void)argp;
+	(void)argi;
+	(void)argl;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN) && c != NULL)
+		c->drained = ret <= 0 || processed == NULL || *processed < len;
+	return (ret);
+}
+
 /* A TLS session on an accepted client socket, server side. */
 struct tls_conn *
 tls_conn_new(struct tls *t, int fd)
@@ -669,6 +689,8 @@ tls_conn_new(struct tls *t, int fd)
 	}
 	SSL_set_accept_state(c->ssl);
 	SSL_set_read_ahead(c->ssl, 1);
+	BIO_set_callback_ex(SSL_get_rbio(c->ssl), tls_bio_cb);
+	BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
 	tls_ref(t);
 	c->tls = t;
 	return (c);
@@ -774,7 +796,7 @@ tls_conn_handshake(struct tls_conn *c)
  * Decrypted bytes: >0 bytes, 0 the client closed (close_notify or EOF), -1
  * with errno (EAGAIN: tls_conn_want() says for what).  OpenSSL reads ahead
  * (one read(2) takes several records), so it can hold bytes the socket will
- * not signal again: the loop drains it until it wants the socket, and when
+ * not signal again: the loop drains it until the socket is empty, and when
  * len fills first, tls_conn_more() tells the caller to read again.
  */
 ssize_t
@@ -792,6 +814,10 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 		    len - got > INT_MAX ? INT_MAX : (int)(len - got));
 		if (n > 0) {
 			got += (size_t)n;
+			/* The socket gave all it had, and OpenSSL holds none.
+			 */
+			if (c->drained && !SSL_has_pending(c->ssl))
+				return ((ssize_t)got);
 			continue;
 		}
 		if (got > 0) {
