@@ -156,13 +156,9 @@ int
 control_send_fd(
     struct control *c, uint8_t type, const char *payload, size_t len, int fd)
 {
-	unsigned char   frame[SN_PROTO_HDR + SN_PROTO_MAX];
-	char            cbuf[CMSG_SPACE(sizeof(int))];
-	struct worker  *w = c->w;
-	struct msghdr   msg;
-	struct iovec    iov;
-	struct cmsghdr *cm;
-	ssize_t         n, flen;
+	unsigned char  frame[SN_PROTO_HDR + SN_PROTO_MAX];
+	struct worker *w = c->w;
+	ssize_t        n, flen;
 
 	if (c->outoff < c->outlen) {
 		control_write(c->fd, EV_WRITE, c);
@@ -178,22 +174,7 @@ control_send_fd(
 	if ((flen = sn_proto_frame(frame, sizeof frame, type, payload, len)) ==
 	    -1)
 		fatalx("control_send_fd: frame of %zu bytes", len);
-	memset(&msg, 0, sizeof msg);
-	memset(cbuf, 0, sizeof cbuf);
-	iov.iov_base = frame;
-	iov.iov_len = (size_t)flen;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cbuf;
-	msg.msg_controllen = sizeof cbuf;
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-	do
-		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n == -1 && errno == EINTR);
+	n = fd_send(c->fd, frame, (size_t)flen, fd);
 	if (n == -1)
 		return (-1);
 	if (n < flen) {

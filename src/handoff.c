@@ -213,33 +213,13 @@ handoff_node_json(const char *payload, size_t plen, size_t *len)
 static int
 handoff_node_send(struct worker *w, const char *buf, size_t len, int fd)
 {
-	char            cbuf[CMSG_SPACE(sizeof(int))];
-	struct msghdr   msg;
-	struct iovec    iov;
-	struct cmsghdr *cm;
-	ssize_t         n;
+	ssize_t n;
 
 	if (w->node == NULL) {
 		errno = EPIPE;
 		return (-1);
 	}
-	memset(&msg, 0, sizeof msg);
-	memset(cbuf, 0, sizeof cbuf);
-	iov.iov_base = (void *)buf;
-	iov.iov_len = len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cbuf;
-	msg.msg_controllen = sizeof cbuf;
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-	do
-		n = sendmsg(w->node->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n == -1 && errno == EINTR);
-	if (n == -1)
+	if ((n = fd_send(w->node->fd, buf, len, fd)) == -1)
 		return (-1);
 	/*
 	 * A line this short goes whole into a Unix stream socket or not at

@@ -519,6 +519,38 @@ fd_nonblock(int fd)
 	return (fcntl(fd, F_SETFL, flags | O_NONBLOCK));
 }
 
+/*
+ * Send buf on a Unix socket with fd attached (SCM_RIGHTS rides with the
+ * first byte), without blocking: bytes sent, or -1 and errno as sendmsg.
+ */
+ssize_t
+fd_send(int sock, const void *buf, size_t len, int fd)
+{
+	char            cbuf[CMSG_SPACE(sizeof(int))];
+	struct msghdr   msg;
+	struct iovec    iov;
+	struct cmsghdr *cm;
+	ssize_t         n;
+
+	memset(&msg, 0, sizeof msg);
+	memset(cbuf, 0, sizeof cbuf);
+	iov.iov_base = (void *)buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof cbuf;
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n == -1 && errno == EINTR);
+	return (n);
+}
+
 /* Monotonic to a few ms, at a fraction of now_ms()'s cost: the relay's clock.
  */
 long long

@@ -39,6 +39,7 @@ int    addr_is_loopback(const struct sn_addr *);
 const char *addr_str(const struct sockaddr *, char *, size_t);
 char       *path_lookup(const char *, const char *);
 int         fd_nonblock(int);
+ssize_t     fd_send(int, const void *, size_t, int);
 long long   now_ms(void);
 long long   now_coarse_ms(void);
 
