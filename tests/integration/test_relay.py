@@ -75,6 +75,85 @@ class RelayTest(harness.DaemonTest):
                 self.assertEqual(c.request("GET", "/bytes?n=300000").body, pattern(300000))
         self.stop_daemon(d)
 
+    def test_mixed_traffic_all_served_and_no_connection_left(self):
+        # Each socket of a relay has one edge-triggered event: an edge the readiness
+        # bookkeeping lost would hang a transfer.  Eight clients at once mix what a relay
+        # meets (keep-alive, close, pipelining, half-close, uploads, large and slow
+        # downloads); every one must complete and the daemon must count no connection after.
+        d = self.start_daemon([harness.hello(worker_count=3)], min_ready=3)
+        errors = []
+
+        def keepalive(i):
+            with harness.Conn(d.port, timeout=20) as c:
+                for _ in range(30):
+                    self.assertEqual(c.request("GET", "/", keepalive=True).status, 200)
+
+        def close(i):
+            for _ in range(30):
+                self.assertEqual(harness.http(d.port, path="/pid", timeout=20).status, 200)
+
+        def pipelined(i):
+            with harness.Conn(d.port, timeout=20) as c:
+                c.sock.sendall(b"".join(harness.build_request("GET", "/bytes?n=%d" % n,
+                                                              keepalive=True)
+                                        for n in (10, 70000, 5, 200000)))
+                for n in (10, 70000, 5, 200000):
+                    self.assertEqual(c.read_response().body, pattern(n))
+
+        def half_close(i):
+            s = harness.connect(d.port, timeout=20)
+            try:
+                s.sendall(harness.build_request("GET", "/bytes?n=300000"))
+                s.shutdown(socket.SHUT_WR)
+                data = read_until_eof(s, time.monotonic() + 20)
+                self.assertTrue(data.endswith(pattern(300000)[-1000:]))
+            finally:
+                s.close()
+
+        def upload(i):
+            body = harness.random_bytes(400000 + i, i)
+            self.assertEqual(harness.http(d.port, "POST", "/echo", body, timeout=20).body,
+                             body)
+
+        def slow_download(i):
+            s = socket.socket()  # a small window, set before it is announced
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            s.settimeout(20)
+            s.connect(("127.0.0.1", d.port))
+            try:
+                s.sendall(harness.build_request("GET", "/bytes?n=1500000"))
+                got = 0
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if got % (64 * 4096) < 4096:
+                        time.sleep(0.01)
+                self.assertGreater(got, 1500000)
+            finally:
+                s.close()
+
+        def run(fn, i):
+            try:
+                for _ in range(10):
+                    fn(i)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append("%s: %r" % (fn.__name__, e))
+
+        kinds = [keepalive, close, pipelined, half_close, upload, slow_download, keepalive,
+                 upload]
+        threads = [threading.Thread(target=run, args=(fn, i)) for i, fn in enumerate(kinds)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        harness.wait_until(lambda: d.service()["connections"] == 0, 10,
+                           what="every connection to be closed")
+        self.stop_daemon(d)
+
     def test_client_half_close_after_request_still_receives_full_response(self):
         d = self.start_daemon([harness.hello(worker_count=1)])
         s = harness.connect(d.port)
