@@ -15,6 +15,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -675,16 +676,21 @@ class Conn:
                 if left <= 0:
                     raise socket.timeout("could not send the request within %s s" % self.timeout)
                 for _, events in sel.select(min(left, 1.0)):
-                    if events & selectors.EVENT_READ and not self.eof:
-                        chunk = self.sock.recv(262144)
-                        if chunk:
-                            self.buf += chunk
-                        else:
-                            self.eof = True
-                            sel.modify(self.sock, selectors.EVENT_WRITE)
-                    if events & selectors.EVENT_WRITE:
-                        n = self.sock.send(view[:262144])
-                        view = view[n:]
+                    # A TLS socket (ssl.SSLSocket): readable bytes may be less than a
+                    # record, and a send may wait for a read (ssl.SSLWant*Error).
+                    try:
+                        if events & selectors.EVENT_READ and not self.eof:
+                            chunk = self.sock.recv(262144)
+                            if chunk:
+                                self.buf += chunk
+                            else:
+                                self.eof = True
+                                sel.modify(self.sock, selectors.EVENT_WRITE)
+                        if events & selectors.EVENT_WRITE:
+                            n = self.sock.send(view[:262144])
+                            view = view[n:]
+                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        continue
         finally:
             sel.close()
             self.sock.setblocking(True)

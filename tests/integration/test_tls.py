@@ -587,6 +587,59 @@ class TLSTest(harness.DaemonTest):
                 self.assertEqual(c.read_response().status, 200, i)
         sender.join(20)
 
+    def test_mixed_tls_traffic_all_served_and_no_connection_left(self):
+        # Reads ahead and stops when the socket is empty: a lost readiness would hang one
+        # of these transfers.
+        d = self.start_daemon([harness.hello(tls=self.tls(), worker_count=3)], min_ready=3)
+        ctx = client_context(self.ca)
+        errors = []
+
+        def tls_conn():
+            raw = socket.create_connection(("127.0.0.1", d.port), timeout=20)
+            return harness.Conn(d.port, sock=ctx.wrap_socket(raw, server_hostname="a.test"),
+                                timeout=20)
+
+        def keepalive(i):
+            with tls_conn() as c:
+                for _ in range(20):
+                    self.assertEqual(c.request("GET", "/", keepalive=True).status, 200)
+
+        def pipelined(i):
+            with tls_conn() as c:
+                sizes = (10, 70000, 5, 300000, 1)
+                c.sock.sendall(b"".join(harness.build_request("GET", "/bytes?n=%d" % n,
+                                                              keepalive=True)
+                                        for n in sizes))
+                for n in sizes:
+                    self.assertEqual(len(c.read_response().body), n)
+
+        def upload(i):
+            body = harness.random_bytes(300000 + i, i)
+            with tls_conn() as c:
+                self.assertEqual(c.request("POST", "/echo", body).body, body)
+
+        def close(i):
+            for _ in range(5):
+                status, _, _ = https_get(d.port, ctx, "a.test", "/bytes?n=100000")
+                self.assertEqual(status, 200)
+
+        def run(fn, i):
+            try:
+                for _ in range(5):
+                    fn(i)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append("%s: %r" % (fn.__name__, e))
+
+        kinds = [keepalive, pipelined, upload, close, keepalive, upload]
+        threads = [threading.Thread(target=run, args=(fn, i)) for i, fn in enumerate(kinds)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        harness.wait_until(lambda: d.service()["connections"] == 0, 10,
+                           what="every connection to be closed")
+
     def test_memory_per_idle_tls_connection(self):
         d = self.start_daemon([harness.hello(tls=self.tls(), min_workers=1,
                                              idle_timeout=harness.Raw("60s"))])
