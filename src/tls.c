@@ -31,8 +31,8 @@
 #include "tls.h"
 #include "util.h"
 
-#define TLS_FILE_MAX   (1024 * 1024) /* a CA or OCSP file we hash or keep */
-#define TLS_TIMEOUT_S  300           /* sessions without tickets */
+#define TLS_FILE_MAX  (1024 * 1024) /* a CA or OCSP file we hash or keep */
+#define TLS_TIMEOUT_S 300           /* sessions without tickets */
 
 /* One session ticket key: AES-256-CBC and HMAC-SHA256, named. */
 struct tls_key {
@@ -438,6 +438,7 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 
 	SSL_CTX_set_ex_data(ctx, ctx_index, t);
 	SSL_CTX_set_min_proto_version(ctx, c->min_protocol);
+	SSL_CTX_set_max_proto_version(ctx, c->max_protocol);
 	SSL_CTX_set_options(ctx,
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 		SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
@@ -749,7 +750,8 @@ tls_conn_handshake(struct tls_conn *c)
 	errno = 0;
 	c->want = 0;
 	if ((rc = SSL_do_handshake(c->ssl)) == 1) {
-		/* The client's first request may have come with its Finished. */
+		/* The client's first request may have come with its Finished.
+		 */
 		c->more = SSL_has_pending(c->ssl);
 		return (TLS_HANDSHAKE_DONE);
 	}
@@ -791,7 +793,8 @@ tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 		if (got > 0) {
 			/* The next call sees the EOF or error again. */
 			c->want = 0;
-			c->more = SSL_get_error(c->ssl, n) != SSL_ERROR_WANT_READ;
+			c->more =
+			    SSL_get_error(c->ssl, n) != SSL_ERROR_WANT_READ;
 			ERR_clear_error();
 			return ((ssize_t)got);
 		}

@@ -27,6 +27,7 @@ struct tls_conf {
 	char    **ocsp;         /* DER responses, one per certificate */
 	size_t    ncerts;
 	int       min_protocol;    /* TLS1_2_VERSION or TLS1_3_VERSION */
+	int       max_protocol;    /* the same; 0: the newest OpenSSL has */
 	char     *ciphers;         /* TLS 1.2; NULL: OpenSSL's default */
 	char     *ciphersuites;    /* TLS 1.3; NULL: OpenSSL's default */
 	char    **alpn;            /* advertised, in preference order */
