@@ -34,15 +34,6 @@
 #define TLS_FILE_MAX  (1024 * 1024) /* a CA or OCSP file we hash or keep */
 #define TLS_TIMEOUT_S 300           /* sessions without tickets */
 
-/* One session ticket key: AES-256-CBC and HMAC-SHA256, named. */
-struct tls_key {
-	unsigned char name[16];
-	unsigned char aes[32];
-	unsigned char hmac[32];
-	long long     born; /* ms */
-	int           valid;
-};
-
 /* A service's ticket keys: the current one, and the one before it. */
 struct tls_keys {
 	struct tls_keys *next;
@@ -78,7 +69,8 @@ struct tls_conn {
 	char             error[160];
 };
 
-static struct tls_keys *keyring; /* survives reloads */
+static struct tls_keys *keyring;   /* survives reloads */
+static struct tls_keys *inherited; /* from a binary upgrade, not yet taken */
 static int              ctx_index = -1;
 
 /* The first error OpenSSL queued, as text; the queue is emptied. */
@@ -169,7 +161,25 @@ tls_keys_rotate(struct tls *t, long long now)
 	tls_key_new(&k->cur, now);
 }
 
-/* The service's ticket keys, made on first use and kept across reloads. */
+/* The keys the old master passed for this service, taken off the list. */
+static struct tls_keys *
+tls_keys_take(const char *service)
+{
+	struct tls_keys *k, **kp;
+
+	for (kp = &inherited; (k = *kp) != NULL; kp = &k->next) {
+		if (strcmp(k->service, service) == 0) {
+			*kp = k->next;
+			return (k);
+		}
+	}
+	return (NULL);
+}
+
+/*
+ * The service's ticket keys: those a binary upgrade passed on, or made on
+ * first use; kept across reloads.
+ */
 static struct tls_keys *
 tls_keys_get(const char *service)
 {
@@ -179,11 +189,58 @@ tls_keys_get(const char *service)
 		if (strcmp(k->service, service) == 0)
 			return (k);
 	}
-	k = xcalloc(1, sizeof *k);
-	k->service = xstrdup(service);
+	if ((k = tls_keys_take(service)) == NULL) {
+		k = xcalloc(1, sizeof *k);
+		k->service = xstrdup(service);
+	}
 	k->next = keyring;
 	keyring = k;
 	return (k);
+}
+
+/* Every service's keys, for a binary upgrade to pass on. */
+void
+tls_keys_walk(tls_keys_fn *fn, void *arg)
+{
+	struct tls_keys *k;
+
+	for (k = keyring; k != NULL; k = k->next)
+		fn(arg, k->service, &k->cur, &k->prev);
+}
+
+/* Keys from the old master: the service of that name takes them. */
+void
+tls_keys_inherit(
+    const char *service, const struct tls_key *cur, const struct tls_key *prev)
+{
+	struct tls_keys *k;
+
+	if ((k = tls_keys_take(service)) == NULL) {
+		k = xcalloc(1, sizeof *k);
+		k->service = xstrdup(service);
+	}
+	k->cur = *cur;
+	k->prev = *prev;
+	k->next = inherited;
+	inherited = k;
+}
+
+/* Forget inherited keys no service took; how many there were. */
+int
+tls_keys_inherit_end(void)
+{
+	struct tls_keys *k;
+	int              n = 0;
+
+	while ((k = inherited) != NULL) {
+		inherited = k->next;
+		explicit_bzero(&k->cur, sizeof k->cur);
+		explicit_bzero(&k->prev, sizeof k->prev);
+		free(k->service);
+		free(k);
+		n++;
+	}
+	return (n);
 }
 
 static int
