@@ -28,6 +28,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "log.h"
+#include "ocsp.h"
 #include "tls.h"
 #include "util.h"
 
@@ -47,6 +49,10 @@ struct tls_cert {
 	X509          *x509; /* the leaf, owned by ctx */
 	unsigned char *ocsp;
 	size_t         ocsplen;
+	time_t         ocsp_next;  /* its nextUpdate; 0: none */
+	int            ocsp_stale; /* said so in the log */
+	char          *ocsp_path;
+	const char    *service; /* the struct tls's */
 };
 
 struct tls {
@@ -57,6 +63,7 @@ struct tls {
 	size_t           alpnlen;
 	struct tls_keys *keys;
 	long long        rotation; /* ms; 0: no tickets */
+	char            *service;
 };
 
 struct tls_conn {
@@ -353,6 +360,15 @@ tls_ocsp_cb(SSL *ssl, void *arg)
 
 	if (tc->ocsp == NULL)
 		return (SSL_TLSEXT_ERR_NOACK);
+	/* A stale response would make a strict client refuse us. */
+	if (tc->ocsp_next != 0 && time(NULL) >= tc->ocsp_next) {
+		if (!tc->ocsp_stale)
+			log_warnx(
+			    "service %s: ocsp_response %s is past its nextUpdate: no longer stapled (refresh it, then reload)",
+			    tc->service, tc->ocsp_path);
+		tc->ocsp_stale = 1;
+		return (SSL_TLSEXT_ERR_NOACK);
+	}
 	if ((copy = OPENSSL_memdup(tc->ocsp, tc->ocsplen)) == NULL)
 		return (SSL_TLSEXT_ERR_NOACK);
 	if (!SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)tc->ocsplen)) {
@@ -557,31 +573,28 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 	return (0);
 }
 
-/* The certificate's OCSP response file: DER, and a successful response. */
+/*
+ * The certificate's OCSP response file: a successful DER response about
+ * this certificate; its nextUpdate kept for staple time.
+ */
 static int
-tls_ocsp_load(
-    struct tls_cert *tc, const char *path, tls_report_fn *report, void *arg)
+tls_ocsp_load(struct tls_cert *tc, const char *path, const char *certpath,
+    tls_report_fn *report, void *arg)
 {
-	const unsigned char *p;
-	OCSP_RESPONSE       *resp;
-	int                  status;
+	STACK_OF(X509) *chain = NULL;
+	time_t now = time(NULL);
 
 	if ((tc->ocsp = tls_file_read(path, &tc->ocsplen)) == NULL) {
 		tls_report(report, arg, "ocsp_response", 1,
 		    "ocsp_response %s: %s", path, strerror(errno));
 		return (-1);
 	}
-	p = tc->ocsp;
-	resp = d2i_OCSP_RESPONSE(NULL, &p, (long)tc->ocsplen);
-	status = resp != NULL ? OCSP_response_status(resp) : -1;
-	OCSP_RESPONSE_free(resp);
-	ERR_clear_error();
-	if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
-		tls_report(report, arg, "ocsp_response", 1,
-		    "ocsp_response %s: not a successful DER OCSP response",
-		    path);
+	SSL_CTX_get0_chain_certs(tc->ctx, &chain);
+	if (ocsp_check(path, tc->ocsp, tc->ocsplen, certpath, tc->x509, chain,
+		now, &tc->ocsp_next, report, arg) == -1)
 		return (-1);
-	}
+	tc->ocsp_path = xstrdup(path);
+	tc->ocsp_stale = tc->ocsp_next != 0 && now >= tc->ocsp_next;
 	return (0);
 }
 
@@ -614,7 +627,9 @@ tls_cert_load(struct tls *t, size_t i, const struct tls_conf *c,
 	tc->x509 = SSL_CTX_get0_certificate(tc->ctx);
 	if (c->ocsp != NULL && i < argv_count(c->ocsp) &&
 	    c->ocsp[i][0] != '\0') {
-		if (tls_ocsp_load(tc, c->ocsp[i], report, arg) == -1)
+		tc->service = t->service;
+		if (tls_ocsp_load(
+			tc, c->ocsp[i], c->certificates[i], report, arg) == -1)
 			return (-1);
 		SSL_CTX_set_tlsext_status_cb(tc->ctx, tls_ocsp_cb);
 		SSL_CTX_set_tlsext_status_arg(tc->ctx, tc);
@@ -644,6 +659,7 @@ tls_new(const struct tls_conf *c, const char *service, tls_report_fn *report,
 	}
 	t = xcalloc(1, sizeof *t);
 	t->refs = 1;
+	t->service = xstrdup(service);
 	t->certs = xcalloc(c->ncerts + 1, sizeof *t->certs);
 	t->ncerts = c->ncerts;
 	t->rotation = c->ticket_rotation;
@@ -684,9 +700,11 @@ tls_unref(struct tls *t)
 	for (i = 0; i < t->ncerts; i++) {
 		SSL_CTX_free(t->certs[i].ctx);
 		free(t->certs[i].ocsp);
+		free(t->certs[i].ocsp_path);
 	}
 	free(t->certs);
 	free(t->alpn);
+	free(t->service);
 	free(t);
 }
 

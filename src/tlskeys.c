@@ -36,7 +36,7 @@
 #define TLSKEYS_SERVICES 4096 /* at most, in one blob */
 #define TLSKEYS_NAME     255  /* bytes of a service name, at most */
 #define TLSKEYS_KEY      (1 + 8 + 16 + 32 + 32)
-#define TLSKEYS_MAX \
+#define TLSKEYS_MAX                                                            \
 	(TLSKEYS_HEAD + TLSKEYS_SERVICES * (1 + TLSKEYS_NAME + 2 * TLSKEYS_KEY))
 #define TLSKEYS_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
@@ -155,8 +155,8 @@ tlskeys_get_key(const unsigned char *p, long long now, struct tls_key *k)
 
 /* Checks the whole blob; hands the keys over only when adopt is set. */
 static int
-tlskeys_parse(const unsigned char *p, size_t len, long long now, int adopt,
-    char **cause)
+tlskeys_parse(
+    const unsigned char *p, size_t len, long long now, int adopt, char **cause)
 {
 	struct tls_key cur, prev;
 	char           name[TLSKEYS_NAME + 1];
@@ -166,8 +166,8 @@ tlskeys_parse(const unsigned char *p, size_t len, long long now, int adopt,
 	if (len < TLSKEYS_HEAD || memcmp(p, TLSKEYS_MAGIC, 4) != 0)
 		return (*cause = xstrdup("not a ticket key blob"), -1);
 	if (p[4] != TLSKEYS_VERSION || p[5] != 0 || p[6] != 0 || p[7] != 0)
-		return (*cause = xasprintf("version %u, not %d", p[4],
-			    TLSKEYS_VERSION),
+		return (*cause = xasprintf(
+			    "version %u, not %d", p[4], TLSKEYS_VERSION),
 		    -1);
 	count = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 |
 	    (uint32_t)p[10] << 8 | p[11];
@@ -176,12 +176,13 @@ tlskeys_parse(const unsigned char *p, size_t len, long long now, int adopt,
 	for (i = 0; i < count; i++) {
 		if (len - off < 1 || (n = p[off]) == 0 ||
 		    len - off - 1 < n + 2 * TLSKEYS_KEY)
-			return (*cause = xasprintf("service %u truncated", i), -1);
+			return (
+			    *cause = xasprintf("service %u truncated", i), -1);
 		for (j = 0; j < n; j++) {
 			if (p[off + 1 + j] <= 0x20 || p[off + 1 + j] >= 0x7f)
 				return (*cause = xasprintf(
-					    "service %u: a name with byte %#x", i,
-					    p[off + 1 + j]),
+					    "service %u: a name with byte %#x",
+					    i, p[off + 1 + j]),
 				    -1);
 		}
 		memcpy(name, p + off + 1, n);
@@ -199,8 +200,8 @@ tlskeys_parse(const unsigned char *p, size_t len, long long now, int adopt,
 		explicit_bzero(&prev, sizeof prev);
 	}
 	if (off != len)
-		return (*cause = xasprintf("%zu bytes after the last service",
-			    len - off),
+		return (*cause = xasprintf(
+			    "%zu bytes after the last service", len - off),
 		    -1);
 	return ((int)count);
 }
@@ -228,10 +229,11 @@ tlskeys_export(void)
 
 	if ((blob = tlskeys_encode(&len)) == NULL)
 		return (-1);
-	fd = memfd_create("socketnaut-ticket-keys",
-	    MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	fd = memfd_create(
+	    "socketnaut-ticket-keys", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd == -1)
-		log_warn("binary upgrade: ticket keys not passed on: memfd_create");
+		log_warn(
+		    "binary upgrade: ticket keys not passed on: memfd_create");
 	else if ((n = write(fd, blob, len)) != (ssize_t)len) {
 		log_warn("binary upgrade: ticket keys not passed on: write");
 		close(fd);
@@ -281,8 +283,8 @@ tlskeys_read(const char *v, size_t *lenp, char **cause)
 	n = pread((int)fd, blob, (size_t)st.st_size, 0);
 	close((int)fd);
 	if (n != st.st_size) {
-		*cause = xasprintf("read %zd of %lld bytes", n,
-		    (long long)st.st_size);
+		*cause = xasprintf(
+		    "read %zd of %lld bytes", n, (long long)st.st_size);
 		explicit_bzero(blob, (size_t)st.st_size);
 		free(blob);
 		return (NULL);
@@ -318,8 +320,9 @@ tlskeys_import(const char *v)
 		    cause);
 		tls_keys_inherit_end();
 	} else
-		log_info("binary upgrade: ticket keys of %d service%s inherited",
-		    n, n == 1 ? "" : "s");
+		log_info(
+		    "binary upgrade: ticket keys of %d service%s inherited", n,
+		    n == 1 ? "" : "s");
 	free(cause);
 }
 
@@ -330,6 +333,7 @@ tlskeys_import_end(void)
 	int n;
 
 	if ((n = tls_keys_inherit_end()) > 0)
-		log_info("binary upgrade: ticket keys of %d service%s no longer configured dropped",
+		log_info(
+		    "binary upgrade: ticket keys of %d service%s no longer configured dropped",
 		    n, n == 1 ? "" : "s");
 }

@@ -20,7 +20,8 @@ key(unsigned char *p, int valid, long long born, unsigned char fill)
 
 	p[0] = (unsigned char)valid;
 	for (i = 0; i < 8; i++)
-		p[1 + i] = (unsigned char)((unsigned long long)born >> (56 - 8 * i));
+		p[1 + i] =
+		    (unsigned char)((unsigned long long)born >> (56 - 8 * i));
 	memset(p + 9, fill, 80);
 	return (89);
 }
@@ -93,7 +94,8 @@ START_TEST(every_flipped_byte_is_refused_or_taken_whole)
 			cause = NULL;
 			r = tlskeys_decode(copy, n, NOW, &cause);
 			ck_assert(r == -1 || r == 2);
-			ck_assert_int_eq(tls_keys_inherit_end(), r == -1 ? 0 : 2);
+			ck_assert_int_eq(
+			    tls_keys_inherit_end(), r == -1 ? 0 : 2);
 			free(cause);
 			free(copy);
 		}
