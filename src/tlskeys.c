@@ -55,9 +55,11 @@ tlskeys_put(struct tlskeys_out *o, const void *p, size_t n)
 	if (o->len + n > o->size) {
 		/* Grow by copying, so that no stale copy of a key is left. */
 		nbuf = xcalloc(1, 2 * (o->len + n));
-		memcpy(nbuf, o->buf, o->len);
-		explicit_bzero(o->buf, o->size);
-		free(o->buf);
+		if (o->buf != NULL) {
+			memcpy(nbuf, o->buf, o->len);
+			explicit_bzero(o->buf, o->size);
+			free(o->buf);
+		}
 		o->buf = nbuf;
 		o->size = 2 * (o->len + n);
 	}

@@ -16,7 +16,7 @@ import unittest
 
 import harness
 from test_tls import client_context, https_get, make_ca, make_leaf
-from test_upgrade import UpgradeTest
+import test_upgrade  # the module, not its class: the loader would run its tests twice
 
 OPENSSL = shutil.which("openssl")
 ROTATION = 8  # s: ticket_key_rotation; a ticket resumes for at most twice that
@@ -44,12 +44,12 @@ def memfd(data, seal=True):
 
 @unittest.skipUnless(OPENSSL, "openssl command not installed")
 class TLSUpgradeTest(harness.DaemonTest):
-    new_masters = UpgradeTest.new_masters
-    wait_new_master = UpgradeTest.wait_new_master
-    kill_master = UpgradeTest.kill_master
-    stop_master = UpgradeTest.stop_master
-    workers_of = UpgradeTest.workers_of
-    sockets = UpgradeTest.sockets
+    new_masters = test_upgrade.UpgradeTest.new_masters
+    wait_new_master = test_upgrade.UpgradeTest.wait_new_master
+    kill_master = test_upgrade.UpgradeTest.kill_master
+    stop_master = test_upgrade.UpgradeTest.stop_master
+    workers_of = test_upgrade.UpgradeTest.workers_of
+    sockets = test_upgrade.UpgradeTest.sockets
 
     def setUp(self):
         super().setUp()
