@@ -448,6 +448,7 @@ static cfg_opt_t tls_opts[] = { CFG_STR_LIST(
 	CFG_STR_LIST("alpn", NULL, CFGF_NODEFAULT),
 	CFG_INT("session_cache", 20480, CFGF_NONE),
 	CFG_INT_CB("ticket_key_rotation", 3600000, CFGF_NONE, cb_duration),
+	CFG_STR("ticket_key_file", NULL, CFGF_NODEFAULT),
 	CFG_STR("client_ca", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("verify_client", TLS_VERIFY_OFF, CFGF_NONE, cb_verify),
 	CFG_INT_CB(
@@ -1851,6 +1852,12 @@ service_tls(struct sn_service_conf *sc, cfg_t *sec)
 	    (t->ticket_rotation < 1000 || t->ticket_rotation > 7 * 86400000LL))
 		config_error(line_of(ts, "ticket_key_rotation"),
 		    "tls: ticket_key_rotation must be 0 (no tickets) or between 1s and 7d");
+	if (cfg_size(ts, "ticket_key_file") > 0) {
+		t->ticket_key_file = xstrdup(cfg_getstr(ts, "ticket_key_file"));
+		if (t->ticket_rotation == 0)
+			config_error(line_of(ts, "ticket_key_file"),
+			    "tls: ticket_key_file is set but ticket_key_rotation is 0 (no tickets)");
+	}
 	t->verify_client = (enum tls_verify)cfg_getint(ts, "verify_client");
 	if (cfg_size(ts, "client_ca") > 0)
 		t->client_ca = xstrdup(cfg_getstr(ts, "client_ca"));

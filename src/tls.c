@@ -31,6 +31,7 @@
 #include "log.h"
 #include "ocsp.h"
 #include "tls.h"
+#include "tlskeys.h"
 #include "util.h"
 
 #define TLS_FILE_MAX  (1024 * 1024) /* a CA or OCSP file we hash or keep */
@@ -64,6 +65,8 @@ struct tls {
 	struct tls_keys *keys;
 	long long        rotation; /* ms; 0: no tickets */
 	char            *service;
+	struct tls_key  *filekeys; /* ticket_key_file's; the first seals */
+	size_t           nfilekeys;
 };
 
 struct tls_conn {
@@ -263,6 +266,37 @@ tls_mac_init(EVP_MAC_CTX *hctx, struct tls_key *k)
 	return (EVP_MAC_CTX_set_params(hctx, params));
 }
 
+/* Tickets sealed and opened with a ticket_key_file's keys. */
+static int
+tls_ticket_file(struct tls *t, unsigned char name[16], unsigned char *iv,
+    EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+{
+	struct tls_key *k = &t->filekeys[0];
+	size_t          i;
+
+	if (enc) {
+		if (RAND_bytes(iv, 16) != 1)
+			return (-1);
+		memcpy(name, k->name, sizeof k->name);
+		if (!EVP_EncryptInit_ex(
+			ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
+		    !tls_mac_init(hctx, k))
+			return (-1);
+		return (1);
+	}
+	for (i = 0; i < t->nfilekeys; i++) {
+		if (memcmp(name, t->filekeys[i].name, sizeof k->name) == 0)
+			break;
+	}
+	if (i == t->nfilekeys)
+		return (0); /* not in the file (any more): a full handshake */
+	k = &t->filekeys[i];
+	if (!tls_mac_init(hctx, k) ||
+	    !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))
+		return (-1);
+	return (i == 0 ? 1 : 2); /* 2: issue a fresh ticket */
+}
+
 /* OpenSSL asks for a key to seal a new ticket (enc) or to open one. */
 static int
 tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
@@ -272,6 +306,8 @@ tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 	struct tls_key *k;
 
 	t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+	if (t != NULL && t->nfilekeys > 0)
+		return (tls_ticket_file(t, name, iv, ectx, hctx, enc));
 	if (t == NULL || t->keys == NULL)
 		return (-1);
 	tls_keys_rotate(t, now_ms());
@@ -637,6 +673,24 @@ tls_cert_load(struct tls *t, size_t i, const struct tls_conf *c,
 	return (0);
 }
 
+/* The ticket_key_file's keys, read at each load: a reload takes new ones. */
+static int
+tls_ticket_file_load(
+    struct tls *t, const struct tls_conf *c, tls_report_fn *report, void *arg)
+{
+	char *cause = NULL;
+
+	t->filekeys =
+	    tlskeys_file_read(c->ticket_key_file, &t->nfilekeys, &cause);
+	if (t->filekeys == NULL) {
+		tls_report(report, arg, "ticket_key_file", 1,
+		    "ticket_key_file %s: %s", c->ticket_key_file, cause);
+		free(cause);
+		return (-1);
+	}
+	return (0);
+}
+
 /*
  * Every context of a service, or NULL after reporting each problem (the
  * configuration is refused).  Warnings (a certificate near its end) are
@@ -663,7 +717,9 @@ tls_new(const struct tls_conf *c, const char *service, tls_report_fn *report,
 	t->certs = xcalloc(c->ncerts + 1, sizeof *t->certs);
 	t->ncerts = c->ncerts;
 	t->rotation = c->ticket_rotation;
-	if (c->ticket_rotation > 0)
+	if (c->ticket_rotation > 0 && c->ticket_key_file != NULL)
+		bad = tls_ticket_file_load(t, c, report, arg) == -1;
+	else if (c->ticket_rotation > 0)
 		t->keys = tls_keys_get(service);
 	if (tls_alpn_wire(t, c) == -1) {
 		tls_report(report, arg, "alpn", 1,
@@ -705,6 +761,9 @@ tls_unref(struct tls *t)
 	free(t->certs);
 	free(t->alpn);
 	free(t->service);
+	if (t->filekeys != NULL)
+		explicit_bzero(t->filekeys, t->nfilekeys * sizeof *t->filekeys);
+	free(t->filekeys);
 	free(t);
 }
 
@@ -721,6 +780,7 @@ tls_conf_free(struct tls_conf *c)
 	free(c->ciphers);
 	free(c->ciphersuites);
 	free(c->client_ca);
+	free(c->ticket_key_file);
 	free(c);
 }
 

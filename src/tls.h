@@ -33,6 +33,7 @@ struct tls_conf {
 	char    **alpn;            /* advertised, in preference order */
 	long      session_cache;   /* sessions kept; 0: no cache */
 	long long ticket_rotation; /* ms; 0: no tickets */
+	char     *ticket_key_file; /* keys shared by a fleet; NULL: our own */
 	char     *client_ca;
 	enum tls_verify verify_client;
 	long long       handshake_timeout; /* ms */

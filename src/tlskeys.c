@@ -12,6 +12,12 @@
  * (1), the name, then two keys (current, previous), each valid (1), born
  * (8, ms of CLOCK_MONOTONIC, shared by both masters), name (16), AES key
  * (32), HMAC key (32).
+ *
+ * A fleet of masters shares keys through a ticket_key_file instead, as
+ * nginx's ssl_session_ticket_key and HAProxy's tls-ticket-keys do: 80 bytes
+ * per key (name, HMAC key, AES key, as nginx reads them), the first one
+ * seals tickets, all open them.  Rotation is the operator's: a job writes a
+ * new key first and keeps the old ones after it, then reloads every master.
  */
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -338,4 +344,61 @@ tlskeys_import_end(void)
 		log_info(
 		    "binary upgrade: ticket keys of %d service%s no longer configured dropped",
 		    n, n == 1 ? "" : "s");
+}
+
+/*
+ * A ticket_key_file's keys: a regular file of the daemon's user or root,
+ * no access for group or others, 1 to TLSKEYS_FILE_KEYS keys of
+ * TLSKEYS_FILE_KEY bytes.  NULL and why otherwise.
+ */
+struct tls_key *
+tlskeys_file_read(const char *path, size_t *nkeys, char **cause)
+{
+	struct tls_key *keys = NULL;
+	unsigned char   buf[TLSKEYS_FILE_KEY * TLSKEYS_FILE_KEYS + 1];
+	struct stat     st;
+	ssize_t         n = -1;
+	size_t          i;
+	int             fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) ==
+	    -1) {
+		*cause = xasprintf("%s", strerror(errno));
+		return (NULL);
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))
+		*cause = xstrdup("not a regular file");
+	else if (st.st_uid != 0 && st.st_uid != geteuid())
+		*cause = xasprintf(
+		    "owned by uid %u, neither root nor this daemon's user",
+		    (unsigned)st.st_uid);
+	else if ((st.st_mode & 077) != 0)
+		*cause = xasprintf(
+		    "mode %04o lets group or others at the keys: chmod 600 it",
+		    (unsigned)(st.st_mode & 07777));
+	else if (st.st_size == 0 || st.st_size % TLSKEYS_FILE_KEY != 0 ||
+	    st.st_size > TLSKEYS_FILE_KEY * TLSKEYS_FILE_KEYS)
+		*cause = xasprintf(
+		    "%lld bytes: %d bytes a key, 1 to %d keys (openssl rand %d > file)",
+		    (long long)st.st_size, TLSKEYS_FILE_KEY, TLSKEYS_FILE_KEYS,
+		    TLSKEYS_FILE_KEY);
+	else if ((n = read(fd, buf, sizeof buf)) != st.st_size)
+		*cause = n == -1 ? xasprintf("%s", strerror(errno))
+				 : xasprintf("read %zd of %lld bytes", n,
+				       (long long)st.st_size);
+	else {
+		*nkeys = (size_t)n / TLSKEYS_FILE_KEY;
+		keys = xcalloc(*nkeys, sizeof *keys);
+		for (i = 0; i < *nkeys; i++) {
+			memcpy(keys[i].name, buf + i * TLSKEYS_FILE_KEY, 16);
+			memcpy(
+			    keys[i].hmac, buf + i * TLSKEYS_FILE_KEY + 16, 32);
+			memcpy(
+			    keys[i].aes, buf + i * TLSKEYS_FILE_KEY + 48, 32);
+			keys[i].valid = 1;
+		}
+	}
+	close(fd);
+	explicit_bzero(buf, sizeof buf);
+	return (keys);
 }
