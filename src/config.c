@@ -426,7 +426,7 @@ cb_verify(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	    cfg, opt, value, result, kw, "value", "off, optional or required"));
 }
 
-/* min_protocol: TLSv1.2 or TLSv1.3 (older ones are not offered at all). */
+/* min_protocol, max_protocol: TLSv1.2 or TLSv1.3 (older ones never are). */
 static int
 cb_protocol(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -442,11 +442,13 @@ static cfg_opt_t tls_opts[] = { CFG_STR_LIST(
 	CFG_STR_LIST("key", NULL, CFGF_NODEFAULT),
 	CFG_STR_LIST("ocsp_response", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("min_protocol", TLS1_2_VERSION, CFGF_NONE, cb_protocol),
+	CFG_INT_CB("max_protocol", 0, CFGF_NONE, cb_protocol),
 	CFG_STR("ciphers", NULL, CFGF_NODEFAULT),
 	CFG_STR("ciphersuites", NULL, CFGF_NODEFAULT),
 	CFG_STR_LIST("alpn", NULL, CFGF_NODEFAULT),
 	CFG_INT("session_cache", 20480, CFGF_NONE),
 	CFG_INT_CB("ticket_key_rotation", 3600000, CFGF_NONE, cb_duration),
+	CFG_STR("ticket_key_file", NULL, CFGF_NODEFAULT),
 	CFG_STR("client_ca", NULL, CFGF_NODEFAULT),
 	CFG_INT_CB("verify_client", TLS_VERIFY_OFF, CFGF_NONE, cb_verify),
 	CFG_INT_CB(
@@ -1834,6 +1836,10 @@ service_tls(struct sn_service_conf *sc, cfg_t *sec)
 		config_error(line_of(ts, "ocsp_response"),
 		    "tls: more ocsp_response files than certificates");
 	t->min_protocol = (int)cfg_getint(ts, "min_protocol");
+	t->max_protocol = (int)cfg_getint(ts, "max_protocol");
+	if (t->max_protocol != 0 && t->max_protocol < t->min_protocol)
+		config_error(line_of(ts, "max_protocol"),
+		    "tls: max_protocol is older than min_protocol: no protocol is left to offer");
 	if (cfg_size(ts, "ciphers") > 0)
 		t->ciphers = xstrdup(cfg_getstr(ts, "ciphers"));
 	if (cfg_size(ts, "ciphersuites") > 0)
@@ -1846,6 +1852,12 @@ service_tls(struct sn_service_conf *sc, cfg_t *sec)
 	    (t->ticket_rotation < 1000 || t->ticket_rotation > 7 * 86400000LL))
 		config_error(line_of(ts, "ticket_key_rotation"),
 		    "tls: ticket_key_rotation must be 0 (no tickets) or between 1s and 7d");
+	if (cfg_size(ts, "ticket_key_file") > 0) {
+		t->ticket_key_file = xstrdup(cfg_getstr(ts, "ticket_key_file"));
+		if (t->ticket_rotation == 0)
+			config_error(line_of(ts, "ticket_key_file"),
+			    "tls: ticket_key_file is set but ticket_key_rotation is 0 (no tickets)");
+	}
 	t->verify_client = (enum tls_verify)cfg_getint(ts, "verify_client");
 	if (cfg_size(ts, "client_ca") > 0)
 		t->client_ca = xstrdup(cfg_getstr(ts, "client_ca"));

@@ -28,20 +28,14 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "log.h"
+#include "ocsp.h"
 #include "tls.h"
+#include "tlskeys.h"
 #include "util.h"
 
 #define TLS_FILE_MAX  (1024 * 1024) /* a CA or OCSP file we hash or keep */
 #define TLS_TIMEOUT_S 300           /* sessions without tickets */
-
-/* One session ticket key: AES-256-CBC and HMAC-SHA256, named. */
-struct tls_key {
-	unsigned char name[16];
-	unsigned char aes[32];
-	unsigned char hmac[32];
-	long long     born; /* ms */
-	int           valid;
-};
 
 /* A service's ticket keys: the current one, and the one before it. */
 struct tls_keys {
@@ -56,6 +50,10 @@ struct tls_cert {
 	X509          *x509; /* the leaf, owned by ctx */
 	unsigned char *ocsp;
 	size_t         ocsplen;
+	time_t         ocsp_next;  /* its nextUpdate; 0: none */
+	int            ocsp_stale; /* said so in the log */
+	char          *ocsp_path;
+	const char    *service; /* the struct tls's */
 };
 
 struct tls {
@@ -66,6 +64,9 @@ struct tls {
 	size_t           alpnlen;
 	struct tls_keys *keys;
 	long long        rotation; /* ms; 0: no tickets */
+	char            *service;
+	struct tls_key  *filekeys; /* ticket_key_file's; the first seals */
+	size_t           nfilekeys;
 };
 
 struct tls_conn {
@@ -79,7 +80,8 @@ struct tls_conn {
 	char             error[160];
 };
 
-static struct tls_keys *keyring; /* survives reloads */
+static struct tls_keys *keyring;   /* survives reloads */
+static struct tls_keys *inherited; /* from a binary upgrade, not yet taken */
 static int              ctx_index = -1;
 
 /* The first error OpenSSL queued, as text; the queue is emptied. */
@@ -170,7 +172,25 @@ tls_keys_rotate(struct tls *t, long long now)
 	tls_key_new(&k->cur, now);
 }
 
-/* The service's ticket keys, made on first use and kept across reloads. */
+/* The keys the old master passed for this service, taken off the list. */
+static struct tls_keys *
+tls_keys_take(const char *service)
+{
+	struct tls_keys *k, **kp;
+
+	for (kp = &inherited; (k = *kp) != NULL; kp = &k->next) {
+		if (strcmp(k->service, service) == 0) {
+			*kp = k->next;
+			return (k);
+		}
+	}
+	return (NULL);
+}
+
+/*
+ * The service's ticket keys: those a binary upgrade passed on, or made on
+ * first use; kept across reloads.
+ */
 static struct tls_keys *
 tls_keys_get(const char *service)
 {
@@ -180,11 +200,58 @@ tls_keys_get(const char *service)
 		if (strcmp(k->service, service) == 0)
 			return (k);
 	}
-	k = xcalloc(1, sizeof *k);
-	k->service = xstrdup(service);
+	if ((k = tls_keys_take(service)) == NULL) {
+		k = xcalloc(1, sizeof *k);
+		k->service = xstrdup(service);
+	}
 	k->next = keyring;
 	keyring = k;
 	return (k);
+}
+
+/* Every service's keys, for a binary upgrade to pass on. */
+void
+tls_keys_walk(tls_keys_fn *fn, void *arg)
+{
+	struct tls_keys *k;
+
+	for (k = keyring; k != NULL; k = k->next)
+		fn(arg, k->service, &k->cur, &k->prev);
+}
+
+/* Keys from the old master: the service of that name takes them. */
+void
+tls_keys_inherit(
+    const char *service, const struct tls_key *cur, const struct tls_key *prev)
+{
+	struct tls_keys *k;
+
+	if ((k = tls_keys_take(service)) == NULL) {
+		k = xcalloc(1, sizeof *k);
+		k->service = xstrdup(service);
+	}
+	k->cur = *cur;
+	k->prev = *prev;
+	k->next = inherited;
+	inherited = k;
+}
+
+/* Forget inherited keys no service took; how many there were. */
+int
+tls_keys_inherit_end(void)
+{
+	struct tls_keys *k;
+	int              n = 0;
+
+	while ((k = inherited) != NULL) {
+		inherited = k->next;
+		explicit_bzero(&k->cur, sizeof k->cur);
+		explicit_bzero(&k->prev, sizeof k->prev);
+		free(k->service);
+		free(k);
+		n++;
+	}
+	return (n);
 }
 
 static int
@@ -200,6 +267,37 @@ tls_mac_init(EVP_MAC_CTX *hctx, struct tls_key *k)
 	return (EVP_MAC_CTX_set_params(hctx, params));
 }
 
+/* Tickets sealed and opened with a ticket_key_file's keys. */
+static int
+tls_ticket_file(struct tls *t, unsigned char name[16], unsigned char *iv,
+    EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+{
+	struct tls_key *k = &t->filekeys[0];
+	size_t          i;
+
+	if (enc) {
+		if (RAND_bytes(iv, 16) != 1)
+			return (-1);
+		memcpy(name, k->name, sizeof k->name);
+		if (!EVP_EncryptInit_ex(
+			ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
+		    !tls_mac_init(hctx, k))
+			return (-1);
+		return (1);
+	}
+	for (i = 0; i < t->nfilekeys; i++) {
+		if (memcmp(name, t->filekeys[i].name, sizeof k->name) == 0)
+			break;
+	}
+	if (i == t->nfilekeys)
+		return (0); /* not in the file (any more): a full handshake */
+	k = &t->filekeys[i];
+	if (!tls_mac_init(hctx, k) ||
+	    !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))
+		return (-1);
+	return (i == 0 ? 1 : 2); /* 2: issue a fresh ticket */
+}
+
 /* OpenSSL asks for a key to seal a new ticket (enc) or to open one. */
 static int
 tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
@@ -209,6 +307,8 @@ tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 	struct tls_key *k;
 
 	t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+	if (t != NULL && t->nfilekeys > 0)
+		return (tls_ticket_file(t, name, iv, ectx, hctx, enc));
 	if (t == NULL || t->keys == NULL)
 		return (-1);
 	tls_keys_rotate(t, now_ms());
@@ -297,6 +397,15 @@ tls_ocsp_cb(SSL *ssl, void *arg)
 
 	if (tc->ocsp == NULL)
 		return (SSL_TLSEXT_ERR_NOACK);
+	/* A stale response would make a strict client refuse us. */
+	if (tc->ocsp_next != 0 && time(NULL) >= tc->ocsp_next) {
+		if (!tc->ocsp_stale)
+			log_warnx(
+			    "service %s: ocsp_response %s is past its nextUpdate: no longer stapled (refresh it, then reload)",
+			    tc->service, tc->ocsp_path);
+		tc->ocsp_stale = 1;
+		return (SSL_TLSEXT_ERR_NOACK);
+	}
 	if ((copy = OPENSSL_memdup(tc->ocsp, tc->ocsplen)) == NULL)
 		return (SSL_TLSEXT_ERR_NOACK);
 	if (!SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)tc->ocsplen)) {
@@ -439,6 +548,7 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 
 	SSL_CTX_set_ex_data(ctx, ctx_index, t);
 	SSL_CTX_set_min_proto_version(ctx, c->min_protocol);
+	SSL_CTX_set_max_proto_version(ctx, c->max_protocol);
 	SSL_CTX_set_options(ctx,
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 		SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
@@ -505,31 +615,28 @@ tls_ctx_common(SSL_CTX *ctx, struct tls *t, const struct tls_conf *c,
 	return (0);
 }
 
-/* The certificate's OCSP response file: DER, and a successful response. */
+/*
+ * The certificate's OCSP response file: a successful DER response about
+ * this certificate; its nextUpdate kept for staple time.
+ */
 static int
-tls_ocsp_load(
-    struct tls_cert *tc, const char *path, tls_report_fn *report, void *arg)
+tls_ocsp_load(struct tls_cert *tc, const char *path, const char *certpath,
+    tls_report_fn *report, void *arg)
 {
-	const unsigned char *p;
-	OCSP_RESPONSE       *resp;
-	int                  status;
+	STACK_OF(X509) *chain = NULL;
+	time_t now = time(NULL);
 
 	if ((tc->ocsp = tls_file_read(path, &tc->ocsplen)) == NULL) {
 		tls_report(report, arg, "ocsp_response", 1,
 		    "ocsp_response %s: %s", path, strerror(errno));
 		return (-1);
 	}
-	p = tc->ocsp;
-	resp = d2i_OCSP_RESPONSE(NULL, &p, (long)tc->ocsplen);
-	status = resp != NULL ? OCSP_response_status(resp) : -1;
-	OCSP_RESPONSE_free(resp);
-	ERR_clear_error();
-	if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
-		tls_report(report, arg, "ocsp_response", 1,
-		    "ocsp_response %s: not a successful DER OCSP response",
-		    path);
+	SSL_CTX_get0_chain_certs(tc->ctx, &chain);
+	if (ocsp_check(path, tc->ocsp, tc->ocsplen, certpath, tc->x509, chain,
+		now, &tc->ocsp_next, report, arg) == -1)
 		return (-1);
-	}
+	tc->ocsp_path = xstrdup(path);
+	tc->ocsp_stale = tc->ocsp_next != 0 && now >= tc->ocsp_next;
 	return (0);
 }
 
@@ -562,10 +669,30 @@ tls_cert_load(struct tls *t, size_t i, const struct tls_conf *c,
 	tc->x509 = SSL_CTX_get0_certificate(tc->ctx);
 	if (c->ocsp != NULL && i < argv_count(c->ocsp) &&
 	    c->ocsp[i][0] != '\0') {
-		if (tls_ocsp_load(tc, c->ocsp[i], report, arg) == -1)
+		tc->service = t->service;
+		if (tls_ocsp_load(
+			tc, c->ocsp[i], c->certificates[i], report, arg) == -1)
 			return (-1);
 		SSL_CTX_set_tlsext_status_cb(tc->ctx, tls_ocsp_cb);
 		SSL_CTX_set_tlsext_status_arg(tc->ctx, tc);
+	}
+	return (0);
+}
+
+/* The ticket_key_file's keys, read at each load: a reload takes new ones. */
+static int
+tls_ticket_file_load(
+    struct tls *t, const struct tls_conf *c, tls_report_fn *report, void *arg)
+{
+	char *cause = NULL;
+
+	t->filekeys =
+	    tlskeys_file_read(c->ticket_key_file, &t->nfilekeys, &cause);
+	if (t->filekeys == NULL) {
+		tls_report(report, arg, "ticket_key_file", 1,
+		    "ticket_key_file %s: %s", c->ticket_key_file, cause);
+		free(cause);
+		return (-1);
 	}
 	return (0);
 }
@@ -592,10 +719,13 @@ tls_new(const struct tls_conf *c, const char *service, tls_report_fn *report,
 	}
 	t = xcalloc(1, sizeof *t);
 	t->refs = 1;
+	t->service = xstrdup(service);
 	t->certs = xcalloc(c->ncerts + 1, sizeof *t->certs);
 	t->ncerts = c->ncerts;
 	t->rotation = c->ticket_rotation;
-	if (c->ticket_rotation > 0)
+	if (c->ticket_rotation > 0 && c->ticket_key_file != NULL)
+		bad = tls_ticket_file_load(t, c, report, arg) == -1;
+	else if (c->ticket_rotation > 0)
 		t->keys = tls_keys_get(service);
 	if (tls_alpn_wire(t, c) == -1) {
 		tls_report(report, arg, "alpn", 1,
@@ -632,9 +762,14 @@ tls_unref(struct tls *t)
 	for (i = 0; i < t->ncerts; i++) {
 		SSL_CTX_free(t->certs[i].ctx);
 		free(t->certs[i].ocsp);
+		free(t->certs[i].ocsp_path);
 	}
 	free(t->certs);
 	free(t->alpn);
+	free(t->service);
+	if (t->filekeys != NULL)
+		explicit_bzero(t->filekeys, t->nfilekeys * sizeof *t->filekeys);
+	free(t->filekeys);
 	free(t);
 }
 
@@ -651,6 +786,7 @@ tls_conf_free(struct tls_conf *c)
 	free(c->ciphers);
 	free(c->ciphersuites);
 	free(c->client_ca);
+	free(c->ticket_key_file);
 	free(c);
 }
 

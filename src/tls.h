@@ -27,11 +27,13 @@ struct tls_conf {
 	char    **ocsp;         /* DER responses, one per certificate */
 	size_t    ncerts;
 	int       min_protocol;    /* TLS1_2_VERSION or TLS1_3_VERSION */
+	int       max_protocol;    /* the same; 0: the newest OpenSSL has */
 	char     *ciphers;         /* TLS 1.2; NULL: OpenSSL's default */
 	char     *ciphersuites;    /* TLS 1.3; NULL: OpenSSL's default */
 	char    **alpn;            /* advertised, in preference order */
 	long      session_cache;   /* sessions kept; 0: no cache */
 	long long ticket_rotation; /* ms; 0: no tickets */
+	char     *ticket_key_file; /* keys shared by a fleet; NULL: our own */
 	char     *client_ca;
 	enum tls_verify verify_client;
 	long long       handshake_timeout; /* ms */
@@ -49,6 +51,20 @@ struct tls_info {
 	int  verified;     /* a client certificate passed verification */
 };
 
+/* One session ticket key: AES-256-CBC and HMAC-SHA256, named. */
+struct tls_key {
+	unsigned char name[16];
+	unsigned char aes[32];
+	unsigned char hmac[32];
+	long long     born; /* ms, CLOCK_MONOTONIC */
+	int           valid;
+};
+
+/* A service's current and previous ticket keys, as a binary upgrade sees them.
+ */
+typedef void tls_keys_fn(void *arg, const char *service,
+    const struct tls_key *cur, const struct tls_key *prev);
+
 /* A problem found while building contexts, and the option it concerns. */
 typedef void
 tls_report_fn(void *arg, const char *option, int error, const char *message);
@@ -63,6 +79,10 @@ void        tls_unref(struct tls *);
 void        tls_conf_free(struct tls_conf *);
 int         tls_pick(const struct tls *, const char *servername);
 void        tls_keys_rotate(struct tls *, long long now);
+void        tls_keys_walk(tls_keys_fn *, void *arg);
+void        tls_keys_inherit(
+	   const char *service, const struct tls_key *cur, const struct tls_key *prev);
+int tls_keys_inherit_end(void);
 
 struct tls_conn;
 struct tls_conn *tls_conn_new(struct tls *, int fd);

@@ -37,6 +37,7 @@
 #include "service.h"
 #include "sockdir.h"
 #include "socketnautd.h"
+#include "tlskeys.h"
 #include "upgrade.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -72,7 +73,7 @@ static int                  reported;     /* ... and said "R" */
 static char                 listen_pid[32];
 
 static void
-upgrade_exec(int *, int, int, int, char **) __attribute__((noreturn));
+upgrade_exec(int *, int, int, int, int, char **) __attribute__((noreturn));
 static void upgrade_child_fail(int) __attribute__((noreturn));
 
 /*
@@ -134,8 +135,10 @@ upgrade_init(int argc, char **argv)
 		fd_nonblock(chan);
 		from_upgrade = 1;
 		sdnotify_hold(1); /* not systemd's main pid yet */
+		tlskeys_import(getenv(TLSKEYS_ENV));
 	}
 	unsetenv(UPGRADE_ENV);
+	unsetenv(TLSKEYS_ENV);
 }
 
 /* Started by an upgrade: keep the old master's files, say when ready. */
@@ -171,13 +174,16 @@ upgrade_child_fail(int fd)
 	_exit(127);
 }
 
-/* In the child: the fds in place (listeners from 3, then the channel). */
+/*
+ * In the child: the fds in place (listeners from 3, then the channel, the
+ * pid file and the ticket keys).
+ */
 static void
-upgrade_exec(int *fds, int n, int fd, int pfd, char **env)
+upgrade_exec(int *fds, int n, int fd, int pfd, int kfd, char **env)
 {
 	struct sigaction sa;
 	sigset_t         set;
-	int              sig, i, base = UPGRADE_FIRST_FD + n + 2;
+	int              sig, i, base = UPGRADE_FIRST_FD + n + 3;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
@@ -189,6 +195,8 @@ upgrade_exec(int *fds, int n, int fd, int pfd, char **env)
 		_exit(127);
 	/* Out of the way of the listeners' places before they are filled. */
 	if (pfd != -1 && (pfd = fcntl(pfd, F_DUPFD_CLOEXEC, base)) == -1)
+		upgrade_child_fail(fd);
+	if (kfd != -1 && (kfd = fcntl(kfd, F_DUPFD_CLOEXEC, base)) == -1)
 		upgrade_child_fail(fd);
 	for (i = 0; i < n; i++) {
 		if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, base)) == -1)
@@ -202,6 +210,8 @@ upgrade_exec(int *fds, int n, int fd, int pfd, char **env)
 		upgrade_child_fail(fd);
 	/* The pid file (and its lock) after the channel, if there is one. */
 	if (pfd != -1 && dup2(pfd, UPGRADE_FIRST_FD + n + 1) == -1)
+		upgrade_child_fail(fd);
+	if (kfd != -1 && dup2(kfd, UPGRADE_FIRST_FD + n + 2) == -1)
 		upgrade_child_fail(fd);
 	syscall(SYS_close_range, base, ~0U, CLOSE_RANGE_CLOEXEC);
 	snprintf(
@@ -218,7 +228,8 @@ upgrade_env_ours(const char *e)
 {
 	return (strncmp(e, "LISTEN_", 7) == 0 ||
 	    strncmp(e, UPGRADE_ENV "=", sizeof UPGRADE_ENV) == 0 ||
-	    strncmp(e, PIDFILE_ENV "=", sizeof PIDFILE_ENV) == 0);
+	    strncmp(e, PIDFILE_ENV "=", sizeof PIDFILE_ENV) == 0 ||
+	    strncmp(e, TLSKEYS_ENV "=", sizeof TLSKEYS_ENV) == 0);
 }
 
 /* The listeners to pass, and their services' names for LISTEN_FDNAMES. */
@@ -397,7 +408,7 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 {
 	sigset_t all, old;
 	char   **env, *names;
-	int     *fds, n, sp[2];
+	int     *fds, n, sp[2], kfd;
 	size_t   i, k = 0, own;
 
 	if (state == UPGRADE_STARTING || state == UPGRADE_ABORTING) {
@@ -425,7 +436,7 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 		return;
 	}
 	fds = upgrade_fds(&n, &names);
-	env = xcalloc(argv_count(environ) + 6, sizeof *env);
+	env = xcalloc(argv_count(environ) + 7, sizeof *env);
 	for (i = 0; environ[i] != NULL; i++) {
 		if (!upgrade_env_ours(environ[i]))
 			env[k++] = environ[i];
@@ -438,6 +449,10 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 	if (pidfile_handle() != -1)
 		env[k++] =
 		    xasprintf("%s=%d", PIDFILE_ENV, UPGRADE_FIRST_FD + n + 1);
+	/* Clients resume their sessions on the new master. */
+	if ((kfd = tlskeys_export()) != -1)
+		env[k++] =
+		    xasprintf("%s=%d", TLSKEYS_ENV, UPGRADE_FIRST_FD + n + 2);
 	log_notice("binary upgrade: starting %s with %d listening socket%s",
 	    self_path, n, n == 1 ? "" : "s");
 
@@ -445,9 +460,11 @@ upgrade_start(struct service_head *services, long long timeout_ms,
 	sigprocmask(SIG_BLOCK, &all, &old);
 	child = fork();
 	if (child == 0)
-		upgrade_exec(fds, n, sp[1], pidfile_handle(), env);
+		upgrade_exec(fds, n, sp[1], pidfile_handle(), kfd, env);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sp[1]);
+	if (kfd != -1)
+		close(kfd);
 	for (i = own; i < k; i++)
 		free(env[i]);
 	free(env);
@@ -558,6 +575,7 @@ upgrade_ready(void)
 	if (!from_upgrade || reported)
 		return;
 	reported = 1;
+	tlskeys_import_end();
 	if (chan == -1 || write(chan, "R", 1) != 1) {
 		log_warn(
 		    "binary upgrade: cannot tell the old master we are ready");

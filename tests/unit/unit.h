@@ -14,5 +14,6 @@ Suite *status_suite(void);
 Suite *counters_suite(void);
 Suite *tls_suite(void);
 Suite *proxy_suite(void);
+Suite *tlskeys_suite(void);
 
 #endif
