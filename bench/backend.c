@@ -61,22 +61,22 @@
 #define SMALL_BODY   "Hello, bench\n"
 
 struct conn {
-	int      fd;
-	char    *in; /* received, not yet consumed */
-	size_t   in_len;
-	size_t   in_cap;
-	char    *out; /* response head (and echo body) */
-	size_t   out_len;
-	size_t   out_off;
-	uint64_t stream_left; /* generated body bytes to send */
-	int      close_after; /* close once the response is out */
-	int      want_out;    /* EPOLLOUT registered */
-	int      header;      /* a PROXY header may come first */
-	uint32_t handoff_id;  /* --handoff: reported when it closes */
-	long long t_accept;   /* BENCH_BACKEND_TRACE: us, realtime */
-	long long t_first;    /* first request byte read */
-	long long t_request;  /* last request complete (before the delay) */
-	long long t_out;      /* last response fully written */
+	int       fd;
+	char     *in; /* received, not yet consumed */
+	size_t    in_len;
+	size_t    in_cap;
+	char     *out; /* response head (and echo body) */
+	size_t    out_len;
+	size_t    out_off;
+	uint64_t  stream_left; /* generated body bytes to send */
+	int       close_after; /* close once the response is out */
+	int       want_out;    /* EPOLLOUT registered */
+	int       header;      /* a PROXY header may come first */
+	uint32_t  handoff_id;  /* --handoff: reported when it closes */
+	long long t_accept;    /* BENCH_BACKEND_TRACE: us, realtime */
+	long long t_first;     /* first request byte read */
+	long long t_request;   /* last request complete (before the delay) */
+	long long t_out;       /* last response fully written */
 	unsigned  nreq;
 };
 
@@ -86,9 +86,9 @@ static int                   lfd = -1;
 static unsigned              delay_ms;
 static char                  block[BLOCK_SIZE];
 static int                   is_tcp;
-static long long             paused_until; /* accept paused (EMFILE) */
-static int                   proxy_header; /* --proxy-protocol */
-static struct sn_agent      *agent;        /* --handoff */
+static long long             paused_until;  /* accept paused (EMFILE) */
+static int                   proxy_header;  /* --proxy-protocol */
+static struct sn_agent      *agent;         /* --handoff */
 static int                   trace_fd = -1; /* BENCH_BACKEND_TRACE */
 
 static void
@@ -577,8 +577,8 @@ main(int argc, char **argv)
 
 	memset(block, 'x', sizeof block);
 	if ((s = getenv("BENCH_BACKEND_TRACE")) != NULL && *s != '\0')
-		trace_fd = open(s, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-		    0644);
+		trace_fd =
+		    open(s, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);

@@ -27,6 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (bench/run.py: systems under test, helpers)
 
+SN_A = run.SOCKETNAUTD
+
 
 async def _burst(port, n, size, timeout):
     """run.py's burst client, with a time stamp per step (realtime, s)."""
@@ -293,12 +295,14 @@ def one(bench, system, args, rnd):
     trace = os.path.join(bench.tmp, "trace-%s-%d" % (system, rnd))
     os.environ["BENCH_BACKEND_TRACE"] = trace
     alog = os.path.join(bench.tmp, "access-%s-%d.log" % (system, rnd))
+    # socketnautd-b: the same, with the --b-binary build (A/B of a change)
+    run.SOCKETNAUTD = args.b_binary if system.endswith("-b") else SN_A
     if system.startswith("socketnautd"):
         opts = {"access_log": '"%s"' % alog}
         opts.update(kv.split("=", 1) for kv in args.sn_opt)
         # socketnautd-fixed: worker_count = --pool, started in advance
         h = bench.start("socketnautd", pool=args.pool, delay=args.delay,
-                        autoscale=None if system == "socketnautd-fixed"
+                        autoscale=None if "-fixed" in system
                         else (args.min, args.max), options=opts)
     else:
         bench.haproxy_log = True
@@ -341,8 +345,8 @@ def one(bench, system, args, rnd):
     conns = read_trace(trace)
     # the readiness probes and the bench's wait_http are no requests
     conns = [c for c in conns if c["request"] and c["request"] >= t0]
-    label = system if system == "socketnautd" else "%s-%d" % (system,
-                                                               args.pool)
+    label = system if system in ("socketnautd", "socketnautd-b") else \
+        "%s-%d" % (system, args.pool)
     text = summarize("%s (round %d)" % (label, rnd + 1), t0, wall, recs,
                      proxy, conns, workers, cpu)
     dump = {"system": label, "t0": t0, "wall": wall, "requests": recs,
@@ -366,6 +370,8 @@ def main():
                     metavar="KEY=VALUE", help="extra socketnautd service "
                     "setting")
     ap.add_argument("--json", help="write every event here")
+    ap.add_argument("--b-binary", metavar="PATH", help="socketnautd binary "
+                    "of the systems named socketnautd-b, socketnautd-fixed-b")
     args = ap.parse_args()
     rargs = run.argparse.Namespace(
         idle_conns=0, ref_bufsize=0, socket_activation=False, sn_conf=[],
