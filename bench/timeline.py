@@ -220,9 +220,13 @@ def summarize(name, t0, wall, recs, proxy, conns, workers, cpu):
     row("client body sent (drained)", [rel(r.get("sent")) for r in recs])
     j = [(r, proxy.get(r.get("port"))) for r in recs]
     row("proxy accepted", [rel(p["accepted"]) for r, p in j if p])
-    row("accept lag (client connected -> proxy accepted)",
-        [p["accepted"] - r["connected"] for r, p in j
-         if p and r.get("connected")], "ms")
+    # "connected" is stamped when the client's coroutine runs again, after
+    # all its connects: the connect call ("start") is the one to compare
+    row("accept lag (client's connect call -> proxy accepted)",
+        [p["accepted"] - r["start"] for r, p in j
+         if p and r.get("start")], "ms")
+    row("load generator's connect phase (its last connect call)",
+        [max(rel(r["start"]) for r in recs)])
     row("given to a worker", [rel(p["to_worker"]) for r, p in j if p])
     row("queue wait (accepted -> given)",
         [p["to_worker"] - p["accepted"] for r, p in j if p], "ms")
