@@ -20,6 +20,11 @@
  *   --handoff             none: socketnautd hands it each client over its
  *                         control channel (mode handoff, libsocketnaut)
  *
+ * BENCH_BACKEND_TRACE=FILE (environment, for bench/timeline.py): one line
+ * per connection when it closes, appended to FILE: "pid accept first_byte
+ * request response_out close requests" in microseconds of CLOCK_REALTIME
+ * (0: did not happen), so a burst's per-worker timeline can be drawn.
+ *
  * SIGTERM or SIGINT: exit 0 (removing the socket path it created).
  */
 #define _GNU_SOURCE
@@ -56,18 +61,23 @@
 #define SMALL_BODY   "Hello, bench\n"
 
 struct conn {
-	int      fd;
-	char    *in; /* received, not yet consumed */
-	size_t   in_len;
-	size_t   in_cap;
-	char    *out; /* response head (and echo body) */
-	size_t   out_len;
-	size_t   out_off;
-	uint64_t stream_left; /* generated body bytes to send */
-	int      close_after; /* close once the response is out */
-	int      want_out;    /* EPOLLOUT registered */
-	int      header;      /* a PROXY header may come first */
-	uint32_t handoff_id;  /* --handoff: reported when it closes */
+	int       fd;
+	char     *in; /* received, not yet consumed */
+	size_t    in_len;
+	size_t    in_cap;
+	char     *out; /* response head (and echo body) */
+	size_t    out_len;
+	size_t    out_off;
+	uint64_t  stream_left; /* generated body bytes to send */
+	int       close_after; /* close once the response is out */
+	int       want_out;    /* EPOLLOUT registered */
+	int       header;      /* a PROXY header may come first */
+	uint32_t  handoff_id;  /* --handoff: reported when it closes */
+	long long t_accept;    /* BENCH_BACKEND_TRACE: us, realtime */
+	long long t_first;     /* first request byte read */
+	long long t_request;   /* last request complete (before the delay) */
+	long long t_out;       /* last response fully written */
+	unsigned  nreq;
 };
 
 static volatile sig_atomic_t stop;
@@ -76,9 +86,10 @@ static int                   lfd = -1;
 static unsigned              delay_ms;
 static char                  block[BLOCK_SIZE];
 static int                   is_tcp;
-static long long             paused_until; /* accept paused (EMFILE) */
-static int                   proxy_header; /* --proxy-protocol */
-static struct sn_agent      *agent;        /* --handoff */
+static long long             paused_until;  /* accept paused (EMFILE) */
+static int                   proxy_header;  /* --proxy-protocol */
+static struct sn_agent      *agent;         /* --handoff */
+static int                   trace_fd = -1; /* BENCH_BACKEND_TRACE */
 
 static void
 on_signal(int sig)
@@ -103,9 +114,35 @@ now_ms(void)
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+static long long
+now_real_us(void)
+{
+	struct timespec ts;
+
+	if (trace_fd == -1)
+		return (0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+}
+
+static void
+trace_conn(const struct conn *c)
+{
+	char buf[256];
+	int  n;
+
+	n = snprintf(buf, sizeof buf, "%ld %lld %lld %lld %lld %lld %u\n",
+	    (long)getpid(), c->t_accept, c->t_first, c->t_request, c->t_out,
+	    now_real_us(), c->nreq);
+	if (n > 0 && (size_t)n < sizeof buf && write(trace_fd, buf, n) != n)
+		trace_fd = -1;
+}
+
 static void
 conn_free(struct conn *c)
 {
+	if (trace_fd != -1)
+		trace_conn(c);
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	if (agent != NULL)
@@ -252,6 +289,8 @@ handle_request(struct conn *c)
 			c->close_after = 0;
 	}
 
+	c->t_request = now_real_us();
+	c->nreq++;
 	if (delay_ms > 0) {
 		struct timespec ts = { delay_ms / 1000,
 			(long)(delay_ms % 1000) * 1000000L };
@@ -342,6 +381,8 @@ process(struct conn *c)
 				return (-1);
 			if (r == 0)
 				return (set_events(c, 1));
+			if (c->nreq > 0)
+				c->t_out = now_real_us();
 		}
 		if (c->close_after)
 			return (-1); /* response out: close */
@@ -420,6 +461,8 @@ on_readable(struct conn *c)
 		return (-1);
 	if (n == -1)
 		return (errno == EAGAIN || errno == EINTR ? 0 : -1);
+	if (c->t_first == 0)
+		c->t_first = now_real_us();
 	c->in_len += (size_t)n;
 	if (c->header && (n = skip_proxy_header(c)) <= 0)
 		return ((int)n);
@@ -463,6 +506,7 @@ accept_some(void)
 			continue;
 		}
 		c->fd = fd;
+		c->t_accept = now_real_us();
 		c->header = proxy_header;
 		c->handoff_id = id;
 		memset(&ev, 0, sizeof ev);
@@ -532,6 +576,9 @@ main(int argc, char **argv)
 		usage();
 
 	memset(block, 'x', sizeof block);
+	if ((s = getenv("BENCH_BACKEND_TRACE")) != NULL && *s != '\0')
+		trace_fd =
+		    open(s, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);

@@ -531,6 +531,10 @@ service "bench" {{
                             for i, p in enumerate(paths))
         tune = ("    tune.bufsize %d\n" % self.args.ref_bufsize
                 if self.args.ref_bufsize else "")
+        # bench/timeline.py: one line per connection on stdout
+        logging = ('    log stdout format raw local0 info\n'
+                   '    log-format "%cp %Ts %ms %Tw %Tc %Tt %s"\n'
+                   if getattr(self, "haproxy_log", False) else "")
         conf = os.path.join(d, "haproxy.cfg")
         with open(conf, "w") as f:
             f.write(f"""# written by bench/run.py
@@ -544,7 +548,7 @@ defaults
     timeout client 5m
     timeout server 5m
     maxconn {maxconn}
-
+{logging}
 listen bench
     bind 127.0.0.1:{port}
     balance leastconn

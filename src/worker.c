@@ -3,6 +3,9 @@
  * fork, reset in the child, file descriptors put in place and the rest
  * closed on exec.  A close-on-exec pipe tells the master why an exec
  * failed, so a typo in a command is one clear error and not a crash loop.
+ * The fork is a vfork: the child borrows the master's memory until exec,
+ * so it allocates nothing (environment and groups are made before), and a
+ * start costs no page-table copy nor copy-on-write faults on either side.
  */
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -41,6 +44,7 @@
 #define FIRST_PASSED_FD 3    /* activation socket, then control */
 #define CONNECT_FALL    3    /* timed-out connects in a row: unhealthy */
 #define CRASH_LOOP_MS   1000 /* ready, never served, died this young */
+#define PIDVAR_SIZE     32   /* "LISTEN_PID=" and a pid */
 
 extern char **environ;
 
@@ -71,8 +75,9 @@ static const char *stage_names[] = {
 };
 
 static void worker_child_fail(int, enum exec_stage) __attribute__((noreturn));
-static void worker_child(struct worker *, char **, int *, int, int, pid_t, int,
-    int) __attribute__((noreturn));
+struct spawn_args;
+static void worker_child(struct worker *, const struct spawn_args *)
+    __attribute__((noreturn));
 static void worker_probe(evutil_socket_t, short, void *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
@@ -188,20 +193,24 @@ env_is_ours(const char *e)
 	return (0);
 }
 
-/* The worker's environment: ours, minus stale protocol variables, plus its own.
+/*
+ * The worker's environment: ours, minus stale protocol variables, plus its
+ * own; every string a copy (argv_free frees it).  Made before the vfork:
+ * the child only writes its own pid into *pidvar (LISTEN_PID), if set.
  */
 static char **
-worker_env(struct worker *w)
+worker_env(struct worker *w, char **pidvar)
 {
 	struct sn_service_conf *sc = w->svc->conf;
 	char                  **env;
 	size_t                  n = 0, i, j, k, len;
 
+	*pidvar = NULL;
 	env = xcalloc(
 	    argv_count(environ) + argv_count(sc->env) + 12, sizeof *env);
 	for (i = 0; environ[i] != NULL; i++) {
 		if (!env_is_ours(environ[i]))
-			env[n++] = environ[i];
+			env[n++] = xstrdup(environ[i]);
 	}
 	env[n++] = xasprintf("SOCKETNAUT_SERVICE=%s", sc->name);
 	env[n++] = xasprintf("SOCKETNAUT_WORKER=%d", w->slot);
@@ -218,7 +227,7 @@ worker_env(struct worker *w)
 		env[n++] = xstrdup("NODE_CHANNEL_SERIALIZATION_MODE=json");
 	}
 	if (sc->activation) {
-		env[n++] = xasprintf("LISTEN_PID=%ld", (long)getpid());
+		*pidvar = env[n++] = xcalloc(1, PIDVAR_SIZE);
 		env[n++] = xstrdup("LISTEN_FDS=1");
 		env[n++] = xasprintf("LISTEN_FDNAMES=%s", sc->name);
 	}
@@ -229,12 +238,65 @@ worker_env(struct worker *w)
 			if (strncmp(env[k], sc->env[j], len) == 0)
 				break;
 		}
-		env[k] = sc->env[j];
+		if (k < n && env[k] == *pidvar)
+			*pidvar = NULL;
+		if (k < n)
+			free(env[k]);
+		env[k] = xstrdup(sc->env[j]);
 		if (k == n)
 			n++;
 	}
 	env[n] = NULL;
 	return (env);
+}
+
+/* What the vforked child needs, all made before it runs. */
+struct spawn_args {
+	char     **argv;
+	char     **env;
+	char      *pidvar; /* LISTEN_PID's string, the child's to fill */
+	gid_t     *groups; /* supplementary groups, when switching ids */
+	size_t     ngroups;
+	const int *pass;
+	int        npass;
+	int        pipefd;
+	int        outfd;
+	int        cgfd;
+	pid_t      master;
+};
+
+/*
+ * The groups a worker that switches ids gets: its user's (what initgroups
+ * would set, looked up here as the child may not allocate), or its group.
+ */
+static gid_t *
+worker_groups(const struct sn_service_conf *sc, size_t *n)
+{
+	gid_t *groups;
+	int    ng = 16, prev;
+
+	*n = 0;
+	if (!sc->switch_ids)
+		return (NULL);
+	if (sc->user == NULL) {
+		groups = xcalloc(1, sizeof *groups);
+		groups[0] = sc->gid;
+		*n = 1;
+		return (groups);
+	}
+	for (;;) {
+		prev = ng;
+		groups = xreallocarray(NULL, ng, sizeof *groups);
+		if (getgrouplist(sc->user, sc->gid, groups, &ng) != -1)
+			break;
+		free(groups);
+		if (ng <= prev)
+			ng = prev * 2; /* no size given back: grow anyway */
+		if (ng > 65536)
+			return (NULL);
+	}
+	*n = ng;
+	return (groups);
 }
 
 static void
@@ -246,22 +308,44 @@ worker_child_fail(int pipefd, enum exec_stage stage)
 	_exit(127);
 }
 
-/* In the child: everything between fork and exec. */
+/* "LISTEN_PID=<pid>" into buf (PIDVAR_SIZE bytes) without libc's stdio. */
 static void
-worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
-    pid_t master, int cgfd, int outfd)
+worker_pidvar(char *buf, pid_t pid)
+{
+	static const char name[] = "LISTEN_PID=";
+	char              digits[24];
+	size_t            n = 0, i = sizeof name - 1;
+
+	memcpy(buf, name, i);
+	do
+		digits[n++] = '0' + pid % 10;
+	while ((pid /= 10) > 0 && n < sizeof digits);
+	while (n > 0 && i < PIDVAR_SIZE - 1)
+		buf[i++] = digits[--n];
+	buf[i] = '\0';
+}
+
+/*
+ * In the child: everything between vfork and exec.  It shares the
+ * master's memory until exec: no allocation, nothing written but its own
+ * stack, a's copies and the LISTEN_PID string made for it.
+ */
+static void
+worker_child(struct worker *w, const struct spawn_args *a)
 {
 	struct sn_service_conf *sc = w->svc->conf;
 	struct sigaction        sa;
 	sigset_t                set;
-	char                  **env;
-	int                     sig, fd, i;
+	int                     sig, fd, i, pass[3];
+	int                     npass = a->npass, pipefd = a->pipefd;
+	int                     outfd = a->outfd;
 
 	setsid();
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != master)
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->master)
 		_exit(127);
 	/* Into its own cgroup before anything can fork: "0" is ourselves. */
-	if (cgfd != -1 && (write(cgfd, "0", 1) != 1 || close(cgfd) == -1))
+	if (a->cgfd != -1 &&
+	    (write(a->cgfd, "0", 1) != 1 || close(a->cgfd) == -1))
 		worker_child_fail(pipefd, STAGE_CGROUP);
 
 	memset(&sa, 0, sizeof sa);
@@ -275,7 +359,7 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 	if ((pipefd = fcntl(pipefd, F_DUPFD_CLOEXEC, 10)) == -1)
 		_exit(127);
 	for (i = 0; i < npass; i++) {
-		if ((pass[i] = fcntl(pass[i], F_DUPFD_CLOEXEC, 10)) == -1)
+		if ((pass[i] = fcntl(a->pass[i], F_DUPFD_CLOEXEC, 10)) == -1)
 			worker_child_fail(pipefd, STAGE_FDS);
 	}
 	if ((outfd = fcntl(outfd, F_DUPFD_CLOEXEC, 10)) == -1)
@@ -299,8 +383,7 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 	if (sc->directory != NULL && chdir(sc->directory) == -1)
 		worker_child_fail(pipefd, STAGE_CHDIR);
 	if (sc->switch_ids) {
-		if (sc->user != NULL ? initgroups(sc->user, sc->gid) == -1
-				     : setgroups(1, &sc->gid) == -1)
+		if (setgroups(a->ngroups, a->groups) == -1)
 			worker_child_fail(pipefd, STAGE_IDS);
 		if (setresgid(sc->gid, sc->gid, sc->gid) == -1 ||
 		    setresuid(sc->uid, sc->uid, sc->uid) == -1)
@@ -309,12 +392,13 @@ worker_child(struct worker *w, char **argv, int *pass, int npass, int pipefd,
 		worker_child_fail(pipefd, STAGE_IDS); /* not the master's */
 	if (sc->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		worker_child_fail(pipefd, STAGE_PRIVS);
-	env = worker_env(w);
+	if (a->pidvar != NULL)
+		worker_pidvar(a->pidvar, getpid());
 	/* Last, once every fd is in place: the original fd limit. */
 	if (worker_nofile.rlim_max != 0 &&
 	    setrlimit(RLIMIT_NOFILE, &worker_nofile) == -1)
 		worker_child_fail(pipefd, STAGE_FDS);
-	execve(sc->exec_path, argv, env);
+	execve(sc->exec_path, a->argv, a->env);
 	worker_child_fail(pipefd, STAGE_EXEC);
 }
 
@@ -492,7 +576,9 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	int                     outfd[2] = { -1, -1 }, node[2] = { -1, -1 };
 	int                     pass[3], npass = 0, cgfd = -1;
 	size_t                  i, n;
-	pid_t                   master = getpid();
+	pid_t                   master = getpid(), pid;
+	struct spawn_args       a;
+	int                     error;
 
 	w = xcalloc(1, sizeof *w);
 	w->svc = svc;
@@ -572,13 +658,28 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		pass[npass++] = node[1];
 	worker_cgroup(w, &cgfd);
 
+	memset(&a, 0, sizeof a);
+	a.argv = argv;
+	a.env = worker_env(w, &a.pidvar);
+	a.groups = worker_groups(sc, &a.ngroups);
+	a.pass = pass;
+	a.npass = npass;
+	a.pipefd = pipefd[1];
+	a.outfd = outfd[1];
+	a.cgfd = cgfd;
+	a.master = master;
+
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
-	w->pid = fork();
-	if (w->pid == 0)
-		worker_child(
-		    w, argv, pass, npass, pipefd[1], master, cgfd, outfd[1]);
+	if (sc->switch_ids && a.groups == NULL)
+		pid = -2; /* its user's groups could not be looked up */
+	else if ((pid = vfork()) == 0)
+		worker_child(w, &a);
+	error = errno;
+	w->pid = pid < 0 ? -1 : pid;
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	argv_free(a.env);
+	free(a.groups);
 	if (cgfd != -1)
 		close(cgfd);
 	if (w->pid > 0)
@@ -592,7 +693,10 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	if (node[1] != -1)
 		close(node[1]);
 	if (w->pid == -1) {
-		*cause = xasprintf("fork: %s", strerror(errno));
+		*cause = pid == -2
+		    ? xasprintf(
+			  "cannot look up the groups of user %s", sc->user)
+		    : xasprintf("fork: %s", strerror(error));
 		close(pipefd[0]);
 		close(outfd[0]);
 		if (ctl[0] != -1)

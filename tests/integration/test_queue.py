@@ -72,6 +72,35 @@ class QueueTest(harness.DaemonTest):
         self.assertLess(waiting.ended - t0, 3.0, "the client waited for the starting worker")
         self.stop_daemon(d)
 
+    def test_at_max_workers_a_client_waits_in_the_queue_while_a_worker_still_starts(self):
+        script = slow_after_first(self.tmp, 6)
+        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
+                                "command": script + " {socket}",
+                                "env": ["FIRST=" + self.path("first")]}])
+        first = d.wait_workers(1)[0]
+        busy = Timed(d.port, "/sleep?ms=3000")
+        busy.start()
+        harness.wait_until(lambda: d.service()["connections"] == 1, 10,
+                           what="the first client on the first worker")
+        second = Timed(d.port, "/pid")  # queued; the second worker starts for it
+        second.start()
+        harness.wait_until(lambda: d.service()["workers_online"] == 2, 10,
+                           what="the pool growing to max_workers")
+        third = Timed(d.port, "/pid")
+        third.start()
+        harness.wait_until(lambda: d.service()["connections"] == 3, 10,
+                           what="the third client accepted")
+        svc = d.service()
+        self.assertEqual(svc["workers_ready"], 1, "the second worker was already ready")
+        self.assertEqual(svc["queued"], 2, "a client was bound to the busy worker while "
+                         "the pool still had a worker starting")
+        for t in (busy, second, third):
+            t.join(30)
+        self.assertEqual(busy.result[0], 200)
+        self.assertEqual(second.result, (200, str(first)))
+        self.assertEqual(third.result[0], 200)
+        self.stop_daemon(d)
+
     def test_a_freed_slot_takes_the_head_of_the_queue_in_fifo_order(self):
         d = self.start_daemon([harness.hello(worker_count=1, worker_concurrency=1)])
         d.wait_workers(1)

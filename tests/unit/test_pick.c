@@ -83,6 +83,25 @@ START_TEST(least_connections_wins_at_max_workers)
 }
 END_TEST
 
+START_TEST(at_max_with_workers_starting_a_busy_worker_has_no_room)
+{
+	struct pick    p;
+	struct worker *a, *c;
+
+	a = add(WORKER_READY, 1);
+	add(WORKER_READY, 2);
+	c = add(WORKER_STARTING, 0);
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_null(p.worker); /* it waits for c or a free one */
+	ck_assert_int_eq(p.spawn, 0);
+	c->state = WORKER_READY;
+	c->nconns = 3;
+	svc.ready++;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_eq(p.worker, a); /* all ready: least connections */
+}
+END_TEST
+
 START_TEST(below_max_a_busy_worker_has_no_room_the_client_queues_the_pool_grows)
 {
 	struct pick p;
@@ -230,6 +249,8 @@ pick_suite(void)
 	tcase_add_test(tc, empty_pool_queues_the_client_and_starts_a_worker);
 	tcase_add_test(tc, idle_worker_takes_the_client_without_spawning);
 	tcase_add_test(tc, least_connections_wins_at_max_workers);
+	tcase_add_test(
+	    tc, at_max_with_workers_starting_a_busy_worker_has_no_room);
 	tcase_add_test(tc,
 	    below_max_a_busy_worker_has_no_room_the_client_queues_the_pool_grows);
 	tcase_add_test(
