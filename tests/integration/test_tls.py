@@ -577,15 +577,14 @@ class TLSTest(harness.DaemonTest):
                           for _ in range(30))
         raw = socket.create_connection(("127.0.0.1", d.port), timeout=20)
         s = ctx.wrap_socket(raw, server_hostname="a.test")
-        sender = threading.Thread(target=s.sendall, args=(batch,))
-        sender.start()
+        # One thread: an SSL socket must not be read and written from two at once.
         with harness.Conn(d.port, sock=s, timeout=20) as c:
+            c.send(batch)
             first = c.read_response("POST")
             self.assertEqual(first.status, 200)
             self.assertEqual(first.body, body)
             for i in range(30):
                 self.assertEqual(c.read_response().status, 200, i)
-        sender.join(20)
 
     def test_mixed_tls_traffic_all_served_and_no_connection_left(self):
         # Reads ahead and stops when the socket is empty: a lost readiness would hang one
