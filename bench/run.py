@@ -435,7 +435,9 @@ class Bench:
                     h, d, port, pool, delay, autoscale, kind, options or {},
                     self.args.sn_global if target == "socketnautd-b" else [],
                     self.args.sn_service_b if target == "socketnautd-b"
-                    else [])
+                    else [],
+                    binary=self.args.sn_b_binary
+                    if target == "socketnautd-b" else None)
             elif target == "handoff":
                 # mode handoff: the backend takes each client's fd from
                 # the master (libsocketnaut), the master leaves the path
@@ -460,7 +462,8 @@ class Bench:
 
     def start_socketnautd(self, h, d, port, pool, delay, autoscale,
                           kind="c", options=None, global_lines=(),
-                          service_lines=(), handoff=False):
+                          service_lines=(), handoff=False, binary=None):
+        binary = binary or SOCKETNAUTD
         if handoff:
             cmd = "%s --handoff" % BACKEND
         elif kind == "node":
@@ -502,7 +505,7 @@ service "bench" {{
     {sizing}{activation}{extra}
 }}
 """)
-        check = subprocess.run([SOCKETNAUTD, "-t", "-c", conf],
+        check = subprocess.run([binary, "-t", "-c", conf],
                                capture_output=True, text=True, timeout=10)
         if check.returncode != 0:
             raise BenchError("socketnautd -t rejects the bench config:\n" +
@@ -510,7 +513,7 @@ service "bench" {{
         notify = Notify(os.path.join(d, "notify.sock"))
         h["notify"] = notify
         env = dict(os.environ, NOTIFY_SOCKET=notify.path)
-        p = self.procs.start("socketnautd", [SOCKETNAUTD, "-c", conf], env=env)
+        p = self.procs.start("socketnautd", [binary, "-c", conf], env=env)
         h["procs"].append(p)
         h["pid"] = p.pid
         deadline = time.monotonic() + 30
@@ -1654,6 +1657,9 @@ def main():
                     metavar="LINE", help="A/B run: an extra line for B's "
                     "service block only, e.g. 'proxy_protocol = v1' (the "
                     "backends of both then take a PROXY header or none)")
+    ap.add_argument("--sn-b-binary", default=None, metavar="PATH",
+                    help="A/B run: B is this socketnautd binary (another "
+                    "build, e.g. an older commit's), with A's settings")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--results", default=None)
@@ -1688,9 +1694,11 @@ def main():
     args.scen = scen
     if "tls" in scen and scen != {"tls"}:
         ap.error("--only tls: runs alone")
-    args.ab = bool(args.sn_global or args.sn_service_b)
+    args.ab = bool(args.sn_global or args.sn_service_b or args.sn_b_binary)
     if args.ab and scen - {"ka", "close", "bulk"}:
         ap.error("--sn-global: only with --only ka, close and/or bulk")
+    if args.results is None and scen == {"tls"}:
+        args.results = os.path.join(BENCH, "RESULTS-tls.md")
     if args.results is None:
         args.results = os.path.join(BENCH, "RESULTS-ab.md") \
             if args.ab else RESULTS
@@ -1844,8 +1852,10 @@ def main():
     if res and args.ab:
         lines += ["", "## A/B: socketnautd against socketnautd with %s "
                   "(medians of %d rounds, order swapped each round)" % (
-                      "; ".join("`%s`" % g for g in
-                                args.sn_global + args.sn_service_b),
+                      "; ".join(["`%s`" % g for g in
+                                 args.sn_global + args.sn_service_b] +
+                                (["the binary `%s`" % args.sn_b_binary]
+                                 if args.sn_b_binary else [])),
                       args.rounds), "", ab_table(res), "",
                   "Settings: wrk -t1; keep-alive -c%d -d%ds on `GET /`; "
                   "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d "
