@@ -56,7 +56,8 @@ health_wait(struct health *h, short what)
 	const struct sn_health_conf *hc = health_conf(h);
 	struct timeval               tv;
 
-	event_del(&h->io);
+	if (event_initialized(&h->io))
+		event_del(&h->io);
 	event_assign(&h->io, sn_base, h->fd, what | EV_PERSIST, health_io, h);
 	tv.tv_sec = hc->timeout / 1000;
 	tv.tv_usec = (hc->timeout % 1000) * 1000;
@@ -78,7 +79,8 @@ health_close(struct health *h)
 {
 	if (h->fd == -1)
 		return;
-	event_del(&h->io);
+	if (event_initialized(&h->io))
+		event_del(&h->io);
 	close(h->fd);
 	h->fd = -1;
 }
