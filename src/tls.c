@@ -267,74 +267,74 @@ tls_mac_init(EVP_MAC_CTX *hctx, struct tls_key *k)
 	return (EVP_MAC_CTX_set_params(hctx, params));
 }
 
-/* Tickets sealed and opened with a ticket_key_file's keys. */
+/* Seal a new ticket with k. */
 static int
-tls_ticket_file(struct tls *t, unsigned char name[16], unsigned char *iv,
-    EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+tls_ticket_seal(struct tls_key *k, unsigned char name[16], unsigned char *iv,
+    EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx)
 {
-	struct tls_key *k = &t->filekeys[0];
-	size_t          i;
+	if (RAND_bytes(iv, 16) != 1)
+		return (-1);
+	memcpy(name, k->name, sizeof k->name);
+	if (!EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
+	    !tls_mac_init(hctx, k))
+		return (-1);
+	return (1);
+}
 
-	if (enc) {
-		if (RAND_bytes(iv, 16) != 1)
-			return (-1);
-		memcpy(name, k->name, sizeof k->name);
-		if (!EVP_EncryptInit_ex(
-			ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
-		    !tls_mac_init(hctx, k))
-			return (-1);
-		return (1);
-	}
-	for (i = 0; i < t->nfilekeys; i++) {
-		if (memcmp(name, t->filekeys[i].name, sizeof k->name) == 0)
-			break;
-	}
-	if (i == t->nfilekeys)
-		return (0); /* not in the file (any more): a full handshake */
-	k = &t->filekeys[i];
+/*
+ * Open a ticket with k, one of the keys that may have sealed it (NULL: none
+ * did, a full handshake); sealing says k still seals, else a fresh ticket.
+ */
+static int
+tls_ticket_open(struct tls_key *k, int sealing, unsigned char *iv,
+    EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx)
+{
+	if (k == NULL)
+		return (0);
 	if (!tls_mac_init(hctx, k) ||
 	    !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))
 		return (-1);
-	return (i == 0 ? 1 : 2); /* 2: issue a fresh ticket */
+	return (sealing ? 1 : 2); /* 2: issue a fresh ticket */
 }
 
-/* OpenSSL asks for a key to seal a new ticket (enc) or to open one. */
+/*
+ * OpenSSL asks for a key to seal a new ticket (enc) or to open one: a
+ * ticket_key_file's keys (the first seals, all open), or the service's
+ * rotating pair (the current seals, both open).
+ */
 static int
 tls_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
     EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
 {
 	struct tls     *t;
-	struct tls_key *k;
+	struct tls_key *k = NULL;
+	size_t          i;
 
 	t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
-	if (t != NULL && t->nfilekeys > 0)
-		return (tls_ticket_file(t, name, iv, ectx, hctx, enc));
+	if (t != NULL && t->nfilekeys > 0) {
+		if (enc)
+			return (tls_ticket_seal(
+			    &t->filekeys[0], name, iv, ectx, hctx));
+		for (i = 0; i < t->nfilekeys && k == NULL; i++) {
+			if (memcmp(name, t->filekeys[i].name, 16) == 0)
+				k = &t->filekeys[i];
+		}
+		return (
+		    tls_ticket_open(k, k == &t->filekeys[0], iv, ectx, hctx));
+	}
 	if (t == NULL || t->keys == NULL)
 		return (-1);
 	tls_keys_rotate(t, now_ms());
-	if (enc) {
-		k = &t->keys->cur;
-		if (!k->valid || RAND_bytes(iv, 16) != 1)
-			return (-1);
-		memcpy(name, k->name, sizeof k->name);
-		if (!EVP_EncryptInit_ex(
-			ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) ||
-		    !tls_mac_init(hctx, k))
-			return (-1);
-		return (1);
-	}
-	if (t->keys->cur.valid &&
-	    memcmp(name, t->keys->cur.name, sizeof k->name) == 0)
+	if (enc)
+		return (t->keys->cur.valid
+			? tls_ticket_seal(&t->keys->cur, name, iv, ectx, hctx)
+			: -1);
+	if (t->keys->cur.valid && memcmp(name, t->keys->cur.name, 16) == 0)
 		k = &t->keys->cur;
 	else if (t->keys->prev.valid &&
-	    memcmp(name, t->keys->prev.name, sizeof k->name) == 0)
+	    memcmp(name, t->keys->prev.name, 16) == 0)
 		k = &t->keys->prev;
-	else
-		return (0); /* unknown or retired: a full handshake */
-	if (!tls_mac_init(hctx, k) ||
-	    !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))
-		return (-1);
-	return (k == &t->keys->cur ? 1 : 2); /* 2: issue a fresh ticket */
+	return (tls_ticket_open(k, k == &t->keys->cur, iv, ectx, hctx));
 }
 
 /*

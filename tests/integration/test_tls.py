@@ -128,6 +128,16 @@ def make_leaf(d, name, sans, days=30, ca="ca", rsa=False):
        "-extfile", name + ".ext")
 
 
+def make_certs(testcase, leaves):
+    """testcase.certs: a test CA and a leaf per (name, SAN names); testcase.ca: the CA."""
+    testcase.certs = testcase.path("certs")
+    os.makedirs(testcase.certs)
+    make_ca(testcase.certs)
+    for name, sans in leaves:
+        make_leaf(testcase.certs, name, sans)
+    testcase.ca = os.path.join(testcase.certs, "ca.pem")
+
+
 def client_context(cafile, alpn=None, cert=None):
     ctx = ssl.create_default_context(cafile=cafile)
     if alpn:
@@ -175,12 +185,7 @@ class TLSTest(harness.DaemonTest):
 
     def setUp(self):
         super().setUp()
-        self.certs = self.path("certs")
-        os.makedirs(self.certs)
-        make_ca(self.certs)
-        make_leaf(self.certs, "a", ["a.test"])
-        make_leaf(self.certs, "b", ["b.test", "*.b.test"])
-        self.ca = os.path.join(self.certs, "ca.pem")
+        make_certs(self, [("a", ["a.test"]), ("b", ["b.test", "*.b.test"])])
 
     def cert(self, name):
         return os.path.join(self.certs, name + ".pem")

@@ -13,7 +13,7 @@ import time
 import unittest
 
 import harness
-from test_tls import make_ca, make_leaf, sh
+from test_tls import make_certs, sh
 
 OPENSSL = shutil.which("openssl")
 FAKETIME = shutil.which("faketime")
@@ -26,12 +26,7 @@ class TLSOCSPTest(harness.DaemonTest):
 
     def setUp(self):
         super().setUp()
-        self.certs = self.path("certs")
-        os.makedirs(self.certs)
-        make_ca(self.certs)
-        make_leaf(self.certs, "a", ["a.test"])
-        make_leaf(self.certs, "b", ["b.test"])
-        self.ca = os.path.join(self.certs, "ca.pem")
+        make_certs(self, [("a", ["a.test"]), ("b", ["b.test"])])
 
     def respond(self, name, *validity, clock=()):
         """name.ocsp: a "good" response for name.pem signed by the CA, valid for `validity`

@@ -10,7 +10,7 @@ import ssl
 import unittest
 
 import harness
-from test_tls import client_context, https_get, make_ca, make_leaf
+from test_tls import client_context, https_get, make_certs
 
 OPENSSL = shutil.which("openssl")
 
@@ -20,11 +20,7 @@ class TLSTicketFileTest(harness.DaemonTest):
 
     def setUp(self):
         super().setUp()
-        self.certs = self.path("certs")
-        os.makedirs(self.certs)
-        make_ca(self.certs)
-        make_leaf(self.certs, "a", ["a.test"])
-        self.ca = os.path.join(self.certs, "ca.pem")
+        make_certs(self, [("a", ["a.test"])])
         self.keyfile = self.path("ticket.key")
 
     def write_keys(self, *keys, mode=0o600):

@@ -15,7 +15,7 @@ import time
 import unittest
 
 import harness
-from test_tls import client_context, https_get, make_ca, make_leaf
+from test_tls import client_context, https_get, make_certs
 import test_upgrade  # the module, not its class: the loader would run its tests twice
 
 OPENSSL = shutil.which("openssl")
@@ -53,11 +53,7 @@ class TLSUpgradeTest(harness.DaemonTest):
 
     def setUp(self):
         super().setUp()
-        self.certs = self.path("certs")
-        os.makedirs(self.certs)
-        make_ca(self.certs)
-        make_leaf(self.certs, "a", ["a.test"])
-        self.ca = os.path.join(self.certs, "ca.pem")
+        make_certs(self, [("a", ["a.test"])])
 
     def service(self, **kw):
         return harness.hello(min_workers=1, tls={

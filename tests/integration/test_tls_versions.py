@@ -9,7 +9,7 @@ import subprocess
 import unittest
 
 import harness
-from test_tls import AGENT_DIR, WORKER, client_context, https_get, make_ca, make_leaf
+from test_tls import AGENT_DIR, WORKER, client_context, https_get, make_certs
 
 OPENSSL = shutil.which("openssl")
 CURL = shutil.which("curl")
@@ -20,11 +20,7 @@ class TLSVersionsTest(harness.DaemonTest):
 
     def setUp(self):
         super().setUp()
-        self.certs = self.path("certs")
-        os.makedirs(self.certs)
-        make_ca(self.certs)
-        make_leaf(self.certs, "a", ["a.test"])
-        self.ca = os.path.join(self.certs, "ca.pem")
+        make_certs(self, [("a", ["a.test"])])
 
     def tls(self, **kw):
         section = {"certificate": [os.path.join(self.certs, "a.pem")],
