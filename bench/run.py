@@ -1632,6 +1632,9 @@ def main():
                     help="burst-node: socketnautd min_workers (default 10)")
     ap.add_argument("--node-max", type=int, default=100,
                     help="burst-node: socketnautd max_workers (default 100)")
+    ap.add_argument("--node-systems", default="",
+                    help="burst-node: comma list of the systems to run "
+                    "(default all: %s)" % ",".join(NODE_SYSTEMS))
     ap.add_argument("--sn-opt", action="append", default=[],
                     metavar="KEY=VALUE", help="burst-node only: extra "
                     "setting for socketnautd's service block, written as "
@@ -1686,6 +1689,11 @@ def main():
             ap.error("--sn-opt %r: KEY=VALUE" % kv)
         opts[k.strip()] = v.strip()
     args.sn_opt = opts
+    args.node_systems = set(filter(None, args.node_systems.split(",")))
+    if args.node_systems - set(NODE_SYSTEMS):
+        ap.error("--node-systems: unknown %s (known: %s)" % (
+            ",".join(sorted(args.node_systems - set(NODE_SYSTEMS))),
+            ",".join(NODE_SYSTEMS)))
     scen = set(args.only.split(",")) if args.only else set(DEFAULT_SCEN)
     unknown = scen - set(ALL_SCEN)
     if unknown:
@@ -1812,6 +1820,8 @@ def main():
                     load[-1] += " (before burst-node: %s)" % loadavg()
                 for t in norder:
                     if t.endswith("-10") and args.burst_ref_small_pool == 0:
+                        continue
+                    if args.node_systems and t not in args.node_systems:
                         continue
                     run_burst_node(bench, t, rnd, args, nadd, notes)
         if args.ab:

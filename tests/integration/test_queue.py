@@ -101,6 +101,39 @@ class QueueTest(harness.DaemonTest):
         self.assertEqual(third.result[0], 200)
         self.stop_daemon(d)
 
+    def test_a_deep_queue_puts_one_client_behind_a_busy_worker_oldest_first(self):
+        # The starting worker will take one client and the busy one another at its next
+        # turn: a fourth waiting client is one too many, so the busy worker takes the
+        # oldest waiting one into its backlog now (never a second one, never the newest).
+        script = slow_after_first(self.tmp, 6)
+        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
+                                "command": script + " {socket}",
+                                "env": ["FIRST=" + self.path("first")]}])
+        first = d.wait_workers(1)[0]
+        busy = Timed(d.port, "/sleep?ms=1500")
+        busy.start()
+        harness.wait_until(lambda: d.service()["connections"] == 1, 10,
+                           what="the first client on the first worker")
+        waiting = []
+        for n in range(3):
+            t = Timed(d.port, "/pid")
+            t.start()
+            waiting.append(t)
+            harness.wait_until(lambda: d.service()["connections"] == n + 2, 10,
+                               what="client %d accepted" % (n + 2))
+        svc = d.service()
+        self.assertEqual(svc["workers_ready"], 1, "the second worker was already ready")
+        self.assertEqual(svc["queued"], 2)
+        held = [w["connections"] for w in svc["workers"] if w["pid"] == first]
+        self.assertEqual(held, [2], "the busy worker did not take exactly one more")
+        for t in [busy] + waiting:
+            t.join(30)
+        self.assertEqual(busy.result[0], 200)
+        self.assertEqual([t.result for t in waiting], [(200, str(first))] * 3)
+        ends = [t.ended for t in waiting]
+        self.assertEqual(ends, sorted(ends), "waiting clients were not served oldest first")
+        self.stop_daemon(d)
+
     def test_a_freed_slot_takes_the_head_of_the_queue_in_fifo_order(self):
         d = self.start_daemon([harness.hello(worker_count=1, worker_concurrency=1)])
         d.wait_workers(1)

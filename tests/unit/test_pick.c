@@ -113,6 +113,43 @@ START_TEST(below_max_a_busy_worker_has_no_room_the_client_queues_the_pool_grows)
 }
 END_TEST
 
+START_TEST(a_deep_queue_puts_one_client_behind_each_busy_worker_while_growing)
+{
+	struct pick    p;
+	struct worker *a, *b;
+
+	sc.max_workers = 8;
+	sc.spawn_concurrency = 1;
+	a = add(WORKER_READY, 1);
+	b = add(WORKER_READY, 1);
+	add(WORKER_STARTING, 0);
+	/* 2 queued and this one: the starting worker and a, b take 3 */
+	svc.nqueued = 2;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_null(p.worker);
+	/* 4 waiting: one more than they take, so a busy one takes one */
+	svc.nqueued = 3;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_eq(p.worker, a);
+	ck_assert_int_eq(p.spawn, 0); /* spawn_concurrency: 1 starting */
+	a->nconns = 2;
+	/* the waiting client counts toward the pool's size */
+	sc.spawn_concurrency = 8;
+	svc.nqueued = 2;
+	p = service_pick(&svc, NULL);
+	ck_assert_int_eq(p.spawn, 2 + 2 + 1 - 3);
+	/* never a third, and never with worker_concurrency */
+	b->nconns = 2;
+	svc.nqueued = 50;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_null(p.worker);
+	b->nconns = 1;
+	sc.worker_concurrency = 1;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_null(p.worker);
+}
+END_TEST
+
 START_TEST(starting_workers_are_never_chosen_and_count_against_the_queue)
 {
 	struct pick p;
@@ -248,6 +285,8 @@ pick_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, empty_pool_queues_the_client_and_starts_a_worker);
 	tcase_add_test(tc, idle_worker_takes_the_client_without_spawning);
+	tcase_add_test(tc,
+	    a_deep_queue_puts_one_client_behind_each_busy_worker_while_growing);
 	tcase_add_test(tc, least_connections_wins_at_max_workers);
 	tcase_add_test(
 	    tc, at_max_with_workers_starting_a_busy_worker_has_no_room);
