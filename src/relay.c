@@ -239,6 +239,10 @@ relay_detach(struct relay *r)
 		r->awaiting = 0;
 		w->awaiting--;
 	}
+	if (r->finished) {
+		r->finished = 0;
+		w->finished--;
+	}
 	r->worker = NULL;
 	worker_release(w);
 }
@@ -349,6 +353,10 @@ relay_handed(struct relay *r)
 	r->up.buf = r->down.buf = r->replay = NULL;
 	close(r->cfd);
 	r->cfd = -1;
+	if (r->finished) {
+		r->finished = 0;
+		r->worker->finished--;
+	}
 	r->worker = NULL;
 	TAILQ_REMOVE(&r->svc->relays, r, all);
 	r->state = RELAY_CLOSING;
@@ -807,6 +815,18 @@ static void
 relay_half_done(struct relay *r, struct relay_half *h, enum relay_end side)
 {
 	h->done = 1;
+	if (h == &r->down && side == RELAY_END_WORKER && r->worker != NULL &&
+	    !r->finished) {
+		/*
+		 * The worker has said all it will: its slot is free for the
+		 * next client now, not once this one has read the end and
+		 * hung up (a busy client can take 50-150ms).
+		 */
+		r->finished = 1;
+		r->worker->finished++;
+		if (r->worker->state == WORKER_READY)
+			service_slot_freed(r->svc);
+	}
 	relay_buf_put(h->buf);
 	h->buf = NULL;
 	h->off = h->len = 0;

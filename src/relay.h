@@ -67,7 +67,8 @@ struct relay {
 	unsigned          owed : 1;    /* proxy_protocol header not sent yet */
 	unsigned          wait_counted : 1; /* in the queue wait histogram */
 	unsigned          kicked : 1;       /* on the kick list */
-	int               half_end; /* the first direction to end, or -1 */
+	unsigned          finished : 1; /* the worker ended its side (FIN) */
+	int               half_end;     /* the first direction to end, or -1 */
 	int               attempts;
 	unsigned          tried[RELAY_ATTEMPTS]; /* serials that failed it */
 	int               cfd;

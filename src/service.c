@@ -227,6 +227,23 @@ service_may_start(const struct service *svc)
 }
 
 /*
+ * Clients a worker counts as serving.  Without worker_concurrency, not
+ * those it has ended its side of: a relay goes on delivering what it sent
+ * and waits for the client to hang up, but the worker has said all it will
+ * (a server that lingers, reading until the client's end, does no work for
+ * it).  With worker_concurrency, every connection until it closes: the
+ * limit is the operator's promise to a server that may block in that
+ * lingering read.
+ */
+static int
+service_load(const struct service *svc, const struct worker *w)
+{
+	if (svc->conf->worker_concurrency > 0)
+		return (w->nconns);
+	return (w->nconns - w->finished);
+}
+
+/*
  * Whether a ready worker of the current generation may be given one more
  * client.  With worker_concurrency, while it has fewer than that; without,
  * a worker with a client is busy while the pool may still grow
@@ -240,9 +257,11 @@ static int
 service_room(
     const struct service *svc, const struct worker *w, int grow, int behind)
 {
+	int load = service_load(svc, w);
+
 	if (svc->conf->worker_concurrency > 0)
-		return (w->nconns < svc->conf->worker_concurrency);
-	return (w->nconns == 0 || !grow || (behind && w->nconns == 1));
+		return (load < svc->conf->worker_concurrency);
+	return (load == 0 || !grow || (behind && load == 1));
 }
 
 /*
@@ -287,7 +306,7 @@ service_pick(const struct service *svc, const struct relay *r)
 	struct pick    p = { NULL, 0 };
 	struct worker *w, *old = NULL;
 	int            start = service_may_start(svc), busy = 0, lone = 0;
-	int            grow, behind, queued, extra = 0;
+	int            grow, behind, queued, extra = 0, load;
 
 	/*
 	 * Workers still starting count as growth: binding the queue to the
@@ -302,12 +321,13 @@ service_pick(const struct service *svc, const struct relay *r)
 		if (w->state != WORKER_READY ||
 		    w->generation != svc->generation)
 			continue;
-		if (w->nconns > 0)
+		load = service_load(svc, w);
+		if (load > 0)
 			busy++;
-		if (w->nconns == 1)
+		if (load == 1)
 			lone++;
-		if (w->nconns > 1 && svc->conf->worker_concurrency == 0)
-			extra += w->nconns - 1;
+		if (load > 1 && svc->conf->worker_concurrency == 0)
+			extra += load - 1;
 	}
 	/*
 	 * More clients wait than the starting workers and the busy ones with
@@ -325,20 +345,22 @@ service_pick(const struct service *svc, const struct relay *r)
 			continue;
 		if (w->generation != svc->generation) {
 			if (!relay_tried(r, w) &&
-			    (old == NULL || w->nconns < old->nconns))
+			    (old == NULL ||
+				service_load(svc, w) < service_load(svc, old)))
 				old = w;
 			continue;
 		}
 		if (r == NULL || relay_tried(r, w) ||
 		    !service_room(svc, w, grow, behind))
 			continue;
-		if (p.worker == NULL || w->nconns < p.worker->nconns)
+		if (p.worker == NULL ||
+		    service_load(svc, w) < service_load(svc, p.worker))
 			p.worker = w;
 	}
 	if (p.worker == NULL && old != NULL && svc->ready == 0)
 		p.worker = old;
 	if (p.worker != NULL && p.worker->generation == svc->generation) {
-		if (p.worker->nconns == 0)
+		if (service_load(svc, p.worker) == 0)
 			busy++;
 		else if (svc->conf->worker_concurrency == 0)
 			extra++;

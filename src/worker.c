@@ -39,8 +39,8 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-#define PROBE_FIRST_MS  2 /* then half the worker's age */
-#define PROBE_MAX_MS    200
+#define PROBE_FIRST_MS  2    /* then half the worker's age */
+#define PROBE_MAX_MS    50   /* a Node start takes 0.2-2s under load */
 #define FIRST_PASSED_FD 3    /* activation socket, then control */
 #define CONNECT_FALL    3    /* timed-out connects in a row: unhealthy */
 #define CRASH_LOOP_MS   1000 /* ready, never served, died this young */
@@ -877,7 +877,10 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 		worker_give_up(w, "not ready after %lldms", age);
 		return;
 	}
-	/* Often while a worker is young, as most start fast; then 5 a second.
+	/*
+	 * Often while a worker is young, as most start fast; then 20 a second:
+	 * a probe is a connect(2), and each poll interval adds half of itself
+	 * on average to every slow start.
 	 */
 	next = age / 2;
 	if (next < PROBE_FIRST_MS)

@@ -47,6 +47,7 @@ struct worker {
 	int                port;      /* tcp backend */
 	struct sn_addr     addr;      /* where relays connect */
 	int                nconns;    /* relays assigned to it */
+	int                finished;  /* of those, the ones it has ended */
 	int                awaiting;  /* relays waiting for its reply */
 	long long          started;   /* ms */
 	long long          progress;  /* ms: bytes last moved to or from it */

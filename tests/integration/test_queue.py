@@ -115,8 +115,9 @@ class QueueTest(harness.DaemonTest):
         harness.wait_until(lambda: d.service()["connections"] == 1, 10,
                            what="the first client on the first worker")
         waiting = []
+        t0 = time.monotonic()
         for n in range(3):
-            t = Timed(d.port, "/pid")
+            t = Timed(d.port, "/sleep?ms=200")
             t.start()
             waiting.append(t)
             harness.wait_until(lambda: d.service()["connections"] == n + 2, 10,
@@ -129,9 +130,36 @@ class QueueTest(harness.DaemonTest):
         for t in [busy] + waiting:
             t.join(30)
         self.assertEqual(busy.result[0], 200)
-        self.assertEqual([t.result for t in waiting], [(200, str(first))] * 3)
+        self.assertEqual([t.result[0] for t in waiting], [200] * 3)
+        # The second worker starts 6 s late: the first served them all, one at a time.
+        self.assertLess(max(t.ended for t in waiting) - t0, 5.0)
         ends = [t.ended for t in waiting]
         self.assertEqual(ends, sorted(ends), "waiting clients were not served oldest first")
+        self.assertGreater(min(b - a for a, b in zip(ends, ends[1:])), 0.1,
+                           "the first worker served two of them at once")
+        self.stop_daemon(d)
+
+    def test_a_worker_that_ended_its_answer_takes_the_next_client_before_this_one_hangs_up(self):
+        # socketnaut-hello half-closes after a Connection: close answer and lingers until
+        # the client's end.  The client here reads its answer and stays: the worker has said
+        # all it will, so the next client goes to it, not to the queue for the slow start.
+        script = slow_after_first(self.tmp, 6)
+        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
+                                "command": script + " {socket}",
+                                "env": ["FIRST=" + self.path("first")]}])
+        first = d.wait_workers(1)[0]
+        stay = harness.Conn(d.port, timeout=10)
+        stay.send(harness.build_request("GET", "/pid"))
+        r = stay.read_response()
+        self.assertEqual((r.status, r.text.strip()), (200, str(first)))
+        self.assertEqual(d.service()["connections"], 1, "the first client is still connected")
+        t0 = time.monotonic()
+        nxt = Timed(d.port, "/pid")
+        nxt.start()
+        nxt.join(30)
+        self.assertEqual(nxt.result, (200, str(first)))
+        self.assertLess(nxt.ended - t0, 3.0, "the client waited for the starting worker")
+        stay.close()
         self.stop_daemon(d)
 
     def test_a_freed_slot_takes_the_head_of_the_queue_in_fifo_order(self):
