@@ -481,6 +481,7 @@ class DaemonTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sn-it-", dir="/tmp" if os.path.isdir("/tmp") else None)
         self.daemons = []
+        self.users = []  # throwaway_user(): removed once the daemons are gone
         self.saved_logs = []
         self.addCleanup(self._cleanup)
         for binary, var in ((DAEMON, "SOCKETNAUTD"), (HELLO, "SN_BUILD")):
@@ -495,6 +496,8 @@ class DaemonTest(unittest.TestCase):
             self.saved_logs.append((d.log_path, text))
             if SANITIZER_REPORT.search(text):
                 reports.append(d.log_path)
+        for name in self.users:
+            remove_user(name)
         if not KEEP:
             shutil.rmtree(self.tmp, ignore_errors=True)
         if reports:
@@ -544,12 +547,33 @@ def throwaway_user(testcase, prefix="snt"):
     """Create a system user (and its group) that exists only for this test: removed in
     cleanup even when the test fails.  Needs root; returns its pwd entry."""
     import pwd
-    name = "%s%d%04d" % (prefix, os.getpid() % 100000, random.randrange(10000))
-    subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
-                    "--shell", "/usr/sbin/nologin", name],
-                   check=True, capture_output=True, timeout=30)
-    testcase.addCleanup(subprocess.run, ["userdel", name], capture_output=True, timeout=30)
+    for attempt in range(5):
+        name = "%s%d%04d" % (prefix, os.getpid() % 100000, random.randrange(10000))
+        p = subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
+                            "--shell", "/usr/sbin/nologin", name],
+                           capture_output=True, timeout=30)
+        if p.returncode != 9 or attempt == 4:  # 9: the name is taken (a run killed early)
+            break
+    if p.returncode != 0:
+        raise AssertionError("useradd %s: exit %d: %s" % (name, p.returncode,
+                                                         p.stderr.decode().strip()))
+    # After the test's daemons and their workers are gone (DaemonTest's cleanup, which
+    # was registered first and so runs last), else userdel finds the user still in use.
+    if hasattr(testcase, "users"):
+        testcase.users.append(name)
+    else:
+        testcase.addCleanup(remove_user, name)
     return pwd.getpwnam(name)
+
+
+def remove_user(name):
+    """userdel, again for a moment while a process of the user is still going away (exit
+    8), so that no user outlives the test that made it."""
+    for _ in range(20):
+        if subprocess.run(["userdel", name], capture_output=True,
+                          timeout=30).returncode != 8:
+            return
+        time.sleep(0.1)
 
 
 def public_copy(testcase, path):
