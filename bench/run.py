@@ -1260,7 +1260,7 @@ def run_ab(bench, args, add, notes, load):
                 bench.stop(hs[t])
 
 
-def ab_table(res):
+def ab_table(res, args):
     """A against B: medians, B/A, and every round's values."""
     titles = {"ka_rps": ("keep-alive: requests/s", fmt_rps),
               "ka_cpu": ("keep-alive: proxy CPU per request", fmt_us),
@@ -1281,7 +1281,9 @@ def ab_table(res):
                      fmt(mb) if mb is not None else "–", ratio(mb, ma),
                      " / ".join(fmt(v) for v in a),
                      " / ".join(fmt(v) for v in b)])
-    return md_table(["scenario", "A: socketnautd", "B: with the extra settings",
+    b = "B: the other binary" if args.sn_b_binary else \
+        "B: with the extra settings"
+    return md_table(["scenario", "A: socketnautd", b,
                      "B/A", "A per round", "B per round"], rows)
 
 
@@ -1883,7 +1885,7 @@ def main():
                                  args.sn_global + args.sn_service_b] +
                                 (["the binary `%s`" % args.sn_b_binary]
                                  if args.sn_b_binary else [])),
-                      args.rounds), "", ab_table(res), "",
+                      args.rounds), "", ab_table(res, args), "",
                   "Settings: wrk -t1; keep-alive -c%d -d%ds on `GET /`; "
                   "close -c%d -d%ds `-H 'Connection: close'`; bulk -c%d "
                   "-d%ds; both with `worker_count = 2` of bench-backend." % (
