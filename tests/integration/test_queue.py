@@ -52,12 +52,17 @@ class Timed(threading.Thread):
 
 class QueueTest(harness.DaemonTest):
 
-    def test_queued_client_goes_to_the_first_free_worker_not_a_starting_one(self):
-        script = slow_after_first(self.tmp, 4)
+    def pool_with_a_slow_second(self, seconds):
+        """min_workers 1, max_workers 2: the first worker serves at once, the second takes
+        `seconds` to start.  Returns the daemon and the first worker's pid."""
+        script = slow_after_first(self.tmp, seconds)
         d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
                                 "command": script + " {socket}",
                                 "env": ["FIRST=" + self.path("first")]}])
-        first = d.wait_workers(1)[0]
+        return d, d.wait_workers(1)[0]
+
+    def test_queued_client_goes_to_the_first_free_worker_not_a_starting_one(self):
+        d, first = self.pool_with_a_slow_second(4)
         busy = Timed(d.port, "/sleep?ms=1000")
         busy.start()
         time.sleep(0.2)
@@ -73,11 +78,7 @@ class QueueTest(harness.DaemonTest):
         self.stop_daemon(d)
 
     def test_at_max_workers_a_client_waits_in_the_queue_while_a_worker_still_starts(self):
-        script = slow_after_first(self.tmp, 6)
-        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
-                                "command": script + " {socket}",
-                                "env": ["FIRST=" + self.path("first")]}])
-        first = d.wait_workers(1)[0]
+        d, first = self.pool_with_a_slow_second(6)
         busy = Timed(d.port, "/sleep?ms=3000")
         busy.start()
         harness.wait_until(lambda: d.service()["connections"] == 1, 10,
@@ -104,12 +105,8 @@ class QueueTest(harness.DaemonTest):
     def test_a_deep_queue_puts_one_client_behind_a_busy_worker_oldest_first(self):
         # The starting worker will take one client and the busy one another at its next
         # turn: a fourth waiting client is one too many, so the busy worker takes the
-        # oldest waiting one into its backlog now (never a second one, never the newest).
-        script = slow_after_first(self.tmp, 6)
-        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
-                                "command": script + " {socket}",
-                                "env": ["FIRST=" + self.path("first")]}])
-        first = d.wait_workers(1)[0]
+        # oldest waiting one into its backlog now (one only, and never the newest).
+        d, first = self.pool_with_a_slow_second(6)
         busy = Timed(d.port, "/sleep?ms=1500")
         busy.start()
         harness.wait_until(lambda: d.service()["connections"] == 1, 10,
@@ -143,11 +140,7 @@ class QueueTest(harness.DaemonTest):
         # socketnaut-hello half-closes after a Connection: close answer and lingers until
         # the client's end.  The client here reads its answer and stays: the worker has said
         # all it will, so the next client goes to it, not to the queue for the slow start.
-        script = slow_after_first(self.tmp, 6)
-        d = self.start_daemon([{"name": "web", "min_workers": 1, "max_workers": 2,
-                                "command": script + " {socket}",
-                                "env": ["FIRST=" + self.path("first")]}])
-        first = d.wait_workers(1)[0]
+        d, first = self.pool_with_a_slow_second(6)
         stay = harness.Conn(d.port, timeout=10)
         stay.send(harness.build_request("GET", "/pid"))
         r = stay.read_response()
