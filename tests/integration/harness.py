@@ -80,12 +80,22 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
     raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
 
 
+_ports_given = set()
+
+
 def free_port(family=socket.AF_INET):
-    """A TCP port free right now on the loopback address of `family`."""
+    """A TCP port free right now on the loopback address of `family`, and not one this
+    process handed out before: the kernel may pick the same port for two binds in a row,
+    and two services of one config then got the same port."""
     host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            break
+    _ports_given.add(port)
+    return port
 
 
 def ipv6_available():
