@@ -176,7 +176,9 @@ class QueueTest(harness.DaemonTest):
 
     def test_worker_concurrency_1_never_gives_a_worker_a_second_connection(self):
         d = self.start_daemon([harness.hello(worker_count=2, worker_concurrency=1)])
-        pids = d.wait_workers(2)
+        # Ready, not just running: the master's readiness probe is a connection too, and a
+        # worker that accepts it together with its first client holds both for a moment.
+        pids = d.wait_ready(2)
         clients = [Timed(d.port, "/sleep?ms=300") for _ in range(6)]
         for t in clients:
             t.start()
