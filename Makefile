@@ -23,7 +23,7 @@ WARN		= -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
 ALL_CFLAGS	= -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -Isrc \
 		  -Iinclude -DSN_CONFIG_PATH='"$(SN_CONFIG_PATH)"'
 SN_CONFIG_PATH	= $(SYSCONFDIR)/socketnaut.conf
-LIBS		= $(shell $(PKG_CONFIG) --libs libevent libconfuse openssl 2>/dev/null || echo -levent -lconfuse -lssl -lcrypto)
+LIBS		= $(shell $(PKG_CONFIG) --libs libevent libconfuse openssl 2>/dev/null || echo -levent -lconfuse -lssl -lcrypto) -pthread
 CHECK_LIBS	= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 ifeq ($(SANITIZE),1)
@@ -39,7 +39,8 @@ DAEMON_SRCS	= src/accesslog.c src/cgroup.c src/config.c src/control.c \
 		  src/counters.c src/handoff.c src/health.c src/keeper.c src/stats.c \
 		  src/listener.c src/log.c src/proto.c src/proxy.c src/relay.c \
 		  src/sdnotify.c src/service.c src/sockdir.c src/status.c \
-		  src/upgrade.c src/util.c src/worker.c src/output.c src/pidfile.c
+		  src/spawner.c src/upgrade.c src/util.c src/worker.c src/output.c \
+		  src/pidfile.c
 DAEMON_SRCS	+= src/tls.c src/tlskeys.c src/ocsp.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)

@@ -33,6 +33,7 @@
 #include "service.h"
 #include "sockdir.h"
 #include "socketnautd.h"
+#include "spawner.h"
 #include "worker.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -75,9 +76,18 @@ static const char *stage_names[] = {
 };
 
 static void worker_child_fail(int, enum exec_stage) __attribute__((noreturn));
-struct spawn_args;
-static void worker_child(struct worker *, const struct spawn_args *)
-    __attribute__((noreturn));
+static void worker_child(void *) __attribute__((noreturn));
+
+/* The child's id changes, as raw system calls on 32-bit ids. */
+#ifdef SYS_setresuid32
+#define SN_SYS_SETGROUPS SYS_setgroups32
+#define SN_SYS_SETRESGID SYS_setresgid32
+#define SN_SYS_SETRESUID SYS_setresuid32
+#else
+#define SN_SYS_SETGROUPS SYS_setgroups
+#define SN_SYS_SETRESGID SYS_setresgid
+#define SN_SYS_SETRESUID SYS_setresuid
+#endif
 static void worker_probe(evutil_socket_t, short, void *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
@@ -250,20 +260,43 @@ worker_env(struct worker *w, char **pidvar)
 	return (env);
 }
 
-/* What the vforked child needs, all made before it runs. */
+/*
+ * What the vforked child needs, all made before it runs and its own: it
+ * may still read them once the loop has gone on (spawner.c), when the
+ * worker or even its service's configuration is gone.
+ */
 struct spawn_args {
-	char     **argv;
-	char     **env;
-	char      *pidvar; /* LISTEN_PID's string, the child's to fill */
-	gid_t     *groups; /* supplementary groups, when switching ids */
-	size_t     ngroups;
-	const int *pass;
-	int        npass;
-	int        pipefd;
-	int        outfd;
-	int        cgfd;
-	pid_t      master;
+	char   **argv;
+	char   **env;
+	char    *pidvar; /* LISTEN_PID's string, the child's to fill */
+	gid_t   *groups; /* supplementary groups, when switching ids */
+	size_t   ngroups;
+	char    *exec_path;
+	char    *directory;
+	uid_t    uid;
+	gid_t    gid;
+	unsigned switch_ids : 1;
+	unsigned no_new_privs : 1;
+	int      pass[3];
+	int      npass;
+	int      pipefd;
+	int      outfd;
+	int      cgfd;
+	pid_t    master;
 };
+
+static void
+spawn_args_free(void *arg)
+{
+	struct spawn_args *a = arg;
+
+	argv_free(a->argv);
+	argv_free(a->env);
+	free(a->groups);
+	free(a->exec_path);
+	free(a->directory);
+	free(a);
+}
 
 /*
  * The groups a worker that switches ids gets: its user's (what initgroups
@@ -327,18 +360,19 @@ worker_pidvar(char *buf, pid_t pid)
 
 /*
  * In the child: everything between vfork and exec.  It shares the
- * master's memory until exec: no allocation, nothing written but its own
- * stack, a's copies and the LISTEN_PID string made for it.
+ * master's memory until exec: no allocation, nothing read but a, nothing
+ * written but its own stack and the LISTEN_PID string made for it.  Ids
+ * change with syscall(2), not glibc's wrappers (spawner.c says why).
  */
 static void
-worker_child(struct worker *w, const struct spawn_args *a)
+worker_child(void *arg)
 {
-	struct sn_service_conf *sc = w->svc->conf;
-	struct sigaction        sa;
-	sigset_t                set;
-	int                     sig, fd, i, pass[3];
-	int                     npass = a->npass, pipefd = a->pipefd;
-	int                     outfd = a->outfd;
+	const struct spawn_args *a = arg;
+	struct sigaction         sa;
+	sigset_t                 set;
+	int                      sig, fd, i, pass[3];
+	int                      npass = a->npass, pipefd = a->pipefd;
+	int                      outfd = a->outfd;
 
 	setsid();
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->master)
@@ -380,17 +414,17 @@ worker_child(struct worker *w, const struct spawn_args *a)
 	if (fcntl(pipefd, F_SETFD, FD_CLOEXEC) == -1)
 		_exit(127);
 
-	if (sc->directory != NULL && chdir(sc->directory) == -1)
+	if (a->directory != NULL && chdir(a->directory) == -1)
 		worker_child_fail(pipefd, STAGE_CHDIR);
-	if (sc->switch_ids) {
-		if (setgroups(a->ngroups, a->groups) == -1)
+	if (a->switch_ids) {
+		if (syscall(SN_SYS_SETGROUPS, a->ngroups, a->groups) == -1)
 			worker_child_fail(pipefd, STAGE_IDS);
-		if (setresgid(sc->gid, sc->gid, sc->gid) == -1 ||
-		    setresuid(sc->uid, sc->uid, sc->uid) == -1)
+		if (syscall(SN_SYS_SETRESGID, a->gid, a->gid, a->gid) == -1 ||
+		    syscall(SN_SYS_SETRESUID, a->uid, a->uid, a->uid) == -1)
 			worker_child_fail(pipefd, STAGE_IDS);
-	} else if (geteuid() == 0 && setgroups(0, NULL) == -1)
+	} else if (geteuid() == 0 && syscall(SN_SYS_SETGROUPS, 0, NULL) == -1)
 		worker_child_fail(pipefd, STAGE_IDS); /* not the master's */
-	if (sc->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+	if (a->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		worker_child_fail(pipefd, STAGE_PRIVS);
 	if (a->pidvar != NULL)
 		worker_pidvar(a->pidvar, getpid());
@@ -398,7 +432,7 @@ worker_child(struct worker *w, const struct spawn_args *a)
 	if (worker_nofile.rlim_max != 0 &&
 	    setrlimit(RLIMIT_NOFILE, &worker_nofile) == -1)
 		worker_child_fail(pipefd, STAGE_FDS);
-	execve(sc->exec_path, a->argv, a->env);
+	execve(a->exec_path, a->argv, a->env);
 	worker_child_fail(pipefd, STAGE_EXEC);
 }
 
@@ -570,14 +604,14 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	struct sn_service_conf *sc = svc->conf;
 	struct template_vars    tv;
 	struct worker          *w;
-	sigset_t                all, old;
 	char                  **argv;
 	int                     actfd, pipefd[2], ctl[2] = { -1, -1 };
 	int                     outfd[2] = { -1, -1 }, node[2] = { -1, -1 };
-	int                     pass[3], npass = 0, cgfd = -1;
+	int                     cgfd = -1, rc;
 	size_t                  i, n;
-	pid_t                   master = getpid(), pid;
-	struct spawn_args       a;
+	long long               since;
+	pid_t                   pid;
+	struct spawn_args      *a;
 	int                     error;
 
 	w = xcalloc(1, sizeof *w);
@@ -650,36 +684,44 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		close(ctl[1]);
 		goto fail;
 	}
-	if (actfd != -1)
-		pass[npass++] = actfd;
-	if (ctl[1] != -1)
-		pass[npass++] = ctl[1];
-	if (node[1] != -1)
-		pass[npass++] = node[1];
 	worker_cgroup(w, &cgfd);
 
-	memset(&a, 0, sizeof a);
-	a.argv = argv;
-	a.env = worker_env(w, &a.pidvar);
-	a.groups = worker_groups(sc, &a.ngroups);
-	a.pass = pass;
-	a.npass = npass;
-	a.pipefd = pipefd[1];
-	a.outfd = outfd[1];
-	a.cgfd = cgfd;
-	a.master = master;
+	a = xcalloc(1, sizeof *a);
+	if (actfd != -1)
+		a->pass[a->npass++] = actfd;
+	if (ctl[1] != -1)
+		a->pass[a->npass++] = ctl[1];
+	if (node[1] != -1)
+		a->pass[a->npass++] = node[1];
+	a->argv = argv;
+	argv = NULL; /* the child's until its exec */
+	a->env = worker_env(w, &a->pidvar);
+	a->groups = worker_groups(sc, &a->ngroups);
+	a->exec_path = xstrdup(sc->exec_path);
+	a->directory = sc->directory != NULL ? xstrdup(sc->directory) : NULL;
+	a->uid = sc->uid;
+	a->gid = sc->gid;
+	a->switch_ids = sc->switch_ids;
+	a->no_new_privs = sc->no_new_privs;
+	a->pipefd = pipefd[1];
+	a->outfd = outfd[1];
+	a->cgfd = cgfd;
+	a->master = getpid();
 
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	if (sc->switch_ids && a.groups == NULL)
+	if (sc->switch_ids && a->groups == NULL) {
+		spawn_args_free(a);
 		pid = -2; /* its user's groups could not be looked up */
-	else if ((pid = vfork()) == 0)
-		worker_child(w, &a);
+		rc = -1;
+	} else
+		rc = spawner_run(worker_child, a, spawn_args_free, &pid);
 	error = errno;
 	w->pid = pid < 0 ? -1 : pid;
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	argv_free(a.env);
-	free(a.groups);
+	if (rc == 1)
+		worker_log(LOG_WARNING, w,
+		    "its exec of %s has not returned after %d ms (does a file "
+		    "system on its path hang?); no worker starts until it "
+		    "does",
+		    sc->exec_path, SPAWN_WAIT_MS);
 	if (cgfd != -1)
 		close(cgfd);
 	if (w->pid > 0)
@@ -693,10 +735,16 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	if (node[1] != -1)
 		close(node[1]);
 	if (w->pid == -1) {
-		*cause = pid == -2
-		    ? xasprintf(
-			  "cannot look up the groups of user %s", sc->user)
-		    : xasprintf("fork: %s", strerror(error));
+		if (pid == -2)
+			*cause = xasprintf(
+			    "cannot look up the groups of user %s", sc->user);
+		else if (error == EBUSY && (pid = spawner_stuck(&since)) > 0)
+			*cause = xasprintf("the exec of worker %ld has not "
+					   "returned for %lld ms (does a file "
+					   "system on its path hang?)",
+			    (long)pid, now_ms() - since);
+		else
+			*cause = xasprintf("fork: %s", strerror(error));
 		close(pipefd[0]);
 		close(outfd[0]);
 		if (ctl[0] != -1)

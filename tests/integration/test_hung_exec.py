@@ -1,0 +1,93 @@
+"""A worker whose exec hangs does not freeze the master.
+
+The command lives on a FUSE file system (bindfs) whose daemon we stop: an exec from it waits
+for an answer that does not come, as on a dead NFS server or a FUSE mount that the worker's own
+user made on its command's path.  The master must go on serving its other services and answering
+its admin socket, and the worker must start once the file system answers again."""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import harness
+from harness import wait_until
+
+
+def fuse_missing():
+    """Why a FUSE mount cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse"
+    if shutil.which("bindfs") is None:
+        return "no bindfs (tools/install-deps installs it)"
+    return None
+
+
+class HungExecTest(harness.DaemonTest):
+
+    def setUp(self):
+        super().setUp()
+        why = fuse_missing()
+        if why:
+            self.skipTest(why)
+        src, self.mnt = self.path("bin"), self.path("mnt")
+        os.mkdir(src)
+        os.mkdir(self.mnt)
+        shutil.copy(harness.HELLO, src)
+        self.fs = subprocess.Popen(["bindfs", "-f", src, self.mnt],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(self.unmount)
+        self.hello = os.path.join(self.mnt, os.path.basename(harness.HELLO))
+        wait_until(lambda: os.path.exists(self.hello), 10, what="the bindfs mount")
+
+    def unmount(self):
+        if self.fs.poll() is None:
+            self.fs.send_signal(signal.SIGCONT)
+        subprocess.run(["umount", "-l", self.mnt], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=10)
+        if self.fs.poll() is None:
+            self.fs.terminate()
+        try:
+            self.fs.wait(10)
+        except subprocess.TimeoutExpired:
+            self.fs.kill()
+            self.fs.wait(10)
+
+    def worker_of(self, d, name):
+        """(pid, state) of the service's one worker, from the admin socket."""
+        for svc in d.status(timeout=5)["services"]:
+            if svc["name"] == name and svc["workers"]:
+                w = svc["workers"][0]
+                return w["pid"], w["state"]
+        return None, None
+
+    def test_a_hung_exec_leaves_the_master_serving_and_the_worker_starts_once_it_returns(self):
+        d = self.start_daemon([
+            {"name": "stuck", "command": self.hello + " --socket {socket}", "worker_count": 1,
+             "ready_timeout": "60s"},
+            harness.hello(name="other", worker_count=1)])
+        d.wait_ready(2)
+        old = d.ready_pids("stuck")[0]
+        self.fs.send_signal(signal.SIGSTOP)
+        os.kill(old, signal.SIGKILL)
+        # Its replacement is started: its exec waits on the stopped file system.
+        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old), 10,
+                   what="a replacement worker")
+        new, state = self.worker_of(d, "stuck")
+        self.assertEqual(state, "starting")
+        # Not yet exec'd: the process is still the master's image.
+        self.assertEqual(os.path.realpath("/proc/%d/exe" % new), os.path.realpath(harness.DAEMON))
+        # The master goes on: the other service serves, the admin socket answers.
+        t0 = time.monotonic()
+        for _ in range(5):
+            harness.http_ok(self, d.ports["other"], timeout=5)
+        self.assertLess(time.monotonic() - t0, 5, "the other service was slow to answer")
+        self.assertEqual(self.worker_of(d, "stuck"), (new, "starting"))
+        # The file system answers: the exec completes and the worker serves.
+        self.fs.send_signal(signal.SIGCONT)
+        wait_until(lambda: d.ready_pids("stuck") == [new], 15, what="the worker ready")
+        harness.http_ok(self, d.ports["stuck"], timeout=5)
+        self.stop_daemon(d)
