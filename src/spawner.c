@@ -6,17 +6,20 @@
  * the worker's own user mounted there, perhaps), a master that vforked
  * from its event loop would stop relaying every client of every service.
  *
- * So one helper thread calls vfork, and the event loop waits for it at
- * most SPAWN_WAIT_MS.  A child that has not exec'd by then goes on without
- * the loop: the loop has its pid (the child's first act is to report it),
- * and no other worker starts until that vfork returns, which SIGKILL
- * brings about (a wait on a FUSE or NFS answer is killable; the worker's
+ * So helper threads call vfork, and the event loop waits for one at most
+ * SPAWN_WAIT_MS.  A child that has not exec'd by then goes on without the
+ * loop: the loop has its pid (the child's first act is to report it), and
+ * the thread stays with it until its vfork returns, which SIGKILL brings
+ * about (a wait on a FUSE or NFS answer is killable; the worker's
  * ready_timeout sends it).  What the child reads is released only then.
+ * Meanwhile the next start takes another thread, unless it is for the
+ * same key (the service: its next exec would hang the same way), or
+ * SPAWNERS_MAX threads are taken.
  *
- * The child runs on the spawner thread's stack and thread-local storage,
- * not the loop's, so what libc writes there (errno) is not the loop's.
- * It shares the master's memory while the loop may run again, so it must
- * read only what it was given.  And since the master now has two threads,
+ * The child runs on its thread's stack and thread-local storage, not the
+ * loop's, so what libc writes there (errno) is not the loop's.  It shares
+ * the master's memory while the loop may run again, so it must read only
+ * what it was given.  And since the master has more than one thread,
  * glibc's set*id() calls would signal every thread of the process to
  * change ids too, the master's from the child: the child makes those
  * calls with syscall(2).
@@ -29,6 +32,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -53,18 +57,22 @@ struct spawn_msg {
 	int   done;
 };
 
-static int          req_fd[2] = { -1, -1 }; /* loop -> thread: jobs */
-static int          res_fd[2] = { -1, -1 }; /* thread, child -> loop */
-static int          running;
-static struct event late_ev;
-
-/* A child whose exec had not returned when the loop stopped waiting. */
-static struct {
+/* One thread; arg is set while a child of its is between vfork and exec. */
+struct spawner {
+	int   req[2]; /* the loop's jobs to it */
 	void *arg;
 	void (*release)(void *);
-	pid_t     pid;
-	long long since;
-} stuck;
+	const void *key;
+	char       *name; /* key's, for the log */
+	pid_t       pid;
+	long long   since; /* when the loop stopped waiting (stuck) */
+	int         stuck;
+};
+
+static struct spawner spawners[SPAWNERS_MAX];
+static int            nspawners, nstuck;
+static int            res_fd[2] = { -1, -1 }; /* threads, children -> loop */
+static struct event   late_ev;
 
 static void __attribute__((noreturn, noinline))
 spawner_child(const struct spawn_job *job)
@@ -76,16 +84,16 @@ spawner_child(const struct spawn_job *job)
 }
 
 static void *
-spawner_main(void *unused)
+spawner_main(void *self)
 {
+	struct spawner  *s = self;
 	struct spawn_job job;
 	struct spawn_msg m;
 	ssize_t          n;
 	pid_t            pid;
 
-	(void)unused;
 	for (;;) {
-		n = read(req_fd[0], &job, sizeof job);
+		n = read(s->req[0], &job, sizeof job);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n != sizeof job)
@@ -101,21 +109,48 @@ spawner_main(void *unused)
 	}
 }
 
-/* Messages that came while nobody waited: the stuck child's end. */
+static struct spawner *
+spawner_of(const void *arg)
+{
+	int i;
+
+	for (i = 0; i < nspawners; i++)
+		if (spawners[i].arg != NULL && spawners[i].arg == arg)
+			return (&spawners[i]);
+	return (NULL);
+}
+
+/* Its child has exec'd or died: what it read can go. */
+static void
+spawner_free_job(struct spawner *s)
+{
+	if (s->stuck) {
+		log_notice("service %s: worker %ld: its exec returned after "
+			   "%lld ms",
+		    s->name, (long)s->pid, now_ms() - s->since);
+		if (--nstuck == 0)
+			event_del(&late_ev);
+	}
+	s->release(s->arg);
+	s->arg = NULL;
+	s->release = NULL;
+	s->key = NULL;
+	free(s->name);
+	s->name = NULL;
+	s->pid = 0;
+	s->stuck = 0;
+}
+
+/* The end of children the loop stopped waiting for. */
 static void
 spawner_collect(void)
 {
+	struct spawner  *s;
 	struct spawn_msg m;
 
 	while (read(res_fd[0], &m, sizeof m) == sizeof m) {
-		if (!m.done || stuck.arg == NULL || m.arg != stuck.arg)
-			continue;
-		log_notice("worker %ld: its exec returned after %lld ms; "
-			   "workers start again",
-		    (long)stuck.pid, now_ms() - stuck.since);
-		stuck.release(stuck.arg);
-		memset(&stuck, 0, sizeof stuck);
-		event_del(&late_ev);
+		if (m.done && (s = spawner_of(m.arg)) != NULL && s->stuck)
+			spawner_free_job(s);
 	}
 }
 
@@ -128,44 +163,46 @@ spawner_late(evutil_socket_t fd, short events, void *unused)
 	spawner_collect();
 }
 
-/* The thread, started with the first worker (after any fork of ours). */
+/* The result pipe, made with the first worker. */
 static int
-spawner_start(void)
+spawner_init(void)
 {
-	sigset_t  all, old;
-	pthread_t thread;
-	int       error;
-
-	if (running)
+	if (res_fd[0] != -1)
 		return (0);
-	if (pipe2(req_fd, O_CLOEXEC) == -1)
+	if (pipe2(res_fd, O_CLOEXEC) == -1)
 		return (-1);
-	if (pipe2(res_fd, O_CLOEXEC) == -1) {
-		error = errno;
-		close(req_fd[0]);
-		close(req_fd[1]);
-		errno = error;
-		return (-1);
-	}
 	fd_nonblock(res_fd[0]);
+	event_assign(&late_ev, sn_base, res_fd[0], EV_READ | EV_PERSIST,
+	    spawner_late, NULL);
+	return (0);
+}
+
+/* One more thread (after any fork of ours: they start with the first worker).
+ */
+static struct spawner *
+spawner_new(void)
+{
+	struct spawner *s = &spawners[nspawners];
+	pthread_t       thread;
+	sigset_t        all, old;
+	int             error;
+
+	if (pipe2(s->req, O_CLOEXEC) == -1)
+		return (NULL);
 	/* Signals are the loop's: the thread and its children block them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	error = pthread_create(&thread, NULL, spawner_main, NULL);
+	error = pthread_create(&thread, NULL, spawner_main, s);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (error != 0) {
-		close(req_fd[0]);
-		close(req_fd[1]);
-		close(res_fd[0]);
-		close(res_fd[1]);
+		close(s->req[0]);
+		close(s->req[1]);
 		errno = error;
-		return (-1);
+		return (NULL);
 	}
 	pthread_detach(thread);
-	event_assign(&late_ev, sn_base, res_fd[0], EV_READ | EV_PERSIST,
-	    spawner_late, NULL);
-	running = 1;
-	return (0);
+	nspawners++;
+	return (s);
 }
 
 /* One message, waiting at most ms (-1: without a bound); 0 on timeout. */
@@ -193,56 +230,74 @@ spawner_wait(struct spawn_msg *m, long long ms)
 
 /*
  * Start fn(arg) in a vforked child; release(arg) once the child has exec'd
- * or died (it reads arg until then).  0: started, and its exec is done or
- * failed (the caller's exec pipe tells which).  1: started, but its exec
- * has not returned in SPAWN_WAIT_MS; arg is released when it does.  -1
- * with errno: not started (EBUSY: an earlier exec still hangs).
+ * or died (it reads arg until then).  key (the service, called name) names
+ * starts that would hang together.  0: started, and its exec is done or failed
+ * (the caller's exec pipe tells which).  1: started, but its exec has not
+ * returned in SPAWN_WAIT_MS; arg is released when it does.  -1 with errno:
+ * not started (EBUSY: an exec of key's, or SPAWNERS_MAX of them, hang).
  */
 int
-spawner_run(spawn_child_fn fn, void *arg, void (*release)(void *), pid_t *pid)
+spawner_run(const void *key, const char *name, spawn_child_fn fn, void *arg,
+    void (*release)(void *), pid_t *pid)
 {
 	struct spawn_job job = { fn, arg };
 	struct spawn_msg m;
-	pid_t            child = -1;
-	int              rc, error;
+	struct spawner  *s = NULL, *other;
+	int              i, rc, error = EBUSY;
 
 	*pid = -1;
-	if (stuck.arg != NULL)
-		spawner_collect();
-	if (stuck.arg != NULL) {
-		release(arg);
-		errno = EBUSY;
-		return (-1);
-	}
-	if (spawner_start() == -1 ||
-	    write(req_fd[1], &job, sizeof job) != sizeof job) {
+	if (spawner_init() == -1) {
 		error = errno;
-		release(arg);
-		errno = error;
-		return (-1);
+		goto refused;
 	}
+	if (nstuck > 0)
+		spawner_collect();
+	for (i = 0; i < nspawners; i++) {
+		if (spawners[i].stuck && spawners[i].key == key)
+			goto refused;
+		if (s == NULL && spawners[i].arg == NULL)
+			s = &spawners[i];
+	}
+	if (s == NULL && nspawners == SPAWNERS_MAX)
+		goto refused;
+	if (s == NULL && (s = spawner_new()) == NULL) {
+		error = errno;
+		goto refused;
+	}
+	if (write(s->req[1], &job, sizeof job) != sizeof job) {
+		error = errno;
+		goto refused;
+	}
+	s->arg = arg;
+	s->release = release;
+	s->key = key;
+	s->name = xstrdup(name);
 	for (;;) {
 		/*
 		 * No bound until the child reports its pid: creating it and
 		 * its first write wait on no file system.
 		 */
-		rc = spawner_wait(&m, child == -1 ? -1 : SPAWN_WAIT_MS);
-		if (rc == -1) {
+		rc = spawner_wait(&m, s->pid == 0 ? -1 : SPAWN_WAIT_MS);
+		if (rc == -1)
 			fatal("spawner: waiting for a worker to start");
-		} else if (rc == 0) {
-			stuck.arg = arg;
-			stuck.release = release;
-			stuck.pid = child;
-			stuck.since = now_ms();
-			event_add(&late_ev, NULL);
-			*pid = child;
+		if (rc == 0) {
+			s->stuck = 1;
+			s->since = now_ms();
+			if (nstuck++ == 0)
+				event_add(&late_ev, NULL);
+			*pid = s->pid;
 			return (1);
-		} else if (m.arg != arg) {
-			continue; /* cannot be: one job at a time */
+		}
+		if (m.arg != arg) {
+			/* An earlier child that the loop stopped waiting for.
+			 */
+			if (m.done && (other = spawner_of(m.arg)) != NULL &&
+			    other->stuck)
+				spawner_free_job(other);
 		} else if (!m.done) {
-			child = m.pid;
+			s->pid = m.pid;
 		} else {
-			release(arg);
+			spawner_free_job(s);
 			if (m.pid == -1) {
 				errno = m.error;
 				return (-1);
@@ -251,14 +306,24 @@ spawner_run(spawn_child_fn fn, void *arg, void (*release)(void *), pid_t *pid)
 			return (0);
 		}
 	}
+
+refused:
+	release(arg);
+	errno = error;
+	return (-1);
 }
 
-/* The child whose exec hangs (0: none), and since when (ms). */
+/* key's child whose exec hangs (0: none), and since when (ms). */
 pid_t
-spawner_stuck(long long *since)
+spawner_stuck(const void *key, long long *since)
 {
-	if (stuck.arg == NULL)
-		return (0);
-	*since = stuck.since;
-	return (stuck.pid);
+	int i;
+
+	for (i = 0; i < nspawners; i++) {
+		if (spawners[i].stuck && spawners[i].key == key) {
+			*since = spawners[i].since;
+			return (spawners[i].pid);
+		}
+	}
+	return (0);
 }

@@ -713,15 +713,10 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		pid = -2; /* its user's groups could not be looked up */
 		rc = -1;
 	} else
-		rc = spawner_run(worker_child, a, spawn_args_free, &pid);
+		rc = spawner_run(
+		    svc, sc->name, worker_child, a, spawn_args_free, &pid);
 	error = errno;
 	w->pid = pid < 0 ? -1 : pid;
-	if (rc == 1)
-		worker_log(LOG_WARNING, w,
-		    "its exec of %s has not returned after %d ms (does a file "
-		    "system on its path hang?); no worker starts until it "
-		    "does",
-		    sc->exec_path, SPAWN_WAIT_MS);
 	if (cgfd != -1)
 		close(cgfd);
 	if (w->pid > 0)
@@ -738,11 +733,16 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		if (pid == -2)
 			*cause = xasprintf(
 			    "cannot look up the groups of user %s", sc->user);
-		else if (error == EBUSY && (pid = spawner_stuck(&since)) > 0)
+		else if (error == EBUSY &&
+		    (pid = spawner_stuck(svc, &since)) > 0)
 			*cause = xasprintf("the exec of worker %ld has not "
 					   "returned for %lld ms (does a file "
 					   "system on its path hang?)",
 			    (long)pid, now_ms() - since);
+		else if (error == EBUSY)
+			*cause = xasprintf("the execs of %d workers of other "
+					   "services have not returned",
+			    SPAWNERS_MAX);
 		else
 			*cause = xasprintf("fork: %s", strerror(error));
 		close(pipefd[0]);
@@ -782,6 +782,12 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		worker_timer(w, worker_probe, PROBE_FIRST_MS);
 	worker_log(LOG_INFO, w, "started (slot %d%s%s)", slot,
 	    w->sockpath ? ", socket " : "", w->sockpath ? w->sockpath : "");
+	if (rc == 1)
+		worker_log(LOG_WARNING, w,
+		    "its exec of %s has not returned after %d ms (does a file "
+		    "system on its path hang?); no other worker of the "
+		    "service starts until it does",
+		    sc->exec_path, SPAWN_WAIT_MS);
 	return (w);
 
 fail:

@@ -91,3 +91,31 @@ class HungExecTest(harness.DaemonTest):
         wait_until(lambda: d.ready_pids("stuck") == [new], 15, what="the worker ready")
         harness.http_ok(self, d.ports["stuck"], timeout=5)
         self.stop_daemon(d)
+
+    def test_a_hung_exec_is_killed_at_ready_timeout_and_holds_back_only_its_own_service(self):
+        d = self.start_daemon([
+            {"name": "stuck", "command": self.hello + " --socket {socket}", "worker_count": 1,
+             "ready_timeout": "2s"},
+            harness.hello(name="other", worker_count=1)])
+        d.wait_ready(2)
+        old = d.ready_pids("stuck")[0]
+        self.fs.send_signal(signal.SIGSTOP)
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old), 10,
+                   what="a replacement worker")
+        hung = self.worker_of(d, "stuck")[0]
+        # Another service's worker dies while that exec hangs: its replacement starts at once.
+        other = d.ready_pids("other")[0]
+        os.kill(other, signal.SIGKILL)
+        wait_until(lambda: d.ready_pids("other") not in ([], [other]), 5,
+                   what="the other service's worker replaced")
+        self.assertTrue(os.path.exists("/proc/%d" % hung), "the hung exec ended early")
+        harness.http_ok(self, d.ports["other"], timeout=5)
+        # ready_timeout gives the hung worker up: it is killed, and its service tries again
+        # (each try hangs as long as the file system does not answer).
+        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old, hung), 20,
+                   what="the hung worker killed and replaced")
+        self.fs.send_signal(signal.SIGCONT)
+        wait_until(lambda: len(d.ready_pids("stuck")) == 1, 20, what="the worker ready")
+        harness.http_ok(self, d.ports["stuck"], timeout=5)
+        self.stop_daemon(d)
