@@ -6,23 +6,22 @@
  * the worker's own user mounted there, perhaps), a master that vforked
  * from its event loop would stop relaying every client of every service.
  *
- * So helper threads call vfork, and the event loop waits for one at most
- * SPAWN_WAIT_MS.  A child that has not exec'd by then goes on without the
- * loop: the loop has its pid (the child's first act is to report it), and
- * the thread stays with it until its vfork returns, which SIGKILL brings
- * about (a wait on a FUSE or NFS answer is killable; the worker's
- * ready_timeout sends it).  What the child reads is released only then.
- * Meanwhile the next start takes another thread, unless it is for the
- * same key (the service: its next exec would hang the same way), or
- * SPAWNERS_MAX threads are taken.
+ * So helper threads call vfork, and the event loop only waits for the
+ * child to report its pid, its first act, which waits on no file system.
+ * The thread stays suspended with its child until the exec is done or the
+ * child dies, and what the child reads is released only then; a start
+ * meanwhile takes another thread (at most SPAWNERS_MAX).  A child that has
+ * not exec'd in SPAWN_LATE_MS is late: it is logged, and no other worker
+ * of its service (key) starts until it is done.  SIGKILL ends most such
+ * waits (the worker's ready_timeout sends it); one that even SIGKILL does
+ * not end holds one thread and its own service's starts, nothing else.
  *
  * The child runs on its thread's stack and thread-local storage, not the
  * loop's, so what libc writes there (errno) is not the loop's.  It shares
- * the master's memory while the loop may run again, so it must read only
- * what it was given.  And since the master has more than one thread,
- * glibc's set*id() calls would signal every thread of the process to
- * change ids too, the master's from the child: the child makes those
- * calls with syscall(2).
+ * the master's memory while the loop runs, so it reads only what it was
+ * given.  And since the master has more than one thread, glibc's set*id()
+ * calls would signal every thread of the process to change ids too, the
+ * master's from the child: the child makes those calls with syscall(2).
  */
 #include <sys/types.h>
 
@@ -44,6 +43,8 @@
 #include "spawner.h"
 #include "util.h"
 
+#define SPAWNER_STACK (512 * 1024)
+
 struct spawn_job {
 	spawn_child_fn fn;
 	void          *arg;
@@ -57,22 +58,24 @@ struct spawn_msg {
 	int   done;
 };
 
-/* One thread; arg is set while a child of its is between vfork and exec. */
+/* One thread; arg is set from the job's hand-over until its vfork returns. */
 struct spawner {
-	int   req[2]; /* the loop's jobs to it */
-	void *arg;
+	int          req[2]; /* the loop's jobs to it */
+	struct event late_ev;
+	void        *arg;
 	void (*release)(void *);
 	const void *key;
 	char       *name; /* key's, for the log */
-	pid_t       pid;
-	long long   since; /* when the loop stopped waiting (stuck) */
-	int         stuck;
+	pid_t       pid;  /* its child, once reported */
+	long long   since;
+	unsigned    late : 1; /* past SPAWN_LATE_MS, logged */
+	unsigned    lost : 1; /* the loop gave up before its pid came */
 };
 
-static struct spawner spawners[SPAWNERS_MAX];
-static int            nspawners, nstuck;
-static int            res_fd[2] = { -1, -1 }; /* threads, children -> loop */
-static struct event   late_ev;
+static struct spawner *spawners[SPAWNERS_MAX];
+static int             nspawners, nbusy;
+static int             res_fd[2] = { -1, -1 }; /* threads, children -> loop */
+static struct event    res_ev;
 
 static void __attribute__((noreturn, noinline))
 spawner_child(const struct spawn_job *job)
@@ -93,11 +96,11 @@ spawner_main(void *self)
 	pid_t            pid;
 
 	for (;;) {
+		/* Never returns: its children's PR_SET_PDEATHSIG is its life.
+		 */
 		n = read(s->req[0], &job, sizeof job);
-		if (n == -1 && errno == EINTR)
-			continue;
 		if (n != sizeof job)
-			return (NULL);
+			continue; /* EINTR: every signal is blocked here */
 		if ((pid = vfork()) == 0)
 			spawner_child(&job);
 		memset(&m, 0, sizeof m);
@@ -115,102 +118,127 @@ spawner_of(const void *arg)
 	int i;
 
 	for (i = 0; i < nspawners; i++)
-		if (spawners[i].arg != NULL && spawners[i].arg == arg)
-			return (&spawners[i]);
+		if (spawners[i]->arg != NULL && spawners[i]->arg == arg)
+			return (spawners[i]);
 	return (NULL);
 }
 
-/* Its child has exec'd or died: what it read can go. */
 static void
-spawner_free_job(struct spawner *s)
+spawner_late(evutil_socket_t fd, short events, void *self)
 {
-	if (s->stuck) {
+	struct spawner *s = self;
+
+	(void)fd;
+	(void)events;
+	s->late = 1;
+	log_warnx("service %s: worker %ld: its exec has not returned after "
+		  "%d ms (does a file system on its path hang?); no other "
+		  "worker of the service starts until it does",
+	    s->name, (long)s->pid, SPAWN_LATE_MS);
+}
+
+/* A message from a child or a thread. */
+static void
+spawner_handle(const struct spawn_msg *m)
+{
+	struct spawner *s;
+
+	if ((s = spawner_of(m->arg)) == NULL)
+		return;
+	if (!m->done) {
+		s->pid = m->pid;
+		if (s->lost)
+			kill(m->pid, SIGKILL); /* nobody tracks it */
+		return;
+	}
+	/* vfork returned: the child has exec'd or died. */
+	if (s->lost && m->pid > 0)
+		kill(m->pid, SIGKILL);
+	if (s->late)
 		log_notice("service %s: worker %ld: its exec returned after "
 			   "%lld ms",
 		    s->name, (long)s->pid, now_ms() - s->since);
-		if (--nstuck == 0)
-			event_del(&late_ev);
-	}
+	evtimer_del(&s->late_ev);
 	s->release(s->arg);
+	free(s->name);
 	s->arg = NULL;
 	s->release = NULL;
 	s->key = NULL;
-	free(s->name);
 	s->name = NULL;
 	s->pid = 0;
-	s->stuck = 0;
+	s->late = s->lost = 0;
+	if (--nbusy == 0)
+		event_del(&res_ev);
 }
 
-/* The end of children the loop stopped waiting for. */
 static void
-spawner_collect(void)
+spawner_collect(evutil_socket_t fd, short events, void *unused)
 {
-	struct spawner  *s;
 	struct spawn_msg m;
 
-	while (read(res_fd[0], &m, sizeof m) == sizeof m) {
-		if (m.done && (s = spawner_of(m.arg)) != NULL && s->stuck)
-			spawner_free_job(s);
-	}
-}
-
-static void
-spawner_late(evutil_socket_t fd, short events, void *unused)
-{
 	(void)fd;
 	(void)events;
 	(void)unused;
-	spawner_collect();
+	while (read(res_fd[0], &m, sizeof m) == sizeof m)
+		spawner_handle(&m);
 }
 
-/* The result pipe, made with the first worker. */
-static int
-spawner_init(void)
-{
-	if (res_fd[0] != -1)
-		return (0);
-	if (pipe2(res_fd, O_CLOEXEC) == -1)
-		return (-1);
-	fd_nonblock(res_fd[0]);
-	event_assign(&late_ev, sn_base, res_fd[0], EV_READ | EV_PERSIST,
-	    spawner_late, NULL);
-	return (0);
-}
-
-/* One more thread (after any fork of ours: they start with the first worker).
- */
+/* An idle thread, or a new one (threads start with the first worker). */
 static struct spawner *
-spawner_new(void)
+spawner_get(void)
 {
-	struct spawner *s = &spawners[nspawners];
+	struct spawner *s;
+	pthread_attr_t  attr;
 	pthread_t       thread;
 	sigset_t        all, old;
-	int             error;
+	int             i, error;
 
-	if (pipe2(s->req, O_CLOEXEC) == -1)
+	for (i = 0; i < nspawners; i++)
+		if (spawners[i]->arg == NULL)
+			return (spawners[i]);
+	if (nspawners == SPAWNERS_MAX) {
+		errno = EAGAIN;
 		return (NULL);
+	}
+	if (res_fd[0] == -1) {
+		if (pipe2(res_fd, O_CLOEXEC) == -1)
+			return (NULL);
+		fd_nonblock(res_fd[0]);
+		event_assign(&res_ev, sn_base, res_fd[0], EV_READ | EV_PERSIST,
+		    spawner_collect, NULL);
+	}
+	s = xcalloc(1, sizeof *s);
+	if (pipe2(s->req, O_CLOEXEC) == -1) {
+		free(s);
+		return (NULL);
+	}
+	evtimer_assign(&s->late_ev, sn_base, spawner_late, s);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, SPAWNER_STACK);
 	/* Signals are the loop's: the thread and its children block them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	error = pthread_create(&thread, NULL, spawner_main, s);
+	error = pthread_create(&thread, &attr, spawner_main, s);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
 	if (error != 0) {
 		close(s->req[0]);
 		close(s->req[1]);
+		free(s);
 		errno = error;
 		return (NULL);
 	}
 	pthread_detach(thread);
-	nspawners++;
+	spawners[nspawners++] = s;
 	return (s);
 }
 
-/* One message, waiting at most ms (-1: without a bound); 0 on timeout. */
+/* One message, waiting until the deadline (ms); 0 once it has passed. */
 static int
-spawner_wait(struct spawn_msg *m, long long ms)
+spawner_wait(struct spawn_msg *m, long long until)
 {
 	struct pollfd pfd = { res_fd[0], POLLIN, 0 };
-	long long     until = now_ms() + ms;
+	long long     left;
 	ssize_t       n;
 
 	for (;;) {
@@ -219,52 +247,41 @@ spawner_wait(struct spawn_msg *m, long long ms)
 			return (1);
 		if (n == -1 && errno != EAGAIN && errno != EINTR)
 			return (-1);
-		if (ms >= 0 && now_ms() >= until)
+		if ((left = until - now_ms()) <= 0)
 			return (0);
-		if (poll(&pfd, 1, ms < 0 ? -1 : (int)(until - now_ms())) ==
-			-1 &&
-		    errno != EINTR)
+		if (poll(&pfd, 1, (int)left) == -1 && errno != EINTR)
 			return (-1);
 	}
 }
 
 /*
- * Start fn(arg) in a vforked child; release(arg) once the child has exec'd
- * or died (it reads arg until then).  key (the service, called name) names
- * starts that would hang together.  0: started, and its exec is done or failed
- * (the caller's exec pipe tells which).  1: started, but its exec has not
- * returned in SPAWN_WAIT_MS; arg is released when it does.  -1 with errno:
- * not started (EBUSY: an exec of key's, or SPAWNERS_MAX of them, hang).
+ * Start fn(arg) in a vforked child; release(arg) once it has exec'd or
+ * died (it reads arg until then).  key (the service, called name) groups
+ * the starts that would hang together.  0: started, *pid is the child's
+ * (the caller's exec pipe tells how its exec went).  -1 with errno: not
+ * started (EBUSY: a start of key's is late; EAGAIN: every thread is held).
  */
 int
 spawner_run(const void *key, const char *name, spawn_child_fn fn, void *arg,
     void (*release)(void *), pid_t *pid)
 {
-	struct spawn_job job = { fn, arg };
-	struct spawn_msg m;
-	struct spawner  *s = NULL, *other;
-	int              i, rc, error = EBUSY;
+	static const struct timeval late = { SPAWN_LATE_MS / 1000,
+		SPAWN_LATE_MS % 1000 * 1000 };
+	struct spawn_job            job = { fn, arg };
+	struct spawn_msg            m;
+	struct spawner             *s;
+	long long                   until;
+	int                         i, rc, error;
 
 	*pid = -1;
-	if (spawner_init() == -1) {
-		error = errno;
-		goto refused;
-	}
-	if (nstuck > 0)
-		spawner_collect();
 	for (i = 0; i < nspawners; i++) {
-		if (spawners[i].stuck && spawners[i].key == key)
+		if (spawners[i]->late && spawners[i]->key == key) {
+			error = EBUSY;
 			goto refused;
-		if (s == NULL && spawners[i].arg == NULL)
-			s = &spawners[i];
+		}
 	}
-	if (s == NULL && nspawners == SPAWNERS_MAX)
-		goto refused;
-	if (s == NULL && (s = spawner_new()) == NULL) {
-		error = errno;
-		goto refused;
-	}
-	if (write(s->req[1], &job, sizeof job) != sizeof job) {
+	if ((s = spawner_get()) == NULL ||
+	    write(s->req[1], &job, sizeof job) != sizeof job) {
 		error = errno;
 		goto refused;
 	}
@@ -272,39 +289,39 @@ spawner_run(const void *key, const char *name, spawn_child_fn fn, void *arg,
 	s->release = release;
 	s->key = key;
 	s->name = xstrdup(name);
+	s->since = now_ms();
+	if (nbusy++ == 0)
+		event_add(&res_ev, NULL);
+	/*
+	 * Its pid comes at once: creating the child and its first write
+	 * wait on no file system.  Other messages may come first.
+	 */
+	until = s->since + SPAWN_LATE_MS;
 	for (;;) {
-		/*
-		 * No bound until the child reports its pid: creating it and
-		 * its first write wait on no file system.
-		 */
-		rc = spawner_wait(&m, s->pid == 0 ? -1 : SPAWN_WAIT_MS);
-		if (rc == -1)
+		if ((rc = spawner_wait(&m, until)) == -1)
 			fatal("spawner: waiting for a worker to start");
 		if (rc == 0) {
-			s->stuck = 1;
-			s->since = now_ms();
-			if (nstuck++ == 0)
-				event_add(&late_ev, NULL);
-			*pid = s->pid;
-			return (1);
+			/* Its thread never ran: killed when its pid comes. */
+			s->lost = 1;
+			errno = ETIMEDOUT;
+			return (-1);
 		}
 		if (m.arg != arg) {
-			/* An earlier child that the loop stopped waiting for.
-			 */
-			if (m.done && (other = spawner_of(m.arg)) != NULL &&
-			    other->stuck)
-				spawner_free_job(other);
-		} else if (!m.done) {
-			s->pid = m.pid;
-		} else {
-			spawner_free_job(s);
-			if (m.pid == -1) {
-				errno = m.error;
-				return (-1);
-			}
-			*pid = m.pid;
-			return (0);
+			spawner_handle(&m);
+			continue;
 		}
+		if (m.done) {
+			/* vfork failed (done before the pid: cannot be) */
+			error = m.pid == -1 ? m.error : EPROTO;
+			s->lost = 1;
+			spawner_handle(&m);
+			errno = error;
+			return (-1);
+		}
+		spawner_handle(&m);
+		evtimer_add(&s->late_ev, &late);
+		*pid = m.pid;
+		return (0);
 	}
 
 refused:
@@ -313,16 +330,16 @@ refused:
 	return (-1);
 }
 
-/* key's child whose exec hangs (0: none), and since when (ms). */
+/* key's late child (0: none), and since when (ms). */
 pid_t
-spawner_stuck(const void *key, long long *since)
+spawner_late_child(const void *key, long long *since)
 {
 	int i;
 
 	for (i = 0; i < nspawners; i++) {
-		if (spawners[i].stuck && spawners[i].key == key) {
-			*since = spawners[i].since;
-			return (spawners[i].pid);
+		if (spawners[i]->late && spawners[i]->key == key) {
+			*since = spawners[i]->since;
+			return (spawners[i]->pid);
 		}
 	}
 	return (0);

@@ -8,16 +8,16 @@
 
 #include <sys/types.h>
 
-/* How long the event loop waits for a child to exec before it goes on. */
-#define SPAWN_WAIT_MS 1000
-/* Threads at most: each may be held by a child whose exec hangs. */
-#define SPAWNERS_MAX 8
+/* A child that has not exec'd after this long is late (logged). */
+#define SPAWN_LATE_MS 1000
+/* Threads at most: each is held by its child until that child execs. */
+#define SPAWNERS_MAX 128
 
 /* Runs in the vforked child: it must exec or _exit, never return. */
 typedef void (*spawn_child_fn)(void *) __attribute__((noreturn));
 
 int   spawner_run(const void *, const char *, spawn_child_fn, void *,
       void (*)(void *), pid_t *);
-pid_t spawner_stuck(const void *, long long *);
+pid_t spawner_late_child(const void *, long long *);
 
 #endif

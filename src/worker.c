@@ -375,6 +375,7 @@ worker_child(void *arg)
 	int                      outfd = a->outfd;
 
 	setsid();
+	/* Its parent is the spawner thread, which lives as long as we do. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->master)
 		_exit(127);
 	/* Into its own cgroup before anything can fork: "0" is ourselves. */
@@ -409,10 +410,17 @@ worker_child(void *arg)
 	if (dup2(outfd, STDOUT_FILENO) == -1 ||
 	    dup2(outfd, STDERR_FILENO) == -1)
 		worker_child_fail(pipefd, STAGE_FDS);
-	syscall(
-	    SYS_close_range, FIRST_PASSED_FD + npass, ~0U, CLOSE_RANGE_CLOEXEC);
+	/*
+	 * The exec report next to them, and every other fd of the master's
+	 * closed now, not at exec: an exec that hangs must not hold a client
+	 * socket (no FIN would reach it), a listener or the keeper's pipe.
+	 */
+	if (dup2(pipefd, FIRST_PASSED_FD + npass) == -1)
+		worker_child_fail(pipefd, STAGE_FDS);
+	pipefd = FIRST_PASSED_FD + npass;
 	if (fcntl(pipefd, F_SETFD, FD_CLOEXEC) == -1)
 		_exit(127);
+	syscall(SYS_close_range, pipefd + 1, ~0U, 0);
 
 	if (a->directory != NULL && chdir(a->directory) == -1)
 		worker_child_fail(pipefd, STAGE_CHDIR);
@@ -607,7 +615,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	char                  **argv;
 	int                     actfd, pipefd[2], ctl[2] = { -1, -1 };
 	int                     outfd[2] = { -1, -1 }, node[2] = { -1, -1 };
-	int                     cgfd = -1, rc;
+	int                     cgfd = -1;
 	size_t                  i, n;
 	long long               since;
 	pid_t                   pid;
@@ -711,9 +719,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 	if (sc->switch_ids && a->groups == NULL) {
 		spawn_args_free(a);
 		pid = -2; /* its user's groups could not be looked up */
-		rc = -1;
 	} else
-		rc = spawner_run(
+		(void)spawner_run(
 		    svc, sc->name, worker_child, a, spawn_args_free, &pid);
 	error = errno;
 	w->pid = pid < 0 ? -1 : pid;
@@ -734,15 +741,19 @@ worker_spawn(struct service *svc, int slot, char **cause)
 			*cause = xasprintf(
 			    "cannot look up the groups of user %s", sc->user);
 		else if (error == EBUSY &&
-		    (pid = spawner_stuck(svc, &since)) > 0)
+		    (pid = spawner_late_child(svc, &since)) > 0)
 			*cause = xasprintf("the exec of worker %ld has not "
 					   "returned for %lld ms (does a file "
 					   "system on its path hang?)",
 			    (long)pid, now_ms() - since);
-		else if (error == EBUSY)
-			*cause = xasprintf("the execs of %d workers of other "
-					   "services have not returned",
+		else if (error == EAGAIN)
+			*cause = xasprintf("all %d threads that start workers "
+					   "wait for execs that hang",
 			    SPAWNERS_MAX);
+		else if (error == ETIMEDOUT)
+			*cause = xasprintf("its thread did not start it in "
+					   "%d ms",
+			    SPAWN_LATE_MS);
 		else
 			*cause = xasprintf("fork: %s", strerror(error));
 		close(pipefd[0]);
@@ -782,12 +793,6 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		worker_timer(w, worker_probe, PROBE_FIRST_MS);
 	worker_log(LOG_INFO, w, "started (slot %d%s%s)", slot,
 	    w->sockpath ? ", socket " : "", w->sockpath ? w->sockpath : "");
-	if (rc == 1)
-		worker_log(LOG_WARNING, w,
-		    "its exec of %s has not returned after %d ms (does a file "
-		    "system on its path hang?); no other worker of the "
-		    "service starts until it does",
-		    sc->exec_path, SPAWN_WAIT_MS);
 	return (w);
 
 fail:

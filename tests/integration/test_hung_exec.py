@@ -15,6 +15,19 @@ import harness
 from harness import wait_until
 
 
+def sockets_of(pid):
+    """The socket inodes pid holds."""
+    found = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
 def fuse_missing():
     """Why a FUSE mount cannot be made here, or None."""
     if os.geteuid() != 0:
@@ -80,6 +93,10 @@ class HungExecTest(harness.DaemonTest):
         self.assertEqual(state, "starting")
         # Not yet exec'd: the process is still the master's image.
         self.assertEqual(os.path.realpath("/proc/%d/exe" % new), os.path.realpath(harness.DAEMON))
+        # It holds none of the master's sockets (a listener would queue clients, a client
+        # socket would never get its FIN): only what it was given.
+        shared = sockets_of(new) & sockets_of(d.pid)
+        self.assertEqual(shared, set(), "the hung child holds the master's sockets")
         # The master goes on: the other service serves, the admin socket answers.
         t0 = time.monotonic()
         for _ in range(5):
