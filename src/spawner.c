@@ -10,11 +10,19 @@
  * child to report its pid, its first act, which waits on no file system.
  * The thread stays suspended with its child until the exec is done or the
  * child dies, and what the child reads is released only then; a start
- * meanwhile takes another thread (at most SPAWNERS_MAX).  A child that has
- * not exec'd in SPAWN_LATE_MS is late: it is logged, and no other worker
- * of its service (key) starts until it is done.  SIGKILL ends most such
- * waits (the worker's ready_timeout sends it); one that even SIGKILL does
- * not end holds one thread and its own service's starts, nothing else.
+ * meanwhile takes another thread.  A child that has not exec'd in
+ * SPAWN_LATE_MS is late: it is logged, and no other worker of its service
+ * (key) starts until it is done; nor does one while the service has its
+ * cap (its spawn_concurrency) of children short of their exec.  SIGKILL
+ * ends most such waits (the worker's ready_timeout sends it); those that
+ * even SIGKILL does not end (a FUSE daemon that read the request and never
+ * answers) hold that many threads and their own service's starts, nothing
+ * else.
+ *
+ * A job the thread has not taken within SPAWN_LATE_MS (the machine is
+ * starved) is cancelled: the thread takes it only by moving it from
+ * QUEUED to FORKING, the loop cancels it only from QUEUED, so either no
+ * child ever uses the caller's fds or the loop waits for its pid.
  *
  * The child runs on its thread's stack and thread-local storage, not the
  * loop's, so what libc writes there (errno) is not the loop's.  It shares
@@ -27,6 +35,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -58,9 +68,12 @@ struct spawn_msg {
 	int   done;
 };
 
+enum { JOB_QUEUED, JOB_FORKING, JOB_CANCELLED };
+
 /* One thread; arg is set from the job's hand-over until its vfork returns. */
 struct spawner {
 	int          req[2]; /* the loop's jobs to it */
+	atomic_int   state;  /* of its job, shared with the thread */
 	struct event late_ev;
 	void        *arg;
 	void (*release)(void *);
@@ -69,7 +82,6 @@ struct spawner {
 	pid_t       pid;  /* its child, once reported */
 	long long   since;
 	unsigned    late : 1; /* past SPAWN_LATE_MS, logged */
-	unsigned    lost : 1; /* the loop gave up before its pid came */
 };
 
 static struct spawner *spawners[SPAWNERS_MAX];
@@ -98,16 +110,24 @@ spawner_main(void *self)
 	for (;;) {
 		/* Never returns: its children's PR_SET_PDEATHSIG is its life.
 		 */
+		int queued = JOB_QUEUED;
+
 		n = read(s->req[0], &job, sizeof job);
 		if (n != sizeof job)
 			continue; /* EINTR: every signal is blocked here */
-		if ((pid = vfork()) == 0)
-			spawner_child(&job);
 		memset(&m, 0, sizeof m);
 		m.arg = job.arg;
-		m.pid = pid;
-		m.error = pid == -1 ? errno : 0;
 		m.done = 1;
+		if (!atomic_compare_exchange_strong(
+			&s->state, &queued, JOB_FORKING)) {
+			m.pid = -1;
+			m.error = ECANCELED;
+		} else if ((pid = vfork()) == 0) {
+			spawner_child(&job);
+		} else {
+			m.pid = pid;
+			m.error = pid == -1 ? errno : 0;
+		}
 		(void)!write(res_fd[1], &m, sizeof m);
 	}
 }
@@ -147,13 +167,10 @@ spawner_handle(const struct spawn_msg *m)
 		return;
 	if (!m->done) {
 		s->pid = m->pid;
-		if (s->lost)
-			kill(m->pid, SIGKILL); /* nobody tracks it */
+		s->since = now_ms();
 		return;
 	}
-	/* vfork returned: the child has exec'd or died. */
-	if (s->lost && m->pid > 0)
-		kill(m->pid, SIGKILL);
+	/* vfork returned (the child has exec'd or died), or never ran. */
 	if (s->late)
 		log_notice("service %s: worker %ld: its exec returned after "
 			   "%lld ms",
@@ -166,7 +183,7 @@ spawner_handle(const struct spawn_msg *m)
 	s->key = NULL;
 	s->name = NULL;
 	s->pid = 0;
-	s->late = s->lost = 0;
+	s->late = 0;
 	if (--nbusy == 0)
 		event_del(&res_ev);
 }
@@ -249,7 +266,8 @@ spawner_wait(struct spawn_msg *m, long long until)
 			return (-1);
 		if ((left = until - now_ms()) <= 0)
 			return (0);
-		if (poll(&pfd, 1, (int)left) == -1 && errno != EINTR)
+		if (poll(&pfd, 1, left > INT_MAX ? -1 : (int)left) == -1 &&
+		    errno != EINTR)
 			return (-1);
 	}
 }
@@ -257,13 +275,16 @@ spawner_wait(struct spawn_msg *m, long long until)
 /*
  * Start fn(arg) in a vforked child; release(arg) once it has exec'd or
  * died (it reads arg until then).  key (the service, called name) groups
- * the starts that would hang together.  0: started, *pid is the child's
- * (the caller's exec pipe tells how its exec went).  -1 with errno: not
- * started (EBUSY: a start of key's is late; EAGAIN: every thread is held).
+ * the starts that would hang together, at most cap of them short of their
+ * exec.  0: started, *pid is the child's (the caller's exec pipe tells how
+ * its exec went).  -1 with errno: not started, and no child will use what
+ * arg names (EBUSY: a start of key's is late, or cap of them are short of
+ * their exec; EAGAIN: no thread to be had; ETIMEDOUT: the thread did not
+ * take the job in SPAWN_LATE_MS).
  */
 int
-spawner_run(const void *key, const char *name, spawn_child_fn fn, void *arg,
-    void (*release)(void *), pid_t *pid)
+spawner_run(const void *key, const char *name, int cap, spawn_child_fn fn,
+    void *arg, void (*release)(void *), pid_t *pid)
 {
 	static const struct timeval late = { SPAWN_LATE_MS / 1000,
 		SPAWN_LATE_MS % 1000 * 1000 };
@@ -271,17 +292,23 @@ spawner_run(const void *key, const char *name, spawn_child_fn fn, void *arg,
 	struct spawn_msg            m;
 	struct spawner             *s;
 	long long                   until;
-	int                         i, rc, error;
+	int                         i, rc, error, n = 0, queued;
 
 	*pid = -1;
 	for (i = 0; i < nspawners; i++) {
-		if (spawners[i]->late && spawners[i]->key == key) {
+		if (spawners[i]->arg == NULL || spawners[i]->key != key)
+			continue;
+		if (spawners[i]->late || ++n >= cap) {
 			error = EBUSY;
 			goto refused;
 		}
 	}
-	if ((s = spawner_get()) == NULL ||
-	    write(s->req[1], &job, sizeof job) != sizeof job) {
+	if ((s = spawner_get()) == NULL) {
+		error = errno;
+		goto refused;
+	}
+	atomic_store(&s->state, JOB_QUEUED);
+	if (write(s->req[1], &job, sizeof job) != sizeof job) {
 		error = errno;
 		goto refused;
 	}
@@ -293,27 +320,32 @@ spawner_run(const void *key, const char *name, spawn_child_fn fn, void *arg,
 	if (nbusy++ == 0)
 		event_add(&res_ev, NULL);
 	/*
-	 * Its pid comes at once: creating the child and its first write
-	 * wait on no file system.  Other messages may come first.
+	 * Its pid comes at once once the thread runs: creating the child
+	 * and its first write wait on no file system.  Other messages may
+	 * come first.
 	 */
 	until = s->since + SPAWN_LATE_MS;
 	for (;;) {
 		if ((rc = spawner_wait(&m, until)) == -1)
 			fatal("spawner: waiting for a worker to start");
 		if (rc == 0) {
-			/* Its thread never ran: killed when its pid comes. */
-			s->lost = 1;
-			errno = ETIMEDOUT;
-			return (-1);
+			queued = JOB_QUEUED;
+			if (atomic_compare_exchange_strong(
+				&s->state, &queued, JOB_CANCELLED)) {
+				/* released once the thread has said so */
+				errno = ETIMEDOUT;
+				return (-1);
+			}
+			until = LLONG_MAX; /* it is forking: the pid comes */
+			continue;
 		}
 		if (m.arg != arg) {
 			spawner_handle(&m);
 			continue;
 		}
 		if (m.done) {
-			/* vfork failed (done before the pid: cannot be) */
+			/* vfork failed; done before the pid cannot be */
 			error = m.pid == -1 ? m.error : EPROTO;
-			s->lost = 1;
 			spawner_handle(&m);
 			errno = error;
 			return (-1);

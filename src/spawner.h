@@ -10,13 +10,13 @@
 
 /* A child that has not exec'd after this long is late (logged). */
 #define SPAWN_LATE_MS 1000
-/* Threads at most: each is held by its child until that child execs. */
-#define SPAWNERS_MAX 128
+/* Threads at most (made as needed; a start holds one until its exec). */
+#define SPAWNERS_MAX 1024
 
 /* Runs in the vforked child: it must exec or _exit, never return. */
 typedef void (*spawn_child_fn)(void *) __attribute__((noreturn));
 
-int   spawner_run(const void *, const char *, spawn_child_fn, void *,
+int   spawner_run(const void *, const char *, int, spawn_child_fn, void *,
       void (*)(void *), pid_t *);
 pid_t spawner_late_child(const void *, long long *);
 

@@ -89,6 +89,7 @@ static void worker_child(void *) __attribute__((noreturn));
 #define SN_SYS_SETRESUID SYS_setresuid
 #endif
 static void worker_probe(evutil_socket_t, short, void *);
+static void worker_set_ready(struct worker *, const char *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
 
@@ -420,7 +421,8 @@ worker_child(void *arg)
 	pipefd = FIRST_PASSED_FD + npass;
 	if (fcntl(pipefd, F_SETFD, FD_CLOEXEC) == -1)
 		_exit(127);
-	syscall(SYS_close_range, pipefd + 1, ~0U, 0);
+	if (syscall(SYS_close_range, pipefd + 1, ~0U, 0) == -1)
+		worker_child_fail(pipefd, STAGE_FDS);
 
 	if (a->directory != NULL && chdir(a->directory) == -1)
 		worker_child_fail(pipefd, STAGE_CHDIR);
@@ -720,8 +722,8 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		spawn_args_free(a);
 		pid = -2; /* its user's groups could not be looked up */
 	} else
-		(void)spawner_run(
-		    svc, sc->name, worker_child, a, spawn_args_free, &pid);
+		(void)spawner_run(svc, sc->name, sc->spawn_concurrency,
+		    worker_child, a, spawn_args_free, &pid);
 	error = errno;
 	w->pid = pid < 0 ? -1 : pid;
 	if (cgfd != -1)
@@ -746,9 +748,13 @@ worker_spawn(struct service *svc, int slot, char **cause)
 					   "returned for %lld ms (does a file "
 					   "system on its path hang?)",
 			    (long)pid, now_ms() - since);
+		else if (error == EBUSY)
+			*cause = xasprintf("%d starts (spawn_concurrency) are "
+					   "still short of their exec",
+			    sc->spawn_concurrency);
 		else if (error == EAGAIN)
-			*cause = xasprintf("all %d threads that start workers "
-					   "wait for execs that hang",
+			*cause = xasprintf("no thread to start it (%d at most, "
+					   "each held until its child's exec)",
 			    SPAWNERS_MAX);
 		else if (error == ETIMEDOUT)
 			*cause = xasprintf("its thread did not start it in "
@@ -825,7 +831,9 @@ worker_exec_report(evutil_socket_t fd, short events, void *arg)
 		    rep.stage == STAGE_CHDIR ? w->svc->conf->directory
 					     : w->svc->conf->exec_path,
 		    strerror(rep.error));
-	}
+	} else if (n == 0 && w->state == WORKER_STARTING &&
+	    w->svc->conf->activation && w->svc->conf->backend != BACKEND_AGENT)
+		worker_set_ready(w, "socket activation");
 }
 
 /* Try to connect to the worker: accepting means ready. */
@@ -920,8 +928,14 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 	if (w->svc->conf->backend == BACKEND_UNIX && w->pinfd == -1 &&
 	    (pinned = worker_probe_pin(w)) == -1)
 		return;
+	/*
+	 * With socket activation, ready once exec'd: the socket was bound
+	 * and listening before, and a child whose exec hangs would hold
+	 * every client given to it (worker_exec_report sees the exec).
+	 */
 	if (w->svc->conf->backend != BACKEND_AGENT &&
-	    (w->svc->conf->activation || (pinned && worker_accepts(w)))) {
+	    (w->svc->conf->activation ? w->execfd == -1 && !w->exec_failed
+				      : pinned && worker_accepts(w))) {
 		worker_set_ready(w,
 		    w->svc->conf->activation ? "socket activation"
 					     : "accepts connections");

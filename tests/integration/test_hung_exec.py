@@ -136,3 +136,22 @@ class HungExecTest(harness.DaemonTest):
         wait_until(lambda: len(d.ready_pids("stuck")) == 1, 20, what="the worker ready")
         harness.http_ok(self, d.ports["stuck"], timeout=5)
         self.stop_daemon(d)
+
+    def test_with_socket_activation_a_worker_is_ready_only_once_it_has_exec_d(self):
+        # Its socket is bound and listening before the exec: a child whose exec hangs must
+        # not be taken as ready, or it would hold every client given to it.
+        d = self.start_daemon([{"name": "stuck", "command": self.hello, "worker_count": 1,
+                                "socket_activation": True, "ready_timeout": "60s"}])
+        d.wait_ready(1)
+        old = d.ready_pids("stuck")[0]
+        self.fs.send_signal(signal.SIGSTOP)
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old), 10,
+                   what="a replacement worker")
+        new = self.worker_of(d, "stuck")[0]
+        time.sleep(1.5)
+        self.assertEqual(self.worker_of(d, "stuck"), (new, "starting"))
+        self.fs.send_signal(signal.SIGCONT)
+        wait_until(lambda: d.ready_pids("stuck") == [new], 15, what="the worker ready")
+        harness.http_ok(self, d.port, timeout=5)
+        self.stop_daemon(d)
