@@ -13,7 +13,7 @@
  * meanwhile takes another thread.  A child that has not exec'd in
  * SPAWN_LATE_MS is late: it is logged, and no other worker of its service
  * (key) starts until it is done; nor does one while the service has its
- * cap (its spawn_concurrency) of children short of their exec.  SIGKILL
+ * cap (twice its spawn_concurrency) of children short of their exec.  SIGKILL
  * ends most such waits (the worker's ready_timeout sends it); those that
  * even SIGKILL does not end (a FUSE daemon that read the request and never
  * answers) hold that many threads and their own service's starts, nothing
@@ -295,6 +295,8 @@ spawner_run(const void *key, const char *name, int cap, spawn_child_fn fn,
 	int                         i, rc, error, n = 0, queued;
 
 	*pid = -1;
+	if (nbusy > 0)
+		spawner_collect(-1, 0, NULL); /* done ones, not yet read */
 	for (i = 0; i < nspawners; i++) {
 		if (spawners[i]->arg == NULL || spawners[i]->key != key)
 			continue;

@@ -722,7 +722,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 		spawn_args_free(a);
 		pid = -2; /* its user's groups could not be looked up */
 	} else
-		(void)spawner_run(svc, sc->name, sc->spawn_concurrency,
+		(void)spawner_run(svc, sc->name, 2 * sc->spawn_concurrency,
 		    worker_child, a, spawn_args_free, &pid);
 	error = errno;
 	w->pid = pid < 0 ? -1 : pid;
@@ -749,9 +749,10 @@ worker_spawn(struct service *svc, int slot, char **cause)
 					   "system on its path hang?)",
 			    (long)pid, now_ms() - since);
 		else if (error == EBUSY)
-			*cause = xasprintf("%d starts (spawn_concurrency) are "
-					   "still short of their exec",
-			    sc->spawn_concurrency);
+			*cause =
+			    xasprintf("%d starts (twice spawn_concurrency) "
+				      "are still short of their exec",
+				2 * sc->spawn_concurrency);
 		else if (error == EAGAIN)
 			*cause = xasprintf("no thread to start it (%d at most, "
 					   "each held until its child's exec)",
