@@ -107,9 +107,8 @@ spawner_main(void *self)
 	ssize_t          n;
 	pid_t            pid;
 
+	/* Never returns: its children's PR_SET_PDEATHSIG is its life. */
 	for (;;) {
-		/* Never returns: its children's PR_SET_PDEATHSIG is its life.
-		 */
 		int queued = JOB_QUEUED;
 
 		n = read(s->req[0], &job, sizeof job);
@@ -184,8 +183,7 @@ spawner_handle(const struct spawn_msg *m)
 	s->name = NULL;
 	s->pid = 0;
 	s->late = 0;
-	if (--nbusy == 0)
-		event_del(&res_ev);
+	nbusy--;
 }
 
 static void
@@ -223,6 +221,7 @@ spawner_get(void)
 		fd_nonblock(res_fd[0]);
 		event_assign(&res_ev, sn_base, res_fd[0], EV_READ | EV_PERSIST,
 		    spawner_collect, NULL);
+		event_add(&res_ev, NULL);
 	}
 	s = xcalloc(1, sizeof *s);
 	if (pipe2(s->req, O_CLOEXEC) == -1) {
@@ -319,8 +318,7 @@ spawner_run(const void *key, const char *name, int cap, spawn_child_fn fn,
 	s->key = key;
 	s->name = xstrdup(name);
 	s->since = now_ms();
-	if (nbusy++ == 0)
-		event_add(&res_ev, NULL);
+	nbusy++;
 	/*
 	 * Its pid comes at once once the thread runs: creating the child
 	 * and its first write wait on no file system.  Other messages may
@@ -353,10 +351,24 @@ spawner_run(const void *key, const char *name, int cap, spawn_child_fn fn,
 			return (-1);
 		}
 		spawner_handle(&m);
-		evtimer_add(&s->late_ev, &late);
 		*pid = m.pid;
-		return (0);
+		break;
 	}
+	/*
+	 * As vfork did, let the child exec before going on, for a little:
+	 * a burst of starts then takes the CPUs a few at a time rather than
+	 * all at once, and the thread is free again for the next one.
+	 */
+	until = now_ms() + SPAWN_SYNC_MS;
+	while ((rc = spawner_wait(&m, until)) == 1) {
+		spawner_handle(&m);
+		if (m.arg == arg && m.done)
+			return (0);
+	}
+	if (rc == -1)
+		fatal("spawner: waiting for a worker to start");
+	evtimer_add(&s->late_ev, &late);
+	return (0);
 
 refused:
 	release(arg);

@@ -8,6 +8,8 @@
 
 #include <sys/types.h>
 
+/* How long the loop waits for a child's exec before it goes on. */
+#define SPAWN_SYNC_MS 20
 /* A child that has not exec'd after this long is late (logged). */
 #define SPAWN_LATE_MS 1000
 /* Threads at most (made as needed; a start holds one until its exec). */
