@@ -6,9 +6,11 @@
  * the worker's own user mounted there, perhaps), a master that vforked
  * from its event loop would stop relaying every client of every service.
  *
- * So helper threads call vfork, and the event loop only waits for the
- * child to report its pid, its first act, which waits on no file system.
- * The thread stays suspended with its child until the exec is done or the
+ * So helper threads call vfork, and the event loop waits for the child
+ * to report its pid, its first act, which waits on no file system, then
+ * for its exec at most SPAWN_SYNC_MS (as vfork did: a burst of starts is
+ * paced, and takes the CPUs from those serving a few at a time).  The
+ * thread stays suspended with its child until the exec is done or the
  * child dies, and what the child reads is released only then; a start
  * meanwhile takes another thread.  A child that has not exec'd in
  * SPAWN_LATE_MS is late: it is logged, and no other worker of its service
