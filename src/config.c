@@ -32,6 +32,8 @@
 
 #define SERVICE_NAME_MAX 32
 #define LOG_RATE_MAX     1000000 /* worker_log_rate, lines */
+/* How long a check of a command or directory may wait on its file system. */
+#define FS_WAIT_MS 2000
 
 /*
  * Where each option was set, keyed by section and option name (libconfuse
@@ -831,8 +833,14 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 			return;
 		}
 		if (i == 0) {
-			sc->exec_path = path_lookup(word, sc->directory);
-			if (sc->exec_path == NULL)
+			sc->exec_path =
+			    path_lookup_within(word, sc->directory, FS_WAIT_MS);
+			if (sc->exec_path == NULL && errno == ETIMEDOUT)
+				config_error(line,
+				    "command: \"%s\": its file system did not "
+				    "answer within %d ms",
+				    word, FS_WAIT_MS);
+			else if (sc->exec_path == NULL)
 				config_error(line,
 				    "command: cannot execute \"%s\": %s", word,
 				    strerror(errno));
@@ -1015,9 +1023,12 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 
 	if (cfg_size(sec, "directory") > 0) {
 		sc->directory = xstrdup(cfg_getstr(sec, "directory"));
-		if (stat(sc->directory, &st) == -1)
+		if (stat_within(sc->directory, &st, FS_WAIT_MS) == -1)
 			config_error(line_of(sec, "directory"),
-			    "directory %s: %s", sc->directory, strerror(errno));
+			    "directory %s: %s", sc->directory,
+			    errno == ETIMEDOUT
+				? "its file system did not answer in time"
+				: strerror(errno));
 		else if (!S_ISDIR(st.st_mode))
 			config_error(line_of(sec, "directory"),
 			    "directory %s is not a directory", sc->directory);

@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -569,4 +571,145 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/*
+ * A lookup on a file system that a worker's user may control (a FUSE
+ * mount on its command's path, a dead NFS server), done by a thread of
+ * its own and waited for at most ms: one that does not answer must not
+ * freeze the master on a reload.  The thread and the caller share the
+ * query; whoever lets go last frees it.
+ */
+struct fs_query {
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	int             refs, done, lookup;
+	char           *name, *dir;
+	char           *path; /* path_lookup's answer */
+	struct stat     st;   /* stat's */
+	int             rc, error;
+};
+
+static void
+fs_query_unref(struct fs_query *q)
+{
+	int left;
+
+	pthread_mutex_lock(&q->mu);
+	left = --q->refs;
+	pthread_mutex_unlock(&q->mu);
+	if (left > 0)
+		return;
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->mu);
+	free(q->name);
+	free(q->dir);
+	free(q->path);
+	free(q);
+}
+
+static void
+fs_query_do(struct fs_query *q)
+{
+	if (q->lookup) {
+		q->path = path_lookup(q->name, q->dir);
+		q->rc = q->path != NULL ? 0 : -1;
+	} else
+		q->rc = stat(q->name, &q->st);
+	q->error = errno;
+}
+
+static void *
+fs_query_main(void *arg)
+{
+	struct fs_query *q = arg;
+
+	fs_query_do(q);
+	pthread_mutex_lock(&q->mu);
+	q->done = 1;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	fs_query_unref(q);
+	return (NULL);
+}
+
+/* 0 with q answered (done here if no thread could be had), or ETIMEDOUT. */
+static int
+fs_query_run(struct fs_query *q, long ms)
+{
+	pthread_condattr_t ca;
+	pthread_attr_t     attr;
+	pthread_t          thread;
+	sigset_t           all, old;
+	struct timespec    until;
+	int                error = 0;
+
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	q->refs = 2;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&thread, &attr, fs_query_main, q) != 0) {
+		q->refs = 1;
+		fs_query_do(q);
+		q->done = 1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += ms % 1000 * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&q->mu);
+	while (!q->done && error != ETIMEDOUT)
+		error = pthread_cond_timedwait(&q->cv, &q->mu, &until);
+	pthread_mutex_unlock(&q->mu);
+	return (q->done ? 0 : ETIMEDOUT);
+}
+
+/* path_lookup, or NULL with errno ETIMEDOUT after ms. */
+char *
+path_lookup_within(const char *name, const char *dir, long ms)
+{
+	struct fs_query *q = xcalloc(1, sizeof *q);
+	char            *path = NULL;
+	int              error;
+
+	q->lookup = 1;
+	q->name = xstrdup(name);
+	q->dir = dir != NULL ? xstrdup(dir) : NULL;
+	if ((error = fs_query_run(q, ms)) == 0) {
+		path = q->path;
+		q->path = NULL;
+		error = q->error;
+	}
+	fs_query_unref(q);
+	errno = error;
+	return (path);
+}
+
+/* stat(2), or -1 with errno ETIMEDOUT after ms. */
+int
+stat_within(const char *file, struct stat *st, long ms)
+{
+	struct fs_query *q = xcalloc(1, sizeof *q);
+	int              rc = -1, error;
+
+	q->name = xstrdup(file);
+	if ((error = fs_query_run(q, ms)) == 0) {
+		rc = q->rc;
+		*st = q->st;
+		error = q->error;
+	}
+	fs_query_unref(q);
+	errno = error;
+	return (rc);
 }

@@ -3,6 +3,7 @@
 #define SN_UTIL_H
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <stddef.h>
 
@@ -38,6 +39,8 @@ int    addr_parse_numeric(const char *, struct sn_addr *, char **);
 int    addr_is_loopback(const struct sn_addr *);
 const char *addr_str(const struct sockaddr *, char *, size_t);
 char       *path_lookup(const char *, const char *);
+char       *path_lookup_within(const char *, const char *, long);
+int         stat_within(const char *, struct stat *, long);
 int         fd_nonblock(int);
 ssize_t     fd_send(int, const void *, size_t, int);
 long long   now_ms(void);

@@ -155,3 +155,22 @@ class HungExecTest(harness.DaemonTest):
         wait_until(lambda: d.ready_pids("stuck") == [new], 15, what="the worker ready")
         harness.http_ok(self, d.port, timeout=5)
         self.stop_daemon(d)
+
+    def test_a_reload_does_not_wait_on_a_command_whose_file_system_hangs(self):
+        # A reload checks each command and directory; one that does not answer fails the
+        # reload in a bounded time, and the master serves on with the running workers.
+        d = self.start_daemon([
+            {"name": "stuck", "command": self.hello + " --socket {socket}", "worker_count": 1},
+            harness.hello(name="other", worker_count=1)])
+        d.wait_ready(2)
+        self.fs.send_signal(signal.SIGSTOP)
+        p = d.ctl("reload", timeout=20)
+        self.assertEqual(p.returncode, 2, (p.stdout, p.stderr))
+        self.assertIn("its file system did not answer", p.stderr)
+        self.assertEqual(d.status(timeout=5)["reloads"]["last_result"], "failed")
+        harness.http_ok(self, d.ports["other"], timeout=5)
+        harness.http_ok(self, d.ports["stuck"], timeout=5)
+        self.fs.send_signal(signal.SIGCONT)
+        p = d.ctl("reload", timeout=20)
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.stop_daemon(d)
