@@ -392,3 +392,18 @@ spawner_late_child(const void *key, long long *since)
 	}
 	return (0);
 }
+
+/* Whether pid is a child whose exec is late, and since when (ms). */
+int
+spawner_late_pid(pid_t pid, long long *since)
+{
+	int i;
+
+	for (i = 0; i < nspawners; i++) {
+		if (spawners[i]->late && spawners[i]->pid == pid) {
+			*since = spawners[i]->since;
+			return (1);
+		}
+	}
+	return (0);
+}

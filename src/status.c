@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 
 #include "service.h"
+#include "spawner.h"
 #include "status.h"
 
 #define STATUS_CONNS_PER_PIECE 256
@@ -213,6 +214,7 @@ status_json_worker(struct evbuffer *out, const struct worker *w, long long now)
 	char        buf[ADDRSTRLEN + 128];
 	const char *addr;
 	long        rss = status_rss_kb(w);
+	long long   since;
 
 	evbuffer_add_printf(out,
 	    "{\"pid\":%ld,\"slot\":%d,\"serial\":%u,\"generation\":%u,\"state\":\"%s\",\"health\":\"%s\",\"connections\":%d,\"accepted\":%lu,\"served\":%lu,\"age_s\":%.3f,\"restarts\":%lu,",
@@ -224,6 +226,11 @@ status_json_worker(struct evbuffer *out, const struct worker *w, long long now)
 		evbuffer_add_printf(out, "\"rss_kb\":%ld,", rss);
 	else
 		evbuffer_add_printf(out, "\"rss_kb\":null,");
+	if (spawner_late_pid(w->pid, &since))
+		evbuffer_add_printf(
+		    out, "\"exec_late_s\":%.3f,", status_secs(now - since));
+	else
+		evbuffer_add_printf(out, "\"exec_late_s\":null,");
 	evbuffer_add_printf(out, "\"address\":");
 	if ((addr = status_worker_address(w, buf, sizeof buf)) != NULL)
 		status_json_string(out, addr);

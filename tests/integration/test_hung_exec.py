@@ -69,6 +69,13 @@ class HungExecTest(harness.DaemonTest):
             self.fs.kill()
             self.fs.wait(10)
 
+    def late_of(self, d, name):
+        """exec_late_s of the service's one worker, from the admin socket."""
+        for svc in d.status(timeout=5)["services"]:
+            if svc["name"] == name and svc["workers"]:
+                return svc["workers"][0]["exec_late_s"]
+        return None
+
     def worker_of(self, d, name):
         """(pid, state) of the service's one worker, from the admin socket."""
         for svc in d.status(timeout=5)["services"]:
@@ -103,9 +110,13 @@ class HungExecTest(harness.DaemonTest):
             harness.http_ok(self, d.ports["other"], timeout=5)
         self.assertLess(time.monotonic() - t0, 5, "the other service was slow to answer")
         self.assertEqual(self.worker_of(d, "stuck"), (new, "starting"))
+        # The admin socket says why: its exec is late.
+        late = wait_until(lambda: self.late_of(d, "stuck"), 10, what="exec_late_s set")
+        self.assertGreaterEqual(late, 1.0)
         # The file system answers: the exec completes and the worker serves.
         self.fs.send_signal(signal.SIGCONT)
         wait_until(lambda: d.ready_pids("stuck") == [new], 15, what="the worker ready")
+        self.assertIsNone(self.late_of(d, "stuck"))
         harness.http_ok(self, d.ports["stuck"], timeout=5)
         self.stop_daemon(d)
 
