@@ -378,31 +378,22 @@ refused:
 	return (-1);
 }
 
-/* key's late child (0: none), and since when (ms). */
+/*
+ * A late child, of key (NULL: any) and with pid (0: any): its pid, and
+ * since when (ms); 0 if there is none.
+ */
 pid_t
-spawner_late_child(const void *key, long long *since)
+spawner_late_child(const void *key, pid_t pid, long long *since)
 {
-	int i;
+	const struct spawner *s;
+	int                   i;
 
 	for (i = 0; i < nspawners; i++) {
-		if (spawners[i]->late && spawners[i]->key == key) {
-			*since = spawners[i]->since;
-			return (spawners[i]->pid);
-		}
-	}
-	return (0);
-}
-
-/* Whether pid is a child whose exec is late, and since when (ms). */
-int
-spawner_late_pid(pid_t pid, long long *since)
-{
-	int i;
-
-	for (i = 0; i < nspawners; i++) {
-		if (spawners[i]->late && spawners[i]->pid == pid) {
-			*since = spawners[i]->since;
-			return (1);
+		s = spawners[i];
+		if (s->late && (key == NULL || s->key == key) &&
+		    (pid == 0 || s->pid == pid)) {
+			*since = s->since;
+			return (s->pid);
 		}
 	}
 	return (0);

@@ -20,7 +20,6 @@ typedef void (*spawn_child_fn)(void *) __attribute__((noreturn));
 
 int   spawner_run(const void *, const char *, int, spawn_child_fn, void *,
       void (*)(void *), pid_t *);
-pid_t spawner_late_child(const void *, long long *);
-int   spawner_late_pid(pid_t, long long *);
+pid_t spawner_late_child(const void *, pid_t, long long *);
 
 #endif

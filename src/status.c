@@ -226,7 +226,7 @@ status_json_worker(struct evbuffer *out, const struct worker *w, long long now)
 		evbuffer_add_printf(out, "\"rss_kb\":%ld,", rss);
 	else
 		evbuffer_add_printf(out, "\"rss_kb\":null,");
-	if (spawner_late_pid(w->pid, &since))
+	if (spawner_late_child(NULL, w->pid, &since) > 0)
 		evbuffer_add_printf(
 		    out, "\"exec_late_s\":%.3f,", status_secs(now - since));
 	else

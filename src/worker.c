@@ -743,7 +743,7 @@ worker_spawn(struct service *svc, int slot, char **cause)
 			*cause = xasprintf(
 			    "cannot look up the groups of user %s", sc->user);
 		else if (error == EBUSY &&
-		    (pid = spawner_late_child(svc, &since)) > 0)
+		    (pid = spawner_late_child(svc, 0, &since)) > 0)
 			*cause = xasprintf("the exec of worker %ld has not "
 					   "returned for %lld ms (does a file "
 					   "system on its path hang?)",

@@ -69,20 +69,22 @@ class HungExecTest(harness.DaemonTest):
             self.fs.kill()
             self.fs.wait(10)
 
-    def late_of(self, d, name):
-        """exec_late_s of the service's one worker, from the admin socket."""
-        for svc in d.status(timeout=5)["services"]:
-            if svc["name"] == name and svc["workers"]:
-                return svc["workers"][0]["exec_late_s"]
-        return None
-
     def worker_of(self, d, name):
-        """(pid, state) of the service's one worker, from the admin socket."""
+        """The service's one worker as the admin socket shows it ({} while it has none)."""
         for svc in d.status(timeout=5)["services"]:
             if svc["name"] == name and svc["workers"]:
-                w = svc["workers"][0]
-                return w["pid"], w["state"]
-        return None, None
+                return svc["workers"][0]
+        return {}
+
+    def hang_a_replacement(self, d):
+        """Stop the file system and kill the ready worker of "stuck": its replacement's exec
+        hangs.  Returns (the killed pid, the replacement's)."""
+        old = d.ready_pids("stuck")[0]
+        self.fs.send_signal(signal.SIGSTOP)
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: self.worker_of(d, "stuck").get("pid") not in (None, old), 10,
+                   what="a replacement worker")
+        return old, self.worker_of(d, "stuck")["pid"]
 
     def test_a_hung_exec_leaves_the_master_serving_and_the_worker_starts_once_it_returns(self):
         d = self.start_daemon([
@@ -90,14 +92,8 @@ class HungExecTest(harness.DaemonTest):
              "ready_timeout": "60s"},
             harness.hello(name="other", worker_count=1)])
         d.wait_ready(2)
-        old = d.ready_pids("stuck")[0]
-        self.fs.send_signal(signal.SIGSTOP)
-        os.kill(old, signal.SIGKILL)
-        # Its replacement is started: its exec waits on the stopped file system.
-        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old), 10,
-                   what="a replacement worker")
-        new, state = self.worker_of(d, "stuck")
-        self.assertEqual(state, "starting")
+        old, new = self.hang_a_replacement(d)
+        self.assertEqual(self.worker_of(d, "stuck")["state"], "starting")
         # Not yet exec'd: the process is still the master's image.
         self.assertEqual(os.path.realpath("/proc/%d/exe" % new), os.path.realpath(harness.DAEMON))
         # It holds none of the master's sockets (a listener would queue clients, a client
@@ -109,14 +105,16 @@ class HungExecTest(harness.DaemonTest):
         for _ in range(5):
             harness.http_ok(self, d.ports["other"], timeout=5)
         self.assertLess(time.monotonic() - t0, 5, "the other service was slow to answer")
-        self.assertEqual(self.worker_of(d, "stuck"), (new, "starting"))
+        w = self.worker_of(d, "stuck")
+        self.assertEqual((w["pid"], w["state"]), (new, "starting"))
         # The admin socket says why: its exec is late.
-        late = wait_until(lambda: self.late_of(d, "stuck"), 10, what="exec_late_s set")
+        late = wait_until(lambda: self.worker_of(d, "stuck")["exec_late_s"], 10,
+                          what="exec_late_s set")
         self.assertGreaterEqual(late, 1.0)
         # The file system answers: the exec completes and the worker serves.
         self.fs.send_signal(signal.SIGCONT)
         wait_until(lambda: d.ready_pids("stuck") == [new], 15, what="the worker ready")
-        self.assertIsNone(self.late_of(d, "stuck"))
+        self.assertIsNone(self.worker_of(d, "stuck")["exec_late_s"])
         harness.http_ok(self, d.ports["stuck"], timeout=5)
         self.stop_daemon(d)
 
@@ -126,12 +124,7 @@ class HungExecTest(harness.DaemonTest):
              "ready_timeout": "2s"},
             harness.hello(name="other", worker_count=1)])
         d.wait_ready(2)
-        old = d.ready_pids("stuck")[0]
-        self.fs.send_signal(signal.SIGSTOP)
-        os.kill(old, signal.SIGKILL)
-        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old), 10,
-                   what="a replacement worker")
-        hung = self.worker_of(d, "stuck")[0]
+        old, hung = self.hang_a_replacement(d)
         # Another service's worker dies while that exec hangs: its replacement starts at once.
         other = d.ready_pids("other")[0]
         os.kill(other, signal.SIGKILL)
@@ -141,7 +134,7 @@ class HungExecTest(harness.DaemonTest):
         harness.http_ok(self, d.ports["other"], timeout=5)
         # ready_timeout gives the hung worker up: it is killed, and its service tries again
         # (each try hangs as long as the file system does not answer).
-        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old, hung), 20,
+        wait_until(lambda: self.worker_of(d, "stuck").get("pid") not in (None, old, hung), 20,
                    what="the hung worker killed and replaced")
         self.fs.send_signal(signal.SIGCONT)
         wait_until(lambda: len(d.ready_pids("stuck")) == 1, 20, what="the worker ready")
@@ -154,14 +147,11 @@ class HungExecTest(harness.DaemonTest):
         d = self.start_daemon([{"name": "stuck", "command": self.hello, "worker_count": 1,
                                 "socket_activation": True, "ready_timeout": "60s"}])
         d.wait_ready(1)
-        old = d.ready_pids("stuck")[0]
-        self.fs.send_signal(signal.SIGSTOP)
-        os.kill(old, signal.SIGKILL)
-        wait_until(lambda: self.worker_of(d, "stuck")[0] not in (None, old), 10,
-                   what="a replacement worker")
-        new = self.worker_of(d, "stuck")[0]
-        time.sleep(1.5)
-        self.assertEqual(self.worker_of(d, "stuck"), (new, "starting"))
+        _, new = self.hang_a_replacement(d)
+        # Still not ready once its exec is known to be late.
+        wait_until(lambda: self.worker_of(d, "stuck")["exec_late_s"], 10, what="exec_late_s set")
+        w = self.worker_of(d, "stuck")
+        self.assertEqual((w["pid"], w["state"]), (new, "starting"))
         self.fs.send_signal(signal.SIGCONT)
         wait_until(lambda: d.ready_pids("stuck") == [new], 15, what="the worker ready")
         harness.http_ok(self, d.port, timeout=5)
