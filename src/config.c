@@ -34,6 +34,8 @@
 #define LOG_RATE_MAX     1000000 /* worker_log_rate, lines */
 /* How long a check of a command or directory may wait on its file system. */
 #define FS_WAIT_MS 2000
+/* After one check went unanswered the load has failed: the next wait less. */
+#define FS_WAIT_AFTER_MS 100
 
 /*
  * Where each option was set, keyed by section and option name (libconfuse
@@ -100,6 +102,7 @@ static struct {
 	size_t            total;   /* bytes read, every file */
 	int               lineadd; /* libconfuse's line + this: ours */
 	int               parse_failed;
+	int               fs_silent; /* a file system check went unanswered */
 	/* Include statements of the file config_scan is reading. */
 	struct include *incs;
 	size_t          nincs;
@@ -119,6 +122,33 @@ config_where(int line, int *fline)
 	}
 	*fline = line;
 	return (load.path);
+}
+
+/*
+ * How long a check of a command or directory waits for its file system.
+ * Each unanswered one would otherwise hold the master for the whole wait.
+ */
+static long
+fs_wait(void)
+{
+	return (load.fs_silent ? FS_WAIT_AFTER_MS : FS_WAIT_MS);
+}
+
+/* Why a check by path_lookup_within or stat_within has no answer. */
+static const char *
+fs_silent(int error)
+{
+	static char buf[128];
+
+	if (error == EAGAIN)
+		snprintf(buf, sizeof buf, "%s",
+		    "its file system was not asked: earlier checks on file "
+		    "systems that do not answer are still waiting");
+	else
+		snprintf(buf, sizeof buf,
+		    "its file system did not answer within %ld ms", fs_wait());
+	load.fs_silent = 1;
+	return (buf);
 }
 
 static void
@@ -834,12 +864,11 @@ service_command(struct sn_service_conf *sc, cfg_t *sec)
 		}
 		if (i == 0) {
 			sc->exec_path =
-			    path_lookup_within(word, sc->directory, FS_WAIT_MS);
-			if (sc->exec_path == NULL && errno == ETIMEDOUT)
-				config_error(line,
-				    "command: \"%s\": its file system did not "
-				    "answer within %d ms",
-				    word, FS_WAIT_MS);
+			    path_lookup_within(word, sc->directory, fs_wait());
+			if (sc->exec_path == NULL &&
+			    (errno == ETIMEDOUT || errno == EAGAIN))
+				config_error(line, "command: \"%s\": %s", word,
+				    fs_silent(errno));
 			else if (sc->exec_path == NULL)
 				config_error(line,
 				    "command: cannot execute \"%s\": %s", word,
@@ -1023,11 +1052,11 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 
 	if (cfg_size(sec, "directory") > 0) {
 		sc->directory = xstrdup(cfg_getstr(sec, "directory"));
-		if (stat_within(sc->directory, &st, FS_WAIT_MS) == -1)
+		if (stat_within(sc->directory, &st, fs_wait()) == -1)
 			config_error(line_of(sec, "directory"),
 			    "directory %s: %s", sc->directory,
-			    errno == ETIMEDOUT
-				? "its file system did not answer in time"
+			    errno == ETIMEDOUT || errno == EAGAIN
+				? fs_silent(errno)
 				: strerror(errno));
 		else if (!S_ISDIR(st.st_mode))
 			config_error(line_of(sec, "directory"),

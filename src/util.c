@@ -577,31 +577,45 @@ now_ms(void)
  * A lookup on a file system that a worker's user may control (a FUSE
  * mount on its command's path, a dead NFS server), done by a thread of
  * its own and waited for at most ms: one that does not answer must not
- * freeze the master on a reload.  The thread and the caller share the
- * query; whoever lets go last frees it.
+ * freeze the master on a reload.  A query still unanswered stays in
+ * flight: the next reload checking the same path waits on it instead of
+ * leaving one more thread stuck, and no more than FS_INFLIGHT_MAX are
+ * ever stuck at once.  The thread and its waiters share the query;
+ * whoever lets go last frees it.  One mutex guards them all: a query
+ * takes microseconds when its file system answers.
  */
+#define FS_INFLIGHT_MAX 8
+
 struct fs_query {
-	pthread_mutex_t mu;
-	pthread_cond_t  cv;
-	int             refs, done, lookup;
-	char           *name, *dir;
-	char           *path; /* path_lookup's answer */
-	struct stat     st;   /* stat's */
-	int             rc, error;
+	int         refs, done, lookup;
+	char       *name, *dir;
+	char       *path; /* path_lookup's answer */
+	struct stat st;   /* stat's */
+	int         rc, error;
 };
 
+static pthread_mutex_t  fs_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t   fs_cv;
+static pthread_once_t   fs_once = PTHREAD_ONCE_INIT;
+static struct fs_query *fs_inflight[FS_INFLIGHT_MAX];
+
+static void
+fs_init(void)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs_cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+/* With fs_mu held. */
 static void
 fs_query_unref(struct fs_query *q)
 {
-	int left;
-
-	pthread_mutex_lock(&q->mu);
-	left = --q->refs;
-	pthread_mutex_unlock(&q->mu);
-	if (left > 0)
+	if (--q->refs > 0)
 		return;
-	pthread_cond_destroy(&q->cv);
-	pthread_mutex_destroy(&q->mu);
 	free(q->name);
 	free(q->dir);
 	free(q->path);
@@ -623,44 +637,91 @@ static void *
 fs_query_main(void *arg)
 {
 	struct fs_query *q = arg;
+	size_t           i;
 
 	fs_query_do(q);
-	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&fs_mu);
 	q->done = 1;
-	pthread_cond_signal(&q->cv);
-	pthread_mutex_unlock(&q->mu);
+	for (i = 0; i < FS_INFLIGHT_MAX; i++)
+		if (fs_inflight[i] == q)
+			fs_inflight[i] = NULL;
+	pthread_cond_broadcast(&fs_cv);
 	fs_query_unref(q);
+	pthread_mutex_unlock(&fs_mu);
 	return (NULL);
 }
 
-/* 0 with q answered (done here if no thread could be had), or ETIMEDOUT. */
 static int
-fs_query_run(struct fs_query *q, long ms)
+fs_query_same(
+    const struct fs_query *q, int lookup, const char *name, const char *dir)
 {
-	pthread_condattr_t ca;
-	pthread_attr_t     attr;
-	pthread_t          thread;
-	sigset_t           all, old;
-	struct timespec    until;
-	int                error = 0;
+	return (q->lookup == lookup && strcmp(q->name, name) == 0 &&
+	    (q->dir == NULL ? dir == NULL
+			    : dir != NULL && strcmp(q->dir, dir) == 0));
+}
 
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->cv, &ca);
-	pthread_condattr_destroy(&ca);
+/*
+ * The query of name (and dir) in flight, or a new one with a thread of
+ * its own (answered here if no thread could be had); one reference is
+ * the caller's.  NULL with errno EAGAIN if FS_INFLIGHT_MAX queries are
+ * stuck.  With fs_mu held.
+ */
+static struct fs_query *
+fs_query_get(int lookup, const char *name, const char *dir)
+{
+	struct fs_query *q;
+	pthread_attr_t   attr;
+	pthread_t        thread;
+	sigset_t         all, old;
+	size_t           i, slot = FS_INFLIGHT_MAX;
+
+	for (i = 0; i < FS_INFLIGHT_MAX; i++) {
+		if ((q = fs_inflight[i]) == NULL)
+			slot = i;
+		else if (fs_query_same(q, lookup, name, dir)) {
+			q->refs++;
+			return (q);
+		}
+	}
+	if (slot == FS_INFLIGHT_MAX) {
+		errno = EAGAIN;
+		return (NULL);
+	}
+	q = xcalloc(1, sizeof *q);
+	q->lookup = lookup;
+	q->name = xstrdup(name);
+	q->dir = dir != NULL ? xstrdup(dir) : NULL;
 	q->refs = 2;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	if (pthread_create(&thread, &attr, fs_query_main, q) != 0) {
+	if (pthread_create(&thread, &attr, fs_query_main, q) == 0)
+		fs_inflight[slot] = q;
+	else {
 		q->refs = 1;
 		fs_query_do(q);
 		q->done = 1;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
+	return (q);
+}
+
+/*
+ * Runs the query and waits for it at most ms: 0 with *rc, *st or *path
+ * (the caller's) and errno set as the query left them, or -1 with errno
+ * ETIMEDOUT or EAGAIN.
+ */
+static int
+fs_query_run(int lookup, const char *name, const char *dir, long ms, int *rc,
+    struct stat *st, char **path)
+{
+	struct fs_query *q;
+	struct timespec  until;
+	int              error = 0, done;
+
+	pthread_once(&fs_once, fs_init);
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += ms / 1000;
 	until.tv_nsec += ms % 1000 * 1000000;
@@ -668,48 +729,50 @@ fs_query_run(struct fs_query *q, long ms)
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000;
 	}
-	pthread_mutex_lock(&q->mu);
+	pthread_mutex_lock(&fs_mu);
+	if ((q = fs_query_get(lookup, name, dir)) == NULL) {
+		pthread_mutex_unlock(&fs_mu);
+		return (-1);
+	}
 	while (!q->done && error != ETIMEDOUT)
-		error = pthread_cond_timedwait(&q->cv, &q->mu, &until);
-	pthread_mutex_unlock(&q->mu);
-	return (q->done ? 0 : ETIMEDOUT);
+		error = pthread_cond_timedwait(&fs_cv, &fs_mu, &until);
+	if ((done = q->done)) {
+		*rc = q->rc;
+		if (st != NULL)
+			*st = q->st;
+		if (path != NULL && q->path != NULL)
+			*path = xstrdup(q->path);
+		error = q->error;
+	} else
+		error = ETIMEDOUT;
+	fs_query_unref(q);
+	pthread_mutex_unlock(&fs_mu);
+	errno = error;
+	return (done ? 0 : -1);
 }
 
-/* path_lookup, or NULL with errno ETIMEDOUT after ms. */
+/*
+ * path_lookup, or NULL with errno ETIMEDOUT after ms (EAGAIN while too
+ * many earlier queries are stuck).
+ */
 char *
 path_lookup_within(const char *name, const char *dir, long ms)
 {
-	struct fs_query *q = xcalloc(1, sizeof *q);
-	char            *path = NULL;
-	int              error;
+	char *path = NULL;
+	int   rc;
 
-	q->lookup = 1;
-	q->name = xstrdup(name);
-	q->dir = dir != NULL ? xstrdup(dir) : NULL;
-	if ((error = fs_query_run(q, ms)) == 0) {
-		path = q->path;
-		q->path = NULL;
-		error = q->error;
-	}
-	fs_query_unref(q);
-	errno = error;
+	if (fs_query_run(1, name, dir, ms, &rc, NULL, &path) == -1)
+		return (NULL);
 	return (path);
 }
 
-/* stat(2), or -1 with errno ETIMEDOUT after ms. */
+/* stat(2), or -1 with errno ETIMEDOUT or EAGAIN as path_lookup_within. */
 int
 stat_within(const char *file, struct stat *st, long ms)
 {
-	struct fs_query *q = xcalloc(1, sizeof *q);
-	int              rc = -1, error;
+	int rc;
 
-	q->name = xstrdup(file);
-	if ((error = fs_query_run(q, ms)) == 0) {
-		rc = q->rc;
-		*st = q->st;
-		error = q->error;
-	}
-	fs_query_unref(q);
-	errno = error;
+	if (fs_query_run(0, file, NULL, ms, &rc, st, NULL) == -1)
+		return (-1);
 	return (rc);
 }

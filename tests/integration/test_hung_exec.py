@@ -175,3 +175,61 @@ class HungExecTest(harness.DaemonTest):
         p = d.ctl("reload", timeout=20)
         self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
         self.stop_daemon(d)
+
+    def test_reloads_during_a_hang_wait_on_the_same_check_instead_of_a_thread_each(self):
+        # A check that does not answer leaves its thread stuck in the kernel.  The next
+        # reload checking the same command waits on that check: no new thread per reload.
+        d = self.start_daemon([
+            {"name": "stuck", "command": self.hello + " --socket {socket}", "worker_count": 1},
+            harness.hello(name="other", worker_count=1)])
+        d.wait_ready(2)
+        self.fs.send_signal(signal.SIGSTOP)
+        counts = []
+        for _ in range(3):
+            p = d.ctl("reload", timeout=20)
+            self.assertEqual(p.returncode, 2, (p.stdout, p.stderr))
+            self.assertIn("its file system did not answer", p.stderr)
+            counts.append(threads_of(d.pid))
+        self.assertEqual(counts[1:], counts[:1] * 2, "a reload left one more thread stuck")
+        harness.http_ok(self, d.ports["other"], timeout=5)
+        self.fs.send_signal(signal.SIGCONT)
+        wait_until(lambda: threads_of(d.pid) == counts[0] - 1, 10,
+                   what="the stuck check's thread gone")
+        p = d.ctl("reload", timeout=20)
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.stop_daemon(d)
+
+    def test_a_reload_with_many_silent_commands_fails_in_bounded_time_and_threads(self):
+        # Ten commands on the stopped file system: the first check waits its 2 s, the next
+        # ones briefly (the reload has failed already), and once 8 checks are stuck the rest
+        # are not asked.  The old master waited 2 s for each, 20 s in all.
+        src = self.path("bin")
+        names = []
+        for i in range(10):
+            name = "hello%d" % i
+            os.link(os.path.join(src, os.path.basename(harness.HELLO)), os.path.join(src, name))
+            names.append(name)
+        d = self.start_daemon([
+            {"name": "s%d" % i, "command": os.path.join(self.mnt, n) + " --socket {socket}",
+             "worker_count": 1} for i, n in enumerate(names)])
+        d.wait_ready(10)
+        before = threads_of(d.pid)
+        self.fs.send_signal(signal.SIGSTOP)
+        for _ in range(2):
+            p = d.ctl("reload", timeout=10)
+            self.assertEqual(p.returncode, 2, (p.stdout, p.stderr))
+            self.assertEqual(p.stderr.count("its file system did not answer"), 8, p.stderr)
+            self.assertEqual(p.stderr.count("its file system was not asked"), 2, p.stderr)
+            self.assertEqual(threads_of(d.pid), before + 8)
+        self.assertEqual(d.status(timeout=5)["reloads"]["last_result"], "failed")
+        self.fs.send_signal(signal.SIGCONT)
+        wait_until(lambda: threads_of(d.pid) == before, 10, what="the stuck checks' threads gone")
+        p = d.ctl("reload", timeout=20)
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        d.wait_ready(10)
+        self.stop_daemon(d)
+
+
+def threads_of(pid):
+    """How many threads pid has."""
+    return len(os.listdir("/proc/%d/task" % pid))
