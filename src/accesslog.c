@@ -28,6 +28,7 @@
 #include "relay.h"
 #include "service.h"
 #include "socketnautd.h"
+#include "sockdir.h"
 #include "worker.h"
 
 #define ACCESSLOG_FLUSH_MS 100
@@ -151,13 +152,9 @@ accesslog_open_file(const char *path, int *fdp, char **cause)
 {
 	int fd;
 
-	fd = open(path,
-	    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-	    0640);
-	if (fd == -1) {
-		*cause = xasprintf("%s: %s", path, strerror(errno));
+	if ((fd = sockdir_open_file(
+		 path, O_WRONLY | O_APPEND | O_CREAT, 0, cause)) == -1)
 		return (-1);
-	}
 	*fdp = fd;
 	return (0);
 }

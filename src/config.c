@@ -154,6 +154,7 @@ fs_silent(int error)
 static void
 config_error(int, const char *, ...) __attribute__((format(printf, 2, 3)));
 static char *config_access_log(cfg_t *);
+static void  config_writable(cfg_t *, const char *, const char *);
 
 /* Also given every error (socketnautctl reload), when set. */
 static config_error_fn *error_sink;
@@ -1093,9 +1094,12 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 	    ? cfg_getint(sec, "kill_timeout")
 	    : conf->kill_timeout;
 
-	sc->access_log = cfg_size(sec, "access_log") > 0
-	    ? config_access_log(sec)
-	    : xstrdup(conf->access_log);
+	if (cfg_size(sec, "access_log") > 0) {
+		sc->access_log = config_access_log(sec);
+		if (sc->access_log[0] == '/')
+			config_writable(sec, "access_log", sc->access_log);
+	} else
+		sc->access_log = xstrdup(conf->access_log);
 	sc->sockdir = xasprintf("%s/%s", conf->runtime_dir, sc->name);
 	/* Room for "/<pid>-<serial>.sock": 10 digits each. */
 	if (strlen(sc->sockdir) + 28 > sizeof sun.sun_path)
@@ -1108,36 +1112,18 @@ service_build(struct sn_config *conf, cfg_t *root, cfg_t *sec)
 }
 
 /*
- * A file the daemon will append to or create: writable if it exists,
- * else its directory must let us create it (what start would fail on).
+ * A file the daemon will write or create (a log, the pid file): one it
+ * could open at start, by the same rules (sockdir_open_file).
  */
 static void
-config_writable(cfg_t *root, const char *name, const char *path)
+config_writable(cfg_t *sec, const char *name, const char *path)
 {
-	char *dir, *slash;
-	int   fd;
+	char *cause;
 
-	fd =
-	    open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	if (fd != -1) {
-		close(fd);
-		return;
+	if (sockdir_open_file(path, O_WRONLY, 1, &cause) == -1) {
+		config_error(line_of(sec, name), "%s: %s", name, cause);
+		free(cause);
 	}
-	if (errno == ENOENT) {
-		dir = xstrdup(path);
-		slash = strrchr(dir, '/');
-		slash[slash == dir ? 1 : 0] = '\0';
-		if (access(dir, W_OK | X_OK) == 0) {
-			free(dir);
-			return;
-		}
-		config_error(line_of(root, name), "%s: cannot create %s: %s",
-		    name, path, strerror(errno));
-		free(dir);
-		return;
-	}
-	config_error(line_of(root, name), "%s: cannot write %s: %s", name, path,
-	    strerror(errno));
 }
 
 /* Whether this host has addr: bound with port 0, so a port in use passes. */
@@ -1336,14 +1322,17 @@ static char *
 config_read(const char *path, size_t *lenp, struct stat *stp)
 {
 	struct stat st;
-	char       *buf = NULL;
+	char       *buf = NULL, *cause, *owner;
 	size_t      len = 0, cap;
 	ssize_t     n;
 	int         fd;
 
-	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd == -1 || fstat(fd, &st) == -1) {
+	if ((fd = sockdir_open_read(path, &cause)) == -1) {
+		config_error(0, "%s", cause);
+		free(cause);
+		goto fail;
+	}
+	if (fstat(fd, &st) == -1) {
 		config_error(0, "%s", strerror(errno));
 		goto fail;
 	}
@@ -1351,6 +1340,16 @@ config_read(const char *path, size_t *lenp, struct stat *stp)
 		config_error(0, "%s",
 		    S_ISDIR(st.st_mode) ? "a directory, not a file"
 					: "not a regular file");
+		goto fail;
+	}
+	/* Who can write it runs commands as us. */
+	if ((st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		owner = sockdir_owner(st.st_uid);
+		config_error(0,
+		    "owned by %s with mode %04o: whoever can write it runs commands as socketnautd's user; it must be owned by root or that user and writable by nobody else",
+		    owner, (unsigned)(st.st_mode & 07777));
+		free(owner);
 		goto fail;
 	}
 	cap = st.st_size < CONFIG_SIZE_MAX ? (size_t)st.st_size + 1

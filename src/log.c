@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sockdir.h"
 
 enum log_kind { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_FILE };
 
@@ -68,6 +70,39 @@ log_stderr_is_journal(void)
 	    (unsigned long long)st.st_ino == ino);
 }
 
+/*
+ * The log file, appended to and line-buffered: opened by sockdir's rules,
+ * since worker output lands in it word for word and a worker's user may
+ * own its directory.
+ */
+static FILE *
+log_open_file(const char *path, char **cause)
+{
+	FILE *f;
+	char *why;
+	int   fd;
+
+	if ((fd = sockdir_open_file(
+		 path, O_WRONLY | O_APPEND | O_CREAT, 0, &why)) == -1) {
+		if (cause != NULL)
+			*cause = why;
+		else
+			free(why);
+		return (NULL);
+	}
+	/* Blocking, as stdio was: a line is written whole or not at all. */
+	fcntl(fd, F_SETFL, O_WRONLY | O_APPEND);
+	if ((f = fdopen(fd, "a")) == NULL) {
+		if (cause != NULL &&
+		    asprintf(cause, "%s: %s", path, strerror(errno)) == -1)
+			*cause = NULL;
+		close(fd);
+		return (NULL);
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	return (f);
+}
+
 int
 log_open(const char *target, char **cause)
 {
@@ -80,14 +115,8 @@ log_open(const char *target, char **cause)
 		openlog("socketnautd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 		log_kind = LOG_TO_SYSLOG;
 	} else {
-		if ((f = fopen(target, "ae")) == NULL) {
-			if (cause != NULL &&
-			    asprintf(
-				cause, "%s: %s", target, strerror(errno)) == -1)
-				*cause = NULL;
+		if ((f = log_open_file(target, cause)) == NULL)
 			return (-1);
-		}
-		setvbuf(f, NULL, _IOLBF, 0);
 	}
 	if (log_file != NULL)
 		fclose(log_file);
@@ -106,14 +135,15 @@ void
 log_reopen(void)
 {
 	FILE *f;
+	char *cause;
 
 	if (log_kind != LOG_TO_FILE || log_path == NULL)
 		return;
-	if ((f = fopen(log_path, "ae")) == NULL) {
-		log_warn("cannot reopen log file %s", log_path);
+	if ((f = log_open_file(log_path, &cause)) == NULL) {
+		log_warnx("cannot reopen the log file: %s", cause);
+		free(cause);
 		return;
 	}
-	setvbuf(f, NULL, _IOLBF, 0);
 	fclose(log_file);
 	log_file = f;
 	log_info("log file reopened");

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pidfile.h"
+#include "sockdir.h"
 #include "util.h"
 
 static int   pidfile_fd = -1;
@@ -52,31 +53,23 @@ pidfile_inherit(const char *path)
 int
 pidfile_lock(const char *path, char **cause)
 {
-	struct stat st;
-	char        buf[32];
-	ssize_t     n;
-	int         fd;
+	char    buf[32], *why;
+	ssize_t n;
+	int     fd;
 
 	if ((fd = pidfile_inherit(path)) != -1) {
 		pidfile_fd = fd;
 		pidfile_path = xstrdup(path);
 		return (0);
 	}
-	fd = open(
-	    path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
-	if (fd == -1) {
-		*cause = xasprintf("pid_file %s: %s", path, strerror(errno));
+	/* Not through a link or a directory that others could swap. */
+	if ((fd = sockdir_open_file(path, O_RDWR | O_CREAT, 0, &why)) == -1) {
+		*cause = xasprintf("pid_file %s", why);
+		free(why);
 		return (-1);
 	}
-	/* Not a link to another file that a writable directory let in. */
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-	    st.st_uid != geteuid()) {
-		*cause = xasprintf(
-		    "pid_file %s: not a regular file of ours with one link",
-		    path);
-		close(fd);
-		return (-1);
-	}
+	/* Readable by all, as pid files are. */
+	fchmod(fd, 0644);
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK) {
 			n = pread(fd, buf, sizeof buf - 1, 0);

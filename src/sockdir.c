@@ -6,7 +6,8 @@
  * through that fd afterwards.  A worker's socket is pinned with an O_PATH
  * fd once it proved to be a socket owned by the worker's user; the master
  * connects through /proc/self/fd/N, a link to exactly that inode, so a
- * worker that replaces its socket by a symlink reaches nothing.
+ * worker that replaces its socket by a symlink reaches nothing.  The files
+ * the master writes (logs, pid file) are opened through the same walk.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,6 +27,9 @@
 
 #define SOCKDIR_MAXLINKS 40
 #define SOCKDIR_OPEN     (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+/* sockdir_walk: make missing directories; check the last like those above. */
+#define SOCKDIR_CREATE 0x1
+#define SOCKDIR_PARENT 0x2
 
 struct sockdir {
 	int   refs;
@@ -38,7 +42,7 @@ struct sockdir {
 };
 
 /* "uid 1001 (alice)" for messages. */
-static char *
+char *
 sockdir_owner(uid_t uid)
 {
 	struct passwd *pw = getpwuid(uid);
@@ -141,15 +145,18 @@ sockdir_link(int fd, const char *c, const char *shown, char **cause)
  * Open path one directory at a time from "/", checking each.  A symlink
  * above the last component is followed (component by component, the same
  * checks on its target) only when root or we own it; the last component is
- * never a symlink.  With create, missing directories are made (0755);
- * without, *missing is set and the deepest existing one returned.
+ * never a symlink.  With SOCKDIR_CREATE, missing directories are made
+ * (0755); without, *missing is set and the deepest existing one returned.
+ * With SOCKDIR_PARENT the last is a directory that holds a file of ours,
+ * checked as those above it are.
  */
 static int
-sockdir_walk(const char *path, int create, int *missing, char **cause)
+sockdir_walk(const char *path, int flags, int *missing, char **cause)
 {
 	struct stat st;
 	char       *todo, *rest, *c, *target, *shown;
 	int         fd, nfd, links = 0, last;
+	int         create = flags & SOCKDIR_CREATE;
 
 	if (missing != NULL)
 		*missing = 0;
@@ -162,7 +169,8 @@ sockdir_walk(const char *path, int create, int *missing, char **cause)
 		close(fd);
 		return (-1);
 	}
-	if (sockdir_trusted(&st, "/", !sockdir_more(path), cause) == -1) {
+	last = !sockdir_more(path) && !(flags & SOCKDIR_PARENT);
+	if (sockdir_trusted(&st, "/", last, cause) == -1) {
 		close(fd);
 		return (-1);
 	}
@@ -228,7 +236,8 @@ sockdir_walk(const char *path, int create, int *missing, char **cause)
 			*cause = xasprintf("%s: %s", shown, strerror(errno));
 			goto fail;
 		}
-		if (sockdir_trusted(&st, shown, last, cause) == -1)
+		if (sockdir_trusted(&st, shown,
+			last && !(flags & SOCKDIR_PARENT), cause) == -1)
 			goto fail;
 	}
 out:
@@ -271,7 +280,125 @@ sockdir_check(const char *runtime_dir, char **cause)
 int
 sockdir_open_own(const char *path, char **cause)
 {
-	return (sockdir_walk(path, 1, NULL, cause));
+	return (sockdir_walk(path, SOCKDIR_CREATE, NULL, cause));
+}
+
+/*
+ * A file the master writes as root where a worker's user may own a
+ * directory (log_target, access_log, pid_file): every directory on the way
+ * must be one that nobody else can rename in, and the file itself a
+ * regular file of ours with one link (or a device such as /dev/null),
+ * never a symlink or FIFO.
+ * oflags are open(2)'s (O_CREAT makes it 0640).  With check, nothing is
+ * created or kept open: 0 if the open would succeed.  Else the descriptor,
+ * or -1 with *cause.
+ */
+int
+sockdir_open_file(const char *path, int oflags, int check, char **cause)
+{
+	struct stat st;
+	char       *dir, *base, *why;
+	int         dfd, fd, missing;
+
+	if (path[0] != '/' || (base = strrchr(path, '/'))[1] == '\0') {
+		*cause = xasprintf("%s: not an absolute path to a file", path);
+		return (-1);
+	}
+	dir = base == path ? xstrdup("/")
+			   : xasprintf("%.*s", (int)(base - path), path);
+	base++;
+	dfd = sockdir_walk(dir, SOCKDIR_PARENT, &missing, &why);
+	free(dir);
+	if (dfd == -1) {
+		*cause = xasprintf("%s: %s", path, why);
+		free(why);
+		return (-1);
+	}
+	if (missing) {
+		*cause =
+		    xasprintf("cannot create %s: %s", path, strerror(ENOENT));
+		close(dfd);
+		return (-1);
+	}
+	oflags |= O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+	if (check)
+		oflags &= ~O_CREAT;
+	fd = openat(dfd, base, oflags, 0640);
+	if (fd == -1 && check && errno == ENOENT) {
+		if ((fd = faccessat(dfd, ".", W_OK | X_OK, AT_EACCESS)) == -1)
+			*cause = xasprintf(
+			    "cannot create %s: %s", path, strerror(errno));
+		close(dfd);
+		return (fd);
+	}
+	close(dfd);
+	if (fd == -1) {
+		if (errno == ELOOP)
+			*cause =
+			    xasprintf("%s: a symbolic link: refusing it", path);
+		else
+			*cause = xasprintf(
+			    "cannot write %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	/* A character device (/dev/null) only root can have put there. */
+	if (fstat(fd, &st) == -1 ||
+	    (!S_ISCHR(st.st_mode) &&
+		(!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+		    st.st_uid != geteuid()))) {
+		*cause = xasprintf(
+		    "%s: not a regular file of ours with one link: refusing it",
+		    path);
+		close(fd);
+		return (-1);
+	}
+	if (check) {
+		close(fd);
+		return (0);
+	}
+	return (fd);
+}
+
+/*
+ * A file the master reads and trusts (its configuration): opened in a
+ * directory that nobody but root or us can rename in, every one above it
+ * checked the same way, so that what a worker's user can write is never
+ * read as root's.  Whose the file is, is the caller's to check.  The
+ * descriptor (nonblocking: a FIFO must not wait), or -1 with *cause.
+ */
+int
+sockdir_open_read(const char *path, char **cause)
+{
+	char *abs, *base, *dir, *why, cwd[PATH_MAX];
+	int   dfd, fd, missing;
+
+	if (path[0] == '/')
+		abs = xstrdup(path);
+	else if (getcwd(cwd, sizeof cwd) != NULL)
+		abs = xasprintf("%s/%s", cwd, path);
+	else {
+		*cause = xasprintf("%s: getcwd: %s", path, strerror(errno));
+		return (-1);
+	}
+	base = strrchr(abs, '/');
+	dir = base == abs ? xstrdup("/")
+			  : xasprintf("%.*s", (int)(base - abs), abs);
+	dfd = sockdir_walk(dir, SOCKDIR_PARENT, &missing, &why);
+	free(dir);
+	if (dfd == -1) {
+		*cause = xasprintf("%s: %s", path, why);
+		free(why);
+		free(abs);
+		return (-1);
+	}
+	fd = missing ? -1
+		     : openat(dfd, base[1] != '\0' ? base + 1 : ".",
+			   O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1)
+		*cause = xasprintf("%s", strerror(missing ? ENOENT : errno));
+	close(dfd);
+	free(abs);
+	return (fd);
 }
 
 /*
@@ -337,7 +464,8 @@ sockdir_open(const char *runtime_dir, const char *name, int give, uid_t uid,
 	d->runtime_dir = xstrdup(runtime_dir);
 	d->name = xstrdup(name);
 	d->path = xasprintf("%s/%s", runtime_dir, name);
-	if ((parent = sockdir_walk(runtime_dir, 1, NULL, cause)) == -1) {
+	if ((parent = sockdir_walk(runtime_dir, SOCKDIR_CREATE, NULL, cause)) ==
+	    -1) {
 		d->fd = -1;
 		goto fail;
 	}

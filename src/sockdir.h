@@ -9,8 +9,11 @@
 /* A service's socket directory, held open; refcounted (service, workers). */
 struct sockdir;
 
-int             sockdir_check(const char *runtime_dir, char **cause);
-int             sockdir_open_own(const char *path, char **cause);
+int   sockdir_check(const char *runtime_dir, char **cause);
+int   sockdir_open_own(const char *path, char **cause);
+int   sockdir_open_file(const char *path, int oflags, int check, char **cause);
+int   sockdir_open_read(const char *path, char **cause);
+char *sockdir_owner(uid_t);
 struct sockdir *sockdir_open(const char *runtime_dir, const char *name,
     int give, uid_t uid, gid_t gid, int clean, char **cause);
 int             sockdir_give(struct sockdir *, uid_t uid, gid_t gid, char **);

@@ -785,7 +785,8 @@ main(int argc, char **argv)
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_del(&sigev[i]);
 	cgroup_shutdown();
-	pidfile_remove(upgrade_handed_over());
+	/* A new master that never took over leaves the old one its file. */
+	pidfile_remove(upgrade_handed_over() || upgrade_holding());
 	upgrade_free();
 	event_base_free(sn_base);
 	config_unref(conf);

@@ -420,3 +420,143 @@ class NoProcTest(harness.DaemonTest):
         if "LeakSanitizer has encountered a fatal error" not in d.log():
             self.assertEqual(rc, 0, "socketnautd exit status after SIGTERM")
         self.assertIn("notice: stopped", d.log())
+
+
+class WrittenAndReadFilesTest(harness.DaemonTest):
+    """The files the master writes as root (its log, the access log, the pid file) are never
+    reached through a symlink or a directory another user can rename in, and the files it
+    reads as root (the configuration and its includes) are never ones another user can
+    write: either would let a worker's user write anywhere, or run a command, as root."""
+
+    def setUp(self):
+        super().setUp()
+        self.user = harness.throwaway_user(self)
+        os.chmod(self.tmp, 0o755)
+        self.bait = self.write_file("etc-secret", "root's own\n", 0o600)
+
+    def users_dir(self, name, mode=0o755):
+        path = self.path(name)
+        os.mkdir(path)
+        os.chown(path, self.user.pw_uid, self.user.pw_gid)
+        os.chmod(path, mode)
+        return path
+
+    def as_user(self, *argv):
+        u = self.user
+        subprocess.run(list(argv), check=True, timeout=10, user=u.pw_uid, group=u.pw_gid,
+                       extra_groups=[])
+
+    def assert_bait_untouched(self):
+        with open(self.bait) as f:
+            self.assertEqual(f.read(), "root's own\n")
+        self.assertEqual(stat.S_IMODE(os.stat(self.bait).st_mode), 0o600)
+
+    def refused(self, d, needle):
+        try:
+            rc = d.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.fail("socketnautd kept running")
+        self.assertEqual(rc, 1)
+        self.assertIn(needle, d.log())
+
+    def test_an_access_log_in_a_directory_a_worker_user_owns_is_refused(self):
+        logs = self.users_dir("logs")
+        self.as_user("ln", "-s", self.bait, os.path.join(logs, "access.log"))
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              {"access_log": os.path.join(logs, "access.log")}, wait=False)
+        self.refused(d, "access_log: %s/access.log: %s is owned by uid %d (%s) with mode 0755: "
+                        "others could rename" % (logs, logs, self.user.pw_uid,
+                                                 self.user.pw_name))
+        rc, _, err = harness.run_check(d.config_path)
+        self.assertEqual(rc, 1)
+        self.assertIn("others could rename", err)
+        self.assert_bait_untouched()
+
+    def test_a_daemon_log_in_a_directory_a_worker_user_owns_is_refused_by_check(self):
+        logs = self.users_dir("logs")
+        self.as_user("ln", "-s", self.bait, os.path.join(logs, "socketnautd.log"))
+        conf = self.write_file("t.conf", 'log_target = "%s/socketnautd.log"\n'
+                               'runtime_dir = "%s"\n' % (logs, self.path("run")))
+        rc, _, err = harness.run_check(conf)
+        self.assertEqual(rc, 1)
+        self.assertIn("t.conf:1: log_target: %s/socketnautd.log: %s is owned by uid %d"
+                      % (logs, logs, self.user.pw_uid), err)
+        self.assert_bait_untouched()
+
+    def test_in_a_sticky_shared_directory_a_symlink_or_another_users_file_is_refused(self):
+        # /tmp-like: others cannot rename what is ours, but can put their own names there.
+        shared = self.path("shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        self.as_user("ln", "-s", self.bait, os.path.join(shared, "access.log"))
+        self.as_user("touch", os.path.join(shared, "pid"))
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              {"access_log": os.path.join(shared, "access.log")}, wait=False)
+        self.refused(d, "access_log: %s/access.log: a symbolic link: refusing it" % shared)
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              {"pid_file": os.path.join(shared, "pid")}, wait=False)
+        self.refused(d, "pid_file: %s/pid: not a regular file of ours with one link" % shared)
+        self.assert_bait_untouched()
+
+    def test_an_access_log_swapped_for_a_symlink_is_not_followed_on_sigusr1(self):
+        logs = self.path("logs")
+        os.mkdir(logs)
+        log = os.path.join(logs, "access.log")
+        d = self.start_daemon([harness.hello(worker_count=1)], {"access_log": log},
+                              min_ready=1)
+        harness.http_ok(self, d.port)
+        harness.wait_until(lambda: os.path.getsize(log) > 0, 10, what="an access log line")
+        os.rename(log, log + ".1")
+        os.symlink(self.bait, log)
+        d.proc.send_signal(signal.SIGUSR1)
+        harness.wait_until(lambda: "cannot reopen the access log: %s: a symbolic link" % log
+                           in d.log(), 10, what="the reopen refused")
+        size = os.path.getsize(log + ".1")
+        harness.http_ok(self, d.port)
+        harness.wait_until(lambda: os.path.getsize(log + ".1") > size, 10,
+                           what="the line in the file it had")
+        self.assert_bait_untouched()
+        self.stop_daemon(d)
+
+    def test_a_configuration_another_user_can_write_is_refused(self):
+        conf = self.write_file("t.conf", 'runtime_dir = "%s"\n'
+                               'service "web" {\n listen = { "127.0.0.1:%d" }\n'
+                               ' command = "socketnaut-hello --socket {socket}"\n}\n'
+                               % (self.path("run"), harness.free_port()))
+        os.chown(conf, self.user.pw_uid, self.user.pw_gid)
+        rc, _, err = harness.run_check(conf)
+        self.assertEqual(rc, 1)
+        self.assertIn("%s: owned by uid %d (%s) with mode 0644: whoever can write it runs "
+                      "commands" % (conf, self.user.pw_uid, self.user.pw_name), err)
+        os.chown(conf, 0, 0)
+        os.chmod(conf, 0o664)
+        rc, _, err = harness.run_check(conf)
+        self.assertEqual(rc, 1)
+        self.assertIn("owned by uid 0 (root) with mode 0664", err)
+        os.chmod(conf, 0o644)
+        rc, out, err = harness.run_check(conf)
+        self.assertEqual(rc, 0, err)
+
+    def test_an_include_another_user_dropped_in_is_refused_and_never_run(self):
+        # conf.d writable by the user (sticky, as /tmp): a service they add would run as root.
+        confd = self.path("conf.d")
+        os.mkdir(confd)
+        os.chmod(confd, 0o1777)
+        d = self.start_daemon([harness.hello(worker_count=1)], min_ready=1)
+        with open(d.config_path, "a") as f:
+            f.write('include "%s/*.conf"\n' % confd)
+        evil = os.path.join(confd, "evil.conf")
+        marker = self.path("ran-as-root")
+        text = ('service "evil" {\n listen = { "127.0.0.1:%d" }\n'
+                ' command = { "/bin/sh", "-c", "id -u > %s; exec sleep 60" }\n'
+                ' worker_count = 1\n}\n' % (harness.free_port(), marker))
+        subprocess.run(["sh", "-c", "cat > " + evil], input=text.encode(), check=True,
+                       timeout=10, user=self.user.pw_uid, group=self.user.pw_gid,
+                       extra_groups=[])
+        p = d.ctl("reload", timeout=20)
+        self.assertEqual(p.returncode, 2, (p.stdout, p.stderr))
+        self.assertIn("%s: owned by uid %d" % (evil, self.user.pw_uid), p.stderr)
+        self.assertEqual([s["name"] for s in d.status()["services"]], ["web"])
+        self.assertFalse(os.path.exists(marker), "the dropped-in command ran")
+        harness.http_ok(self, d.port)
+        self.stop_daemon(d)

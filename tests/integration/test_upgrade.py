@@ -287,8 +287,10 @@ class UpgradeTest(harness.DaemonTest):
         self.stop_daemon(d)
 
     def test_new_master_not_ready_within_upgrade_timeout_is_stopped_and_cleaned_up(self):
+        pid_file = self.path("socketnautd.pid")
         d = self.start_daemon([harness.hello(worker_count=1)],
-                              global_opts={"upgrade_timeout": harness.Raw("2s")})
+                              global_opts={"upgrade_timeout": harness.Raw("2s"),
+                                           "pid_file": pid_file})
         (worker,) = d.wait_ready(1)
         # The new master's worker makes its socket, then waits before it accepts anything
         # ready would need: its control channel never says ready.
@@ -318,6 +320,9 @@ class UpgradeTest(harness.DaemonTest):
                          "the failed master's sockets are left")
         self.assertEqual(d.workers(), [worker])
         self.assertEqual(self.served_by(d.port, 2), {worker})
+        # The new master never took over: the pid file is still the old one's.
+        with open(pid_file) as f:
+            self.assertEqual(int(f.read()), d.pid, "the failed new master removed the pid file")
         self.stop_daemon(d)
 
     def test_new_master_ignoring_sigterm_is_killed_and_the_sockets_it_left_removed(self):
