@@ -29,6 +29,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "service.h"
 #include "sockdir.h"
@@ -61,6 +62,7 @@ struct admin_conn {
 TAILQ_HEAD(admin_head, admin_conn);
 
 static struct evconnlistener *admin_listener;
+static struct listener_guard  admin_guard;
 static struct admin_head      admin_conns = TAILQ_HEAD_INITIALIZER(admin_conns);
 static int                    admin_nconns;
 static int                    admin_dirfd = -1;
@@ -842,6 +844,7 @@ admin_open(struct sn_config *conf, int take_over, char **cause)
 		close(fd);
 		return (-1);
 	}
+	listener_guard_init(&admin_guard, admin_listener, "admin socket", NULL);
 	event_assign(&admin_poll_ev, sn_base, -1, 0, admin_poll, NULL);
 	log_info("admin socket: %s%s%s", path,
 	    admin_has_group ? ", group " : "",
@@ -858,6 +861,7 @@ admin_close(void)
 
 	while ((c = TAILQ_FIRST(&admin_conns)) != NULL)
 		admin_free(c);
+	listener_guard_free(&admin_guard);
 	if (admin_listener != NULL)
 		evconnlistener_free(admin_listener);
 	admin_listener = NULL;

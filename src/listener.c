@@ -312,6 +312,107 @@ listener_resume(evutil_socket_t fd, short events, void *arg)
 	listener_update(l);
 }
 
+/*
+ * The guards (admin socket, stats), found by listener: libevent's error
+ * callback gets no argument of ours when evhttp owns the listener.
+ */
+#define LISTENER_GUARDS   4
+#define LISTENER_PAUSE_MS 100
+static struct listener_guard *guards[LISTENER_GUARDS];
+
+static struct listener_guard *
+listener_guard_of(struct evconnlistener *l)
+{
+	size_t i;
+
+	for (i = 0; i < LISTENER_GUARDS; i++)
+		if (guards[i] != NULL && guards[i]->l == l)
+			return (guards[i]);
+	return (NULL);
+}
+
+static void
+listener_guard_set(struct listener_guard *from, struct listener_guard *to)
+{
+	size_t i;
+
+	for (i = 0; i < LISTENER_GUARDS; i++) {
+		if (guards[i] == from) {
+			guards[i] = to;
+			return;
+		}
+	}
+	fatalx("listener guards: none free");
+}
+
+static void
+listener_guard_resume(evutil_socket_t fd, short events, void *arg)
+{
+	struct listener_guard *g = arg;
+
+	(void)fd;
+	(void)events;
+	if (g->resume != NULL)
+		g->resume();
+	else
+		evconnlistener_enable(g->l);
+}
+
+/*
+ * libevent's accept failed.  Without this it logs and tries again at
+ * once, a busy loop (and a log line each turn) while descriptors last
+ * out: off for LISTENER_PAUSE_MS, one warning every 10 s.
+ */
+static void
+listener_guard_error(struct evconnlistener *l, void *arg)
+{
+	struct listener_guard *g = listener_guard_of(l);
+	struct timeval         tv = { 0, LISTENER_PAUSE_MS * 1000 };
+	int                    error = EVUTIL_SOCKET_ERROR();
+
+	(void)arg;
+	if (g == NULL)
+		return;
+	if (error == EINTR || error == ECONNABORTED || error == EAGAIN)
+		return;
+	evconnlistener_disable(l);
+	evtimer_add(&g->ev, &tv);
+	if (now_ms() - g->warned >= 10000) {
+		log_warnx("%s: accept: %s; pausing accepts for %dms at a time",
+		    g->what, strerror(error), LISTENER_PAUSE_MS);
+		g->warned = now_ms();
+	}
+}
+
+void
+listener_guard_init(struct listener_guard *g, struct evconnlistener *l,
+    const char *what, void (*resume)(void))
+{
+	g->l = l;
+	g->what = what;
+	g->resume = resume;
+	g->warned = -10000;
+	evtimer_assign(&g->ev, sn_base, listener_guard_resume, g);
+	listener_guard_set(NULL, g);
+	evconnlistener_set_error_cb(l, listener_guard_error);
+}
+
+int
+listener_guard_paused(const struct listener_guard *g)
+{
+	return (g->l != NULL && evtimer_pending(&g->ev, NULL));
+}
+
+void
+listener_guard_free(struct listener_guard *g)
+{
+	if (g->l == NULL)
+		return;
+	event_del(&g->ev);
+	listener_guard_set(g, NULL);
+	g->l = NULL;
+}
+
 static void
 listener_pending_free(struct listener_pending *p)
 {

@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <event2/listener.h>
 
 #include "proxy.h"
 #include "util.h"
@@ -30,6 +31,18 @@ struct listener {
 	int                          npending;
 };
 
+/*
+ * A listener of the master's own (admin socket, stats) that, out of
+ * descriptors, pauses as a service's does instead of spinning.
+ */
+struct listener_guard {
+	struct evconnlistener *l;
+	const char            *what;
+	void (*resume)(void); /* turns it back on as its owner wants */
+	struct event ev;
+	long long    warned;
+};
+
 int listener_open(
     struct listener *, struct service *, struct sn_addr *, char **cause);
 void listener_enable(struct listener *, int on);
@@ -37,5 +50,9 @@ void listener_pause(struct listener *, long long ms);
 void listener_close(struct listener *);
 void listener_inherit(void);
 void listener_inherit_done(void);
+void listener_guard_init(struct listener_guard *, struct evconnlistener *,
+    const char *what, void (*resume)(void));
+int  listener_guard_paused(const struct listener_guard *);
+void listener_guard_free(struct listener_guard *);
 
 #endif

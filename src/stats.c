@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "counters.h"
+#include "listener.h"
 #include "log.h"
 #include "service.h"
 #include "socketnautd.h"
@@ -45,6 +46,7 @@ static struct {
 	size_t                      nlive; /* not closed by us yet */
 	struct event                sweep;
 	int                         sweep_set;
+	struct listener_guard       guard;
 } st;
 
 /* A connection of evhttp's whose bufferevent we hold a reference to. */
@@ -73,7 +75,7 @@ stats_accepting(void)
 {
 	struct evconnlistener *l;
 
-	if (st.bound == NULL)
+	if (st.bound == NULL || listener_guard_paused(&st.guard))
 		return;
 	l = evhttp_bound_socket_get_listener(st.bound);
 	if (st.nconns >= 2 * STATS_CONNS)
@@ -148,6 +150,11 @@ stats_bev(struct event_base *base, void *arg)
 	    NULL)
 		return (NULL);
 	bufferevent_incref(bev);
+	/*
+	 * evhttp reads on while it writes a reply: a client pipelining
+	 * requests and reading slowly would grow its input without bound.
+	 */
+	bufferevent_setwatermark(bev, EV_READ, 0, 2 * STATS_HEADERS_MAX);
 	if (st.nlive >= STATS_CONNS)
 		stats_evict();
 	st.conns = xreallocarray(st.conns, st.nconns + 1, sizeof *st.conns);
@@ -678,6 +685,9 @@ stats_start(
 	evhttp_set_timeout(st.http, STATS_TIMEOUT_S);
 	evhttp_set_bevcb(st.http, stats_bev, NULL);
 	evhttp_set_gencb(st.http, stats_request, NULL);
+	listener_guard_init(&st.guard,
+	    evhttp_bound_socket_get_listener(st.bound), "stats",
+	    stats_accepting);
 	log_info("stats: listening on %s", st.listen);
 	return (0);
 }
@@ -697,6 +707,7 @@ stats_reload(const struct sn_config *conf, char **cause)
 void
 stats_stop(void)
 {
+	listener_guard_free(&st.guard);
 	if (st.http != NULL)
 		evhttp_free(st.http);
 	st.bound = NULL;

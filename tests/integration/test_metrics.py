@@ -260,3 +260,89 @@ class MetricsTest(harness.DaemonTest):
 
 if __name__ == "__main__":
     sys.exit("run through tests/integration/run.py")
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS")
+
+
+class StatsAbuseTest(harness.DaemonTest):
+    """What one client of the stats listener can do to the master: little."""
+
+    def test_pipelined_requests_read_slowly_do_not_grow_the_master(self):
+        # evhttp reads on while it writes a reply: the master buffered whatever a client
+        # pipelined (about 100 MB in 5 s at 20 MB/s) unless its reading is bounded.
+        port = harness.free_port()
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              {"stats_listen": "127.0.0.1:%d" % port})
+        d.wait_listening(port)
+        before = rss_mb(d.pid)
+        s = harness.connect(port)
+        s.setblocking(False)
+        reqs = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+        sent, t0, last_read = 0, time.monotonic(), 0.0
+        while time.monotonic() - t0 < 5:
+            el = time.monotonic() - t0
+            if el - last_read > 1:
+                last_read = el
+                try:
+                    for _ in range(64):
+                        if not s.recv(65536):
+                            break
+                except BlockingIOError:
+                    pass
+            if sent < 20e6 * el:
+                try:
+                    sent += s.send(reqs)
+                except BlockingIOError:
+                    time.sleep(0.01)
+            else:
+                time.sleep(0.005)
+        grown = rss_mb(d.pid) - before
+        s.close()
+        self.assertLess(grown, 32, "the master grew %.0f MB (%.0f MB sent)" % (grown, sent / 1e6))
+        self.assertEqual(harness.http(port, path="/health").status, 200)
+        self.stop_daemon(d)
+
+    def test_out_of_descriptors_the_stats_and_admin_listeners_pause_instead_of_spinning(self):
+        # libevent's listeners retry a failed accept at once: with descriptors gone and a
+        # scrape waiting, the master spun at 100% and logged each try.
+        port = harness.free_port()
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              {"stats_listen": "127.0.0.1:%d" % port}, nofile=64)
+        d.wait_ready(1)
+        held = []
+        for _ in range(100):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", d.port))
+            except BlockingIOError:
+                pass
+            held.append(c)
+        harness.wait_until(lambda: "out of file descriptors" in d.log(), 10,
+                           what="the master out of descriptors")
+        waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        admin = socket.socket(socket.AF_UNIX)
+        admin.connect(d.admin_socket)
+        c0, t0 = harness.cpu_seconds(d.pid), time.monotonic()
+        time.sleep(3)
+        used = (harness.cpu_seconds(d.pid) - c0) / (time.monotonic() - t0)
+        log = d.log()
+        self.assertLess(used, 0.3, "the master used %.0f%% of a CPU" % (used * 100))
+        self.assertLessEqual(log.count("stats: accept: "), 1, log[-2000:])
+        self.assertLessEqual(log.count("admin socket: accept: "), 1, log[-2000:])
+        for c in held:
+            c.close()
+        # Descriptors back: the scrape that waited is answered.
+        waiting[0].sendall(harness.build_request("GET", "/health"))
+        waiting[0].settimeout(10)
+        self.assertTrue(waiting[0].recv(12).startswith(b"HTTP/1.1 200"))
+        for c in waiting + [admin]:
+            c.close()
+        self.assertEqual(d.status()["services"][0]["name"], "web")
+        self.stop_daemon(d)
