@@ -4,7 +4,8 @@
  * without blocking, cut into lines and logged "service S: worker N: ...",
  * within the same per-worker budget as its LOG frames.  A flood is read a
  * bounded amount at a time and paused, so it neither blocks the master nor
- * grows its memory: the worker blocks on its own full pipe instead.
+ * grows its memory: the worker blocks on its own full pipe instead.  So is
+ * any output that outpaces the reads of a turn, lines or not.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -136,7 +137,7 @@ output_feed(struct output *o, const char *buf, size_t n)
 
 /*
  * Read at most reads times.  Returns 1 at end of file or on an error (the
- * pipe is done), 0 when it would block or the reads ran out.
+ * pipe is done), 0 when it would block, 2 when the reads ran out.
  */
 static int
 output_drain(struct output *o, int reads)
@@ -154,7 +155,7 @@ output_drain(struct output *o, int reads)
 			return (1);
 		output_feed(o, buf, (size_t)n);
 	}
-	return (0);
+	return (2);
 }
 
 /* A line the worker did not end: it is all we will get. */
@@ -172,19 +173,23 @@ output_read(evutil_socket_t fd, short events, void *arg)
 {
 	struct output *o = arg;
 	struct timeval tv = { 0, OUTPUT_PAUSE * 1000 };
+	int            more;
 
 	(void)events;
 	if (fd == -1) /* the pause is over */
 		event_add(&o->rev, NULL);
 	o->dropping = 0;
-	if (output_drain(o, OUTPUT_READS)) {
+	if ((more = output_drain(o, OUTPUT_READS)) == 1) {
 		/* Every writer closed it: the worker and what it left. */
 		output_flush_partial(o);
 		event_del(&o->rev);
 		return;
 	}
-	if (o->dropping >= OUTPUT_DROPS) {
-		/* A flood: reading it flat out would only burn our CPU. */
+	/*
+	 * A flood, of lines over budget or of bytes that cost none (past a
+	 * cut, below log_level): reading it flat out would only burn our CPU.
+	 */
+	if (o->dropping >= OUTPUT_DROPS || more == 2) {
 		event_del(&o->rev);
 		evtimer_add(&o->more, &tv);
 	}

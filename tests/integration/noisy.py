@@ -2,7 +2,8 @@
 
 Modes: say (a line on stdout, a line on stderr, a 5,000-byte line, a line ended by \\r\\n),
 flood (once the file argv[2].go exists, 100-byte lines on stderr as fast as it can for 4 s,
-then the count written goes to argv[2]), last-words (three lines, the last without a newline,
+then the count written goes to argv[2]), stream (the same, but bytes with no newline at all),
+last-words (three lines, the last without a newline,
 then exit 3 before serving anything), orphan (starts a grandchild in its own session that
 keeps stdout open and sleeps, writes its pid to argv[2], then serves).
 """
@@ -32,13 +33,13 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
-def flood(out):
+def flood(out, newline=True):
     for _ in range(600):  # the test says when, within 60 s
         if os.path.exists(out + ".go"):
             break
         time.sleep(0.1)
     sent, end = 0, time.monotonic() + 4.0
-    line = b"flood %s\n" % (b"y" * 93)
+    line = b"flood %s%s" % (b"y" * 93, b"\n" if newline else b"y")
     try:
         while time.monotonic() < end and sent < 100000000:
             os.write(2, line * 64)
@@ -68,8 +69,8 @@ def main():
         with open(out + ".tmp", "w") as f:
             f.write(str(p.pid))
         os.rename(out + ".tmp", out)
-    elif mode == "flood":
-        threading.Thread(target=flood, args=(out,), daemon=True).start()
+    elif mode in ("flood", "stream"):
+        threading.Thread(target=flood, args=(out, mode == "flood"), daemon=True).start()
     server = Server(os.environ["SOCKETNAUT_SOCKET"], Handler)
     server.serve_forever()
 

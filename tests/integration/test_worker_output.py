@@ -82,6 +82,24 @@ class WorkerOutputTest(harness.DaemonTest):
         harness.wait_until(lambda: pipes() <= before, 10, what="the dead worker's pipe closed")
         self.stop_daemon(d)
 
+    def test_output_without_newlines_is_read_no_faster_than_a_flood_of_lines(self):
+        # Bytes past a cut line, or lines below log_level, cost no log budget: reading them
+        # flat out took two thirds of a CPU.  Any output that outpaces the master pauses it.
+        out = self.path("flood")
+        d = self.start_daemon([self.noisy("stream", extra=[out])], min_ready=1)
+        cpu0, t0 = harness.cpu_seconds(d.pid), time.monotonic()
+        with open(out + ".go", "w"):
+            pass
+        harness.wait_until(lambda: os.path.exists(out), 30, what="the stream to end")
+        cpu, wall = harness.cpu_seconds(d.pid) - cpu0, time.monotonic() - t0
+        self.assertLess(cpu, wall / 5, "master CPU %.2f s in %.2f s of stream" % (cpu, wall))
+        with open(out) as f:
+            print("\n  stream: %d KB sent; master CPU %.2f s in %.1f s"
+                  % (int(f.read()) * 100 // 1000, cpu, wall))
+        r = harness.http(d.port, path="/", timeout=10)
+        self.assertEqual((r.status, r.body), (200, b"noisy ok\n"))
+        self.stop_daemon(d)
+
     def test_worker_output_flood_is_bounded_and_the_master_keeps_serving(self):
         out = self.path("flood")
         good = harness.hello(name="good", worker_count=2)
