@@ -152,6 +152,8 @@ class PeerIdentityTest(harness.DaemonTest):
         body = test_agents_py.get_json(d.port, timeout=20)[0]
         self.assertTrue(body["key"].startswith("@sn-"), body["key"])
         squat = self.run_as_nobody(("squat.py", SQUATTER), d.pid, 60)
+        self.addCleanup(squat.stdout.close)
+        self.addCleanup(squat.wait, 10)
         self.addCleanup(squat.kill)
         self.assertGreater(int(squat.stdout.readline()), 1000, "the squatter holds no names")
         results, lock = [], threading.Lock()
