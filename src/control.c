@@ -356,11 +356,16 @@ control_name_tag(uint64_t *tag)
 {
 	static uint64_t pool[32];
 	static size_t   left;
+	ssize_t         n;
 
 	if (left == 0) {
-		if (getrandom(pool, sizeof pool, GRND_NONBLOCK) !=
-		    (ssize_t)sizeof pool)
+		/* Early at boot the pool may not be ready: no name, then. */
+		n = getrandom(pool, sizeof pool, GRND_NONBLOCK);
+		if (n != (ssize_t)sizeof pool) {
+			if (n >= 0)
+				errno = EAGAIN;
 			return (-1);
+		}
 		left = sizeof pool / sizeof pool[0];
 	}
 	*tag = pool[--left];
