@@ -412,10 +412,31 @@ sn_agent_drained(struct sn_agent *a)
 }
 
 /*
+ * The key of a TCP connection: the peer's address and port, "HOST:PORT" or
+ * "[HOST6]:PORT".  The port alone would not do: another local user can
+ * connect from the master's port on another loopback address.
+ */
+static int
+agent_tcp_key(const struct sockaddr_storage *ss, char *key, size_t len)
+{
+	const struct sockaddr_in  *sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	char                       host[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+		return (
+		    snprintf(key, len, "%s:%u", host, ntohs(sin->sin_port)));
+	}
+	inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+	return (snprintf(key, len, "[%s]:%u", host, ntohs(sin6->sin6_port)));
+}
+
+/*
  * The key of an accepted connection: how the worker sees the master's end
- * of it, the peer port for TCP or "@" and the autobound abstract name for
- * Unix sockets; "ino:" and our end's inode when the master left its end
- * unnamed (the connection came before this agent said hello).
+ * of it, the peer address and port for TCP or "@" and the abstract name
+ * for Unix sockets; "ino:" and our end's inode when the master left its
+ * end unnamed (the connection came before this agent said hello).
  */
 int
 sn_agent_peer_key(int fd, char *key, size_t len)
@@ -426,7 +447,6 @@ sn_agent_peer_key(int fd, char *key, size_t len)
 	socklen_t               sl = sizeof ss;
 	size_t                  off = offsetof(struct sockaddr_un, sun_path);
 	size_t                  nlen, i;
-	unsigned                port;
 	int                     n;
 
 	memset(&ss, 0, sizeof ss);
@@ -434,12 +454,8 @@ sn_agent_peer_key(int fd, char *key, size_t len)
 		return (-1);
 	switch (ss.ss_family) {
 	case AF_INET:
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		n = snprintf(key, len, "%u", port);
-		break;
 	case AF_INET6:
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		n = snprintf(key, len, "%u", port);
+		n = agent_tcp_key(&ss, key, len);
 		break;
 	case AF_UNIX:
 		if (sl <= off && fstat(fd, &st) == 0) {

@@ -5,6 +5,7 @@
  * worker's channel only, and a worker that stops reading its channel loses
  * it instead of growing the master's memory.
  */
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -50,13 +51,20 @@ static const struct timeval zero = { 0, 0 };
 static unsigned             master_pid; /* getpid() is a system call */
 static void                 control_write(evutil_socket_t, short, void *);
 
+/* The master's pid, in the names of its Unix connections' ends. */
+static unsigned
+control_pid(void)
+{
+	if (master_pid == 0)
+		master_pid = (unsigned)getpid();
+	return (master_pid);
+}
+
 struct control *
 control_open(struct worker *w, int fd)
 {
 	struct control *c;
 
-	if (master_pid == 0)
-		master_pid = (unsigned)getpid();
 	c = xcalloc(1, sizeof *c);
 	c->w = w;
 	c->fd = fd;
@@ -195,50 +203,137 @@ control_drain(struct control *c)
 		c->drain_sent = 1;
 }
 
-#define CONTROL_INO_SCAN 64 /* unnamed connections one query examines */
+#define CONTROL_INO_EXTRA 4     /* inode lookups a second beyond its relays */
+#define CONTROL_NAME_TELL 10000 /* ms: at most one "cannot name" line per */
+
+/* An IPv4 address in IPv6 clothes is the IPv4 address. */
+static void
+control_addr_unmap(union proxy_sockaddr *a)
+{
+	struct sockaddr_in sin;
+
+	if (a->sa.sa_family != AF_INET6 ||
+	    !IN6_IS_ADDR_V4MAPPED(&a->sin6.sin6_addr))
+		return;
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = a->sin6.sin6_port;
+	memcpy(&sin.sin_addr, &a->sin6.sin6_addr.s6_addr[12], 4);
+	memset(a, 0, sizeof *a);
+	a->sin = sin;
+}
+
+/* Whether two addresses are the same address and port. */
+static int
+control_addr_equal(const union proxy_sockaddr *a, const union proxy_sockaddr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return (0);
+	if (a->sa.sa_family == AF_INET)
+		return (a->sin.sin_port == b->sin.sin_port &&
+		    a->sin.sin_addr.s_addr == b->sin.sin_addr.s_addr);
+	return (a->sin6.sin6_port == b->sin6.sin6_port &&
+	    memcmp(&a->sin6.sin6_addr, &b->sin6.sin6_addr,
+		sizeof a->sin6.sin6_addr) == 0);
+}
+
+/* A decimal number of at most maxlen digits, 1 to max; 0 otherwise. */
+static unsigned long long
+control_key_number(const char *p, size_t maxlen, unsigned long long max)
+{
+	unsigned long long v;
+
+	if (*p == '\0' || strlen(p) > maxlen ||
+	    strspn(p, "0123456789") != strlen(p))
+		return (0);
+	v = strtoull(p, NULL, 10);
+	return (v <= max ? v : 0);
+}
 
 /*
- * The relay's key as its worker sees the master's end: the port of a TCP
- * connection, or the abstract name "@sn-PID-N" control_bind() gave a Unix
- * one (N is the key).  A Unix connection made before the worker's agent
- * spoke is unnamed: its key is "ino:N", the inode of the worker's own end
- * (*ok is 2).
+ * "HOST:PORT" or "[HOST6]:PORT": the master's end of a TCP connection,
+ * address and port, as the worker's getpeername() sees it.
  */
-static uint32_t
-peer_key(const char *s, int *ok)
+static int
+control_key_tcp(const char *s, struct control_key *k)
 {
-	const char        *p;
-	char               want[32];
-	unsigned long      v;
-	unsigned long long ino;
-	size_t             n;
+	char        host[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(s, ':');
+	size_t      n;
+	unsigned    port;
+	int         ok;
 
-	*ok = 0;
+	if (colon == NULL ||
+	    (port = (unsigned)control_key_number(colon + 1, 5, 65535)) == 0)
+		return (-1);
+	if ((n = (size_t)(colon - s)) < 2 || n >= sizeof host)
+		return (-1);
+	memcpy(host, s, n);
+	host[n] = '\0';
+	if (host[0] == '[' && host[n - 1] == ']') {
+		host[n - 1] = '\0';
+		k->addr.sin6.sin6_family = AF_INET6;
+		k->addr.sin6.sin6_port = htons(port);
+		ok = inet_pton(AF_INET6, host + 1, &k->addr.sin6.sin6_addr);
+	} else {
+		k->addr.sin.sin_family = AF_INET;
+		k->addr.sin.sin_port = htons(port);
+		ok = inet_pton(AF_INET, host, &k->addr.sin.sin_addr);
+	}
+	if (ok != 1)
+		return (-1);
+	control_addr_unmap(&k->addr);
+	k->kind = RELAY_PEER_TCP;
+	k->key = port;
+	return (0);
+}
+
+/* "@sn-PID-SERIAL-TAG", the name control_bind() gave our end. */
+static int
+control_key_name(const char *s, struct control_key *k)
+{
+	char        want[32];
+	const char *p, *dash;
+	size_t      n;
+
+	n = (size_t)snprintf(want, sizeof want, "@sn-%x-", control_pid());
+	if (strncmp(s, want, n) != 0)
+		return (-1);
+	p = s + n;
+	if ((dash = strchr(p, '-')) == NULL || dash == p || dash - p > 8 ||
+	    strspn(p, "0123456789abcdef") != (size_t)(dash - p) ||
+	    strlen(dash + 1) != 16 ||
+	    strspn(dash + 1, "0123456789abcdef") != 16)
+		return (-1);
+	k->kind = RELAY_PEER_NAME;
+	k->key = (uint32_t)strtoul(p, NULL, 16);
+	k->tag = strtoull(dash + 1, NULL, 16);
+	return (0);
+}
+
+/*
+ * Which connection a key names: see PEER-INFO KEYS in socketnaut-agent(7).
+ * A bare port, which older agents sent for TCP, is refused: another local
+ * user can connect to the worker from that port of another address.
+ */
+void
+control_key_parse(const char *s, struct control_key *k)
+{
+	unsigned long long ino;
+
+	memset(k, 0, sizeof *k);
 	if (strncmp(s, "ino:", 4) == 0) {
-		p = s + 4;
-		if (*p == '\0' || strlen(p) > 10 ||
-		    strspn(p, "0123456789") != strlen(p))
-			return (0);
-		ino = strtoull(p, NULL, 10);
-		*ok = ino > 0 && ino <= UINT32_MAX ? 2 : 0;
-		return ((uint32_t)ino);
-	}
-	if (s[0] == '@') {
-		n = (size_t)snprintf(want, sizeof want, "@sn-%x-", master_pid);
-		p = s + n;
-		if (strncmp(s, want, n) != 0 || *p == '\0' || strlen(p) > 8 ||
-		    strspn(p, "0123456789abcdef") != strlen(p))
-			return (0);
-		*ok = 1;
-		return ((uint32_t)strtoul(p, NULL, 16));
-	}
-	p = strrchr(s, ':');
-	p = p == NULL ? s : p + 1;
-	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
-		return (0);
-	v = strtoul(p, NULL, 10);
-	*ok = v > 0 && v <= 65535;
-	return ((uint32_t)v);
+		if ((ino = control_key_number(s + 4, 10, UINT32_MAX)) != 0) {
+			k->kind = RELAY_PEER_INODE;
+			k->key = (uint32_t)ino;
+		}
+	} else if (s[0] == '@') {
+		if (control_key_name(s, k) == -1)
+			k->kind = RELAY_PEER_NONE;
+	} else if (control_key_number(s, 5, 65535) != 0)
+		k->bare = 1;
+	else if (control_key_tcp(s, k) == -1)
+		k->kind = RELAY_PEER_NONE;
 }
 
 /*
@@ -253,35 +348,96 @@ control_names_peers(const struct worker *w)
 }
 
 /*
- * Before connecting to a Unix worker: name our end "@sn-PID-N" so the
- * worker can tell us which connection it asks about, with no lookup of
- * the name afterwards.
+ * 64 random bits for a name.  Names are listed in /proc/net/unix, so each
+ * has its own: one seen tells nothing of the next.
  */
-void
-control_bind(struct relay *r)
+static int
+control_name_tag(uint64_t *tag)
+{
+	static uint64_t pool[32];
+	static size_t   left;
+	ssize_t         n;
+
+	if (left == 0) {
+		/* Early at boot the pool may not be ready: no name, then. */
+		n = getrandom(pool, sizeof pool, GRND_NONBLOCK);
+		if (n != (ssize_t)sizeof pool) {
+			if (n >= 0)
+				errno = EAGAIN;
+			return (-1);
+		}
+		left = sizeof pool / sizeof pool[0];
+	}
+	*tag = pool[--left];
+	return (0);
+}
+
+/* Bind our end to a new name; -1 with errno set when it cannot be. */
+static int
+control_bind_name(struct relay *r)
 {
 	static uint32_t    serial;
 	struct sockaddr_un sun;
 	int                n;
 
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (++serial == 0) /* 0 stands for unnamed */
+	if (control_name_tag(&r->name_tag) == -1)
+		return (-1);
+	if (++serial == 0)
 		serial = 1;
 	r->key = serial;
-	n = snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1, "sn-%x-%x",
-	    master_pid, r->key);
-	r->named = bind(r->wfd, (struct sockaddr *)&sun,
-		       offsetof(struct sockaddr_un, sun_path) + 1 + n) == 0;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	n = snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1,
+	    "sn-%x-%x-%016llx", control_pid(), r->key,
+	    (unsigned long long)r->name_tag);
+	return (bind(r->wfd, (struct sockaddr *)&sun,
+	    offsetof(struct sockaddr_un, sun_path) + 1 + n));
 }
 
 /*
- * The inode of the other end of our Unix socket fd (the worker's, once it
- * accepted), from the kernel's sock_diag; 0 when it cannot tell.  The
- * kernel answers within send(), so the reply is read without waiting.
+ * Before connecting to a Unix worker that names its peers: name our end
+ * "@sn-PID-SERIAL-TAG" so the worker can tell us which connection it asks
+ * about, with no lookup of the name afterwards.  Anyone may bind abstract
+ * names, so the TAG is random, and a name taken is tried once more.
+ */
+void
+control_bind(struct relay *r, struct worker *w)
+{
+	static long long told;
+	static unsigned  untold;
+	long long        now;
+	int              rc;
+
+	r->peer_kind = RELAY_PEER_NONE;
+	if (!control_names_peers(w))
+		return;
+	if ((rc = control_bind_name(r)) == -1 && errno == EADDRINUSE)
+		rc = control_bind_name(r);
+	if (rc == 0) {
+		r->peer_kind = RELAY_PEER_BOUND;
+		return;
+	}
+	/* Its queries now take the inode path, bounded but slower. */
+	now = now_coarse_ms();
+	if (told != 0 && now - told < CONTROL_NAME_TELL) {
+		untold++;
+		return;
+	}
+	worker_log(LOG_WARNING, w,
+	    "cannot name the master's end of a connection (%u more since the last such line): %s",
+	    untold, strerror(errno));
+	told = now;
+	untold = 0;
+}
+
+/*
+ * The inode of the peer of the Unix socket with inode ino, from the
+ * kernel's sock_diag; 0 when it cannot tell.  The kernel walks all Unix
+ * sockets to find ino, so callers bound how often they ask.  It answers
+ * within send(), so the reply is read without waiting.
  */
 static uint32_t
-control_peer_inode(int fd)
+control_diag_peer(uint32_t ino)
 {
 	struct {
 		struct nlmsghdr      nlh;
@@ -294,13 +450,10 @@ control_peer_inode(int fd)
 	struct unix_diag_msg *dm;
 	struct rtattr        *rta;
 	static int            nl = -1;
-	struct stat           st;
 	ssize_t               n;
 	uint32_t              peer = 0;
 	int                   len;
 
-	if (fstat(fd, &st) == -1)
-		return (0);
 	if (nl == -1)
 		nl = socket(AF_NETLINK,
 		    SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -313,7 +466,7 @@ control_peer_inode(int fd)
 	q.nlh.nlmsg_flags = NLM_F_REQUEST;
 	q.req.sdiag_family = AF_UNIX;
 	q.req.udiag_states = ~0U;
-	q.req.udiag_ino = (uint32_t)st.st_ino;
+	q.req.udiag_ino = ino;
 	q.req.udiag_show = UDIAG_SHOW_PEER;
 	q.req.udiag_cookie[0] = q.req.udiag_cookie[1] = ~0U;
 	while (recv(nl, &reply, sizeof reply, MSG_DONTWAIT) > 0)
@@ -325,6 +478,8 @@ control_peer_inode(int fd)
 	    reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY)
 		return (0);
 	dm = NLMSG_DATA(&reply.nlh);
+	if (dm->udiag_ino != ino)
+		return (0);
 	len = (int)reply.nlh.nlmsg_len - (int)NLMSG_LENGTH(sizeof *dm);
 	for (rta = (struct rtattr *)(dm + 1); RTA_OK(rta, len);
 	     rta = RTA_NEXT(rta, len)) {
@@ -336,43 +491,88 @@ control_peer_inode(int fd)
 }
 
 /*
- * An unnamed connection of the worker (made before its agent spoke) by the
- * inode of the worker's end; a bounded scan, as only the first few
- * connections of a worker whose agent starts late are unnamed.
+ * An "ino:" key names the worker's end of an unnamed connection (made
+ * before its agent spoke): one sock_diag lookup gives that socket's peer,
+ * which is ours if the connection is this worker's.  Each lookup walks
+ * every Unix socket on the host, so a worker gets at most one a query,
+ * none without unnamed connections, and a budget of about one a second
+ * for each; beyond it the answer is "unknown".
  */
-static struct relay *
-control_peer_by_inode(struct worker *w, uint32_t ino)
+static int
+control_key_inode(struct control *c, struct control_key *k)
 {
-	struct relay *r;
-	int           seen = 0;
+	struct worker *w = c->w;
 
-	TAILQ_FOREACH (r, &w->peers[0], keyed) {
-		if (r->key != 0)
+	if (w->npeers_inode == 0)
+		return (-1);
+	c->inodes.rate = c->inodes.burst = w->npeers_inode + CONTROL_INO_EXTRA;
+	if (!control_log_take(&c->inodes, now_coarse_ms(), 0))
+		return (-1);
+	if ((k->key = control_diag_peer(k->key)) == 0)
+		return (-1);
+	return (0);
+}
+
+/* The worker's relay a key names, or NULL. */
+static struct relay *
+control_peer_find(struct control *c, struct control_key *k)
+{
+	struct worker *w = c->w;
+	struct relay  *r;
+
+	if (k->kind == RELAY_PEER_INODE && control_key_inode(c, k) == -1)
+		return (NULL);
+	TAILQ_FOREACH (r, &w->peers[k->key % CONTROL_PEER_BUCKETS], keyed) {
+		if (r->peer_kind != k->kind || r->key != k->key)
 			continue;
-		if (++seen > CONTROL_INO_SCAN)
-			break;
-		if (r->wfd != -1 && control_peer_inode(r->wfd) == ino)
-			return (r);
+		if (k->kind == RELAY_PEER_NAME && r->name_tag != k->tag)
+			continue;
+		if (k->kind == RELAY_PEER_TCP &&
+		    !control_addr_equal(&r->wend, &k->addr))
+			continue;
+		return (r);
 	}
 	return (NULL);
+}
+
+/* How the worker sees our end of the relay: its key, or -1 for none. */
+static int
+control_peer_key(struct worker *w, struct relay *r)
+{
+	struct stat st;
+	socklen_t   len = sizeof r->wend;
+
+	if (w->addr.ss.ss_family == AF_UNIX) {
+		if (r->peer_kind == RELAY_PEER_BOUND) {
+			r->peer_kind = RELAY_PEER_NAME;
+			return (0);
+		}
+		/* Unnamed: the inode of our end, which sock_diag reports. */
+		if (fstat(r->wfd, &st) == -1)
+			return (-1);
+		r->peer_kind = RELAY_PEER_INODE;
+		r->key = (uint32_t)st.st_ino;
+		return (0);
+	}
+	if (getsockname(r->wfd, &r->wend.sa, &len) == -1)
+		return (-1);
+	control_addr_unmap(&r->wend);
+	r->peer_kind = RELAY_PEER_TCP;
+	/* sin_port and sin6_port sit at the same offset. */
+	r->key = ntohs(r->wend.sin6.sin6_port);
+	return (0);
 }
 
 /* Index a relay under the address its worker sees as its peer. */
 void
 control_peer_add(struct worker *w, struct relay *r)
 {
-	struct sockaddr_in6 ss;
-	socklen_t           len = sizeof ss;
-
-	if (w->addr.ss.ss_family == AF_UNIX) {
-		if (!r->named)
-			r->key = 0; /* found by its worker's inode, see below */
-	} else {
-		if (getsockname(r->wfd, (struct sockaddr *)&ss, &len) == -1)
-			return;
-		/* sin_port and sin6_port sit at the same offset. */
-		r->key = ntohs(ss.sin6_port);
+	if (control_peer_key(w, r) == -1) {
+		r->peer_kind = RELAY_PEER_NONE;
+		return;
 	}
+	if (r->peer_kind == RELAY_PEER_INODE)
+		w->npeers_inode++;
 	TAILQ_INSERT_TAIL(&w->peers[r->key % CONTROL_PEER_BUCKETS], r, keyed);
 	r->peer_worker = w;
 }
@@ -382,10 +582,14 @@ control_peer_del(struct relay *r)
 {
 	struct worker *w = r->peer_worker;
 
-	if (w == NULL)
-		return;
-	TAILQ_REMOVE(&w->peers[r->key % CONTROL_PEER_BUCKETS], r, keyed);
+	if (w != NULL) {
+		TAILQ_REMOVE(
+		    &w->peers[r->key % CONTROL_PEER_BUCKETS], r, keyed);
+		if (r->peer_kind == RELAY_PEER_INODE)
+			w->npeers_inode--;
+	}
 	r->peer_worker = NULL;
+	r->peer_kind = RELAY_PEER_NONE;
 }
 
 /* One side of a peer-info or handoff message: SIDE_address, _family, _port. */
@@ -439,15 +643,13 @@ tls_fields(FILE *f, const struct relay *r)
 static void
 control_peer_query(struct control *c, const struct sn_msg *m)
 {
-	struct worker          *w = c->w;
 	struct relay           *r = NULL;
 	struct sockaddr_storage local;
 	socklen_t               llen = sizeof local;
+	struct control_key      k;
 	char                    id[32], key[SN_PROTO_MAX + 1], *buf = NULL;
 	size_t                  len = 0;
-	uint32_t                k;
 	FILE                   *f;
-	int                     ok;
 
 	if (sn_proto_field(m, "id", id, sizeof id) == -1 ||
 	    strspn(id, "0123456789") != strlen(id) || id[0] == '\0' ||
@@ -455,15 +657,12 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 		control_close(c, "peer-query without a numeric id and a key");
 		return;
 	}
-	k = peer_key(key, &ok);
-	if (ok == 2)
-		r = control_peer_by_inode(w, k);
-	else if (ok) {
-		TAILQ_FOREACH (r, &w->peers[k % CONTROL_PEER_BUCKETS], keyed) {
-			if (r->key == k)
-				break;
-		}
-	}
+	control_key_parse(key, &k);
+	if (k.bare && !c->bare_told++)
+		worker_log(LOG_WARNING, c->w,
+		    "peer-query with a bare port as key, answered unknown: the agent must send ADDRESS:PORT (socketnaut-agent(7))");
+	if (k.kind != RELAY_PEER_NONE)
+		r = control_peer_find(c, &k);
 	if ((f = open_memstream(&buf, &len)) == NULL)
 		fatal("open_memstream");
 	fprintf(f, "id=%s\n", id);

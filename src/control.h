@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "relay.h"
 #include "socketnaut/proto.h"
 
 struct relay;
@@ -44,16 +45,30 @@ struct control {
 	int                drained;    /* it said it drained */
 	int                spoke;      /* an agent: drain, do not signal */
 	int                hello;      /* a hello message came */
+	int                bare_told;  /* its bare-port keys were logged */
+
+	/* Its budget of sock_diag lookups for "ino:" keys. */
+	struct control_bucket inodes;
+};
+
+/* A peer-info key, parsed: which of a worker's connections it names. */
+struct control_key {
+	enum relay_peer      kind; /* RELAY_PEER_NONE: none of them */
+	uint32_t             key;  /* as relay->key */
+	uint64_t             tag;  /* RELAY_PEER_NAME */
+	union proxy_sockaddr addr; /* RELAY_PEER_TCP */
+	int                  bare; /* a port alone, which is refused */
 };
 
 struct control *control_open(struct worker *, int);
 void            control_close(struct control *, const char *);
 void            control_drain(struct control *);
 int             control_names_peers(const struct worker *);
-void            control_bind(struct relay *);
+void            control_bind(struct relay *, struct worker *);
 void            control_peer_add(struct worker *, struct relay *);
 void            control_peer_del(struct relay *);
-int control_log_take(struct control_bucket *, long long now, size_t textlen);
+int  control_log_take(struct control_bucket *, long long now, size_t textlen);
+void control_key_parse(const char *key, struct control_key *);
 
 /* mode handoff (handoff.c) */
 int control_send_fd(

@@ -699,8 +699,8 @@ relay_try_connect(struct relay *r)
 		if (w->addr.ss.ss_family != AF_UNIX)
 			setsockopt(
 			    r->wfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		else if (control_names_peers(w))
-			control_bind(r);
+		else
+			control_bind(r, w);
 	}
 	rc = connect(r->wfd, (struct sockaddr *)&w->addr.ss, w->addr.len);
 	error = errno;

@@ -44,6 +44,19 @@ enum relay_state {
 	RELAY_CLOSING,
 };
 
+/*
+ * How a relay's worker names our end of their connection in peer-info
+ * queries: its address for TCP, or for Unix the abstract name
+ * control_bind() gave it, else the inode of our end.
+ */
+enum relay_peer {
+	RELAY_PEER_NONE,  /* not indexed for peer-info queries */
+	RELAY_PEER_BOUND, /* our end has a name, not indexed yet */
+	RELAY_PEER_TCP,   /* indexed by our end's address */
+	RELAY_PEER_NAME,  /* indexed by our end's name */
+	RELAY_PEER_INODE, /* unnamed: indexed by our end's inode */
+};
+
 struct relay {
 	TAILQ_ENTRY(relay) entry; /* on the service's queue while waiting */
 	TAILQ_ENTRY(relay) all;   /* the service's relays */
@@ -53,8 +66,6 @@ struct relay {
 	struct listener  *listener; /* that accepted it */
 	struct worker    *worker;
 	struct worker    *peer_worker;
-	uint32_t          key;   /* the worker's view of our address */
-	int               named; /* control_bind() named our end */
 	enum relay_state  state;
 	short             cmask;  /* cev added (OPEN); the handshake's wait */
 	short             wmask;  /* wev added (OPEN) */
@@ -103,6 +114,12 @@ struct relay {
 	union proxy_sockaddr local;
 	/* A serial, for the PROXY v2 unique id. */
 	uint64_t id;
+
+	/* How its worker names our end, for peer-info queries (control.c). */
+	enum relay_peer      peer_kind;
+	uint32_t             key; /* port, name serial or inode: a bucket */
+	uint64_t             name_tag; /* the random part of our end's name */
+	union proxy_sockaddr wend;     /* RELAY_PEER_TCP: our end's address */
 };
 TAILQ_HEAD(relay_head, relay);
 

@@ -68,6 +68,7 @@ struct worker {
 	struct control    *control;
 	struct health     *health; /* active checks, if configured */
 	struct relay_head  peers[CONTROL_PEER_BUCKETS];
+	int                npeers_inode; /* of them, found by inode only */
 	struct event       timer; /* probe, ready, retire or kill timer */
 	struct event       execev;
 

@@ -72,8 +72,8 @@ export interface Logger {
  * (an http.IncomingMessage), its peer port, or a peer-info key.
  */
 export type PeerSocket =
-    | { remotePort?: number }
-    | { socket: { remotePort?: number } }
+    | { remoteAddress?: string; remotePort?: number }
+    | { socket: { remoteAddress?: string; remotePort?: number } }
     | number
     | string;
 
@@ -128,7 +128,7 @@ export declare function requestProxySocketAddressInfo(socket: PeerSocket | null 
 /** The module's logger: through the agent once there is one with a channel, else to stderr. */
 export declare const log: Logger;
 
-/** The peer-info key of an accepted socket (its peer's port), or undefined. */
+/** The peer-info key of an accepted socket ("ADDRESS:PORT" of its peer), or undefined; a number (a port alone) has none. */
 export declare function connectionKey(socket: PeerSocket | null | undefined): string | undefined;
 
 /** One control frame (socketnaut-agent(7)); a `text` field is cut to fit 4096 bytes. */

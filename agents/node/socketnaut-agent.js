@@ -165,17 +165,24 @@ function parsePayload(buf) {
     return fields;
 }
 
-/* The peer-info key of an accepted socket: the port of its peer (the master). */
+/*
+ * The peer-info key of an accepted socket: the address and port of its peer
+ * (the master's end), "127.0.0.1:54321" or "[::1]:54321".  A port alone is
+ * no key: another local user could connect from it on another address.
+ */
 function connectionKey(socket) {
-    if (socket === undefined || socket === null) return undefined;
-    if (typeof socket === 'number') return socket > 0 && socket < 65536 ? String(socket) : undefined;
+    if (socket === undefined || socket === null || typeof socket === 'number') return undefined;
     if (typeof socket === 'string') return socket || undefined;
     // http.IncomingMessage -> its socket; TLS sockets expose remotePort too.
     if (socket.socket && socket.socket !== socket && socket.remotePort === undefined) {
         return connectionKey(socket.socket);
     }
     const port = socket.remotePort;
-    return typeof port === 'number' && port > 0 ? String(port) : undefined;
+    const address = socket.remoteAddress;
+    if (typeof port !== 'number' || port <= 0 || typeof address !== 'string' || !address) {
+        return undefined;
+    }
+    return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 function toAddressInfo(fields, side) {

@@ -39,7 +39,8 @@ WSGI (gunicorn): run one gunicorn worker per socketnautd worker
 (``gunicorn --bind unix:{socket} --workers 1 app:app``; socketnautd is the
 pool) and create the agent in the app module without --preload, so it lives
 in the process that serves.  ``agent.peer_info(environ)`` uses
-``environ["gunicorn.socket"]`` (or REMOTE_PORT with a TCP backend).
+``environ["gunicorn.socket"]`` (or REMOTE_ADDR and REMOTE_PORT with a TCP
+backend).
 A DRAIN should stop the gunicorn arbiter, which then stops its worker
 gracefully::
 
@@ -57,10 +58,12 @@ asyncio::
                                    # that was running when on_drain was called
 
 Peer-info keys: a relayed connection is identified by the address the worker
-sees as its peer (the master's end): the peer port for TCP, "@" + the
-abstract socket name for Unix sockets.  ``connection_key(obj)`` computes it
-from a socket, an http.server handler, an asyncio transport or stream
-writer, a WSGI environ, a peer address tuple, or takes a ready key as is.
+sees as its peer (the master's end): "HOST:PORT" or "[HOST6]:PORT" for TCP,
+"@" + the abstract socket name for Unix sockets.  ``connection_key(obj)``
+computes it from a socket, an http.server handler, an asyncio transport or
+stream writer, a WSGI environ, a peer address tuple, or takes a ready key as
+is.  A port alone is no key: the master answers it "unknown", as another
+local user could connect from that port of another loopback address.
 """
 
 from __future__ import annotations
@@ -207,9 +210,21 @@ def decode_frame(buf: Union[bytes, bytearray]) -> Optional[Tuple[int, Dict[str, 
 # ---------------------------------------------------------------------------
 # connection keys
 
+def _tcp_key(host: object, port: Any) -> Optional[str]:
+    if not isinstance(host, str) or not host or isinstance(port, bool):
+        return None
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < port < 65536:
+        return None
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
 def _key_from_peername(peer: object) -> Optional[str]:
     if isinstance(peer, tuple) and len(peer) >= 2 and isinstance(peer[1], int):
-        return str(peer[1])
+        return _tcp_key(peer[0], peer[1])
     if isinstance(peer, bytes):
         if peer[:1] == b"\0" and len(peer) > 1:
             return "@" + peer[1:].decode("ascii", "replace")
@@ -225,15 +240,12 @@ def connection_key(obj: Any) -> Optional[str]:
     obj may be: a socket (also ssl.SSLSocket, asyncio's TransportSocket);
     an http.server / socketserver handler (its .connection or .request);
     an asyncio transport or StreamWriter (its "socket"/"peername" extra
-    info); a WSGI environ (environ["gunicorn.socket"], else REMOTE_PORT);
-    a peer address as returned by getpeername(); an int port; a str key
-    ("54321", "127.0.0.1:54321", "@sn-1a65-1f")."""
-    if obj is None:
+    info); a WSGI environ (environ["gunicorn.socket"], else REMOTE_ADDR and
+    REMOTE_PORT); a peer address as returned by getpeername(); a str key
+    ("127.0.0.1:54321", "[::1]:54321", "@sn-1a65-1f-...").  An int (a port
+    alone) has no key."""
+    if obj is None or isinstance(obj, (bool, int)):
         return None
-    if isinstance(obj, bool):
-        return None
-    if isinstance(obj, int):
-        return str(obj) if 0 < obj < 65536 else None
     if isinstance(obj, str):
         if obj[:1] == "\0":
             return _key_from_peername(obj)
@@ -246,8 +258,7 @@ def connection_key(obj: Any) -> Optional[str]:
         for name in ("gunicorn.socket", "socketnaut.socket"):
             if obj.get(name) is not None:
                 return connection_key(obj[name])
-        port = obj.get("REMOTE_PORT")
-        return str(port) if port not in (None, "") else None
+        return _tcp_key(obj.get("REMOTE_ADDR"), obj.get("REMOTE_PORT"))
     if hasattr(obj, "getpeername"):                 # a socket
         try:
             peer = obj.getpeername()

@@ -6,7 +6,10 @@ queries, reading every reply; writes the reply count to the file in argv[2]),
 log-flood (once the file argv[2].go exists, LOG frames of about 1 KB as fast as it can for
 4 s; then writes the count sent to argv[2]), ready-repeat (10,000 READY frames),
 drained-unasked (1,000 DRAINED frames that no DRAIN asked for), log-burst (50 short LOG
-frames at once, then writes "50" to argv[2]).
+frames at once, then writes "50" to argv[2]), ino-flood (holds argv[3] socketpairs, which
+make every scan of the kernel's Unix sockets longer; once argv[2].go exists, peer queries
+for an inode that matches nothing for 4 s, reading the replies; then writes the count sent
+to argv[2]).
 """
 
 import os
@@ -90,6 +93,8 @@ def abuse(ctl, mode, out):
                 ctl.sendall(frame(kind))
         except OSError:
             pass  # the master closed the channel: what we wanted
+    elif mode == "ino-flood":
+        ino_flood(ctl, out, int(sys.argv[3]))
     elif mode == "flood-read":
         n = 50000
         got = [0]
@@ -114,6 +119,37 @@ def abuse(ctl, mode, out):
         t.join(60)
         with open(out, "w") as f:
             f.write(str(got[0]))
+
+
+def ino_flood(ctl, out, pairs):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    keep = []
+    try:
+        for _ in range(pairs):
+            keep.append(socket.socketpair())
+    except OSError:
+        pass  # as many as the limit allows
+    for _ in range(600):  # the test says when, within 60 s
+        if os.path.exists(out + ".go"):
+            break
+        time.sleep(0.1)
+
+    def reader():
+        while ctl.recv(1 << 20):
+            pass
+    threading.Thread(target=reader, daemon=True).start()
+    sent, end = 0, time.monotonic() + 4.0
+    batch = b"".join(frame(2, b"id=%d\nkey=ino:1" % i) for i in range(64))
+    try:
+        while time.monotonic() < end:
+            ctl.sendall(batch)
+            sent += 64
+    finally:
+        with open(out + ".tmp", "w") as f:
+            f.write(str(sent))
+        os.rename(out + ".tmp", out)
 
 
 def main():

@@ -84,16 +84,19 @@ class NodeAgentCodecTest(unittest.TestCase):
                 "" if text is None else ", %s" % json.dumps(text)))
         self.assertEqual(self.node("\n".join(lines)), [v[3] for v in VECTORS])
 
-    def test_payloads_decode_and_keys_are_peer_ports(self):
+    def test_payloads_decode_and_keys_are_peer_addresses(self):
         got = self.node(
             "console.log(JSON.stringify(a.parsePayload(Buffer.from('id=7\\nstatus=unknown'))));"
             "console.log(JSON.stringify(a.parsePayload(Buffer.from('level=6\\ntext=a\\nb=c'))));"
-            "console.log(a.connectionKey({ remotePort: 54321 }));"
-            "console.log(a.connectionKey({ socket: { remotePort: 4242 } }));"
-            "console.log(String(a.connectionKey({ remoteAddress: undefined })));"
+            "console.log(a.connectionKey({ remoteAddress: '127.0.0.1', remotePort: 54321 }));"
+            "console.log(a.connectionKey({ socket: { remoteAddress: '::1', remotePort: 4242 } }));"
+            "console.log(String(a.connectionKey({ remotePort: 54321 })));"
+            "console.log(String(a.connectionKey(54321)));"
             "console.log(a.encodeFrame(3, [['level', 6]], 'x'.repeat(5000)).length);")
+        # A port alone names no connection: another user may have it on another address.
         self.assertEqual(got, ['{"id":"7","status":"unknown"}', '{"level":"6","text":"a\\nb=c"}',
-                               "54321", "4242", "undefined", str(4 + 4096)])
+                               "127.0.0.1:54321", "[::1]:4242", "undefined", "undefined",
+                               str(4 + 4096)])
 
 
 @unittest.skipIf(NODE is None, "node is not installed")

@@ -145,7 +145,8 @@ def family_name(host):
 VECTORS = [
     (0x01, [], None, "01010000"),
     (0x01, [("port", 8080)], None, "01010009" + b"port=8080".hex()),
-    (0x02, [("id", 1), ("key", "54321")], None, "0102000e" + b"id=1\nkey=54321".hex()),
+    (0x02, [("id", 1), ("key", "127.0.0.1:54321")], None,
+     "01020018" + b"id=1\nkey=127.0.0.1:54321".hex()),
     (0x03, [("level", 6)], "hi", "0103000f" + b"level=6\ntext=hi".hex()),
     (0x04, [], None, "01040000"),
 ]
@@ -194,7 +195,7 @@ class PythonAgentCodecTest(unittest.TestCase):
         results = {}
 
         def query(port):
-            results[port] = agent.peer_info(port, timeout=10)
+            results[port] = agent.peer_info(("127.0.0.1", port), timeout=10)
 
         threads = [threading.Thread(target=query, args=(40000 + i,)) for i in range(20)]
         for t in threads:
@@ -212,7 +213,7 @@ class PythonAgentCodecTest(unittest.TestCase):
                 self.assertEqual(msg_type, 0x02)
                 queries.append(fields)
         for q in reversed(queries):
-            port = int(q["key"])
+            port = int(q["key"].split(":")[1])
             reply = ("id=%s\nstatus=ok\nremote_address=192.0.2.%d\nremote_family=IPv4\n"
                      "remote_port=%d\nlocal_address=127.0.0.1\nlocal_family=IPv4\nlocal_port=80"
                      % (q["id"], port - 40000, port + 1))
@@ -238,12 +239,15 @@ class PythonAgentCodecTest(unittest.TestCase):
 
     def test_connection_keys(self):
         key = self.a.connection_key
-        self.assertEqual(key(("127.0.0.1", 54321)), "54321")
-        self.assertEqual(key(("::1", 54321, 0, 0)), "54321")
+        self.assertEqual(key(("127.0.0.1", 54321)), "127.0.0.1:54321")
+        self.assertEqual(key(("::1", 54321, 0, 0)), "[::1]:54321")
         self.assertEqual(key(b"\x000001f"), "@0001f")
         self.assertEqual(key("\x000001f"), "@0001f")
-        self.assertEqual(key(54321), "54321")
-        self.assertEqual(key({"REMOTE_PORT": "4242"}), "4242")
+        # A port alone names no connection: another user may have it on another address.
+        self.assertIsNone(key(54321))
+        self.assertIsNone(key({"REMOTE_PORT": "4242"}))
+        self.assertEqual(key({"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "4242"}),
+                         "127.0.0.1:4242")
         self.assertIsNone(key(b""))
         self.assertIsNone(key(None))
 
@@ -436,7 +440,7 @@ class PythonAgentTest(AgentTestBase):
         self.assertRegex(d.log(), r"worker %d: ready at 127\.0\.0\.1:%d .*\(reported ready\)"
                          % (body["pid"], wport))
         self.assert_peer_info_matches(body, mine, peer, d.port)
-        self.assertRegex(body["key"], r"^\d+$")
+        self.assertRegex(body["key"], r"^127\.0\.0\.1:\d+$")
         # A connection the master did not relay (straight to the worker) is unknown.
         direct = get_json(wport, timeout=10)[0]
         self.assertIsNone(direct["info"])
@@ -448,7 +452,7 @@ class PythonAgentTest(AgentTestBase):
     def test_unix_backend_worker_reports_ready_and_gets_peer_info(self):
         d = self.start_daemon([self.worker_service("unix", worker_count=1)])
         body, mine, peer = get_json(d.port, timeout=20)
-        self.assertRegex(body["key"], r"^@sn-[0-9a-f]+-[0-9a-f]+$")
+        self.assertRegex(body["key"], r"^@sn-[0-9a-f]+-[0-9a-f]+-[0-9a-f]{16}$")
         self.assert_peer_info_matches(body, mine, peer, d.port)
         # Its report and the master's probe race (a probe every 50 ms at most): either one
         # makes a unix-backend worker ready.
@@ -458,7 +462,7 @@ class PythonAgentTest(AgentTestBase):
 
     def test_tcp_backend_worker_gets_peer_info(self):
         body = self.tcp_backend_gets_peer_info()
-        self.assertRegex(body["key"], r"^\d+$")
+        self.assertRegex(body["key"], r"^127\.0\.0\.1:\d+$")
 
     def test_agent_is_a_noop_without_a_control_channel(self):
         d = self.start_daemon([self.worker_service("unix", worker_count=1, control=False)])

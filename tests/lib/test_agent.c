@@ -26,8 +26,8 @@
 #include "socketnaut/proto.h"
 
 #define QUERY_VECTOR                                                           \
-	"\x01\x02\x00\x0e"                                                     \
-	"id=1\nkey=54321"
+	"\x01\x02\x00\x18"                                                     \
+	"id=1\nkey=127.0.0.1:54321"
 
 static struct sn_agent *agent;
 static int              master = -1;
@@ -554,8 +554,7 @@ START_TEST(test_peer_query_on_tcp_is_the_vector)
 	uint32_t      id = 0;
 	int           c, s, n;
 
-	/* The vector's key is the client port 54321; any port if it is taken.
-	 */
+	/* The vector's key is 127.0.0.1:54321; any port if it is taken. */
 	if ((c = tcp_pair(AF_INET, 54321, &s)) != -1) {
 		ck_assert_int_eq(sn_agent_peer_query(agent, s, &id), 0);
 		ck_assert_uint_eq(id, 1);
@@ -565,7 +564,8 @@ START_TEST(test_peer_query_on_tcp_is_the_vector)
 		ck_assert_int_ge(c, 0);
 		ck_assert_int_eq(sn_agent_peer_query(agent, s, &id), 0);
 		ck_assert_uint_eq(id, 1);
-		n = snprintf(want, sizeof want, "id=1\nkey=%d", client_port(c));
+		n = snprintf(want, sizeof want, "id=1\nkey=127.0.0.1:%d",
+		    client_port(c));
 		ck_assert_int_eq(sn_proto_frame(buf, sizeof buf,
 				     SN_MSG_PEER_QUERY, want, (size_t)n),
 		    n + 4);
@@ -942,12 +942,12 @@ reap(pid_t pid)
 START_TEST(test_blocking_peer_info_returns_the_fields)
 {
 	struct sn_peer_info pi;
-	char                key[16];
+	char                key[32];
 	pid_t               pid;
 	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
-	snprintf(key, sizeof key, "%d", client_port(c));
+	snprintf(key, sizeof key, "127.0.0.1:%d", client_port(c));
 	pid = fake_master(key,
 	    "id=%s\nstatus=ok\n"
 	    "remote_address=192.0.2.1\nremote_family=IPv4\nremote_port=40000\n"
@@ -972,12 +972,12 @@ START_TEST(test_blocking_peer_tls_returns_the_tls_fields)
 {
 	struct sn_peer_info pi;
 	struct sn_peer_tls  tls;
-	char                key[16];
+	char                key[32];
 	pid_t               pid;
 	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
-	snprintf(key, sizeof key, "%d", client_port(c));
+	snprintf(key, sizeof key, "127.0.0.1:%d", client_port(c));
 	pid = fake_master(key,
 	    "id=%s\nstatus=ok\n"
 	    "remote_address=192.0.2.1\nremote_family=IPv4\nremote_port=40000\n"
@@ -1001,7 +1001,7 @@ START_TEST(test_blocking_peer_tls_returns_the_tls_fields)
 
 	/* A plain client: every field empty. */
 	c = tcp_pair(AF_INET, 0, &s);
-	snprintf(key, sizeof key, "%d", client_port(c));
+	snprintf(key, sizeof key, "127.0.0.1:%d", client_port(c));
 	pid = fake_master(key,
 	    "id=%s\nstatus=ok\n"
 	    "remote_address=192.0.2.1\nremote_family=IPv4\nremote_port=40000\n"
@@ -1021,12 +1021,12 @@ END_TEST
 START_TEST(test_blocking_peer_info_unknown_is_enoent)
 {
 	struct sn_peer_info pi;
-	char                key[16];
+	char                key[32];
 	pid_t               pid;
 	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
-	snprintf(key, sizeof key, "%d", client_port(c));
+	snprintf(key, sizeof key, "127.0.0.1:%d", client_port(c));
 	pid = fake_master(key, "id=%s\nstatus=unknown", NULL, 0);
 	ck_assert_int_eq(sn_agent_peer_info(agent, s, &pi, 2000), -1);
 	ck_assert_int_eq(errno, ENOENT);
@@ -1039,13 +1039,13 @@ END_TEST
 START_TEST(test_blocking_peer_info_times_out_and_drops_the_late_reply)
 {
 	struct sn_peer_info pi;
-	char                key[16];
+	char                key[32];
 	pid_t               pid;
 	int64_t             start;
 	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
-	snprintf(key, sizeof key, "%d", client_port(c));
+	snprintf(key, sizeof key, "127.0.0.1:%d", client_port(c));
 	pid = fake_master(key, "id=%s\nstatus=unknown", NULL, 400);
 	start = now_ms();
 	ck_assert_int_eq(sn_agent_peer_info(agent, s, &pi, 100), -1);
@@ -1064,13 +1064,13 @@ END_TEST
 START_TEST(test_blocking_peer_info_fails_at_once_on_garbage)
 {
 	struct sn_peer_info pi;
-	char                key[16];
+	char                key[32];
 	pid_t               pid;
 	int64_t             start;
 	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
-	snprintf(key, sizeof key, "%d", client_port(c));
+	snprintf(key, sizeof key, "127.0.0.1:%d", client_port(c));
 	pid = fake_master(key, NULL, "\x02\x81\x01\x02", 0);
 	start = now_ms();
 	ck_assert_int_eq(sn_agent_peer_info(agent, s, &pi, 5000), -1);
@@ -1085,12 +1085,12 @@ END_TEST
 START_TEST(test_blocking_peer_info_runs_callbacks_for_other_messages)
 {
 	struct sn_peer_info pi;
-	char                key[16];
+	char                key[32];
 	pid_t               pid;
 	int                 c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
-	snprintf(key, sizeof key, "%d", client_port(c));
+	snprintf(key, sizeof key, "127.0.0.1:%d", client_port(c));
 	send_bytes(master,
 	    "\x01\x82\x00\x00"
 	    "\x01\x81\x00\x13"
@@ -1114,14 +1114,14 @@ END_TEST
 
 /* ---- peer keys on real connections ------------------------------------ */
 
-START_TEST(test_peer_key_of_tcp_is_the_peer_port)
+START_TEST(test_peer_key_of_tcp_is_the_peer_address_and_port)
 {
-	char key[16], want[16];
+	char key[64], want[64];
 	int  c, s;
 
 	c = tcp_pair(AF_INET, 0, &s);
 	ck_assert_int_eq(sn_agent_peer_key(s, key, sizeof key), 0);
-	snprintf(want, sizeof want, "%d", client_port(c));
+	snprintf(want, sizeof want, "127.0.0.1:%d", client_port(c));
 	ck_assert_str_eq(key, want);
 	ck_assert_int_eq(sn_agent_peer_key(s, key, strlen(want)), -1);
 	ck_assert_int_eq(errno, ENOSPC);
@@ -1131,7 +1131,7 @@ START_TEST(test_peer_key_of_tcp_is_the_peer_port)
 	if ((c = tcp_pair(AF_INET6, 0, &s)) == -1)
 		return; /* no ::1 here */
 	ck_assert_int_eq(sn_agent_peer_key(s, key, sizeof key), 0);
-	snprintf(want, sizeof want, "%d", client_port(c));
+	snprintf(want, sizeof want, "[::1]:%d", client_port(c));
 	ck_assert_str_eq(key, want);
 	close(c);
 	close(s);
@@ -1259,7 +1259,7 @@ agent_suite(void)
 
 	tc = tcase_create("peer keys");
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_peer_key_of_tcp_is_the_peer_port);
+	tcase_add_test(tc, test_peer_key_of_tcp_is_the_peer_address_and_port);
 	tcase_add_test(tc, test_peer_key_of_unix_is_the_autobind_name);
 	tcase_add_test(tc, test_peer_key_of_a_non_socket_fails);
 	suite_add_tcase(s, tc);
