@@ -772,8 +772,10 @@ control_log(struct control *c, const struct sn_msg *m)
 	pri = level[0] - '0';
 	if (pri < LOG_ERR)
 		pri = LOG_ERR;
-	if (pri > log_getlevel())
-		return; /* filtered out: costs nothing */
+	if (pri > log_getlevel()) {
+		c->dropping++; /* filtered out: no budget, but a flood still */
+		return;
+	}
 	if (!control_log_take(&w->logs, now_coarse_ms(), strlen(text))) {
 		c->dropping++;
 		if (c->suppressed++ == 0) {
@@ -824,6 +826,7 @@ control_dispatch(struct control *c, const struct sn_msg *m)
 	case SN_MSG_HELLO:
 		/* Again from each process that opens an inherited channel. */
 		c->hello++;
+		c->dropping++; /* so a flood of them is paused */
 		break;
 	case SN_MSG_PEER_QUERY:
 		control_peer_query(c, m);
@@ -921,7 +924,10 @@ control_read(evutil_socket_t fd, short events, void *arg)
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
-	/* A log flood: reading it flat out would only burn our CPU. */
-	if (c->dropping >= CONTROL_FRAMES_PER_READ)
+	/*
+	 * A flood of frames that do nothing (LOG lines dropped or filtered
+	 * out, HELLO): reading it flat out would only burn our CPU.
+	 */
+	if (c->dropping >= CONTROL_FRAMES_PER_READ / 2)
 		control_pause(c);
 }

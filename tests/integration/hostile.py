@@ -4,7 +4,8 @@ Modes: garbage, oversize, unknown, unexpected (sends DRAIN, a master-only messag
 flood-unread (peer queries as fast as it can, never reading a reply), flood-read (50,000
 queries, reading every reply; writes the reply count to the file in argv[2]),
 log-flood (once the file argv[2].go exists, LOG frames of about 1 KB as fast as it can for
-4 s; then writes the count sent to argv[2]), ready-repeat (10,000 READY frames),
+4 s; then writes the count sent to argv[2]), debug-flood (short LOG frames at level debug,
+which the master filters out), hello-flood (the same with HELLO frames), ready-repeat (10,000 READY frames),
 drained-unasked (1,000 DRAINED frames that no DRAIN asked for), log-burst (50 short LOG
 frames at once, then writes "50" to argv[2]), ino-flood (holds argv[3] socketpairs, which
 make every scan of the kernel's Unix sockets longer; once argv[2].go exists, peer queries
@@ -66,7 +67,7 @@ def abuse(ctl, mode, out):
             except OSError:
                 return  # the master closed the channel: what we wanted
             i += 1
-    elif mode == "log-flood":
+    elif mode in ("log-flood", "debug-flood", "hello-flood"):
         for _ in range(600):  # the test says when, within 60 s
             if os.path.exists(out + ".go"):
                 break
@@ -74,8 +75,13 @@ def abuse(ctl, mode, out):
         sent, end = 0, time.monotonic() + 4.0
         try:
             while time.monotonic() < end and sent < 10000000:
-                batch = b"".join(frame(3, b"level=3\ntext=flood %d %s" % (sent + i, b"x" * 1000))
-                                 for i in range(64))
+                if mode == "hello-flood":
+                    batch = frame(5) * 64
+                elif mode == "debug-flood":  # short and the same: cheap to send
+                    batch = frame(3, b"level=7\ntext=flood") * 64
+                else:
+                    batch = b"".join(frame(3, b"level=3\ntext=flood %d %s"
+                                           % (sent + i, b"x" * 1000)) for i in range(64))
                 ctl.sendall(batch)
                 sent += 64
         finally:

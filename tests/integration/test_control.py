@@ -95,6 +95,31 @@ class HostileWorkerTest(harness.DaemonTest):
         theirs = "\n".join(l for l in log.splitlines() if "service good:" not in l)
         self.assertLess(len(theirs), 1 << 20, "the daemon's log grew past 1 MB")
 
+    def flood_cpu(self, mode):
+        """Master CPU and wall time of a 4 s flood of the given hostile.py mode."""
+        out = self.path(mode)
+        d = self.start_daemon([{"name": "bad", "worker_count": 1,
+                                "command": [harness.PYTHON, HOSTILE, mode, out]}], min_ready=1)
+        cpu0, t0 = harness.cpu_seconds(d.pid), time.monotonic()
+        with open(out + ".go", "w"):
+            pass
+        harness.wait_until(lambda: os.path.exists(out), 30, what="the flood to end")
+        cpu, wall = harness.cpu_seconds(d.pid) - cpu0, time.monotonic() - t0
+        with open(out) as f:
+            sent = int(f.read())
+        r = harness.http(d.port, path="/", timeout=10)
+        self.assertEqual((r.status, r.body), (200, b"hostile ok\n"))
+        self.stop_daemon(d)
+        print("\n  %s: %d frames sent; master CPU %.2f s in %.1f s" % (mode, sent, cpu, wall))
+        return cpu, wall
+
+    def test_floods_of_frames_that_cost_no_log_budget_are_paused_too(self):
+        # LOG frames below log_level and HELLO frames are free to the budget: read flat out
+        # they took more than half a CPU.  A turn of such frames pauses the channel.
+        for mode in ("debug-flood", "hello-flood"):
+            cpu, wall = self.flood_cpu(mode)
+            self.assertLess(cpu, wall / 5, "%s: master CPU %.2f s in %.2f s" % (mode, cpu, wall))
+
     def test_log_flood_is_rate_limited_and_the_master_stays_responsive(self):
         out = self.path("flood")
         good = harness.hello(name="good", worker_count=2)
