@@ -498,9 +498,8 @@ service_worker_full(struct service *svc, struct worker *w)
 {
 	if (w->full_ms == 0 || w->served != w->full_served)
 		w->full_ms = FULL_FIRST_MS;
-	else if (w->full_ms < FULL_MAX_MS)
-		w->full_ms =
-		    w->full_ms * 2 < FULL_MAX_MS ? w->full_ms * 2 : FULL_MAX_MS;
+	else if ((w->full_ms *= 2) > FULL_MAX_MS)
+		w->full_ms = FULL_MAX_MS;
 	w->full_served = w->served;
 	w->full_until = now_coarse_ms() + w->full_ms;
 	if (svc->full_next == 0 || w->full_until < svc->full_next) {
