@@ -38,7 +38,6 @@
 #include "worker.h"
 
 #define RELAY_SCRATCH    (64 * 1024)
-#define RELAY_RETRY_MS   5           /* worker backlog full: try again */
 #define RELAY_REPLAY_MAX (16 * 1024) /* kept to move a client, at most */
 #define RELAY_OWED_US    20000       /* a silent client's header goes alone */
 #define RELAY_ROUNDS     4 /* reads per direction, then others' turn */
@@ -60,7 +59,6 @@ static void relay_client_cb(evutil_socket_t, short, void *);
 static void relay_worker_cb(evutil_socket_t, short, void *);
 static void relay_connected(evutil_socket_t, short, void *);
 static void relay_timeout(evutil_socket_t, short, void *);
-static void relay_connect_retry(evutil_socket_t, short, void *);
 static void relay_connect_failed(struct relay *, int);
 static void relay_unkick(struct relay *);
 
@@ -165,18 +163,38 @@ relay_new(
 }
 
 /* Queue the client in its service; queue_timeout runs from its queueing. */
-void
-relay_wait(struct relay *r)
+static void
+relay_enqueue(struct relay *r, int first)
 {
 	if (r->state != RELAY_QUEUED)
 		r->wait_since = relay_now();
 	relay_unwait(r);
-	TAILQ_INSERT_TAIL(&r->svc->queue, r, entry);
+	if (first)
+		TAILQ_INSERT_HEAD(&r->svc->queue, r, entry);
+	else
+		TAILQ_INSERT_TAIL(&r->svc->queue, r, entry);
 	r->svc->nqueued++;
 	r->waiting = 1;
 	r->state = RELAY_QUEUED;
 	relay_timer(r, relay_timeout,
 	    r->svc->conf->queue_timeout - (relay_now() - r->queued));
+}
+
+/* At the end of the queue: a new client, or one whose worker failed it. */
+void
+relay_wait(struct relay *r)
+{
+	relay_enqueue(r, 0);
+}
+
+/*
+ * At the head of the queue: it was taken from there (or found it empty)
+ * and its worker turned out to be full, so it keeps its turn.
+ */
+void
+relay_wait_first(struct relay *r)
+{
+	relay_enqueue(r, 1);
 }
 
 void
@@ -715,8 +733,7 @@ relay_try_connect(struct relay *r)
 		relay_open(r);
 		return;
 	}
-	switch (error) {
-	case EINPROGRESS:
+	if (error == EINPROGRESS) {
 		event_assign(
 		    &r->wev, sn_base, r->wfd, EV_WRITE, relay_connected, r);
 		ms_to_tv(
@@ -724,34 +741,46 @@ relay_try_connect(struct relay *r)
 		    &tv);
 		event_add(&r->wev, &tv);
 		return;
-	case EAGAIN:
-		/* A Unix socket's backlog is full: the worker is busy. */
-		if (relay_now() - r->since >= r->svc->conf->connect_timeout)
-			error = ETIMEDOUT;
-		break;
 	}
+	/* EAGAIN: a Unix socket's backlog is full; the pool calls it busy. */
 	relay_connect_failed(r, error);
+}
+
+/*
+ * A failed connect: a line each, within the service's budget; those over
+ * it are counted and the next line says how many.  A worker that cannot be
+ * reached fails every client that waits for it, in one burst.
+ */
+static void
+relay_connect_log(struct relay *r, int error)
+{
+	struct service *svc = r->svc;
+	char            peer[ADDRSTRLEN];
+
+	if (!control_log_take(&svc->connect_log, relay_now(), 0)) {
+		svc->connect_unlogged++;
+		return;
+	}
+	if (svc->connect_unlogged == 0)
+		worker_log(LOG_WARNING, r->worker, "client %s: connect: %s",
+		    relay_peer(r, peer, sizeof peer), strerror(error));
+	else
+		worker_log(LOG_WARNING, r->worker,
+		    "client %s: connect: %s (%lu more connect failures not logged)",
+		    relay_peer(r, peer, sizeof peer), strerror(error),
+		    svc->connect_unlogged);
+	svc->connect_unlogged = 0;
 }
 
 /* The pool decides where the client goes after a failed connect. */
 static void
 relay_connect_failed(struct relay *r, int error)
 {
-	char peer[ADDRSTRLEN];
-
-	if (error != EAGAIN)
+	if (error != EAGAIN) {
 		r->svc->ctr.connect_failures++;
-	if (error != EAGAIN)
-		worker_log(LOG_WARNING, r->worker, "client %s: connect: %s",
-		    relay_peer(r, peer, sizeof peer), strerror(error));
+		relay_connect_log(r, error);
+	}
 	service_connect_failed(r, error);
-}
-
-/* The worker's backlog is full and no other worker is ready: try again. */
-void
-relay_retry_later(struct relay *r)
-{
-	relay_timer(r, relay_connect_retry, RELAY_RETRY_MS);
 }
 
 /* Connect the client to the ready worker the pool assigned it. */
@@ -764,14 +793,6 @@ relay_connect(struct relay *r)
 	r->state = RELAY_CONNECTING;
 	r->since = relay_now();
 	relay_try_connect(r);
-}
-
-static void
-relay_connect_retry(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	relay_try_connect(arg);
 }
 
 static void
@@ -825,7 +846,7 @@ relay_half_done(struct relay *r, struct relay_half *h, enum relay_end side)
 		r->finished = 1;
 		r->worker->finished++;
 		if (r->worker->state == WORKER_READY)
-			service_slot_freed(r->svc);
+			service_slot_freed(r->svc, r->worker);
 	}
 	relay_buf_put(h->buf);
 	h->buf = NULL;

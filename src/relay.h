@@ -126,9 +126,9 @@ TAILQ_HEAD(relay_head, relay);
 struct relay *relay_new(
     struct listener *, int fd, const struct sockaddr *peer, socklen_t len);
 void        relay_wait(struct relay *);
+void        relay_wait_first(struct relay *);
 void        relay_unwait(struct relay *);
 void        relay_connect(struct relay *);
-void        relay_retry_later(struct relay *);
 int         relay_unread(const struct relay *);
 int         relay_replayable(struct relay *);
 void        relay_rewind(struct relay *);

@@ -27,9 +27,15 @@
 #define ACCEPT_PAUSE_MS  100
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   30000
+#define FULL_FIRST_MS    50   /* a full worker takes no client for this, */
+#define FULL_MAX_MS      1000 /* doubled while it stays full, up to this */
+#define FULL_SLACK_MS    5    /* the loop's clock may lag ours */
+#define CONNECT_LOG_RATE 5    /* failed connects logged a second, */
+#define CONNECT_LOG_MAX  10   /* and at once */
 
 static void service_check(evutil_socket_t, short, void *);
 static void service_drain_cb(evutil_socket_t, short, void *);
+static void service_full_cb(evutil_socket_t, short, void *);
 static void service_watch(evutil_socket_t, short, void *);
 static void service_respawn(evutil_socket_t, short, void *);
 static void service_shutdown_timeout(evutil_socket_t, short, void *);
@@ -105,6 +111,9 @@ service_new(struct sn_config *owner, struct sn_service_conf *sc)
 	evtimer_assign(&svc->watch, sn_base, service_watch, svc);
 	evtimer_assign(&svc->respawn, sn_base, service_respawn, svc);
 	event_assign(&svc->drain, sn_base, -1, 0, service_drain_cb, svc);
+	evtimer_assign(&svc->full, sn_base, service_full_cb, svc);
+	svc->connect_log.rate = CONNECT_LOG_RATE;
+	svc->connect_log.burst = CONNECT_LOG_MAX;
 	evtimer_assign(&svc->shutdown, sn_base, service_shutdown_timeout, svc);
 	return (svc);
 }
@@ -342,7 +351,7 @@ service_pick(const struct service *svc, const struct relay *r)
 		if (w->state != WORKER_READY)
 			continue;
 		if (w->generation != svc->generation) {
-			if (!relay_tried(r, w) &&
+			if (!relay_tried(r, w) && w->full_until == 0 &&
 			    (old == NULL ||
 				service_load(svc, w) < service_load(svc, old)))
 				old = w;
@@ -353,7 +362,7 @@ service_pick(const struct service *svc, const struct relay *r)
 			busy++;
 		if (load > 1 && svc->conf->worker_concurrency == 0)
 			extra += load - 1;
-		if (r == NULL || relay_tried(r, w) ||
+		if (r == NULL || relay_tried(r, w) || w->full_until != 0 ||
 		    !service_room(svc, w, grow, behind))
 			continue;
 		if (p.worker == NULL || load < service_load(svc, p.worker))
@@ -479,30 +488,76 @@ service_accepted_as(struct listener *l, int fd, const struct sockaddr *sa,
 }
 
 /*
- * A connect to the relay's worker failed.  A full backlog means busy: try
- * another worker, else this one again shortly.  Anything else counts
- * against the worker's health, and the client tries a worker it has not
- * tried yet, or waits in the queue for one; it is closed only after
- * RELAY_ATTEMPTS workers failed it.
+ * A connect found w's listen backlog full: it is busy, not broken.  It
+ * takes no new client until it frees a slot or a back-off ends: 50ms,
+ * doubled each time it is found full again without having been reached
+ * in between, up to 1s.  One timer per service serves every full worker.
+ */
+static void
+service_worker_full(struct service *svc, struct worker *w)
+{
+	if (w->full_ms == 0 || w->served != w->full_served)
+		w->full_ms = FULL_FIRST_MS;
+	else if ((w->full_ms *= 2) > FULL_MAX_MS)
+		w->full_ms = FULL_MAX_MS;
+	w->full_served = w->served;
+	w->full_until = now_coarse_ms() + w->full_ms;
+	if (svc->full_next == 0 || w->full_until < svc->full_next) {
+		svc->full_next = w->full_until;
+		ms_timer(&svc->full, w->full_ms);
+	}
+	worker_log(LOG_DEBUG, w,
+	    "listen backlog full: no new client for %lldms", w->full_ms);
+}
+
+/* Back-offs ended: those workers may take clients again. */
+static void
+service_full_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct service *svc = arg;
+	struct worker  *w;
+	long long       now = now_coarse_ms(), next = 0;
+
+	(void)fd;
+	(void)events;
+	TAILQ_FOREACH (w, &svc->workers, entry) {
+		if (w->full_until == 0)
+			continue;
+		if (w->full_until <= now + FULL_SLACK_MS)
+			w->full_until = 0;
+		else if (next == 0 || w->full_until < next)
+			next = w->full_until;
+	}
+	svc->full_next = next;
+	if (next != 0)
+		ms_timer(&svc->full, next - now);
+	service_drain_queue(svc);
+}
+
+/*
+ * A connect to the relay's worker failed.  A full backlog means busy: the
+ * client goes back to the head of the queue, where queue_timeout and
+ * max_queue apply, and the worker counts as full (no spinning connect, no
+ * mark against its health).  Anything else counts against the worker's
+ * health, and the client tries a worker it has not tried yet, or waits in
+ * the queue for one; it is closed only after RELAY_ATTEMPTS workers
+ * failed it.
  */
 void
 service_connect_failed(struct relay *r, int error)
 {
 	struct service *svc = r->svc;
 	struct worker  *w = r->worker;
-	struct pick     p;
 
 	if (error == EAGAIN) {
-		r->tried[r->attempts % RELAY_ATTEMPTS] = w->serial;
-		r->attempts++;
-		p = service_pick(svc, r);
-		r->attempts--;
-		if (p.worker == NULL) {
-			relay_retry_later(r);
-			return;
-		}
-	} else
-		worker_connect_failed(w, error);
+		relay_rewind(r);
+		service_worker_full(svc, w);
+		relay_wait_first(r);
+		/* Another worker may have room: look once this call is over. */
+		event_active(&svc->drain, EV_TIMEOUT, 0);
+		return;
+	}
+	worker_connect_failed(w, error);
 	r->tried[r->attempts % RELAY_ATTEMPTS] = w->serial;
 	relay_rewind(r);
 	if (++r->attempts >= RELAY_ATTEMPTS) {
@@ -581,7 +636,10 @@ service_drain_queue(struct service *svc)
 		relay_unwait(r);
 		service_attach(r, p.worker);
 		relay_connect(r);
-		/* Back in the queue: out of descriptors, or no worker left. */
+		/*
+		 * Back in the queue: out of descriptors, no worker left, or
+		 * the worker's backlog was full (the drain runs again).
+		 */
 		if (r->state == RELAY_QUEUED)
 			break;
 		/* The connect may have changed the queue: start again. */
@@ -601,11 +659,13 @@ service_drain_cb(evutil_socket_t fd, short events, void *arg)
 /*
  * A ready worker let go of a client: the head of the queue may take it,
  * once the current callback is over (the caller may be closing or moving
- * a relay, or draining the queue itself).
+ * a relay, or draining the queue itself).  Its backlog, if it was full,
+ * has room for one more again.
  */
 void
-service_slot_freed(struct service *svc)
+service_slot_freed(struct service *svc, struct worker *w)
 {
+	w->full_until = 0;
 	if (svc->nqueued > 0)
 		event_active(&svc->drain, EV_TIMEOUT, 0);
 }
@@ -1061,6 +1121,7 @@ service_free(struct service *svc)
 	event_del(&svc->watch);
 	event_del(&svc->respawn);
 	event_del(&svc->drain);
+	event_del(&svc->full);
 	event_del(&svc->shutdown);
 	config_unref(svc->owner);
 	free(svc->listeners);

@@ -65,6 +65,14 @@ struct service {
 	unsigned long proxy_refused;
 	unsigned long proxy_unlogged;
 	long long     proxy_warned;
+
+	/* Back-offs of full workers: due at full_next (ms; 0: none). */
+	struct event full;
+	long long    full_next;
+
+	/* Failed connects logged, and those over the budget since the last. */
+	struct control_bucket connect_log;
+	unsigned long         connect_unlogged;
 };
 TAILQ_HEAD(service_head, service);
 
@@ -89,7 +97,7 @@ void        service_dispatch(struct service *, struct relay *);
 void        service_connect_failed(struct relay *, int error);
 void        service_relay_done(struct service *);
 void        service_queue_timeout(struct service *);
-void        service_slot_freed(struct service *);
+void        service_slot_freed(struct service *, struct worker *);
 void        service_fd_exhausted(struct service *);
 void        service_worker_ready(struct service *, struct worker *);
 void        service_worker_gone(struct service *);

@@ -270,7 +270,7 @@ static const struct {
 	{ "worker_restarts_total", "counter", F_RESTARTS,
 	    "Worker starts that replaced a worker that crashed or was killed." },
 	{ "connect_failures_total", "counter", F_CONNECT_FAILURES,
-	    "Connects to a worker that failed (refused, timed out, other errors; a full backlog is retried, not counted)." },
+	    "Connects to a worker that failed (refused, timed out, other errors; a full Unix backlog means busy and is not counted)." },
 	{ "proxy_refused_total", "counter", F_PROXY_REFUSED,
 	    "Clients of an accept_proxy service closed for their PROXY header: untrusted source, malformed, too long or too slow." },
 };

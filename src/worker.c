@@ -1382,7 +1382,7 @@ worker_release(struct worker *w)
 {
 	--w->nconns;
 	if (w->state == WORKER_READY)
-		service_slot_freed(w->svc);
+		service_slot_freed(w->svc, w);
 	if (w->nconns > 0)
 		return;
 	if (w->state == WORKER_EXITED)

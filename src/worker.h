@@ -80,6 +80,14 @@ struct worker {
 	struct handoff_head  handed[HANDOFF_BUCKETS];
 	int                  nhanded;
 	struct handoff_node *node; /* handoff_channel node */
+
+	/*
+	 * The pool's (service.c): its listen backlog was found full, so it
+	 * takes no new client until full_until (ms; 0: it has room).
+	 */
+	long long     full_until;
+	long long     full_ms;     /* that back-off */
+	unsigned long full_served; /* served when it was found full */
 };
 TAILQ_HEAD(worker_head, worker);
 

@@ -11,6 +11,11 @@ they listen on $SOCKETNAUT_SOCKET and serve one connection at a time.
                                  FLAG.PID exists (PID: the worker's), else 200
   pyworker.py spin               a blocking server: GET /spin?ms=N busy-waits N ms before it
                                  answers (with its pid), one request at a time
+  pyworker.py patient BACKLOG    a blocking server listening with that backlog: reads each
+                                 request until its blank line however slowly it comes (at
+                                 most 60 s), answers "PID N" (its Nth request), then takes
+                                 the next
+  pyworker.py noaccept BACKLOG   listen with that backlog and never accept a connection
   pyworker.py unlisten           answer each HTTP request with its pid, on $SOCKETNAUT_SOCKET or
                                  127.0.0.1:$PORT; on SIGUSR1 close the listening socket and
                                  stay alive, serving nothing
@@ -23,13 +28,20 @@ import sys
 import time
 
 
-def listen():
+def listen(backlog=64):
+    """On $SOCKETNAUT_SOCKET, or on 127.0.0.1:$PORT (backend tcp)."""
+    if "SOCKETNAUT_SOCKET" not in os.environ:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(os.environ["PORT"])))
+        s.listen(backlog)
+        return s
     path = os.environ["SOCKETNAUT_SOCKET"]
     if os.path.exists(path):
         os.unlink(path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(path)
-    s.listen(64)
+    s.listen(backlog)
     return s
 
 
@@ -73,16 +85,16 @@ def greet(s, outdir):
         os.rename(tmp, os.path.join(outdir, "conn-%d.bin" % n))
 
 
-def serve_http(s, answer):
+def serve_http(s, answer, timeout=10):
     """Answer each HTTP request on listener s with answer(request) -> (status, body), one
-    connection at a time, until the listener is closed."""
+    connection at a time, until the listener is closed; a request may take `timeout` s."""
     while True:
         try:
             c, _ = s.accept()
         except OSError:
             return
         try:
-            c.settimeout(10)
+            c.settimeout(timeout)
             data = b""
             while b"\r\n\r\n" not in data:
                 d = c.recv(65536)
@@ -145,6 +157,22 @@ def spin():
     serve_http(listen(), answer)
 
 
+def patient(backlog):
+    served = [0]
+
+    def answer(data):
+        served[0] += 1
+        return b"200 OK", b"%d %d" % (os.getpid(), served[0])
+
+    serve_http(listen(backlog), answer, 60)
+
+
+def noaccept(backlog):
+    s = listen(backlog)  # noqa: F841 - held open, never accepted on
+    for _ in range(600):
+        time.sleep(1)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "reverse":
@@ -157,6 +185,10 @@ def main():
         unlisten()
     elif mode == "spin":
         spin()
+    elif mode == "patient":
+        patient(int(sys.argv[2]))
+    elif mode == "noaccept":
+        noaccept(int(sys.argv[2]))
     elif mode == "health":
         unlisten(sys.argv[2])
     else:

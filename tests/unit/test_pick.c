@@ -250,6 +250,28 @@ START_TEST(a_worker_the_client_failed_to_reach_is_not_chosen_again)
 }
 END_TEST
 
+START_TEST(a_worker_whose_backlog_is_full_takes_no_client_until_it_has_room)
+{
+	struct worker *a, *b;
+	struct pick    p;
+
+	a = add(WORKER_READY, 1);
+	b = add(WORKER_READY, 4);
+	add(WORKER_READY, 5);
+	a->full_until = now_ms() + 1000;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_eq(p.worker, b); /* busier, but it has room */
+	b->full_until = a->full_until;
+	pool[2].full_until = a->full_until;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_null(p.worker); /* the client waits in the queue */
+	ck_assert_int_eq(p.spawn, 0);
+	a->full_until = 0;
+	p = service_pick(&svc, &client);
+	ck_assert_ptr_eq(p.worker, a);
+}
+END_TEST
+
 START_TEST(no_spawn_during_backoff_or_shutdown)
 {
 	struct pick p;
@@ -302,6 +324,8 @@ pick_suite(void)
 	tcase_add_test(tc, workers_out_of_rotation_are_never_chosen);
 	tcase_add_test(
 	    tc, a_worker_the_client_failed_to_reach_is_not_chosen_again);
+	tcase_add_test(tc,
+	    a_worker_whose_backlog_is_full_takes_no_client_until_it_has_room);
 	tcase_add_test(tc, no_spawn_during_backoff_or_shutdown);
 	tcase_add_test(tc, backoff_doubles_from_100ms_up_to_30s);
 	suite_add_tcase(s, tc);
