@@ -46,6 +46,7 @@ struct worker {
 	uid_t              uid;       /* it runs as: owner of its socket */
 	int                port;      /* tcp backend */
 	struct sn_addr     addr;      /* where relays connect */
+	char              *refused;   /* why its TCP listener is not its own */
 	int                nconns;    /* relays assigned to it */
 	int                finished;  /* of those, the ones it has ended */
 	int                awaiting;  /* relays waiting for its reply */

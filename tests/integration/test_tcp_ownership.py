@@ -1,0 +1,188 @@
+"""A TCP worker's port is its own before it gets clients: a local process that binds the port
+first (it shows in the worker's argv) is refused, never given a client, and the refusal shows
+in the log and in the status; the worker serves once it holds its port."""
+
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+from harness import Raw
+
+# A slow-starting server on argv[1]: it binds after a second, and again every 50 ms while the
+# port is taken (as a supervisor restarting it would), for at most 30 s.
+VICTIM = r'''
+import http.server, os, sys, time
+time.sleep(1.0)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = b"victim ok pid %d\n" % os.getpid()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H,
+                                      bind_and_activate=False)
+for _ in range(600):
+    try:
+        srv.server_bind()
+        break
+    except OSError:
+        time.sleep(0.05)
+srv.server_activate()
+srv.serve_forever()
+'''
+
+# The attacker: finds the workers by their command line in /proc, binds their port first,
+# and says (one line each) which ports it took and every request it got, for argv[2] s.
+THIEF = r'''
+import os, socket, sys, threading, time
+def serve(s):
+    while True:
+        c, _ = s.accept()
+        data = c.recv(65536)
+        if data:
+            print("got %r" % data[:100], flush=True)
+        b = b"HIJACKED by uid %d\n" % os.getuid()
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(b) + b)
+        c.close()
+seen = set()
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or p in seen:
+            continue
+        try:
+            cmd = open("/proc/%s/cmdline" % p, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if len(cmd) > 2 and cmd[1] == sys.argv[1].encode():
+            seen.add(p)
+            s = socket.socket()
+            # Its connections' TIME_WAIT must not keep the worker off the port later.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", int(cmd[2])))
+                s.listen(64)
+            except OSError as e:
+                print("missed %s: %s" % (cmd[2], e), flush=True)
+                continue
+            print("bound %s" % cmd[2].decode(), flush=True)
+            threading.Thread(target=serve, args=(s,), daemon=True).start()
+    time.sleep(0.002)
+'''
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root (a second user)")
+class TcpOwnershipTest(harness.DaemonTest):
+
+    def start_thief(self, user, seconds):
+        os.chmod(self.tmp, 0o755)
+        self.victim = self.write_file("victim.py", VICTIM, 0o755)
+        thief = self.write_file("thief.py", THIEF, 0o755)
+        self.thief_out = self.path("thief.out")
+        out = open(self.thief_out, "w")
+        self.addCleanup(out.close)
+        p = subprocess.Popen([harness.PYTHON, thief, self.victim, str(seconds)], user=user,
+                             stdout=out, stderr=subprocess.STDOUT)
+        self.addCleanup(p.wait, 10)
+        self.addCleanup(p.kill)
+        return p
+
+    def thief_said(self, word):
+        with open(self.thief_out) as f:
+            return [line for line in f if line.startswith(word)]
+
+    def refusals(self, d):
+        """The address_refused texts of the service's workers now (status -j)."""
+        try:
+            return [w["address_refused"] for w in d.service("vic")["workers"]
+                    if w.get("address_refused")]
+        except (AssertionError, ValueError, subprocess.TimeoutExpired):
+            return []
+
+    def hijack(self, worker_user, thief_user, expect):
+        """The thief (as thief_user) takes the first worker's port for 4 s while clients
+        come; they must all be served by the real worker once the thief is gone."""
+        thief = self.start_thief(thief_user, 4)
+        svc = {"name": "vic", "backend": "tcp", "worker_count": 1, "ready_timeout": "30s",
+               "queue_timeout": "30s", "command": "%s %s {port}" % (harness.PYTHON,
+                                                                    self.victim)}
+        if worker_user is not None:
+            svc["user"] = worker_user
+        d = self.start_daemon([svc])
+        harness.wait_until(lambda: self.thief_said("bound"), 10, what="the thief to bind")
+
+        bodies = []
+
+        def client():
+            try:
+                bodies.append(harness.http(d.ports["vic"], path="/secret?token=abc",
+                                           timeout=30).body)
+            except Exception as e:  # kept: the assertion below says what came back
+                bodies.append(repr(e).encode())
+
+        clients = [threading.Thread(target=client) for _ in range(3)]
+        for c in clients:
+            c.start()
+        refused = []
+        start = time.monotonic()
+        while any(c.is_alive() for c in clients) and time.monotonic() < start + 40:
+            refused = refused or self.refusals(d)
+            if time.monotonic() > start + 5:
+                thief.kill()  # it ends by itself, unless /proc hangs it
+            time.sleep(0.1)
+        for c in clients:
+            c.join(1)
+        thief.wait(10)
+        self.assertEqual(self.thief_said("got"), [], "a client reached the thief")
+        self.assertEqual(len(bodies), 3)
+        for b in bodies:
+            self.assertTrue(b.startswith(b"victim ok"), b)
+        self.assertTrue(refused, "no refusal in the status while the thief held the port")
+        self.assertIn(expect, refused[0])
+        self.assertIn(expect, d.log())
+        self.assertIn("not ready while it is", d.log())
+        self.assertEqual(self.refusals(d), [], "still refused once its port is its own")
+        return d
+
+    def test_port_taken_by_another_user_is_refused_until_the_worker_holds_it(self):
+        thief = harness.throwaway_user(self)
+        self.hijack(None, thief.pw_name,
+                    "the port is held by uid %d, not the worker's user (uid 0)" % thief.pw_uid)
+
+    def test_port_taken_by_the_workers_own_user_outside_its_processes_is_refused(self):
+        user = harness.throwaway_user(self)
+        self.hijack(user.pw_name, user.pw_name, "the port is held by uid %d, but by no "
+                    "process of the worker" % user.pw_uid)
+
+    def child_listens(self, cgroup):
+        """A worker whose listener is its child's (sh forks the server: a command follows
+        it) is ready, found through its cgroup or, without one, its process tree."""
+        user = harness.throwaway_user(self)
+        hello = harness.public_copy(self, harness.HELLO)
+        d = self.start_daemon([{"name": "tcp", "backend": "tcp", "worker_count": 1,
+                                "user": user.pw_name, "worker_cgroup": Raw(cgroup),
+                                "command": ["/bin/sh", "-c", hello + " --port $0; exit 1",
+                                            "{port}"]}])
+        r = harness.http_ok(self, d.port, "/pid", timeout=15)
+        (sh,) = d.workers()
+        self.assertIn(int(r.text.strip()), harness.descendants(sh),
+                      "answered by a child of the worker")
+        self.assertEqual([w["address_refused"] for w in d.service("tcp")["workers"]],
+                         [None])
+        self.stop_daemon(d)
+
+    def test_worker_whose_child_listens_is_ready_found_in_its_cgroup(self):
+        self.child_listens("auto")
+
+    def test_worker_whose_child_listens_is_ready_found_in_its_process_tree(self):
+        self.child_listens("off")
+
+
+if __name__ == "__main__":
+    unittest.main()
