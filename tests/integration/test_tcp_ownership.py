@@ -1,6 +1,7 @@
 """A TCP worker's port is its own before it gets clients: a local process that binds the port
-first (it shows in the worker's argv) is refused, never given a client, and the refusal shows
-in the log and in the status; the worker serves once it holds its port."""
+first (it shows in the worker's argv), or holds the port an agent reports, is refused, never
+given a client, and the refusal shows in the log and in the status; the worker serves once it
+holds its port, also through a child of its own."""
 
 import os
 import subprocess
@@ -75,6 +76,31 @@ while time.monotonic() < end:
             threading.Thread(target=serve, args=(s,), daemon=True).start()
     time.sleep(0.002)
 '''
+
+
+# Another user's listener on argv[1]: says "bound", then "got" for every connection.
+HOLDER = r'''
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+print("bound", flush=True)
+while True:
+    c, _ = s.accept()
+    print("got %r" % c.recv(100), flush=True)
+    c.close()
+'''
+
+# An agent that reports argv[2] as its port without listening there.
+LIAR = r'''
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from socketnaut_agent import ServiceAgent
+ServiceAgent().ready(port=int(sys.argv[2]))
+time.sleep(60)
+'''
+
+AGENT_DIR = os.path.join(harness.ROOT, "agents", "python")
 
 
 @unittest.skipUnless(os.geteuid() == 0, "needs root (a second user)")
@@ -159,6 +185,35 @@ class TcpOwnershipTest(harness.DaemonTest):
         user = harness.throwaway_user(self)
         self.hijack(user.pw_name, user.pw_name, "the port is held by uid %d, but by no "
                     "process of the worker" % user.pw_uid)
+
+    def test_agent_reporting_a_port_another_user_holds_is_never_ready(self):
+        user = harness.throwaway_user(self)
+        port = harness.free_port()
+        os.chmod(self.tmp, 0o755)
+        self.thief_out = self.path("thief.out")
+        holder = self.write_file("holder.py", HOLDER, 0o755)
+        with open(self.thief_out, "w") as out:
+            p = subprocess.Popen([harness.PYTHON, holder, str(port)], user=user.pw_name,
+                                 stdout=out, stderr=subprocess.STDOUT)
+        self.addCleanup(p.wait, 10)
+        self.addCleanup(p.kill)
+        harness.wait_until(lambda: self.thief_said("bound"), 10, what="the holder to bind")
+        agent = self.write_file("agent.py", LIAR, 0o755)
+        d = self.start_daemon([{"name": "vic", "backend": "agent", "control": True,
+                                "worker_count": 1, "ready_timeout": "2s",
+                                "command": [harness.PYTHON, agent, AGENT_DIR, str(port)]}])
+        harness.wait_until(lambda: self.refusals(d) or d.ready_pids(), 10,
+                           what="the worker's report judged")
+        with self.assertRaises(Exception):
+            harness.http(d.ports["vic"], path="/secret?token=abc", timeout=3)
+        self.assertEqual(self.thief_said("got"), [], "a connection reached the holder")
+        self.assertEqual(d.ready_pids(), [])
+        refused = harness.wait_until(lambda: self.refusals(d), 10,
+                                     what="a refusal in the status")
+        self.assertIn("127.0.0.1:%d: the port is held by uid %d, not the worker's user"
+                      % (port, user.pw_uid), refused[0])
+        harness.wait_until(lambda: "not ready after" in d.log(), 10,
+                           what="the worker killed at ready_timeout")
 
     def child_listens(self, cgroup):
         """A worker whose listener is its child's (sh forks the server: a command follows
