@@ -78,17 +78,44 @@ while time.monotonic() < end:
 '''
 
 
-# Another user's listener on argv[1]: says "bound", then "got" for every connection.
+# Another user's listener on argv[1]: says "bound", then "got" for every request, "conn" for a
+# connection that sends nothing (a health check).
 HOLDER = r'''
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1])))
 s.listen(64)
 print("bound", flush=True)
 while True:
     c, _ = s.accept()
-    print("got %r" % c.recv(100), flush=True)
+    data = c.recv(100)
+    print("got %r" % data if data else "conn", flush=True)
     c.close()
+'''
+
+# A server on argv[1] that closes its listening socket on GET /close, and lives on.
+CLOSER = r'''
+import socket, sys, time
+def reply(c, text):
+    b = text.encode()
+    try:
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(b) + b)
+    except OSError:
+        pass
+    c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    data = c.recv(65536)
+    if b"/close" in data:
+        reply(c, "closing\n")
+        s.close()
+        time.sleep(3600)
+    reply(c, "victim ok\n")
 '''
 
 # An agent that reports argv[2] as its port without listening there.
@@ -186,9 +213,7 @@ class TcpOwnershipTest(harness.DaemonTest):
         self.hijack(user.pw_name, user.pw_name, "the port is held by uid %d, but by no "
                     "process of the worker" % user.pw_uid)
 
-    def test_agent_reporting_a_port_another_user_holds_is_never_ready(self):
-        user = harness.throwaway_user(self)
-        port = harness.free_port()
+    def start_holder(self, user, port):
         os.chmod(self.tmp, 0o755)
         self.thief_out = self.path("thief.out")
         holder = self.write_file("holder.py", HOLDER, 0o755)
@@ -198,6 +223,11 @@ class TcpOwnershipTest(harness.DaemonTest):
         self.addCleanup(p.wait, 10)
         self.addCleanup(p.kill)
         harness.wait_until(lambda: self.thief_said("bound"), 10, what="the holder to bind")
+
+    def test_agent_reporting_a_port_another_user_holds_is_never_ready(self):
+        user = harness.throwaway_user(self)
+        port = harness.free_port()
+        self.start_holder(user, port)
         agent = self.write_file("agent.py", LIAR, 0o755)
         d = self.start_daemon([{"name": "vic", "backend": "agent", "control": True,
                                 "worker_count": 1, "ready_timeout": "2s",
@@ -214,6 +244,42 @@ class TcpOwnershipTest(harness.DaemonTest):
                       % (port, user.pw_uid), refused[0])
         harness.wait_until(lambda: "not ready after" in d.log(), 10,
                            what="the worker killed at ready_timeout")
+
+    def test_worker_whose_port_another_user_took_does_not_come_back_healthy(self):
+        """Out of rotation (its listener closed, its checks failing), a worker whose port
+        another user then binds passes its checks through that user's socket: it stays out."""
+        user = harness.throwaway_user(self)
+        closer = self.write_file("closer.py", CLOSER, 0o755)
+        d = self.start_daemon([{"name": "vic", "backend": "tcp", "min_workers": 1,
+                                "max_workers": 3, "command": [harness.PYTHON, closer, "{port}"],
+                                "health_check": {"type": "tcp", "interval": "100ms",
+                                                 "timeout": "100ms", "rise": 1, "fall": 1}}],
+                              global_opts={"shutdown_timeout": "30s"})
+        (pid,) = d.wait_ready(1)
+
+        def first():
+            return [w for w in d.service("vic")["workers"] if w["pid"] == pid][0]
+
+        port = int(first()["address"].rsplit(":", 1)[1])
+        self.assertEqual(harness.http(d.port, path="/close").body, b"closing\n")
+        harness.wait_until(lambda: first()["state"] == "unhealthy", 10,
+                           what="worker %d out of rotation" % pid)
+        self.start_holder(user, port)
+        harness.wait_until(lambda: self.thief_said("conn"), 10,
+                           what="a health check through the holder's socket")
+        harness.wait_until(lambda: first().get("address_refused") or first()["state"] == "ready",
+                           10, what="worker %d judged again" % pid)
+        bodies = []
+        for _ in range(5):
+            try:
+                bodies.append(harness.http(d.port, path="/secret?token=abc").body)
+            except Exception as e:  # the holder answers no HTTP: said below
+                bodies.append(repr(e).encode())
+        self.assertEqual(self.thief_said("got"), [], "a client reached the holder")
+        self.assertEqual(bodies, [b"victim ok\n"] * 5)
+        self.assertEqual(first()["state"], "unhealthy")
+        self.assertIn("the port is held by uid %d, not the worker's user" % user.pw_uid,
+                      first()["address_refused"])
 
     def child_listens(self, cgroup):
         """A worker whose listener is its child's (sh forks the server: a command follows
