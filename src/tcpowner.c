@@ -65,6 +65,51 @@ tcpowner_request(const struct sn_addr *a, struct inet_diag_req_v2 *req)
 	return (0);
 }
 
+/* One request, one reply: the kernel answers an exact lookup in send(). */
+static ssize_t
+tcpowner_ask(const void *q, size_t qlen, void *reply, size_t len)
+{
+	ssize_t n = -1;
+	int     nl, error;
+
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl == -1)
+		return (-1);
+	if (send(nl, q, qlen, 0) == (ssize_t)qlen)
+		n = recv(nl, reply, len, MSG_DONTWAIT);
+	error = errno;
+	close(nl);
+	errno = error;
+	return (n);
+}
+
+/* The reply to an exact lookup: 1 with *o, 0 for no listener, -1. */
+static int
+tcpowner_reply(
+    const struct nlmsghdr *nlh, ssize_t n, struct tcpowner *o, char **cause)
+{
+	const struct inet_diag_msg *dm = NLMSG_DATA(nlh);
+	const struct nlmsgerr      *err = NLMSG_DATA(nlh);
+	int                         whole = NLMSG_OK(nlh, (size_t)n);
+
+	if (whole && nlh->nlmsg_type == NLMSG_ERROR &&
+	    nlh->nlmsg_len >= NLMSG_LENGTH(sizeof *err)) {
+		if (err->error == -ENOENT)
+			return (0);
+		*cause = xasprintf("sock_diag: %s", strerror(-err->error));
+		return (-1);
+	} else if (whole && nlh->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+	    nlh->nlmsg_len >= NLMSG_LENGTH(sizeof *dm)) {
+		if (dm->idiag_state != TCP_LISTEN)
+			return (0);
+		o->uid = dm->idiag_uid;
+		o->inode = dm->idiag_inode;
+		return (1);
+	}
+	*cause = xstrdup("sock_diag: unexpected reply");
+	return (-1);
+}
+
 /*
  * The listener a connection to a reaches, as the kernel would choose it
  * (an exact lookup: the most specific bound address, a wildcard or a
@@ -82,10 +127,7 @@ tcpowner_lookup(const struct sn_addr *a, struct tcpowner *o, char **cause)
 		struct nlmsghdr nlh;
 		char            buf[1024];
 	} reply;
-	struct inet_diag_msg *dm;
-	struct nlmsgerr      *err;
-	ssize_t               n;
-	int                   nl, error;
+	ssize_t n;
 
 	memset(&q, 0, sizeof q);
 	if (tcpowner_request(a, &q.req) == -1) {
@@ -95,42 +137,11 @@ tcpowner_lookup(const struct sn_addr *a, struct tcpowner *o, char **cause)
 	q.nlh.nlmsg_len = sizeof q;
 	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	q.nlh.nlmsg_flags = NLM_F_REQUEST;
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl == -1) {
+	if ((n = tcpowner_ask(&q, sizeof q, &reply, sizeof reply)) == -1) {
 		*cause = xasprintf("sock_diag: %s", strerror(errno));
 		return (-1);
 	}
-	/* The kernel answers an exact lookup within send(). */
-	if (send(nl, &q, sizeof q, 0) != (ssize_t)sizeof q ||
-	    (n = recv(nl, &reply, sizeof reply, MSG_DONTWAIT)) == -1) {
-		error = errno;
-		close(nl);
-		*cause = xasprintf("sock_diag: %s", strerror(error));
-		return (-1);
-	}
-	close(nl);
-	if (!NLMSG_OK(&reply.nlh, (size_t)n))
-		goto bad;
-	if (reply.nlh.nlmsg_type == NLMSG_ERROR &&
-	    reply.nlh.nlmsg_len >= NLMSG_LENGTH(sizeof *err)) {
-		err = NLMSG_DATA(&reply.nlh);
-		if (err->error == -ENOENT)
-			return (0);
-		*cause = xasprintf("sock_diag: %s", strerror(-err->error));
-		return (-1);
-	}
-	if (reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-	    reply.nlh.nlmsg_len < NLMSG_LENGTH(sizeof *dm))
-		goto bad;
-	dm = NLMSG_DATA(&reply.nlh);
-	if (dm->idiag_state != TCP_LISTEN)
-		return (0);
-	o->uid = dm->idiag_uid;
-	o->inode = dm->idiag_inode;
-	return (1);
-bad:
-	*cause = xstrdup("sock_diag: unexpected reply");
-	return (-1);
+	return (tcpowner_reply(&reply.nlh, n, o, cause));
 }
 
 /* Whether process pid has socket inode open; *budget counts fds read. */
