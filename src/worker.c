@@ -47,6 +47,7 @@
 #define CONNECT_FALL    3    /* timed-out connects in a row: unhealthy */
 #define CRASH_LOOP_MS   1000 /* ready, never served, died this young */
 #define PIDVAR_SIZE     32   /* "LISTEN_PID=" and a pid */
+#define RECHECK_MS      1000 /* a ready worker's TCP port asked again */
 
 extern char **environ;
 
@@ -93,6 +94,9 @@ static void worker_probe(evutil_socket_t, short, void *);
 static void worker_set_ready(struct worker *, const char *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
+static void worker_recheck(evutil_socket_t, short, void *);
+static void worker_timer(struct worker *, event_callback_fn, long long ms);
+static int  worker_port_unbound(const struct worker *);
 
 /* Every line about a worker starts "service NAME: worker PID: ". */
 void
@@ -164,6 +168,8 @@ worker_set_state(struct worker *w, enum worker_state to)
 		w->fails = 0;
 		w->progress = now_coarse_ms();
 		health_start(w);
+		if (worker_port_unbound(w))
+			worker_timer(w, worker_recheck, RECHECK_MS);
 		service_worker_ready(svc, w);
 	} else if (from == WORKER_READY || from == WORKER_STARTING)
 		service_worker_gone(svc);
@@ -932,13 +938,15 @@ worker_owns_port(struct worker *w)
 		why = xasprintf(
 		    "%s: the port is held by uid %u, not the worker's user (uid %u)",
 		    host, (unsigned)o.uid, (unsigned)w->uid);
-	else {
+	else if (o.inode != w->owned_ino) {
 		if (w->cgroup)
 			procs = cgroup_worker_procs(w->serial);
 		held = tcpowner_held(w->pid, procs, o.inode);
 		if (procs != -1)
 			close(procs);
-		if (held == 0)
+		if (held != 0)
+			w->owned_ino = o.inode; /* not scanned again */
+		else
 			why = xasprintf(
 			    "%s: the port is held by uid %u, but by no process of the worker (socket inode %u)",
 			    host, (unsigned)o.uid, o.inode);
@@ -1210,6 +1218,27 @@ worker_unhealthy(struct worker *w, const char *why)
 	else
 		worker_timer(
 		    w, worker_retire_timer, w->svc->conf->shutdown_timeout);
+}
+
+/*
+ * A ready worker's TCP port, asked again now and then: one that closed its
+ * listener while it runs left the port to whoever binds it next.  Nothing
+ * listening there is for failed connects to judge.
+ */
+static void
+worker_recheck(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)events;
+	if (w->state != WORKER_READY)
+		return;
+	if (!worker_owns_port(w) && w->refused != NULL) {
+		worker_unhealthy(w, w->refused);
+		return;
+	}
+	worker_timer(w, worker_recheck, RECHECK_MS);
 }
 
 /*

@@ -281,6 +281,30 @@ class TcpOwnershipTest(harness.DaemonTest):
         self.assertIn("the port is held by uid %d, not the worker's user" % user.pw_uid,
                       first()["address_refused"])
 
+    def test_ready_worker_whose_port_another_user_takes_leaves_the_rotation(self):
+        """A ready worker that closed its listener while it runs: another user binds the port
+        and accepts what the master sends there; the master asks again within a second."""
+        user = harness.throwaway_user(self)
+        closer = self.write_file("closer.py", CLOSER, 0o755)
+        d = self.start_daemon([{"name": "vic", "backend": "tcp", "min_workers": 1,
+                                "max_workers": 3,
+                                "command": [harness.PYTHON, closer, "{port}"]}])
+        (pid,) = d.wait_ready(1)
+        port = int(d.service("vic")["workers"][0]["address"].rsplit(":", 1)[1])
+        self.assertEqual(harness.http(d.port, path="/close").body, b"closing\n")
+        self.start_holder(user, port)
+        line = ("worker %d: unhealthy: 127.0.0.1:%d: the port is held by uid %d, not the "
+                "worker's user (uid 0); out of rotation" % (pid, port, user.pw_uid))
+        harness.wait_until(lambda: line in d.log(), 5, what="worker %d out of rotation" % pid)
+        bodies = []
+        for _ in range(5):
+            try:
+                bodies.append(harness.http(d.port, path="/secret?token=abc").body)
+            except Exception as e:  # the holder answers no HTTP: said below
+                bodies.append(repr(e).encode())
+        self.assertEqual(self.thief_said("got"), [], "a client reached the holder")
+        self.assertEqual(bodies, [b"victim ok\n"] * 5)
+
     def child_listens(self, cgroup):
         """A worker whose listener is its child's (sh forks the server: a command follows
         it) is ready, found through its cgroup or, without one, its process tree."""
