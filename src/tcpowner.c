@@ -144,7 +144,10 @@ tcpowner_lookup(const struct sn_addr *a, struct tcpowner *o, char **cause)
 	return (tcpowner_reply(&reply.nlh, n, o, cause));
 }
 
-/* Whether process pid has socket inode open; *budget counts fds read. */
+/*
+ * Whether process pid has socket inode open; *budget counts fds read.
+ * -1 when its fds may not be read (not dumpable, and we are not root).
+ */
 static int
 tcpowner_pid_holds(pid_t pid, uint32_t inode, int *budget)
 {
@@ -156,7 +159,7 @@ tcpowner_pid_holds(pid_t pid, uint32_t inode, int *budget)
 
 	snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
 	if ((dir = opendir(path)) == NULL)
-		return (0);
+		return (errno == EACCES ? -1 : 0);
 	snprintf(want, sizeof want, "socket:[%u]", inode);
 	while (!found && *budget > 0 && (de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.')
@@ -232,32 +235,34 @@ tcpowner_children(pid_t pid, pid_t *tree, size_t *n)
  * Whether socket inode is held by the worker: process pid, or one in its
  * cgroup (procsfd, its cgroup.procs, or -1), else one of its descendants.
  * A cgroup holds every process the worker started, daemonized or not; the
- * tree loses those reparented away.  Returns 1, 0, or -1 when the tree
- * cannot be walked (no children lists) and pid does not hold it.
+ * tree loses those reparented away.  Returns 1, 0, or -1 when it cannot
+ * tell: the tree cannot be walked (no children lists), or a process's
+ * fds may not be read, and no process read holds it.
  */
 int
 tcpowner_held(pid_t pid, int procsfd, uint32_t inode)
 {
 	pid_t *tree;
 	size_t n = 0, i;
-	int    budget = FDS_MAX, found = 0;
+	int    budget = FDS_MAX, found, unread;
 
-	if (tcpowner_pid_holds(pid, inode, &budget))
+	if ((found = tcpowner_pid_holds(pid, inode, &budget)) == 1)
 		return (1);
+	unread = found == -1;
+	found = 0;
 	tree = xcalloc(TREE_MAX, sizeof *tree);
 	if (procsfd != -1)
 		n = tcpowner_read_pids(procsfd, tree, TREE_MAX);
-	else if (tcpowner_children(pid, tree, &n) == -1) {
-		free(tree);
-		return (-1);
-	}
-	for (i = 0; !found && i < n && budget > 0; i++) {
+	else if (tcpowner_children(pid, tree, &n) == -1)
+		unread = 1;
+	for (i = 0; found != 1 && i < n && budget > 0; i++) {
 		if (tree[i] == pid)
 			continue;
-		found = tcpowner_pid_holds(tree[i], inode, &budget);
+		if ((found = tcpowner_pid_holds(tree[i], inode, &budget)) == -1)
+			unread = 1;
 		if (procsfd == -1)
 			(void)tcpowner_children(tree[i], tree, &n);
 	}
 	free(tree);
-	return (found);
+	return (found == 1 ? 1 : unread ? -1 : 0);
 }
