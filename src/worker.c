@@ -1009,11 +1009,13 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 	 * With socket activation, ready once exec'd: the socket was bound
 	 * and listening before, and a child whose exec hangs would hold
 	 * every client given to it (worker_exec_report sees the exec).
+	 * A TCP port is asked whose it is before the test connection, so
+	 * that not even that reaches another user's socket.
 	 */
 	if (w->svc->conf->backend != BACKEND_AGENT &&
 	    (w->svc->conf->activation
 		    ? w->execfd == -1 && !w->exec_failed
-		    : pinned && worker_accepts(w) && worker_owns_port(w))) {
+		    : pinned && worker_owns_port(w) && worker_accepts(w))) {
 		worker_set_ready(w,
 		    w->svc->conf->activation ? "socket activation"
 					     : "accepts connections");
