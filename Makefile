@@ -40,7 +40,7 @@ DAEMON_SRCS	= src/accesslog.c src/cgroup.c src/config.c src/control.c \
 		  src/listener.c src/log.c src/proto.c src/proxy.c src/relay.c \
 		  src/sdnotify.c src/service.c src/sockdir.c src/status.c \
 		  src/spawner.c src/upgrade.c src/util.c src/worker.c src/output.c \
-		  src/pidfile.c
+		  src/pidfile.c src/tcpowner.c
 DAEMON_SRCS	+= src/tls.c src/tlskeys.c src/ocsp.c
 DAEMON_OBJS	= $(DAEMON_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS	= $(wildcard tests/unit/*.c)

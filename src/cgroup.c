@@ -357,6 +357,19 @@ cgroup_worker_kill(unsigned serial)
 	free(dir);
 }
 
+/* The worker's cgroup.procs, open for reading: every process it started. */
+int
+cgroup_worker_procs(unsigned serial)
+{
+	char *path;
+	int   fd;
+
+	path = xasprintf("%s/worker-%u/cgroup.procs", cg_workers, serial);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	return (fd);
+}
+
 static int
 cgroup_worker_rmdir(unsigned serial)
 {

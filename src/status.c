@@ -236,6 +236,11 @@ status_json_worker(struct evbuffer *out, const struct worker *w, long long now)
 		status_json_string(out, addr);
 	else
 		evbuffer_add_printf(out, "null");
+	evbuffer_add_printf(out, ",\"address_refused\":");
+	if (w->refused != NULL)
+		status_json_string(out, w->refused);
+	else
+		evbuffer_add_printf(out, "null");
 	evbuffer_add_printf(out, "}");
 }
 

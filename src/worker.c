@@ -34,6 +34,7 @@
 #include "sockdir.h"
 #include "socketnautd.h"
 #include "spawner.h"
+#include "tcpowner.h"
 #include "worker.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -46,6 +47,7 @@
 #define CONNECT_FALL    3    /* timed-out connects in a row: unhealthy */
 #define CRASH_LOOP_MS   1000 /* ready, never served, died this young */
 #define PIDVAR_SIZE     32   /* "LISTEN_PID=" and a pid */
+#define RECHECK_MS      1000 /* a ready worker's TCP port asked again */
 
 extern char **environ;
 
@@ -92,6 +94,9 @@ static void worker_probe(evutil_socket_t, short, void *);
 static void worker_set_ready(struct worker *, const char *);
 static void worker_exec_report(evutil_socket_t, short, void *);
 static void worker_kill_timer(evutil_socket_t, short, void *);
+static void worker_recheck(evutil_socket_t, short, void *);
+static void worker_timer(struct worker *, event_callback_fn, long long ms);
+static int  worker_port_unbound(const struct worker *);
 
 /* Every line about a worker starts "service NAME: worker PID: ". */
 void
@@ -163,6 +168,8 @@ worker_set_state(struct worker *w, enum worker_state to)
 		w->fails = 0;
 		w->progress = now_coarse_ms();
 		health_start(w);
+		if (worker_port_unbound(w))
+			worker_timer(w, worker_recheck, RECHECK_MS);
 		service_worker_ready(svc, w);
 	} else if (from == WORKER_READY || from == WORKER_STARTING)
 		service_worker_gone(svc);
@@ -879,6 +886,75 @@ ready:
 	return (1);
 }
 
+/*
+ * Whether the master connects to the worker at a TCP address that nobody
+ * bound for it: a port it chose and let go before the worker bound it, or
+ * one an agent reported.  With socket activation the master bound it.
+ */
+static int
+worker_port_unbound(const struct worker *w)
+{
+	const struct sn_service_conf *sc = w->svc->conf;
+
+	if (w->addr.ss.ss_family != AF_INET && w->addr.ss.ss_family != AF_INET6)
+		return (0);
+	return (sc->backend == BACKEND_AGENT || !sc->activation);
+}
+
+/* Why its address is refused (NULL: it is not), logged when it changes. */
+static void
+worker_refuse(struct worker *w, char *why)
+{
+	if (why != NULL && (w->refused == NULL || strcmp(why, w->refused) != 0))
+		worker_log(LOG_WARNING, w, "%s; not ready while it is", why);
+	free(w->refused);
+	w->refused = why;
+}
+
+/*
+ * Whether the listener that takes connections to the worker's TCP address
+ * is its own: its socket made by the worker's user and held by one of its
+ * processes.  Another user may bind a free port first (it shows in argv
+ * and in the status) and would get the service's clients; once the
+ * worker's listener holds it, the kernel lets no other uid bind there.
+ */
+static int
+worker_owns_port(struct worker *w)
+{
+	struct tcpowner o;
+	char            host[ADDRSTRLEN], *why = NULL, *cause = NULL;
+	int             rc, procs = -1, held;
+
+	if (!worker_port_unbound(w))
+		return (1);
+	addr_str((struct sockaddr *)&w->addr.ss, host, sizeof host);
+	if ((rc = tcpowner_lookup(&w->addr, &o, &cause)) == 0)
+		return (0); /* nothing listens (any more): not ready yet */
+	if (rc == -1) {
+		why =
+		    xasprintf("cannot tell who listens on %s: %s", host, cause);
+		free(cause);
+	} else if (o.uid != w->uid)
+		why = xasprintf(
+		    "%s: the port is held by uid %u, not the worker's user (uid %u)",
+		    host, (unsigned)o.uid, (unsigned)w->uid);
+	else if (o.inode != w->owned_ino) {
+		if (w->cgroup)
+			procs = cgroup_worker_procs(w->serial);
+		held = tcpowner_held(w->pid, procs, o.inode);
+		if (procs != -1)
+			close(procs);
+		if (held != 0)
+			w->owned_ino = o.inode; /* not scanned again */
+		else
+			why = xasprintf(
+			    "%s: the port is held by uid %u, but by no process of the worker (socket inode %u)",
+			    host, (unsigned)o.uid, o.inode);
+	}
+	worker_refuse(w, why);
+	return (why == NULL);
+}
+
 /* The worker accepts connections: it joins the pool. */
 static void
 worker_set_ready(struct worker *w, const char *how)
@@ -933,13 +1009,22 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 	 * With socket activation, ready once exec'd: the socket was bound
 	 * and listening before, and a child whose exec hangs would hold
 	 * every client given to it (worker_exec_report sees the exec).
+	 * A TCP port is asked whose it is before the test connection, so
+	 * that not even that reaches another user's socket.
 	 */
 	if (w->svc->conf->backend != BACKEND_AGENT &&
-	    (w->svc->conf->activation ? w->execfd == -1 && !w->exec_failed
-				      : pinned && worker_accepts(w))) {
+	    (w->svc->conf->activation
+		    ? w->execfd == -1 && !w->exec_failed
+		    : pinned && worker_owns_port(w) && worker_accepts(w))) {
 		worker_set_ready(w,
 		    w->svc->conf->activation ? "socket activation"
 					     : "accepts connections");
+		return;
+	}
+	/* An agent's address, refused when it reported it: asked again. */
+	if (w->svc->conf->backend == BACKEND_AGENT && w->refused != NULL &&
+	    worker_owns_port(w)) {
+		worker_set_ready(w, "reported ready");
 		return;
 	}
 	if (pinned && w->pinfd != -1 && !w->svc->conf->activation) {
@@ -961,7 +1046,7 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 		next = PROBE_FIRST_MS;
 	if (next > PROBE_MAX_MS)
 		next = PROBE_MAX_MS;
-	if (w->svc->conf->backend == BACKEND_AGENT)
+	if (w->svc->conf->backend == BACKEND_AGENT && w->refused == NULL)
 		next = w->svc->conf->ready_timeout - age;
 	worker_timer(w, worker_probe, next);
 }
@@ -986,7 +1071,9 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 	    worker_probe_pin(w) != 1)
 		return (0); /* not there yet (the probe goes on), or killed */
 	if (sc->backend != BACKEND_AGENT) {
-		worker_set_ready(w, "reported ready");
+		/* Not yet its own port: the probe goes on asking. */
+		if (worker_owns_port(w))
+			worker_set_ready(w, "reported ready");
 		return (0);
 	}
 	if (sc->mode == MODE_HANDOFF) {
@@ -1028,6 +1115,13 @@ worker_reported_ready(struct worker *w, const char *addr, char **cause)
 			return (-1);
 		}
 		w->addr = a;
+		if (!worker_owns_port(w)) {
+			/* Asked again until ready_timeout (worker_probe). */
+			if (w->refused == NULL)
+				w->refused = xstrdup("nothing listens there");
+			worker_timer(w, worker_probe, PROBE_FIRST_MS);
+			return (0);
+		}
 	}
 	worker_set_ready(w, "reported ready");
 	return (0);
@@ -1126,6 +1220,27 @@ worker_unhealthy(struct worker *w, const char *why)
 	else
 		worker_timer(
 		    w, worker_retire_timer, w->svc->conf->shutdown_timeout);
+}
+
+/*
+ * A ready worker's TCP port, asked again now and then: one that closed its
+ * listener while it runs left the port to whoever binds it next.  Nothing
+ * listening there is for failed connects to judge.
+ */
+static void
+worker_recheck(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)events;
+	if (w->state != WORKER_READY)
+		return;
+	if (!worker_owns_port(w) && w->refused != NULL) {
+		worker_unhealthy(w, w->refused);
+		return;
+	}
+	worker_timer(w, worker_recheck, RECHECK_MS);
 }
 
 /*
@@ -1236,6 +1351,9 @@ worker_check_result(struct worker *w, int ok, const char *why)
 			worker_stop(w, "healthy again, but replaced");
 			return;
 		}
+		/* Its listener may have gone, and someone else's taken it. */
+		if (!worker_owns_port(w))
+			return;
 		worker_log(LOG_NOTICE, w, "healthy again (%s)", why);
 		event_del(&w->timer);
 		worker_set_state(w, WORKER_READY);
@@ -1427,5 +1545,7 @@ worker_free(struct worker *w)
 	health_stop(w);
 	free(w->sockpath);
 	w->sockpath = NULL;
+	free(w->refused);
+	w->refused = NULL;
 	daemon_defer_free(w);
 }

@@ -5,6 +5,8 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include <stdint.h>
+
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -46,6 +48,8 @@ struct worker {
 	uid_t              uid;       /* it runs as: owner of its socket */
 	int                port;      /* tcp backend */
 	struct sn_addr     addr;      /* where relays connect */
+	char              *refused;   /* why its TCP listener is not its own */
+	uint32_t           owned_ino; /* its TCP listener, once found its own */
 	int                nconns;    /* relays assigned to it */
 	int                finished;  /* of those, the ones it has ended */
 	int                awaiting;  /* relays waiting for its reply */

@@ -57,6 +57,7 @@ main(void)
 	srunner_add_suite(sr, tls_suite());
 	srunner_add_suite(sr, proxy_suite());
 	srunner_add_suite(sr, tlskeys_suite());
+	srunner_add_suite(sr, tcpowner_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -15,5 +15,6 @@ Suite *counters_suite(void);
 Suite *tls_suite(void);
 Suite *proxy_suite(void);
 Suite *tlskeys_suite(void);
+Suite *tcpowner_suite(void);
 
 #endif
