@@ -152,8 +152,8 @@ accesslog_open_file(const char *path, int *fdp, char **cause)
 {
 	int fd;
 
-	if ((fd = sockdir_open_file(
-		 path, O_WRONLY | O_APPEND | O_CREAT, 0, cause)) == -1)
+	if ((fd = sockdir_open_file(path, O_WRONLY | O_APPEND | O_CREAT,
+		 SOCKDIR_FILE_DEV, cause)) == -1)
 		return (-1);
 	*fdp = fd;
 	return (0);

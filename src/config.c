@@ -1119,8 +1119,13 @@ static void
 config_writable(cfg_t *sec, const char *name, const char *path)
 {
 	char *cause;
+	int   how;
 
-	if (sockdir_open_file(path, O_WRONLY, 1, &cause) == -1) {
+	/* A log may be a device (/dev/null); the pid file is ours to remove. */
+	how = SOCKDIR_FILE_CHECK;
+	if (strcmp(name, "pid_file") != 0)
+		how |= SOCKDIR_FILE_DEV;
+	if (sockdir_open_file(path, O_WRONLY, how, &cause) == -1) {
 		config_error(line_of(sec, name), "%s: %s", name, cause);
 		free(cause);
 	}
@@ -1344,7 +1349,8 @@ config_read(const char *path, size_t *lenp, struct stat *stp)
 	}
 	/* Who can write it runs commands as us. */
 	if ((st.st_uid != 0 && st.st_uid != geteuid()) ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+	    (st.st_mode & S_IWOTH) != 0 ||
+	    ((st.st_mode & S_IWGRP) != 0 && st.st_gid != 0)) {
 		owner = sockdir_owner(st.st_uid);
 		config_error(0,
 		    "owned by %s with mode %04o: whoever can write it runs commands as socketnautd's user; it must be owned by root or that user and writable by nobody else",

@@ -31,7 +31,8 @@
 #include "tls.h"
 #include "worker.h"
 
-#define CONTROL_FRAMES_PER_READ 64           /* then yield to others */
+#define CONTROL_FRAMES_PER_READ 64 /* then yield to others */
+#define CONTROL_DROP_MS         100 /* half a read of frames wasted in: a flood */
 #define CONTROL_OUT_MAX         (256 * 1024) /* unread replies */
 #define CONTROL_LOG_MAX         1024
 
@@ -658,9 +659,11 @@ control_peer_query(struct control *c, const struct sn_msg *m)
 		return;
 	}
 	control_key_parse(key, &k);
-	if (k.bare && !c->bare_told++)
+	if (k.bare && !c->bare_told) {
+		c->bare_told = 1;
 		worker_log(LOG_WARNING, c->w,
 		    "peer-query with a bare port as key, answered unknown: the agent must send ADDRESS:PORT (socketnaut-agent(7))");
+	}
 	if (k.kind != RELAY_PEER_NONE)
 		r = control_peer_find(c, &k);
 	if ((f = open_memstream(&buf, &len)) == NULL)
@@ -889,6 +892,12 @@ control_read(evutil_socket_t fd, short events, void *arg)
 	if (c->paused) {
 		c->paused = 0;
 		event_add(&c->rev, NULL);
+	}
+	/* Frames that did nothing are counted over CONTROL_DROP_MS at a time.
+	 */
+	if (now_coarse_ms() - c->drop_since >= CONTROL_DROP_MS) {
+		c->dropping = 0;
+		c->drop_since = now_coarse_ms();
 	}
 	if (c->inlen < sizeof c->in) {
 		n = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);

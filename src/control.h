@@ -38,7 +38,8 @@ struct control {
 	size_t         outoff;
 	size_t         outlen;
 	unsigned long long suppressed; /* log lines dropped, not yet told */
-	int                dropping;   /* lines dropped since a pause */
+	int                dropping;   /* frames wasted since drop_since */
+	long long          drop_since;
 	int                paused;     /* over its log budget: read later */
 	int                readied;    /* a ready message came */
 	int                drain_sent; /* we asked it to drain */

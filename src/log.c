@@ -82,8 +82,8 @@ log_open_file(const char *path, char **cause)
 	char *why;
 	int   fd;
 
-	if ((fd = sockdir_open_file(
-		 path, O_WRONLY | O_APPEND | O_CREAT, 0, &why)) == -1) {
+	if ((fd = sockdir_open_file(path, O_WRONLY | O_APPEND | O_CREAT,
+		 SOCKDIR_FILE_DEV, &why)) == -1) {
 		if (cause != NULL)
 			*cause = why;
 		else

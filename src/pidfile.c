@@ -124,8 +124,8 @@ pidfile_remove(int handed_over)
 	if (pidfile_fd == -1)
 		return;
 	if (!handed_over && fstat(pidfile_fd, &ours) == 0 &&
-	    lstat(pidfile_path, &there) == 0 && ours.st_dev == there.st_dev &&
-	    ours.st_ino == there.st_ino)
+	    S_ISREG(ours.st_mode) && lstat(pidfile_path, &there) == 0 &&
+	    ours.st_dev == there.st_dev && ours.st_ino == there.st_ino)
 		unlink(pidfile_path);
 	close(pidfile_fd);
 	pidfile_fd = -1;

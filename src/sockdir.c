@@ -56,8 +56,8 @@ sockdir_owner(uid_t uid)
 /*
  * Is this directory safe where it stands?  The runtime directory itself
  * (last) must be ours and writable by us alone; one above it must belong to
- * root or us and be writable by nobody else, unless sticky (then others
- * cannot rename what is ours in it).
+ * root or us and be writable by nobody but root's group, unless sticky
+ * (then others cannot rename what is ours in it).
  */
 static int
 sockdir_trusted(const struct stat *st, const char *path, int last, char **cause)
@@ -66,6 +66,10 @@ sockdir_trusted(const struct stat *st, const char *path, int last, char **cause)
 	mode_t      w = st->st_mode & (S_IWGRP | S_IWOTH);
 	const char *why = NULL;
 	char       *owner;
+
+	/* Above it, root's group may write, as logrotate(8) allows. */
+	if (!last && st->st_gid == 0)
+		w &= ~S_IWGRP;
 
 	if (last && (st->st_uid != me || w != 0))
 		why =
@@ -287,15 +291,17 @@ sockdir_open_own(const char *path, char **cause)
  * A file the master writes as root where a worker's user may own a
  * directory (log_target, access_log, pid_file): every directory on the way
  * must be one that nobody else can rename in, and the file itself a
- * regular file of ours with one link (or a device such as /dev/null),
- * never a symlink or FIFO.
- * oflags are open(2)'s (O_CREAT makes it 0640).  With check, nothing is
- * created or kept open: 0 if the open would succeed.  Else the descriptor,
- * or -1 with *cause.
+ * regular file of ours with one link (with SOCKDIR_FILE_DEV, or a device
+ * such as /dev/null), never a symlink or FIFO.
+ * oflags are open(2)'s (O_CREAT makes it 0640).  With SOCKDIR_FILE_CHECK,
+ * nothing is created or kept open: 0 if the open would succeed.  Else the
+ * descriptor, or -1 with *cause.
  */
 int
-sockdir_open_file(const char *path, int oflags, int check, char **cause)
+sockdir_open_file(const char *path, int oflags, int how, char **cause)
 {
+	int check = how & SOCKDIR_FILE_CHECK;
+
 	struct stat st;
 	char       *dir, *base, *why;
 	int         dfd, fd, missing;
@@ -343,7 +349,7 @@ sockdir_open_file(const char *path, int oflags, int check, char **cause)
 	}
 	/* A character device (/dev/null) only root can have put there. */
 	if (fstat(fd, &st) == -1 ||
-	    (!S_ISCHR(st.st_mode) &&
+	    (!(S_ISCHR(st.st_mode) && (how & SOCKDIR_FILE_DEV)) &&
 		(!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
 		    st.st_uid != geteuid()))) {
 		*cause = xasprintf(
@@ -363,13 +369,15 @@ sockdir_open_file(const char *path, int oflags, int check, char **cause)
  * A file the master reads and trusts (its configuration): opened in a
  * directory that nobody but root or us can rename in, every one above it
  * checked the same way, so that what a worker's user can write is never
- * read as root's.  Whose the file is, is the caller's to check.  The
- * descriptor (nonblocking: a FIFO must not wait), or -1 with *cause.
+ * read as root's.  A symlink to it (conf.d/x.conf -> ../sites/x.conf) is
+ * followed only when root or we own it, and its target checked the same
+ * way.  Whose the file is, is the caller's to check.  The descriptor
+ * (nonblocking: a FIFO must not wait), or -1 with *cause.
  */
-int
-sockdir_open_read(const char *path, char **cause)
+static int
+sockdir_open_read_at(const char *path, int links, char **cause)
 {
-	char *abs, *base, *dir, *why, cwd[PATH_MAX];
+	char *abs, *base, *dir, *why, *target, cwd[PATH_MAX];
 	int   dfd, fd, missing;
 
 	if (path[0] == '/')
@@ -384,21 +392,43 @@ sockdir_open_read(const char *path, char **cause)
 	dir = base == abs ? xstrdup("/")
 			  : xasprintf("%.*s", (int)(base - abs), abs);
 	dfd = sockdir_walk(dir, SOCKDIR_PARENT, &missing, &why);
-	free(dir);
 	if (dfd == -1) {
 		*cause = xasprintf("%s: %s", path, why);
 		free(why);
+		free(dir);
 		free(abs);
 		return (-1);
 	}
-	fd = missing ? -1
-		     : openat(dfd, base[1] != '\0' ? base + 1 : ".",
-			   O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	if (fd == -1)
+	base = base[1] != '\0' ? base + 1 : ".";
+	fd = missing
+	    ? -1
+	    : openat(dfd, base,
+		  O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 && !missing && errno == ELOOP &&
+	    ++links > SOCKDIR_MAXLINKS)
+		*cause = xasprintf("%s: %s", path, strerror(ELOOP));
+	else if (fd == -1 && !missing && errno == ELOOP) {
+		target = sockdir_link(dfd, base, path, cause);
+		if (target != NULL) {
+			free(abs);
+			abs = target[0] == '/'
+			    ? xstrdup(target)
+			    : xasprintf("%s/%s", dir, target);
+			free(target);
+			fd = sockdir_open_read_at(abs, links, cause);
+		}
+	} else if (fd == -1)
 		*cause = xasprintf("%s", strerror(missing ? ENOENT : errno));
 	close(dfd);
+	free(dir);
 	free(abs);
 	return (fd);
+}
+
+int
+sockdir_open_read(const char *path, char **cause)
+{
+	return (sockdir_open_read_at(path, 0, cause));
 }
 
 /*

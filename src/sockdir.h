@@ -9,9 +9,12 @@
 /* A service's socket directory, held open; refcounted (service, workers). */
 struct sockdir;
 
-int   sockdir_check(const char *runtime_dir, char **cause);
-int   sockdir_open_own(const char *path, char **cause);
-int   sockdir_open_file(const char *path, int oflags, int check, char **cause);
+int sockdir_check(const char *runtime_dir, char **cause);
+int sockdir_open_own(const char *path, char **cause);
+/* sockdir_open_file: only whether it would open; a device is fine too. */
+#define SOCKDIR_FILE_CHECK 0x1
+#define SOCKDIR_FILE_DEV   0x2
+int   sockdir_open_file(const char *path, int oflags, int how, char **cause);
 int   sockdir_open_read(const char *path, char **cause);
 char *sockdir_owner(uid_t);
 struct sockdir *sockdir_open(const char *runtime_dir, const char *name,

@@ -584,7 +584,8 @@ now_ms(void)
  * whoever lets go last frees it.  One mutex guards them all: a query
  * takes microseconds when its file system answers.
  */
-#define FS_INFLIGHT_MAX 8
+#define FS_INFLIGHT_MAX 32
+#define FS_STACK        (128 * 1024) /* a lookup needs little */
 
 struct fs_query {
 	int         refs, done, lookup;
@@ -694,6 +695,7 @@ fs_query_get(int lookup, const char *name, const char *dir)
 	q->refs = 2;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, FS_STACK);
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (pthread_create(&thread, &attr, fs_query_main, q) == 0)

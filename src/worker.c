@@ -930,6 +930,16 @@ worker_owns_port(struct worker *w)
 	addr_str((struct sockaddr *)&w->addr.ss, host, sizeof host);
 	if ((rc = tcpowner_lookup(&w->addr, &o, &cause)) == 0)
 		return (0); /* nothing listens (any more): not ready yet */
+	if (rc == -1 && w->state == WORKER_READY) {
+		/*
+		 * Out of descriptors, say: no evidence against a worker that
+		 * proved its port already, so it stays until the next check.
+		 */
+		worker_log(LOG_DEBUG, w, "cannot tell who listens on %s: %s",
+		    host, cause);
+		free(cause);
+		return (1);
+	}
 	if (rc == -1) {
 		why =
 		    xasprintf("cannot tell who listens on %s: %s", host, cause);
@@ -1033,7 +1043,9 @@ worker_probe(evutil_socket_t fd, short events, void *arg)
 		w->pinfd = -1;
 	}
 	if (age >= w->svc->conf->ready_timeout) {
-		worker_give_up(w, "not ready after %lldms", age);
+		worker_give_up(w, "not ready after %lldms%s%s", age,
+		    w->refused != NULL ? ": " : "",
+		    w->refused != NULL ? w->refused : "");
 		return;
 	}
 	/*

@@ -200,33 +200,33 @@ class HungExecTest(harness.DaemonTest):
         self.stop_daemon(d)
 
     def test_a_reload_with_many_silent_commands_fails_in_bounded_time_and_threads(self):
-        # Ten commands on the stopped file system: the first check waits its 2 s, the next
-        # ones briefly (the reload has failed already), and once 8 checks are stuck the rest
-        # are not asked.  The old master waited 2 s for each, 20 s in all.
+        # 34 commands on the stopped file system: the first check waits its 2 s, the next
+        # ones briefly (the reload has failed already), and once 32 checks are stuck the rest
+        # are not asked.  The old master waited 2 s for each, 68 s in all.
         src = self.path("bin")
         names = []
-        for i in range(10):
+        for i in range(34):
             name = "hello%d" % i
             os.link(os.path.join(src, os.path.basename(harness.HELLO)), os.path.join(src, name))
             names.append(name)
         d = self.start_daemon([
             {"name": "s%d" % i, "command": os.path.join(self.mnt, n) + " --socket {socket}",
              "worker_count": 1} for i, n in enumerate(names)])
-        d.wait_ready(10)
+        d.wait_ready(34)
         before = threads_of(d.pid)
         self.fs.send_signal(signal.SIGSTOP)
         for _ in range(2):
-            p = d.ctl("reload", timeout=10)
+            p = d.ctl("reload", timeout=30)
             self.assertEqual(p.returncode, 2, (p.stdout, p.stderr))
-            self.assertEqual(p.stderr.count("its file system did not answer"), 8, p.stderr)
+            self.assertEqual(p.stderr.count("its file system did not answer"), 32, p.stderr)
             self.assertEqual(p.stderr.count("its file system was not asked"), 2, p.stderr)
-            self.assertEqual(threads_of(d.pid), before + 8)
+            self.assertEqual(threads_of(d.pid), before + 32)
         self.assertEqual(d.status(timeout=5)["reloads"]["last_result"], "failed")
         self.fs.send_signal(signal.SIGCONT)
         wait_until(lambda: threads_of(d.pid) == before, 10, what="the stuck checks' threads gone")
-        p = d.ctl("reload", timeout=20)
+        p = d.ctl("reload", timeout=30)
         self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
-        d.wait_ready(10)
+        d.wait_ready(34)
         self.stop_daemon(d)
 
 

@@ -4,6 +4,7 @@ given a client, and the refusal shows in the log and in the status; the worker s
 holds its port, also through a child of its own."""
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -304,6 +305,33 @@ class TcpOwnershipTest(harness.DaemonTest):
                 bodies.append(repr(e).encode())
         self.assertEqual(self.thief_said("got"), [], "a client reached the holder")
         self.assertEqual(bodies, [b"victim ok\n"] * 5)
+
+    def test_a_ready_worker_stays_when_the_master_runs_out_of_descriptors(self):
+        """Out of descriptors, the once-a-second check cannot ask the kernel who listens:
+        that is no evidence against a worker that proved its port (the master took every
+        TCP worker out of rotation)."""
+        hello = harness.public_copy(self, harness.HELLO)
+        d = self.start_daemon([{"name": "tcp", "backend": "tcp", "worker_count": 1,
+                                "command": hello + " --port {port}"}], nofile=64)
+        (pid,) = d.wait_ready(1)
+        held = []
+        for _ in range(100):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", d.port))
+            except BlockingIOError:
+                pass
+            held.append(c)
+        harness.wait_until(lambda: "out of file descriptors" in d.log(), 10,
+                           what="the master out of descriptors")
+        time.sleep(2.5)  # two checks, at least, while out of descriptors
+        for c in held:
+            c.close()
+        harness.http_ok(self, d.port, timeout=10)
+        self.assertEqual(d.workers(), [pid])
+        self.assertNotIn("unhealthy", d.log())
+        self.stop_daemon(d)
 
     def child_listens(self, cgroup):
         """A worker whose listener is its child's (sh forks the server: a command follows

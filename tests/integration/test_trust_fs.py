@@ -518,6 +518,62 @@ class WrittenAndReadFilesTest(harness.DaemonTest):
         self.assert_bait_untouched()
         self.stop_daemon(d)
 
+    def test_a_device_as_pid_file_is_refused_and_left_as_it_was(self):
+        # A log may be /dev/null; a pid file is written, chmod'ed and removed at exit.
+        dev = self.path("null")
+        os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.chmod(dev, 0o666)
+        d = self.start_daemon([harness.hello(worker_count=1)], {"pid_file": dev}, wait=False)
+        self.refused(d, "pid_file: %s: not a regular file of ours with one link" % dev)
+        st = os.stat(dev)
+        self.assertTrue(stat.S_ISCHR(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o666)
+        d = self.start_daemon([harness.hello(worker_count=1)], {"access_log": dev},
+                              min_ready=1)
+        harness.http_ok(self, d.port)
+        self.stop_daemon(d)
+        self.assertTrue(stat.S_ISCHR(os.stat(dev).st_mode))
+
+    def test_a_log_below_a_directory_root_s_group_may_write_is_accepted(self):
+        # Debian's /var/log is 0755; elsewhere root's group may write above the log, as
+        # logrotate allows.  Another group may not.
+        top = self.path("var-log")
+        os.mkdir(top)
+        os.chmod(top, 0o775)
+        os.mkdir(os.path.join(top, "sn"))
+        log = os.path.join(top, "sn", "access.log")
+        d = self.start_daemon([harness.hello(worker_count=1)], {"access_log": log},
+                              min_ready=1)
+        harness.http_ok(self, d.port)
+        self.stop_daemon(d)
+        os.chown(top, 0, self.user.pw_gid)
+        d = self.start_daemon([harness.hello(worker_count=1)], {"access_log": log}, wait=False)
+        self.refused(d, "%s is owned by uid 0 (root) with mode 0775" % top)
+
+    def test_a_configuration_reached_through_a_symlink_is_checked_where_it_lies(self):
+        # conf.d/x.conf -> a file in a directory the user owns: they could swap it.
+        theirs = self.users_dir("theirs")
+        body = ('runtime_dir = "%s"\nservice "web" {\n listen = { "127.0.0.1:%d" }\n'
+                ' command = "socketnaut-hello --socket {socket}"\n}\n'
+                % (self.path("run"), harness.free_port()))
+        target = os.path.join(theirs, "x.conf")
+        with open(target, "w") as f:
+            f.write(body)
+        os.chmod(target, 0o644)  # root's file, in their directory
+        link = self.path("x.conf")
+        os.symlink(target, link)
+        rc, _, err = harness.run_check(link)
+        self.assertEqual(rc, 1)
+        self.assertIn("%s is owned by uid %d" % (theirs, self.user.pw_uid), err)
+        # the same file in a directory of root's, through a link of root's: fine
+        ours = self.path("ours")
+        os.mkdir(ours)
+        os.rename(target, os.path.join(ours, "x.conf"))
+        os.unlink(link)
+        os.symlink("ours/x.conf", link)
+        rc, out, err = harness.run_check(link)
+        self.assertEqual(rc, 0, err)
+
     def test_a_configuration_another_user_can_write_is_refused(self):
         conf = self.write_file("t.conf", 'runtime_dir = "%s"\n'
                                'service "web" {\n listen = { "127.0.0.1:%d" }\n'
@@ -528,11 +584,14 @@ class WrittenAndReadFilesTest(harness.DaemonTest):
         self.assertEqual(rc, 1)
         self.assertIn("%s: owned by uid %d (%s) with mode 0644: whoever can write it runs "
                       "commands" % (conf, self.user.pw_uid, self.user.pw_name), err)
-        os.chown(conf, 0, 0)
+        os.chown(conf, 0, self.user.pw_gid)
         os.chmod(conf, 0o664)
         rc, _, err = harness.run_check(conf)
         self.assertEqual(rc, 1)
         self.assertIn("owned by uid 0 (root) with mode 0664", err)
+        os.chown(conf, 0, 0)  # root's group may write it, as sudo and logrotate allow
+        rc, out, err = harness.run_check(conf)
+        self.assertEqual(rc, 0, err)
         os.chmod(conf, 0o644)
         rc, out, err = harness.run_check(conf)
         self.assertEqual(rc, 0, err)
