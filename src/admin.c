@@ -684,26 +684,52 @@ admin_event(struct bufferevent *bev, short what, void *arg)
 	admin_free(c);
 }
 
-/*
- * Full: the oldest client that asked nothing makes room, so that silent
- * connections cannot lock operators out.
- */
+/* How many clients uid has. */
 static int
-admin_evict(void)
+admin_count(uid_t uid)
 {
 	struct admin_conn *c;
+	int                n = 0;
+
+	TAILQ_FOREACH (c, &admin_conns, entry)
+		n += c->uid == uid;
+	return (n);
+}
+
+/*
+ * Full: the oldest client that asked nothing makes room, so that silent
+ * connections cannot lock operators out.  Failing that, the oldest of the
+ * user with the most clients, if it has two more than the newcomer's: one
+ * admin_group member keeping answers unread cannot keep root out.
+ */
+static int
+admin_evict(uid_t uid)
+{
+	struct admin_conn *c, *victim = NULL;
+	int                n, most = 0;
 
 	TAILQ_FOREACH (c, &admin_conns, entry) {
 		if (c->state == ADMIN_IDLE &&
 		    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-			log_info(
-			    "admin socket: uid %lu (pid %ld): closed to make room for a new client",
-			    (unsigned long)c->uid, (long)c->pid);
-			admin_free(c);
-			return (0);
+			victim = c;
+			break;
 		}
 	}
-	return (-1);
+	if (victim == NULL) {
+		TAILQ_FOREACH (c, &admin_conns, entry) {
+			if ((n = admin_count(c->uid)) > most) {
+				most = n;
+				victim = c;
+			}
+		}
+		if (most < admin_count(uid) + 2)
+			return (-1);
+	}
+	log_info(
+	    "admin socket: uid %lu (pid %ld): closed to make room for a new client",
+	    (unsigned long)victim->uid, (long)victim->pid);
+	admin_free(victim);
+	return (0);
 }
 
 static void
@@ -723,7 +749,7 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		close(fd);
 		return;
 	}
-	if (admin_nconns >= ADMIN_CLIENTS_MAX && admin_evict() == -1) {
+	if (admin_nconns >= ADMIN_CLIENTS_MAX && admin_evict(uc.uid) == -1) {
 		admin_refuse(&uc, "too many admin clients at once");
 		close(fd);
 		return;

@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import struct
+import subprocess
 import threading
 import time
 
@@ -39,6 +40,37 @@ def admin_connect(d, timeout=10):
                 raise
             time.sleep(0.01)
     raise AssertionError("admin socket backlog never freed")
+
+
+# An admin_group member's clients: 64 of them (all the daemon serves), each asking for its
+# status until its answers fill the socket, never reading; then says so in argv[2].
+HOG = r'''
+import socket, struct, sys, time
+hdr = struct.Struct(">BBHI")
+payload = b"status"
+req = hdr.pack(1, 1, 1, len(payload)) + payload
+socks, unread = [], 0
+for _ in range(64):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.setblocking(False)
+    socks.append(s)
+for s in socks:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            s.send(req * 64)
+        except BlockingIOError:
+            unread += 1
+            break
+        except OSError:
+            break
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write("%d unread" % unread)
+import os
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+time.sleep(60)
+'''
 
 
 def request(words, flags=0):
@@ -451,6 +483,32 @@ class AdminTest(harness.DaemonTest):
         harness.wait_until(lambda: "admin socket: refused uid %d" % outsider.pw_uid in d.log(),
                            10, what="the refusal logged")
         self.assertEqual(d.status()["pid"], d.pid)
+
+    def test_a_member_holding_every_connection_with_unread_answers_cannot_keep_root_out(self):
+        # 64 clients of one admin_group member, each with answers it never reads: none is
+        # idle, so none made room and root's socketnautctl was refused.
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        member = harness.throwaway_user(self, "sna")
+        os.chmod(self.tmp, 0o755)
+        import grp
+        group = grp.getgrgid(member.pw_gid).gr_name
+        d = self.start_daemon([harness.hello(worker_count=1)],
+                              global_opts={"admin_group": group})
+        d.wait_ready(1)
+        os.mkdir(self.path("out"))
+        os.chown(self.path("out"), member.pw_uid, member.pw_gid)
+        held = self.path("out", "held")
+        hog = self.write_file("hog.py", HOG, 0o755)
+        p = subprocess.Popen([harness.PYTHON, hog, d.admin_socket, held], user=member.pw_uid,
+                             group=member.pw_gid, extra_groups=[], stdout=subprocess.DEVNULL)
+        self.addCleanup(p.wait, 10)
+        self.addCleanup(p.kill)
+        harness.wait_until(lambda: os.path.exists(held), 60, what="the member's 64 clients")
+        with open(held) as f:
+            self.assertEqual(f.read(), "64 unread")
+        self.assertEqual(d.status(timeout=20)["pid"], d.pid)
+        self.assertIn("uid %d (pid %d): closed to make room" % (member.pw_uid, p.pid), d.log())
 
     def test_garbage_oversized_and_unread_clients_do_not_hurt_the_daemon(self):
         d = self.start_daemon([harness.hello(worker_count=1)])
