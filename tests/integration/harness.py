@@ -80,6 +80,51 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
     raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
 
 
+def load_until(port, until, timeout=10, threads=2):
+    """GET / on port from `threads` clients, one after another, until time.monotonic() passes
+    `until` (a flood elsewhere is meant to leave them served).  Returns (errors, slowest
+    request in s, requests done)."""
+    import threading
+    errors, slowest, done = [], [0.0], [0]
+
+    def client():
+        while time.monotonic() < until:
+            start = time.monotonic()
+            try:
+                r = http(port, path="/", timeout=timeout)
+                if r.status != 200:
+                    errors.append(r.status)
+                done[0] += 1
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                errors.append(repr(e))
+            slowest[0] = max(slowest[0], time.monotonic() - start)
+            time.sleep(0.01)
+    clients = [threading.Thread(target=client) for _ in range(threads)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(until - time.monotonic() + 3 * timeout)
+    return errors, slowest[0], done[0]
+
+
+def exhaust_fds(d, n=100):
+    """Open n connections to d's first port without waiting for them, until the master (run
+    with a low nofile) says it is out of descriptors.  Returns the sockets: close them to
+    give the descriptors back."""
+    held = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", d.port))
+        except BlockingIOError:
+            pass
+        held.append(c)
+    wait_until(lambda: "out of file descriptors" in d.log(), 10,
+               what="the master out of descriptors")
+    return held
+
+
 _ports_given = set()
 
 

@@ -319,17 +319,7 @@ class StatsAbuseTest(harness.DaemonTest):
         d = self.start_daemon([harness.hello(worker_count=1)],
                               {"stats_listen": "127.0.0.1:%d" % port}, nofile=64)
         d.wait_ready(1)
-        held = []
-        for _ in range(100):
-            c = socket.socket()
-            c.setblocking(False)
-            try:
-                c.connect(("127.0.0.1", d.port))
-            except BlockingIOError:
-                pass
-            held.append(c)
-        harness.wait_until(lambda: "out of file descriptors" in d.log(), 10,
-                           what="the master out of descriptors")
+        held = harness.exhaust_fds(d)
         waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
         admin = socket.socket(socket.AF_UNIX)
         admin.connect(d.admin_socket)

@@ -4,7 +4,6 @@ given a client, and the refusal shows in the log and in the status; the worker s
 holds its port, also through a child of its own."""
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -159,6 +158,17 @@ class TcpOwnershipTest(harness.DaemonTest):
         except (AssertionError, ValueError, subprocess.TimeoutExpired):
             return []
 
+    def assert_served_by_the_worker(self, d):
+        """Five requests answered by the worker, none reaching the holder of its port."""
+        bodies = []
+        for _ in range(5):
+            try:
+                bodies.append(harness.http(d.port, path="/secret?token=abc").body)
+            except Exception as e:  # the holder answers no HTTP: said below
+                bodies.append(repr(e).encode())
+        self.assertEqual(self.thief_said("got"), [], "a client reached the holder")
+        self.assertEqual(bodies, [b"victim ok\n"] * 5)
+
     def hijack(self, worker_user, thief_user, expect):
         """The thief (as thief_user) takes the first worker's port for 4 s while clients
         come; they must all be served by the real worker once the thief is gone."""
@@ -270,14 +280,7 @@ class TcpOwnershipTest(harness.DaemonTest):
                            what="a health check through the holder's socket")
         harness.wait_until(lambda: first().get("address_refused") or first()["state"] == "ready",
                            10, what="worker %d judged again" % pid)
-        bodies = []
-        for _ in range(5):
-            try:
-                bodies.append(harness.http(d.port, path="/secret?token=abc").body)
-            except Exception as e:  # the holder answers no HTTP: said below
-                bodies.append(repr(e).encode())
-        self.assertEqual(self.thief_said("got"), [], "a client reached the holder")
-        self.assertEqual(bodies, [b"victim ok\n"] * 5)
+        self.assert_served_by_the_worker(d)
         self.assertEqual(first()["state"], "unhealthy")
         self.assertIn("the port is held by uid %d, not the worker's user" % user.pw_uid,
                       first()["address_refused"])
@@ -297,14 +300,7 @@ class TcpOwnershipTest(harness.DaemonTest):
         line = ("worker %d: unhealthy: 127.0.0.1:%d: the port is held by uid %d, not the "
                 "worker's user (uid 0); out of rotation" % (pid, port, user.pw_uid))
         harness.wait_until(lambda: line in d.log(), 5, what="worker %d out of rotation" % pid)
-        bodies = []
-        for _ in range(5):
-            try:
-                bodies.append(harness.http(d.port, path="/secret?token=abc").body)
-            except Exception as e:  # the holder answers no HTTP: said below
-                bodies.append(repr(e).encode())
-        self.assertEqual(self.thief_said("got"), [], "a client reached the holder")
-        self.assertEqual(bodies, [b"victim ok\n"] * 5)
+        self.assert_served_by_the_worker(d)
 
     def test_a_ready_worker_stays_when_the_master_runs_out_of_descriptors(self):
         """Out of descriptors, the once-a-second check cannot ask the kernel who listens:
@@ -314,17 +310,7 @@ class TcpOwnershipTest(harness.DaemonTest):
         d = self.start_daemon([{"name": "tcp", "backend": "tcp", "worker_count": 1,
                                 "command": hello + " --port {port}"}], nofile=64)
         (pid,) = d.wait_ready(1)
-        held = []
-        for _ in range(100):
-            c = socket.socket()
-            c.setblocking(False)
-            try:
-                c.connect(("127.0.0.1", d.port))
-            except BlockingIOError:
-                pass
-            held.append(c)
-        harness.wait_until(lambda: "out of file descriptors" in d.log(), 10,
-                           what="the master out of descriptors")
+        held = harness.exhaust_fds(d)
         time.sleep(2.5)  # two checks, at least, while out of descriptors
         for c in held:
             c.close()

@@ -4,7 +4,6 @@ tagged with its service and worker, within its log budget, without ever stalling
 import os
 import re
 import signal
-import threading
 import time
 
 import harness
@@ -108,25 +107,8 @@ class WorkerOutputTest(harness.DaemonTest):
         size0, cpu0, t0 = os.path.getsize(d.log_path), harness.cpu_seconds(d.pid), time.monotonic()
         with open(out + ".go", "w"):
             pass
-        errors, slowest, done = [], [0.0], [0]
-
-        def client():
-            while time.monotonic() < t0 + 5.0:  # the 4 s flood and a little after
-                start = time.monotonic()
-                try:
-                    r = harness.http(d.ports["good"], path="/", timeout=10)
-                    if r.status != 200:
-                        errors.append(r.status)
-                    done[0] += 1
-                except Exception as e:  # noqa: BLE001 - any failure counts
-                    errors.append(repr(e))
-                slowest[0] = max(slowest[0], time.monotonic() - start)
-                time.sleep(0.01)
-        threads = [threading.Thread(target=client) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        # the 4 s flood and a little after
+        errors, slowest, done = harness.load_until(d.ports["good"], t0 + 5.0)
         harness.wait_until(lambda: os.path.exists(out), 30, what="the flood to end")
         cpu = harness.cpu_seconds(d.pid) - cpu0
         wall = time.monotonic() - t0
@@ -134,8 +116,8 @@ class WorkerOutputTest(harness.DaemonTest):
             sent = int(f.read())
         grown = os.path.getsize(d.log_path) - size0
         self.assertEqual(errors, [], "clients of the good service saw errors")
-        self.assertGreater(done[0], 20, "too few requests went through")
-        self.assertLess(slowest[0], 3.0, "a request to the good service took %.2f s" % slowest[0])
+        self.assertGreater(done, 20, "too few requests went through")
+        self.assertLess(slowest, 3.0, "a request to the good service took %.2f s" % slowest)
         # budget: 200 lines at once, 100 a second, ~150 bytes a line logged: well under 1 MB
         self.assertLess(grown, 1 << 20, "%d lines grew the log by %d bytes" % (sent, grown))
         self.assertLess(cpu, wall / 3, "master CPU %.2f s in %.2f s of flood" % (cpu, wall))
@@ -153,4 +135,4 @@ class WorkerOutputTest(harness.DaemonTest):
         self.assertEqual(written + told, sent, "lines written and told do not add up")
         print("\n  flood: %d lines sent, %d logged, %d told; master CPU %.2f s in %.1f s; "
               "log +%d bytes; slowest request %.3f s over %d"
-              % (sent, written, told, cpu, wall, grown, slowest[0], done[0]))
+              % (sent, written, told, cpu, wall, grown, slowest, done))
